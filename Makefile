@@ -1,0 +1,34 @@
+# argse: `make demo` runs the whole pipeline on synthetic data; `make test` runs the test suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONFIG ?= configs/cifar100_lt.yaml
+EXPERTS ?= ce,logit_adjust,balanced_softmax,decoupling
+ARGS ?=
+
+.PHONY: demo experts gating evaluate test test-all lint bench clean
+
+# The venv is rebuilt when the dependencies change.
+$(VENV)/.stamp: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.stamp
+	$(PY) -m argse.train_experts --config configs/demo.yaml $(ARGS)
+
+experts: $(VENV)/.stamp
+	$(PY) -m argse.train_experts --config $(CONFIG) --experts $(EXPERTS) $(ARGS)
+
+test: $(VENV)/.stamp
+	$(PY) -m pytest -q
+
+test-all: $(VENV)/.stamp
+	$(PY) -m pytest -q -m ''
+
+lint: $(VENV)/.stamp
+	$(VENV)/bin/ruff check argse tests benchmarks
+	$(VENV)/bin/ruff format --check argse tests benchmarks
+
+clean:
+	rm -rf outputs/demo checkpoints/demo

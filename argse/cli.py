@@ -1,0 +1,38 @@
+"""Shared command-line plumbing: --config / --set, and one-sentence errors without tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from argse.config import RunConfig, load_run_config
+from argse.errors import ArgseError
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--config", default=None, help="run config YAML (default: built-in demo settings)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value by dotted path, e.g. --set recipes.ce.epochs=5 (repeatable)")
+    return p
+
+
+def load_config(args: argparse.Namespace) -> RunConfig:
+    return load_run_config(args.config, args.overrides)
+
+
+def split_names(text: str | None) -> list[str] | None:
+    return [s.strip() for s in text.split(",") if s.strip()] if text else None
+
+
+def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run ``main``; a user error prints one line on stderr and returns 2."""
+    try:
+        return main(argv)
+    except ArgseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr)
+        return 130

@@ -1,0 +1,306 @@
+"""Typed configs: YAML files and ``--set a.b=c`` overrides become validated dataclasses.
+
+Unknown keys and values of the wrong type are errors that name the full dotted path and
+list the valid keys, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from argse.errors import ArgseError
+
+# ---------------------------------------------------------------- generic machinery
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            choices = ", ".join(repr(c) for c in typing.get_args(tp))
+            raise ArgseError(f"config key '{path}' is {value!r}; choose one of {choices}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, path)
+            except ArgseError as exc:
+                errors.append(str(exc))
+        raise ArgseError(errors[0])
+    if origin is list:
+        if not isinstance(value, list):
+            raise ArgseError(f"config key '{path}' must be a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ArgseError(f"config key '{path}' must be a mapping, got {value!r}")
+        _, item = typing.get_args(tp)
+        return {str(k): _coerce(item, v, _join(path, str(k))) for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ArgseError(f"config key '{path}' must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ArgseError(f"config key '{path}' must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ArgseError(f"config key '{path}' must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ArgseError(f"config key '{path}' must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {path}")
+
+
+def from_dict(cls: type, data: Any, path: str = "") -> Any:
+    """Build dataclass ``cls`` from plain data, rejecting unknown keys and wrong types."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ArgseError(f"config key '{path or '<root>'}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{_join(path, close[0])}'?)" if close else ""
+            raise ArgseError(
+                f"unknown config key '{_join(path, str(key))}'{hint}; valid keys: {', '.join(names)}"
+            )
+    kwargs = {k: _coerce(hints[k], v, _join(path, k)) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:  # __post_init__ checks
+        where = f" in '{path}'" if path else ""
+        raise ArgseError(f"invalid config{where}: {exc}") from None
+
+
+def to_dict(obj: Any) -> Any:
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ArgseError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ArgseError(f"config file {path} is not valid YAML: {exc}".replace("\n", " ")) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ArgseError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b.c=value`` strings (values parsed as YAML) to a nested dict copy."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ArgseError(f"override '{item}' must look like section.key=value")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        *parents, leaf = key.split(".")
+        for i, part in enumerate(parents):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                section = ".".join(parents[: i + 1])
+                raise ArgseError(f"override '{item}': '{section}' is not a section")
+            node = child
+        node[leaf] = value
+    return data
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+# ---------------------------------------------------------------- the run config
+
+BUILTIN_EXPERTS = ["ce", "logit_adjust", "balanced_softmax", "decoupling"]
+
+
+@dataclass
+class DataConfig:
+    # source
+    dataset: Literal["synthetic_lt", "cifar10_lt", "cifar100_lt", "imagefolder_lt"] = "synthetic_lt"
+    """Which dataset; see README for each one's layout."""
+    root: str = "data"
+    """Directory of the torchvision files, or the image tree / .tar.gz for imagefolder_lt."""
+    download: bool = True
+    """Let torchvision download CIFAR when the files are missing and the network allows."""
+    cache_dir: str = ".cache/argse"
+    """Decoded images are cached here as uint8 safetensors (imagefolder_lt)."""
+    # long-tailed profile (Cao et al. 2019)
+    imbalance_factor: float = 100.0
+    """n_max / n_min of the training set."""
+    # held-out splits, fractions of the official test set per class
+    val_fraction: float = 0.2
+    tune_fraction: float = 0.3
+    test_fraction: float = 0.5
+    # groups
+    tail_max_count: int = 20
+    """Classes with at most this many training images form the tail group."""
+    many_min_count: int = 100
+    """Many-shot: more than this many training images."""
+    few_max_count: int = 20
+    """Few-shot: fewer than this many training images."""
+    # synthetic_lt only
+    synthetic_classes: int = 10
+    synthetic_max_per_class: int = 300
+    synthetic_test_per_class: int = 100
+    synthetic_image_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.imbalance_factor < 1:
+            raise ValueError(f"imbalance_factor must be >= 1, got {self.imbalance_factor}")
+        fracs = (self.val_fraction, self.tune_fraction, self.test_fraction)
+        if min(fracs) <= 0 or sum(fracs) > 1 + 1e-9:
+            raise ValueError(f"val/tune/test fractions must be positive and sum to at most 1, got {fracs}")
+
+
+@dataclass
+class ModelConfig:
+    arch: Literal["resnet_cifar"] = "resnet_cifar"
+    """CIFAR ResNet of He et al. 2016 (option-A shortcuts)."""
+    depth: int = 32
+    """6n+2: 20, 32, 44, 56, 110."""
+    width: int = 16
+    """Channels of the first stage (16 in the paper)."""
+
+    def __post_init__(self) -> None:
+        if (self.depth - 2) % 6 or self.depth < 8:
+            raise ValueError(f"depth must be 6n+2 (20, 32, 44, ...), got {self.depth}")
+
+
+@dataclass
+class RuntimeConfig:
+    device: str = "auto"
+    """'auto' (cuda when available), 'cpu', 'cuda', 'cuda:1', ..."""
+    channels_last: bool = True
+    """NHWC memory format for convolutions (faster on CPU and GPU, see docs/performance.md)."""
+    bf16: bool = True
+    """bf16 autocast on CUDA (ignored on CPU)."""
+    compile: bool = False
+    """torch.compile the model (CUDA)."""
+    threads: int = 0
+    """torch intra-op threads; 0 keeps torch's default (one per core)."""
+    eval_batch_size: int = 1000
+    progress: bool = True
+    """Show rich progress bars."""
+
+
+@dataclass
+class GatingConfig:
+    gate: Literal["learned", "uniform", "fixed"] = "learned"
+    fixed_weights: list[float] = field(default_factory=list)
+    """Weights per expert (in --experts order) when gate=fixed."""
+    features: Literal["rich", "rich+posteriors"] = "rich"
+    objective: Literal["nll", "balanced_nll"] = "balanced_nll"
+    hidden: list[int] = field(default_factory=lambda: [64, 64])
+    dropout: float = 0.1
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    epochs: int = 100
+    batch_size: int = 0
+    """0 = full batch."""
+    patience: int = 20
+    """Early stopping on val NLL."""
+    top_k: int = 5
+    seed: int = 0
+
+
+@dataclass
+class EvaluateConfig:
+    sources: list[str] = field(default_factory=list)
+    """Experts and/or 'gating'; empty = every source with exported logits."""
+    methods: list[str] = field(default_factory=lambda: ["chow", "plugin_balanced", "plugin_worst"])
+    rejection_grid: list[float] = field(default_factory=lambda: [round(0.05 * i, 2) for i in range(17)])
+    mu_grid: list[float] = field(default_factory=lambda: [round(-2.0 + 0.1 * i, 2) for i in range(41)])
+    power_iters: int = 10
+    """M: power-iteration steps for the group coverages."""
+    worst_rounds: int = 10
+    """T: rounds of Algorithm 2."""
+    worst_step: float = 1.0
+    """xi: exponentiated-gradient step of Algorithm 2."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        bad = [r for r in self.rejection_grid if not 0 <= r < 1]
+        if bad:
+            raise ValueError(f"rejection_grid values must lie in [0, 1), got {bad[0]}")
+
+
+@dataclass
+class RunConfig:
+    name: str = "demo"
+    """Run name: outputs/<name>/ and checkpoints/<name>/."""
+    seed: int = 0
+    output_dir: str = "outputs"
+    checkpoint_dir: str = "checkpoints"
+    recipes_dir: str = "experts"
+    """Where experts/<name>.yaml recipes live."""
+    plugins: list[str] = field(default_factory=list)
+    """Modules imported before the registry is used (third-party experts)."""
+    experts: list[str] = field(default_factory=lambda: list(BUILTIN_EXPERTS))
+    """Experts trained by train_experts (and mixed by the gate) when --experts is not given."""
+    recipes: dict[str, Any] = field(default_factory=dict)
+    """Per-expert overrides of experts/<name>.yaml, e.g. {ce: {epochs: 5}}."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    gating: GatingConfig = field(default_factory=GatingConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return Path(self.checkpoint_dir) / self.name
+
+
+def load_run_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    data = read_yaml(path) if path else {}
+    return from_dict(RunConfig, apply_overrides(data, list(overrides)))
+
+
+def dump_yaml(obj: Any) -> str:
+    return yaml.safe_dump(to_dict(obj), sort_keys=False)

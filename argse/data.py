@@ -1,0 +1,291 @@
+"""Data core: long-tailed training sets, seeded held-out splits, the split manifest and groups.
+
+Every dataset is reduced to the same thing: an "official" train and test set as uint8
+tensors [N, 3, H, W]. The training set is subsampled per class with the exponential profile
+of Cao et al. (2019); the official test set is split per class into val / tune / test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from argse import io
+from argse.config import DataConfig, RunConfig
+from argse.errors import ArgseError
+
+HELD_OUT = ("val", "tune", "test")
+
+
+def lt_counts(n_max: int, num_classes: int, imbalance_factor: float) -> list[int]:
+    """n_i = floor(n_max * IF^(-i / (C - 1))): the CIFAR-LT profile of Cao et al. (2019)."""
+    if num_classes == 1:
+        return [n_max]
+    return [math.floor(n_max * imbalance_factor ** (-i / (num_classes - 1))) for i in range(num_classes)]
+
+
+@dataclass
+class Source:
+    """An "official" dataset before any long-tailed subsampling."""
+
+    train_images: torch.Tensor  # uint8 [N, 3, H, W]
+    train_labels: torch.Tensor  # int64 [N]
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    classes: list[str]
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # uint8 [N, 3, H, W]
+    labels: torch.Tensor  # int64 [N]
+    indices: torch.Tensor  # int64 [N], index in the official train or test set
+
+
+@dataclass
+class Groups:
+    """A partition of the classes, e.g. head/tail or many/medium/few."""
+
+    names: list[str]
+    of_class: torch.Tensor  # int64 [C], group id of each class
+
+    @property
+    def k(self) -> int:
+        return len(self.names)
+
+
+@dataclass
+class LTData:
+    dataset: str
+    classes: list[str]
+    class_counts: torch.Tensor  # int64 [C], training images per class
+    train: Split
+    held_out: dict[str, Split]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    manifest: dict
+    sha256: str
+    groups: Groups  # head / tail
+    shots: Groups  # many / medium / few
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def split(self, name: str) -> Split:
+        return self.train if name == "train" else self.held_out[name]
+
+
+def head_tail_groups(class_counts: torch.Tensor, tail_max_count: int) -> Groups:
+    return Groups(["head", "tail"], (class_counts <= tail_max_count).long())
+
+
+def shot_groups(class_counts: torch.Tensor, many_min_count: int, few_max_count: int) -> Groups:
+    of_class = torch.ones_like(class_counts)
+    of_class[class_counts > many_min_count] = 0
+    of_class[class_counts < few_max_count] = 2
+    return Groups(["many", "medium", "few"], of_class)
+
+
+# ---------------------------------------------------------------- sources
+
+
+def _synthetic(cfg: DataConfig) -> Source:
+    """Learnable long-tail-ready images: a smooth colour pattern per class plus noise.
+
+    Generated from a fixed seed, so it plays the role of a fixed "official" dataset.
+    """
+    g = torch.Generator().manual_seed(1234)
+    c, s = cfg.synthetic_classes, cfg.synthetic_image_size
+    protos = torch.randn(c, 3, 4, 4, generator=g)
+    protos = torch.nn.functional.interpolate(protos, size=(s, s), mode="bilinear", align_corners=False)
+
+    def draw(per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.arange(c).repeat_interleave(per_class)
+        noise = torch.randn(len(labels), 3, s, s, generator=g)
+        x = 128 + 60 * protos[labels] + 50 * noise
+        return x.clamp(0, 255).round().to(torch.uint8), labels
+
+    train_x, train_y = draw(cfg.synthetic_max_per_class)
+    test_x, test_y = draw(cfg.synthetic_test_per_class)
+    return Source(train_x, train_y, test_x, test_y, [f"class_{i}" for i in range(c)])
+
+
+def _cifar(cfg: DataConfig, num_classes: int) -> Source:
+    from torchvision import datasets
+
+    cls = datasets.CIFAR10 if num_classes == 10 else datasets.CIFAR100
+    folder = "cifar-10-batches-py" if num_classes == 10 else "cifar-100-python"
+    try:
+        sets = [cls(cfg.root, train=t, download=cfg.download) for t in (True, False)]
+    except (RuntimeError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ArgseError(
+            f"CIFAR-{num_classes} was not found under '{cfg.root}' and could not be downloaded "
+            f"({reason}); put the extracted '{folder}/' folder of the python version there "
+            f"(or set data.root=...)"
+        ) from None
+
+    def tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)
+
+    (tx, ty), (vx, vy) = tensors(sets[0]), tensors(sets[1])
+    return Source(tx, ty, vx, vy, list(sets[0].classes))
+
+
+def _image_entries(root: Path):
+    """Yield (part, class, name, bytes-reader) for train/<class>/<img> and test/<class>/<img>."""
+    if root.is_dir():
+        for path in sorted(root.glob("*/*/*")):
+            rel = path.relative_to(root).parts
+            if rel[0] in ("train", "test") and path.is_file():
+                yield rel[0], rel[1], path.name, path.read_bytes
+        return
+    try:
+        with tarfile.open(root, "r:*") as tar:
+            for member in tar:
+                parts = Path(member.name).parts
+                if not member.isfile() or len(parts) < 3 or parts[-3] not in ("train", "test"):
+                    continue
+                data = tar.extractfile(member).read()
+                yield parts[-3], parts[-2], parts[-1], lambda data=data: data
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ArgseError(f"{root} is not a readable .tar.gz image tree ({exc})") from None
+
+
+def _decode_image_tree(root: Path) -> Source:
+    from torchvision.io import ImageReadMode, decode_image
+
+    items: dict[str, list[tuple[str, str, torch.Tensor]]] = {"train": [], "test": []}
+    for part, cls, name, read in _image_entries(root):
+        buf = torch.frombuffer(bytearray(read()), dtype=torch.uint8)
+        try:
+            img = decode_image(buf, mode=ImageReadMode.RGB)
+        except RuntimeError:
+            raise ArgseError(f"{root}: {part}/{cls}/{name} is not a decodable image") from None
+        items[part].append((cls, name, img))
+    if not items["train"] or not items["test"]:
+        raise ArgseError(
+            f"{root} is not an image tree: expected train/<class>/<image> and test/<class>/<image>"
+        )
+    classes = sorted({c for c, _, _ in items["train"]})
+    index = {c: i for i, c in enumerate(classes)}
+    out = []
+    for part in ("train", "test"):
+        rows = sorted((r for r in items[part] if r[0] in index), key=lambda r: (index[r[0]], r[1]))
+        shapes = {tuple(r[2].shape) for r in rows}
+        if len(shapes) != 1:
+            raise ArgseError(f"{root}: images of {part}/ differ in size {sorted(shapes)[:2]}; resize them first")
+        out += [torch.stack([r[2] for r in rows]), torch.tensor([index[r[0]] for r in rows])]
+    return Source(*out, classes)
+
+
+def _imagefolder(cfg: DataConfig) -> Source:
+    root = Path(cfg.root)
+    if not root.exists():
+        raise ArgseError(
+            f"imagefolder_lt root '{root}' does not exist; set data.root to a train/ + test/ image tree "
+            f"or its .tar.gz (e.g. ../shared/datasets/cifar10-jpeg.tar.gz)"
+        )
+    stat = root.stat()
+    key = hashlib.sha256(f"{root.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    cache = Path(cfg.cache_dir) / f"imagefolder-{key}.safetensors"
+    if cache.is_file():
+        t, meta = io.load_tensors(cache, "image cache")
+        return Source(t["train_images"], t["train_labels"], t["test_images"], t["test_labels"],
+                      json.loads(meta["classes"]))
+    src = _decode_image_tree(root)
+    tensors = {"train_images": src.train_images, "train_labels": src.train_labels,
+               "test_images": src.test_images, "test_labels": src.test_labels}
+    io.save_tensors(cache, tensors, {"classes": json.dumps(src.classes), "root": str(root)})
+    return src
+
+
+def load_source(cfg: DataConfig) -> Source:
+    if cfg.dataset == "synthetic_lt":
+        return _synthetic(cfg)
+    if cfg.dataset in ("cifar10_lt", "cifar100_lt"):
+        return _cifar(cfg, 10 if cfg.dataset == "cifar10_lt" else 100)
+    return _imagefolder(cfg)
+
+
+# ---------------------------------------------------------------- splits and manifest
+
+
+def make_manifest(src: Source, cfg: DataConfig, seed: int) -> dict:
+    """Seeded long-tailed train subset and per-class disjoint val / tune / test splits."""
+    g = torch.Generator().manual_seed(seed)
+    num_classes = len(src.classes)
+    n_max = int(torch.bincount(src.train_labels, minlength=num_classes).max())
+    counts = lt_counts(n_max, num_classes, cfg.imbalance_factor)
+    splits: dict[str, list[int]] = {name: [] for name in ("train", *HELD_OUT)}
+    for c in range(num_classes):
+        pool = torch.nonzero(src.train_labels == c).flatten()
+        splits["train"] += pool[torch.randperm(len(pool), generator=g)[: counts[c]]].sort().values.tolist()
+        pool = torch.nonzero(src.test_labels == c).flatten()
+        pool = pool[torch.randperm(len(pool), generator=g)]
+        n_val = round(cfg.val_fraction * len(pool))
+        n_tune = round(cfg.tune_fraction * len(pool))
+        n_test = min(round(cfg.test_fraction * len(pool)), len(pool) - n_val - n_tune)
+        bounds = {"val": (0, n_val), "tune": (n_val, n_val + n_tune),
+                  "test": (n_val + n_tune, n_val + n_tune + n_test)}
+        for name, (a, b) in bounds.items():
+            splits[name] += pool[a:b].sort().values.tolist()
+    return {
+        "format": "argse.splits/1",
+        "dataset": cfg.dataset,
+        "classes": src.classes,
+        "seed": seed,
+        "imbalance_factor": cfg.imbalance_factor,
+        "fractions": [cfg.val_fraction, cfg.tune_fraction, cfg.test_fraction],
+        "class_counts": counts,
+        "splits": splits,
+    }
+
+
+def manifest_sha256(manifest: dict) -> str:
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def prepare_data(run: RunConfig) -> LTData:
+    """Load the dataset of a run, build (or re-check) its split manifest, and return its tensors."""
+    cfg = run.data
+    src = load_source(cfg)
+    manifest = make_manifest(src, cfg, run.seed)
+    sha = manifest_sha256(manifest)
+    path = run.out_dir / "splits.json"
+    if path.is_file():
+        try:
+            old_sha = manifest_sha256(json.loads(path.read_text()))
+        except json.JSONDecodeError:
+            raise ArgseError(f"split manifest {path} is corrupt; delete it to rebuild the splits") from None
+        if old_sha != sha:
+            raise ArgseError(
+                f"the data or split settings differ from the run's manifest {path}; "
+                f"use a new run name (name=...) or delete {run.out_dir} to start over"
+            )
+    else:
+        io.write_json(path, manifest)
+
+    def take(images, labels, idx) -> Split:
+        idx = torch.tensor(idx, dtype=torch.long)
+        return Split(images[idx].contiguous(), labels[idx].clone(), idx)
+
+    train = take(src.train_images, src.train_labels, manifest["splits"]["train"])
+    held = {n: take(src.test_images, src.test_labels, manifest["splits"][n]) for n in HELD_OUT}
+    pixels = train.images.float().div_(255)
+    mean = tuple(pixels.mean(dim=(0, 2, 3)).tolist())
+    std = tuple(pixels.std(dim=(0, 2, 3)).tolist())
+    counts = torch.tensor(manifest["class_counts"])
+    return LTData(
+        dataset=cfg.dataset, classes=src.classes, class_counts=counts, train=train, held_out=held,
+        mean=mean, std=std, manifest=manifest, sha256=sha,
+        groups=head_tail_groups(counts, cfg.tail_max_count),
+        shots=shot_groups(counts, cfg.many_min_count, cfg.few_max_count),
+    )

@@ -1,0 +1,161 @@
+"""The ``Expert`` protocol and ``StandardExpert``, the one-stage expert most experts subclass.
+
+An expert says only what is different about it: its recipe dataclass, its loss, its sampler
+(in the recipe) or, for multi-stage methods, its ``train``. Data, model, training loop,
+calibration and export are shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from argse import io
+from argse.calibration import fit_temperature
+from argse.config import RunConfig, deep_merge, dump_yaml, from_dict, read_yaml
+from argse.data import HELD_OUT, LTData, Split
+from argse.logits import logits_path, write_logits
+from argse.losses import log_prior
+from argse.metrics import classification_report
+from argse.models import build_model
+from argse.training import Normalize, TrainRecipe, TrainTask, fit, predict
+
+
+@dataclass
+class ExpertContext:
+    """What every expert of one run shares: config, data, device (and data already on it)."""
+
+    config: RunConfig
+    data: LTData
+    device: torch.device
+    resume: bool = False
+
+    @cached_property
+    def train_images(self) -> torch.Tensor:
+        return self.data.train.images.to(self.device)
+
+    @cached_property
+    def train_labels(self) -> torch.Tensor:
+        return self.data.train.labels.to(self.device)
+
+    @cached_property
+    def normalize(self) -> Normalize:
+        return Normalize(self.data.mean, self.data.std, self.device, self.config.runtime.channels_last)
+
+    @cached_property
+    def log_prior(self) -> torch.Tensor:
+        return log_prior(self.data.class_counts).to(self.device)
+
+    def fingerprint(self) -> dict:
+        """What a checkpoint must match to be resumed or reused: the splits and the model."""
+        return {"splits_sha256": self.data.sha256, "model": asdict(self.config.model),
+                "num_classes": self.data.num_classes}
+
+
+@runtime_checkable
+class Expert(Protocol):
+    name: ClassVar[str]
+    Recipe: ClassVar[type]
+
+    def __init__(self, ctx: ExpertContext, recipe: Any) -> None: ...
+
+    def train(self) -> None:
+        """Train (or, with ctx.resume, continue training) and keep the best weights."""
+
+    def calibrate(self) -> float:
+        """Fit and return the softmax temperature on the ``val`` split."""
+
+    def export_logits(self) -> dict[str, Path]:
+        """Write raw logits of every held-out split in the argse.logits/1 format."""
+
+
+def load_recipe(cls: type, cfg: RunConfig) -> Any:
+    """experts/<name>.yaml (if present), then the run config's ``recipes.<name>`` overrides."""
+    path = Path(cfg.recipes_dir) / f"{cls.name}.yaml"
+    data = read_yaml(path) if path.is_file() else {}
+    return from_dict(cls.Recipe, deep_merge(data, cfg.recipes.get(cls.name) or {}), f"recipes.{cls.name}")
+
+
+class StandardExpert:
+    """Plain cross-entropy on the long-tailed training set."""
+
+    name: ClassVar[str]
+    Recipe: ClassVar[type] = TrainRecipe
+
+    def __init__(self, ctx: ExpertContext, recipe: TrainRecipe) -> None:
+        self.ctx, self.recipe = ctx, recipe
+        self.ckpt_dir = ctx.config.ckpt_dir / self.name
+        self.model: nn.Module | None = None
+        self.temperature: float | None = None
+
+    # -- what subclasses change
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, targets)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    # -- shared machinery
+    def new_model(self, dropout: float = 0.0) -> nn.Module:
+        ctx = self.ctx
+        model = build_model(ctx.config.model, ctx.data.num_classes, dropout)
+        model = model.to(ctx.device, memory_format=torch.channels_last if ctx.config.runtime.channels_last else torch.preserve_format)
+        if ctx.config.runtime.compile:
+            model.compile()
+        return model
+
+    def predict_split(self, split: Split) -> torch.Tensor:
+        self.model.eval()
+        ctx = self.ctx
+        return predict(self.forward, split.images, ctx.normalize, ctx.device, ctx.config.runtime)
+
+    def val_report(self) -> dict[str, float]:
+        d = self.ctx.data
+        return classification_report(self.predict_split(d.held_out["val"]), d.held_out["val"].labels,
+                                     d.class_counts, d.groups, d.shots)
+
+    def image_task(self, name: str, model: nn.Module, **changes: Any) -> TrainTask:
+        """A TrainTask over the on-device training images that trains all of ``model``."""
+        ctx = self.ctx
+        task = dict(
+            name=name, module=model, params=list(model.parameters()), forward=self.forward,
+            inputs=ctx.train_images, labels=ctx.train_labels, prepare=ctx.normalize, loss_fn=self.loss,
+            evaluate=self.val_report, train_mode=model.train, num_classes=ctx.data.num_classes,
+            fingerprint=ctx.fingerprint(),
+        )
+        return TrainTask(**(task | changes))
+
+    def run_fit(self, task: TrainTask, recipe: TrainRecipe, ckpt_dir: Path) -> dict:
+        cfg = self.ctx.config
+        io.write_text(ckpt_dir / "config.yaml", dump_yaml({"run": asdict(cfg), "expert": self.name, "recipe": asdict(self.recipe)}))
+        return fit(task, recipe, ckpt_dir, seed=cfg.seed, resume=self.ctx.resume, device=self.ctx.device, runtime=cfg.runtime)
+
+    def train(self) -> None:
+        self.model = self.new_model(self.recipe.dropout)
+        self.run_fit(self.image_task(self.name, self.model), self.recipe, self.ckpt_dir)
+
+    def calibrate(self) -> float:
+        val = self.ctx.data.held_out["val"]
+        self.temperature = fit_temperature(self.predict_split(val), val.labels)
+        return self.temperature
+
+    def export_logits(self) -> dict[str, Path]:
+        d, cfg = self.ctx.data, self.ctx.config
+        paths = {}
+        for split_name in HELD_OUT:
+            split = d.held_out[split_name]
+            paths[split_name] = write_logits(
+                logits_path(cfg.out_dir, self.name, split_name), self.predict_split(split), split.labels,
+                split.indices, expert=self.name, dataset=d.dataset, split=split_name,
+                temperature=self.temperature, class_counts=d.class_counts.tolist(), splits_sha256=d.sha256,
+                config=asdict(self.recipe),
+            )
+        io.write_text(cfg.out_dir / "logits" / self.name / "config.yaml",
+                      dump_yaml({"run": asdict(cfg), "expert": self.name, "recipe": asdict(self.recipe)}))
+        return paths

@@ -1,0 +1,26 @@
+"""``logit_adjust``: the logit-adjusted loss of Menon et al. (ICLR 2021)."""
+
+from dataclasses import dataclass
+
+import torch
+
+from argse.experts.base import StandardExpert
+from argse.experts.registry import register_expert
+from argse.losses import logit_adjusted_loss
+from argse.training import TrainRecipe
+
+
+@dataclass
+class LogitAdjustRecipe(TrainRecipe):
+    tau: float = 1.0
+    """Scale of the log-prior added to the logits during training."""
+
+
+@register_expert("logit_adjust")
+class LogitAdjustExpert(StandardExpert):
+    """Logit-adjusted cross-entropy (Menon et al. 2021): CE on logits + tau * log prior."""
+
+    Recipe = LogitAdjustRecipe
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return logit_adjusted_loss(logits, targets, self.ctx.log_prior, self.recipe.tau)

@@ -1,0 +1,135 @@
+"""The ``argse.logits/1`` file format: write, read and validate expert logits (DESIGN.md)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from argse import __version__, io
+from argse.errors import ArgseError
+
+FORMAT = "argse.logits/1"
+META_KEYS = ("format", "expert", "dataset", "split", "num_classes", "temperature", "class_counts",
+             "splits_sha256", "config", "argse_version")
+
+
+@dataclass
+class LogitsFile:
+    path: Path
+    logits: torch.Tensor  # float32 [N, C], raw
+    labels: torch.Tensor  # int64 [N]
+    indices: torch.Tensor  # int64 [N]
+    expert: str
+    dataset: str
+    split: str
+    num_classes: int
+    temperature: float
+    class_counts: list[int]
+    splits_sha256: str
+    config: dict
+
+    @property
+    def calibrated(self) -> torch.Tensor:
+        return self.logits / self.temperature
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return torch.softmax(self.calibrated.double(), dim=1)
+
+
+def logits_path(out_dir: Path, expert: str, split: str) -> Path:
+    return Path(out_dir) / "logits" / expert / f"{split}.safetensors"
+
+
+def write_logits(path: Path, logits: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor, *,
+                 expert: str, dataset: str, split: str, temperature: float, class_counts: list[int],
+                 splits_sha256: str, config: dict) -> Path:
+    meta = {
+        "format": FORMAT, "expert": expert, "dataset": dataset, "split": split,
+        "num_classes": str(logits.shape[1]), "temperature": repr(float(temperature)),
+        "class_counts": json.dumps([int(c) for c in class_counts]), "splits_sha256": splits_sha256,
+        "config": json.dumps(config, sort_keys=True), "argse_version": __version__,
+    }
+    tensors = {"logits": logits.float(), "labels": labels.long(), "indices": indices.long()}
+    return io.save_tensors(path, tensors, meta)
+
+
+def read_logits(path: str | Path) -> LogitsFile:
+    """Read one file and validate format, metadata, dtypes, shapes and finiteness."""
+    path = Path(path)
+    tensors, meta = io.load_tensors(path, "logits file")
+
+    def bad(field: str, why: str) -> ArgseError:
+        return ArgseError(f"logits file {path}: field '{field}' {why}; re-export it with train_experts")
+
+    if meta.get("format") != FORMAT:
+        raise bad("format", f"is {meta.get('format')!r}, expected {FORMAT!r}")
+    for key in META_KEYS:
+        if key not in meta:
+            raise bad(key, "is missing")
+    expected = {"logits": (torch.float32, 2), "labels": (torch.int64, 1), "indices": (torch.int64, 1)}
+    for name, (dtype, ndim) in expected.items():
+        if name not in tensors:
+            raise bad(name, "is missing")
+        t = tensors[name]
+        if t.dtype != dtype:
+            raise bad(name, f"has dtype {t.dtype}, expected {dtype}")
+        if t.ndim != ndim:
+            raise bad(name, f"has shape {tuple(t.shape)}, expected {ndim} dimensions")
+    logits, labels, indices = tensors["logits"], tensors["labels"], tensors["indices"]
+    try:
+        num_classes, temperature = int(meta["num_classes"]), float(meta["temperature"])
+        class_counts, config = json.loads(meta["class_counts"]), json.loads(meta["config"])
+    except (ValueError, json.JSONDecodeError):
+        raise bad("metadata", "does not parse") from None
+    if logits.shape != (len(labels), num_classes) or len(indices) != len(labels):
+        raise bad("logits", f"has shape {tuple(logits.shape)}, expected ({len(labels)}, {num_classes})")
+    if not torch.isfinite(logits).all():
+        raise bad("logits", "contains NaN or infinite values")
+    if not temperature > 0:
+        raise bad("temperature", f"is {temperature}, expected a positive number")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise bad("labels", f"has values outside [0, {num_classes})")
+    if len(class_counts) != num_classes:
+        raise bad("class_counts", f"has {len(class_counts)} entries, expected {num_classes}")
+    return LogitsFile(path, logits, labels, indices, meta["expert"], meta["dataset"], meta["split"],
+                      num_classes, temperature, class_counts, meta["splits_sha256"], config)
+
+
+def read_logit_set(paths: list[str | Path]) -> list[LogitsFile]:
+    """Read several files of one split and check they describe the same samples."""
+    files = [read_logits(p) for p in paths]
+    ref = files[0]
+    for f in files[1:]:
+        for field in ("splits_sha256", "num_classes", "split", "class_counts"):
+            if getattr(f, field) != getattr(ref, field):
+                raise ArgseError(f"logits file {f.path}: field '{field}' differs from {ref.path}; "
+                                 f"export every expert from the same run and splits")
+        for field in ("labels", "indices"):
+            if not torch.equal(getattr(f, field), getattr(ref, field)):
+                raise ArgseError(f"logits file {f.path}: field '{field}' differs from {ref.path}; "
+                                 f"export every expert from the same run and splits")
+    return files
+
+
+def load_sources(out_dir: Path, sources: list[str], splits: list[str]) -> dict[str, list[LogitsFile]]:
+    """Load and cross-validate the logits of ``sources`` for each split: {split: [file per source]}."""
+    result = {}
+    for split in splits:
+        paths = []
+        for source in sources:
+            p = logits_path(out_dir, source, split)
+            if not p.is_file():
+                raise ArgseError(f"no {split} logits for '{source}' at {p}; train and export it first "
+                                 f"(make experts EXPERTS={source}, or make gating for 'gating')")
+            paths.append(p)
+        result[split] = read_logit_set(paths)
+    return result
+
+
+def available_sources(out_dir: Path) -> list[str]:
+    root = Path(out_dir) / "logits"
+    return sorted(p.name for p in root.iterdir() if (p / "test.safetensors").is_file()) if root.is_dir() else []

@@ -1,0 +1,58 @@
+"""Classification metrics per class and per group, with the long-tail re-weighting of DESIGN.md."""
+
+from __future__ import annotations
+
+import torch
+
+from argse.data import Groups
+
+
+def per_class_accuracy(pred: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Accuracy of each class; NaN for a class absent from ``labels``."""
+    correct = torch.bincount(labels, weights=(pred == labels).double(), minlength=num_classes)
+    total = torch.bincount(labels, minlength=num_classes).double()
+    return correct / total
+
+
+def group_mean(per_class: torch.Tensor, groups: Groups) -> dict[str, float]:
+    """Mean of a per-class rate within each group (classes absent from the split are skipped)."""
+    out = {}
+    for k, name in enumerate(groups.names):
+        vals = per_class[(groups.of_class == k) & ~per_class.isnan()]
+        out[name] = float(vals.mean()) if len(vals) else float("nan")
+    return out
+
+
+def lt_weights(labels: torch.Tensor, class_counts: torch.Tensor) -> torch.Tensor:
+    """Per-sample weights pi_train(y) / pi_split(y): re-weight a split to the training label mix."""
+    c = len(class_counts)
+    pi_train = class_counts.double() / class_counts.sum()
+    pi_split = torch.bincount(labels, minlength=c).double() / len(labels)
+    w = pi_train[labels] / pi_split[labels]
+    return w / w.mean()
+
+
+def ece(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
+    """Expected calibration error of the top-1 confidence, equal-width bins."""
+    conf, pred = probs.max(dim=1)
+    correct = (pred == labels).double()
+    idx = (conf.double() * bins).long().clamp_(max=bins - 1)
+    count = torch.bincount(idx, minlength=bins).double()
+    gap = (torch.bincount(idx, weights=correct, minlength=bins) - torch.bincount(idx, weights=conf.double(), minlength=bins)).abs()
+    return float(gap.sum() / len(labels))
+
+
+def classification_report(logits: torch.Tensor, labels: torch.Tensor, class_counts: torch.Tensor,
+                          groups: Groups, shots: Groups) -> dict[str, float]:
+    """Overall, LT-re-weighted, balanced and per-group accuracy of argmax predictions."""
+    pred = logits.argmax(dim=1)
+    correct = (pred == labels).double()
+    per_class = per_class_accuracy(pred, labels, len(class_counts))
+    report = {
+        "acc": float(correct.mean()),
+        "acc_lt": float((correct * lt_weights(labels, class_counts)).mean()),
+        "balanced_acc": float(per_class[~per_class.isnan()].mean()),
+    }
+    report |= group_mean(per_class, groups) | group_mean(per_class, shots)
+    report["worst_group_acc"] = min(report[name] for name in groups.names if report[name] == report[name])
+    return report

@@ -1,0 +1,56 @@
+"""CIFAR ResNet (He et al. 2016, option-A shortcuts): a ``backbone`` giving features, then ``fc``."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from argse.config import ModelConfig
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.stride, self.pad = stride, c_out - c_in
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        shortcut = x
+        if self.stride != 1 or self.pad:
+            # Option A: parameter-free subsampling and zero-padded channels, as in the CIFAR-LT literature.
+            shortcut = F.pad(x[:, :, :: self.stride, :: self.stride], (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+        return F.relu(out + shortcut)
+
+
+class CifarResNet(nn.Module):
+    def __init__(self, num_classes: int, depth: int = 32, width: int = 16, dropout: float = 0.0) -> None:
+        super().__init__()
+        n = (depth - 2) // 6
+        layers: list[nn.Module] = [nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+        c_in = width
+        for stage, c_out in enumerate((width, 2 * width, 4 * width)):
+            for i in range(n):
+                layers.append(BasicBlock(c_in, c_out, 2 if stage > 0 and i == 0 else 1))
+                c_in = c_out
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.backbone = nn.Sequential(*layers)
+        self.feature_dim = c_in
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(c_in, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                nn.init.kaiming_normal_(m.weight)
+            if isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(self.backbone(x)))
+
+
+def build_model(cfg: ModelConfig, num_classes: int, dropout: float = 0.0) -> CifarResNet:
+    return CifarResNet(num_classes, cfg.depth, cfg.width, dropout)
