@@ -8,6 +8,7 @@ of Cao et al. (2019); the official test set is split per class into val / tune /
 from __future__ import annotations
 
 import hashlib
+import io as pyio
 import json
 import math
 import tarfile
@@ -160,14 +161,15 @@ def _image_entries(root: Path):
 
 
 def _decode_image_tree(root: Path) -> Source:
-    from torchvision.io import ImageReadMode, decode_image
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
 
     items: dict[str, list[tuple[str, str, torch.Tensor]]] = {"train": [], "test": []}
     for part, cls, name, read in _image_entries(root):
-        buf = torch.frombuffer(bytearray(read()), dtype=torch.uint8)
         try:
-            img = decode_image(buf, mode=ImageReadMode.RGB)
-        except RuntimeError:
+            with Image.open(pyio.BytesIO(read())) as im:
+                img = torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1)
+        except (UnidentifiedImageError, OSError):
             raise ArgseError(f"{root}: {part}/{cls}/{name} is not a decodable image") from None
         items[part].append((cls, name, img))
     if not items["train"] or not items["test"]:

@@ -104,6 +104,7 @@ class StandardExpert:
     # -- shared machinery
     def new_model(self, dropout: float = 0.0) -> nn.Module:
         ctx = self.ctx
+        torch.manual_seed(ctx.config.seed)  # the same initial weights in every run with this seed
         model = build_model(ctx.config.model, ctx.data.num_classes, dropout)
         model = model.to(ctx.device, memory_format=torch.channels_last if ctx.config.runtime.channels_last else torch.preserve_format)
         if ctx.config.runtime.compile:

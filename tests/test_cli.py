@@ -1,0 +1,41 @@
+"""User errors: one sentence on stderr, non-zero exit, no traceback."""
+
+import subprocess
+import sys
+
+import pytest
+
+from argse import cli, train_experts
+from argse.experts.__main__ import main as list_main
+
+
+def _argv(tiny, *extra):
+    argv = list(extra)
+    for item in tiny:
+        argv += ["--set", item]
+    return argv
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--experts", "nope"], "unknown expert 'nope'; available experts:"),
+    (["--set", "data.imbalance_factr=3"], "unknown config key 'data.imbalance_factr'"),
+    (["--set", "recipes.ce.epoch=3"], "unknown config key 'recipes.ce.epoch'"),
+    (["--set", "recipes.xyz.epochs=3"], "config 'recipes' names unknown expert 'xyz'"),
+    (["--config", "missing.yaml"], "config file missing.yaml does not exist"),
+])
+def test_user_errors_exit_2_with_one_line(tiny, capsys, extra, message):
+    assert cli.run(train_experts.main, _argv(tiny, *extra)) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_no_traceback_from_a_real_process():
+    proc = subprocess.run([sys.executable, "-m", "argse.train_experts", "--experts", "nope"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: unknown expert 'nope'") and "Traceback" not in proc.stderr
+
+
+def test_list_experts(capsys):
+    assert list_main([]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("ce", "logit_adjust", "balanced_softmax", "decoupling"))

@@ -1,0 +1,92 @@
+import io as pyio
+import tarfile
+
+import pytest
+import torch
+
+from argse.config import load_run_config
+from argse.data import lt_counts, manifest_sha256, prepare_data
+from argse.errors import ArgseError
+from argse.metrics import lt_weights
+
+
+def test_cifar100_lt_profile_matches_published_counts():
+    counts = lt_counts(500, 100, 100)
+    assert sum(counts) == 10847 and counts[0] == 500 and counts[-1] == 5
+
+
+def test_cifar10_lt_profile():
+    counts = lt_counts(5000, 10, 100)
+    assert sum(counts) == 12406 and counts[-1] == 50
+    assert sum(c <= 200 for c in counts) == 3  # the CIFAR-10 tail group of DESIGN.md
+
+
+def test_splits_are_disjoint_seeded_and_follow_the_profile(tiny_cfg):
+    d = prepare_data(tiny_cfg)
+    assert d.class_counts.tolist() == lt_counts(40, 4, 10)
+    assert torch.bincount(d.train.labels).tolist() == d.class_counts.tolist()
+    held = [set(d.held_out[s].indices.tolist()) for s in ("val", "tune", "test")]
+    assert not (held[0] & held[1] or held[0] & held[2] or held[1] & held[2])
+    assert [len(d.held_out[s].labels) for s in ("val", "tune", "test")] == [16, 24, 40]  # 0.2/0.3/0.5 of 80
+    again = prepare_data(tiny_cfg)
+    assert again.sha256 == d.sha256 and manifest_sha256(again.manifest) == d.sha256
+    assert d.groups.of_class.tolist() == [0, 0, 1, 1]  # tail: at most 8 images
+    assert d.shots.of_class.tolist() == [0, 1, 2, 2]  # counts 40, 18, 8, 4: many > 30, few < 10
+
+
+def test_changed_split_settings_refuse_the_existing_manifest(tiny):
+    prepare_data(load_run_config(None, tiny))
+    with pytest.raises(ArgseError, match="differ from the run's manifest"):
+        prepare_data(load_run_config(None, tiny + ["seed=1"]))
+
+
+def test_lt_weights_reweight_to_training_prior():
+    labels = torch.tensor([0, 0, 1, 1])  # balanced split
+    w = lt_weights(labels, torch.tensor([90, 10]))
+    assert torch.allclose(w, torch.tensor([1.8, 1.8, 0.2, 0.2], dtype=torch.float64))
+
+
+def _tar_with(tmp_path, files: dict[str, bytes]):
+    path = tmp_path / "tree.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, pyio.BytesIO(data))
+    return path
+
+
+def _jpeg(value: int) -> bytes:
+    from PIL import Image
+
+    buf = pyio.BytesIO()
+    Image.new("RGB", (8, 8), (value, value, value)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def test_imagefolder_tar_is_read_and_cached(tmp_path, tiny):
+    files = {f"root/{part}/{cls}/{i}.jpg": _jpeg(40 + 100 * k)
+             for part, n in (("train", 6), ("test", 5)) for k, cls in enumerate(["a", "b"]) for i in range(n)}
+    path = _tar_with(tmp_path, files)
+    sets = tiny + ["data.dataset=imagefolder_lt", f"data.root={path}", f"data.cache_dir={tmp_path / 'cache'}",
+                   "data.imbalance_factor=2"]
+    d = prepare_data(load_run_config(None, sets))
+    assert d.classes == ["a", "b"] and d.class_counts.tolist() == [6, 3]
+    assert list(d.train.images.shape[1:]) == [3, 8, 8]
+    assert abs(float(d.train.images[d.train.labels == 1].float().mean()) - 140) < 5
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 1
+    assert prepare_data(load_run_config(None, sets)).sha256 == d.sha256  # from the cache
+
+
+def test_tar_that_is_not_an_image_tree(tmp_path, tiny):
+    path = _tar_with(tmp_path, {"notes/readme.txt": b"hello"})
+    cfg = load_run_config(None, tiny + ["data.dataset=imagefolder_lt", f"data.root={path}",
+                                         f"data.cache_dir={tmp_path / 'cache'}"])
+    with pytest.raises(ArgseError, match="is not an image tree: expected train/<class>/<image>"):
+        prepare_data(cfg)
+
+
+def test_missing_cifar_names_where_to_put_it(tmp_path, tiny):
+    cfg = load_run_config(None, tiny + ["data.dataset=cifar100_lt", f"data.root={tmp_path}", "data.download=false"])
+    with pytest.raises(ArgseError, match=r"CIFAR-100 was not found under .* put the extracted 'cifar-100-python/' folder"):
+        prepare_data(cfg)

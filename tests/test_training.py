@@ -1,0 +1,125 @@
+import pytest
+import torch
+
+from argse import training
+from argse.config import load_run_config
+from argse.data import prepare_data
+from argse.errors import ArgseError
+from argse.experts import ExpertContext, get_expert, load_recipe
+from argse.training import TrainRecipe, epoch_order, load_checkpoint, lr_factor, random_crop_flip
+
+
+def test_balanced_sampler_is_uniform_over_classes():
+    counts = torch.tensor([1000, 300, 100, 30, 10])
+    labels = torch.arange(5).repeat_interleave(counts)
+    order = epoch_order(labels, "balanced", torch.Generator().manual_seed(0), 5)
+    assert len(order) == len(labels)  # one draw per training image
+    observed = torch.bincount(labels[order], minlength=5).double()
+    expected = len(labels) / 5
+    chi2 = float(((observed - expected) ** 2 / expected).sum())
+    assert chi2 < 18.47  # chi-square, 4 dof, p = 0.001
+    assert torch.bincount(labels[epoch_order(labels, "instance", torch.Generator(), 5)]).tolist() == counts.tolist()
+
+
+def test_crop_flip_matches_pad_then_slice():
+    x = torch.randint(0, 256, (6, 3, 5, 7), dtype=torch.uint8)
+    g = torch.Generator().manual_seed(3)
+    out = random_crop_flip(x, 2, g)
+    g = torch.Generator().manual_seed(3)
+    oy, ox = torch.randint(0, 5, (6, 1), generator=g), torch.randint(0, 5, (6, 1), generator=g)
+    flip = torch.rand(6, 1, generator=g) < 0.5
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(6):
+        ref = padded[i, :, oy[i, 0] : oy[i, 0] + 5, ox[i, 0] : ox[i, 0] + 7]
+        assert torch.equal(out[i], ref.flip(2) if flip[i, 0] else ref)
+
+
+def test_warmup_then_multistep():
+    r = TrainRecipe(epochs=10, warmup_epochs=2, milestones=[5, 8], gamma=0.1)
+    assert lr_factor(0, 10, r) == pytest.approx(1 / 20)
+    assert lr_factor(19, 10, r) == 1.0 and lr_factor(49, 10, r) == 1.0
+    assert lr_factor(50, 10, r) == pytest.approx(0.1) and lr_factor(85, 10, r) == pytest.approx(0.01)
+
+
+def _ce(overrides):
+    cfg = load_run_config(None, overrides)
+    cls = get_expert("ce")
+    return cls(ExpertContext(cfg, prepare_data(cfg), torch.device("cpu"), resume=True), load_recipe(cls, cfg))
+
+
+def _weights(path):
+    return {k: v for k, v in load_checkpoint(path)[0].items() if k.startswith("model.")}
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, tiny, monkeypatch):
+    epochs = ["recipes.ce.epochs=3", "recipes.ce.dropout=0.2"]
+    full = _ce(tiny + epochs + [f"checkpoint_dir={tmp_path / 'a'}"])
+    full.train()
+
+    # Interrupt the second run right after epoch 2's checkpoint, then resume it.
+    original = training.io.write_text
+    calls = {"n": 0}
+
+    def stop_after_two_epochs(path, text):
+        original(path, text)
+        if path.name == "metrics.jsonl":
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.io, "write_text", stop_after_two_epochs)
+    part = _ce(tiny + epochs + [f"checkpoint_dir={tmp_path / 'b'}"])
+    with pytest.raises(KeyboardInterrupt):
+        part.train()
+    monkeypatch.setattr(training.io, "write_text", original)
+    assert load_checkpoint(tmp_path / "b/tiny/ce/last.safetensors")[1]["epoch"] == 2
+    _ce(tiny + epochs + [f"checkpoint_dir={tmp_path / 'b'}"]).train()
+
+    a, b = _weights(tmp_path / "a/tiny/ce/last.safetensors"), _weights(tmp_path / "b/tiny/ce/last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tmp_path, tiny, monkeypatch):
+    expert = _ce(tiny + ["recipes.ce.epochs=3"])
+    last = expert.ckpt_dir / "last.safetensors"
+    calls = {"n": 0}
+    original = expert.loss
+
+    def loss_goes_nan(logits, y):
+        calls["n"] += 1
+        loss = original(logits, y)
+        return loss * float("nan") if calls["n"] > 7 else loss  # 5 steps per epoch: epoch 2, step 3
+
+    monkeypatch.setattr(expert, "loss", loss_goes_nan)
+    with pytest.raises(ArgseError, match=r"NaN or infinite at epoch 2, step 3; the last good checkpoint .* is kept"):
+        expert.train()
+    assert load_checkpoint(last)[1]["epoch"] == 1
+
+
+def test_killed_checkpoint_write_leaves_previous_checkpoint(tmp_path, tiny, monkeypatch):
+    expert = _ce(tiny + ["recipes.ce.epochs=1"])
+    expert.train()
+    last = expert.ckpt_dir / "last.safetensors"
+    before = _weights(last)
+
+    def killed_mid_write(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"half a file")
+        raise KeyboardInterrupt  # the process dies during the write
+
+    monkeypatch.setattr(training.io, "save_file", killed_mid_write)
+    expert2 = _ce(tiny + ["recipes.ce.epochs=1"])
+    expert2.ctx.resume = False
+    with pytest.raises(KeyboardInterrupt):
+        expert2.train()
+    after = _weights(last)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not list(expert.ckpt_dir.glob(".*.tmp"))
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path, tiny):
+    expert = _ce(tiny)
+    expert.ckpt_dir.mkdir(parents=True)
+    (expert.ckpt_dir / "last.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ArgseError, match=r"checkpoint .*last.safetensors is corrupt or not a safetensors file"):
+        expert.train()
