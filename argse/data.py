@@ -168,7 +168,7 @@ def _decode_image_tree(root: Path) -> Source:
     for part, cls, name, read in _image_entries(root):
         try:
             with Image.open(pyio.BytesIO(read())) as im:
-                img = torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1)
+                img = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)
         except (UnidentifiedImageError, OSError):
             raise ArgseError(f"{root}: {part}/{cls}/{name} is not a decodable image") from None
         items[part].append((cls, name, img))

@@ -1,0 +1,131 @@
+"""The gating network: per-sample mixture weights over experts, learned from their logits only.
+
+Features do not depend on the number of classes (entropy, confidence, margins, agreement
+with the mean posterior), so one gate design serves CIFAR-10 and ImageNet-LT alike. The
+gate is trained on ``tune`` by the negative log-likelihood of the mixture
+p(y|x) = sum_e w_e(x) p_e(y|x), with early stopping on ``val``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from argse.config import GatingConfig
+
+EPS = 1e-12
+
+
+def gating_features(probs: torch.Tensor, top_k: int = 5, with_posteriors: bool = False) -> torch.Tensor:
+    """Per-sample features from calibrated posteriors ``probs`` [E, N, C] -> [N, F].
+
+    Per expert: entropy, max probability, top-1 minus top-2 gap, top-k mass, cosine similarity
+    and KL divergence to the mean posterior. Global: entropy of the mean posterior and the
+    spread (std) of the experts' max probabilities. Optionally the raw posteriors.
+    """
+    e, n, c = probs.shape
+    logp = probs.clamp_min(EPS).log()
+    mean = probs.mean(0)
+    top = probs.topk(min(max(top_k, 2), c), dim=2).values
+    gap = top[..., 0] - top[..., 1] if c > 1 else top[..., 0]
+    per_expert = [
+        -(probs * logp).sum(2),
+        top[..., 0],
+        gap,
+        top[..., :top_k].sum(2),
+        F.cosine_similarity(probs, mean.unsqueeze(0), dim=2),
+        (probs * (logp - mean.clamp_min(EPS).log().unsqueeze(0))).sum(2),
+    ]
+    feats = [torch.stack(per_expert, dim=2).permute(1, 0, 2).reshape(n, -1)]
+    spread = top[..., 0].std(0, unbiased=False) if e > 1 else torch.zeros(n, dtype=probs.dtype)
+    feats.append(torch.stack([-(mean * mean.clamp_min(EPS).log()).sum(1), spread], dim=1))
+    if with_posteriors:
+        feats.append(probs.permute(1, 0, 2).reshape(n, -1))
+    return torch.cat(feats, dim=1).float()
+
+
+class GateMLP(nn.Module):
+    """Standardised features -> MLP -> logits over experts."""
+
+    def __init__(self, in_dim: int, num_experts: int, hidden: list[int], dropout: float) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for h in hidden:
+            layers += [nn.Linear(in_dim, h), nn.ReLU(), nn.Dropout(dropout)]
+            in_dim = h
+        layers.append(nn.Linear(in_dim, num_experts))
+        self.net = nn.Sequential(*layers)
+        self.register_buffer("mean", torch.zeros(0))
+        self.register_buffer("std", torch.ones(0))
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.net((feats - self.mean) / self.std)
+
+
+def mixture_log_probs(log_weights: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
+    """log sum_e w_e p_e(y): ``log_weights`` [N, E], ``log_probs`` [E, N, C] -> [N, C]."""
+    return torch.logsumexp(log_weights.t().unsqueeze(2) + log_probs, dim=0)
+
+
+def sample_weights(labels: torch.Tensor, num_classes: int, balanced: bool) -> torch.Tensor:
+    """1 per sample, or 1 / (class frequency) so every class counts equally (mean 1)."""
+    if not balanced:
+        return torch.ones(len(labels))
+    counts = torch.bincount(labels, minlength=num_classes).float()
+    w = 1.0 / counts[labels]
+    return w / w.mean()
+
+
+def train_gate(feats: dict[str, torch.Tensor], label_logp: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],
+               num_classes: int, cfg: GatingConfig) -> tuple[GateMLP, dict]:
+    """Fit the gate on ``tune``, early-stopping on ``val``.
+
+    ``label_logp[split]`` is [N, E]: each expert's log-probability of the true label. The mixture
+    NLL needs only these, so an epoch costs O(N E), not O(N E C).
+    """
+    torch.manual_seed(cfg.seed)
+    num_experts = label_logp["tune"].shape[1]
+    gate = GateMLP(feats["tune"].shape[1], num_experts, cfg.hidden, cfg.dropout)
+    gate.mean = feats["tune"].mean(0)
+    gate.std = feats["tune"].std(0).clamp_min(1e-6)
+    opt = torch.optim.AdamW(gate.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    balanced = cfg.objective == "balanced_nll"
+    w = {s: sample_weights(labels[s], num_classes, balanced) for s in ("tune", "val")}
+
+    def nll(split: str, idx: torch.Tensor | None = None) -> torch.Tensor:
+        x, lp, sw = feats[split], label_logp[split], w[split]
+        if idx is not None:
+            x, lp, sw = x[idx], lp[idx], sw[idx]
+        mix = torch.logsumexp(F.log_softmax(gate(x), dim=1) + lp, dim=1)
+        return -(sw * mix).mean()
+
+    n = len(labels["tune"])
+    batch = cfg.batch_size or n
+    g = torch.Generator().manual_seed(cfg.seed)
+    best, best_state, since, history = math.inf, copy.deepcopy(gate.state_dict()), 0, []
+    for epoch in range(cfg.epochs):
+        gate.train()
+        order = torch.randperm(n, generator=g) if batch < n else None
+        for start in range(0, n, batch):
+            idx = order[start : start + batch] if order is not None else None
+            opt.zero_grad(set_to_none=True)
+            loss = nll("tune", idx)
+            loss.backward()
+            opt.step()
+        gate.eval()
+        with torch.no_grad():
+            val = float(nll("val"))
+        history.append(val)
+        if val < best - 1e-6:
+            best, best_state, since = val, copy.deepcopy(gate.state_dict()), 0
+        else:
+            since += 1
+            if since >= cfg.patience:
+                break
+    gate.load_state_dict(best_state)
+    gate.eval()
+    return gate, {"best_val_nll": best, "epochs_run": len(history), "val_nll": history}
