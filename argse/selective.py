@@ -70,14 +70,15 @@ def threshold(s: np.ndarray, rate: float) -> np.ndarray:
     return np.sort(s, axis=-1)[..., min(int(np.floor(rate * n)), n - 1)]
 
 
-def group_rates(accepted: np.ndarray, correct: np.ndarray, group: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-group conditional error among accepted samples and coverage, stacked over leading dims."""
+def group_rates(accepted: np.ndarray, correct: np.ndarray, group: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-group error among accepted samples, coverage within the group, and the joint
+    P(accepted, group) (accepted samples of the group / all samples), stacked over leading dims."""
     onehot = group[:, None] == np.arange(k)  # [N, K]
     acc_n = accepted.astype(float) @ onehot  # [..., K]
     err_n = (accepted & ~correct).astype(float) @ onehot
     with np.errstate(invalid="ignore", divide="ignore"):
         err = np.where(acc_n > 0, err_n / acc_n, EMPTY_GROUP_ERROR)
-    return err, acc_n / np.maximum(onehot.sum(0), 1)
+    return err, acc_n / np.maximum(onehot.sum(0), 1), acc_n / len(group)
 
 
 @dataclass
@@ -103,20 +104,32 @@ def mu_candidates(k: int, grid: list[float]) -> np.ndarray:
 
 
 def fit_plugin(view: GroupView, beta: np.ndarray, rate: float, mu_grid: list[float], iters: int) -> Rule:
-    """Algorithm 1: for every mu on the grid find the coverages pi by power iteration, keep the best mu."""
+    """Algorithm 1: for every mu on the grid, power-iterate the group acceptance pi; keep the best rule.
+
+    pi_k is the joint P(accepted, y in G_k) on the fitting sample (accepted samples of group k over
+    all samples): with it, beta_k / pi_k is the weight of an error in group k in sum_k beta_k e_k,
+    which makes the rule the plug-in Bayes rule for that objective. The iteration starts from the
+    group priors times the target coverage. Every rule built on the way is a candidate, so a
+    degenerate fixed point (a group losing all its accepted samples) is never preferred to an
+    earlier, better iterate.
+    """
     mus = mu_candidates(view.k, mu_grid)  # [G, K]
-    pi = np.full_like(mus, max(1.0 - rate, 1e-3))
+    prior = np.bincount(view.group, minlength=view.k) / len(view.group)
+    pi = np.maximum(prior * (1.0 - rate), 1e-4) * np.ones_like(mus)
+    best = (np.inf, None)
     for _ in range(iters + 1):
         alpha = beta / pi
         b = alpha - mus
         s, correct = score(view, alpha, b)  # [G, N]
         t = threshold(s, rate)
         accepted = s >= t[:, None]
-        err, cov = group_rates(accepted, correct, view.group, view.k)
-        pi = np.maximum(cov, 1e-3)
-    # err belongs to the rule built from the last pi used above.
-    best = int(np.argmin(err @ beta))
-    return Rule(alpha[best], b[best], float(t[best]))
+        err, _, joint = group_rates(accepted, correct, view.group, view.k)
+        objective = err @ beta
+        i = int(np.argmin(objective))
+        if objective[i] < best[0]:
+            best = (objective[i], Rule(alpha[i], b[i], float(t[i])))
+        pi = np.maximum(joint, 1e-4)
+    return best[1]
 
 
 def fit_worst(view: GroupView, rate: float, mu_grid: list[float], iters: int, rounds: int, step: float,
@@ -128,7 +141,7 @@ def fit_worst(view: GroupView, rate: float, mu_grid: list[float], iters: int, ro
     for _ in range(rounds):
         rule = fit_plugin(s1, beta, rate, mu_grid, iters)
         accepted, correct = rule.apply(s2)
-        err, _ = group_rates(accepted, correct, s2.group, s2.k)
+        err, _, _ = group_rates(accepted, correct, s2.group, s2.k)
         beta = beta * np.exp(step * err)
         beta = beta / beta.sum()
     return rule
@@ -152,7 +165,7 @@ def fit_rule(method: str, view: GroupView, rate: float, *, mu_grid: list[float],
 
 def evaluate_rule(rule: Rule, view: GroupView) -> dict[str, float | list[float]]:
     accepted, correct = rule.apply(view)
-    err, cov = group_rates(accepted, correct, view.group, view.k)
+    err, cov, _ = group_rates(accepted, correct, view.group, view.k)
     n_acc = int(accepted.sum())
     return {
         "rejection_rate": 1.0 - n_acc / len(accepted),

@@ -1,0 +1,123 @@
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from argse import cli, train_gating
+from argse.config import load_run_config
+from argse.logits import logits_path, read_logit_set, read_logits, write_logits
+from tests.logit_factory import peaked, write_run
+
+C, HEAD = 10, 7
+COUNTS = [500, 300, 200, 120, 80, 60, 40, 10, 8, 5]  # tail (<= 20): classes 7, 8, 9
+
+
+def head_expert(labels, g):
+    """Right and sure on head classes; on tail samples wrong with middling confidence."""
+    n = len(labels)
+    tail = labels >= HEAD
+    wrong = torch.randint(0, HEAD, (n,), generator=g)
+    conf = torch.where(tail, 0.6, 0.95) + 0.03 * torch.rand(n, generator=g)
+    return peaked(labels, torch.where(tail, wrong, labels), conf, C)
+
+
+def tail_expert(labels, g):
+    """Right on tail samples; on head samples it puts 0.45 on a wrong class and 0.3 on the right one."""
+    n = len(labels)
+    tail = labels >= HEAD
+    wrong = (labels + 1 + torch.randint(0, C - 1, (n,), generator=g)) % C
+    conf = 0.45 + 0.03 * torch.rand(n, generator=g)
+    return torch.where(tail.view(-1, 1), peaked(labels, labels, conf, C), peaked(labels, wrong, conf, C, labels, 0.3))
+
+
+@pytest.fixture
+def run(tmp_path):
+    write_run(tmp_path / "outputs" / "g", {"a_head": head_expert, "b_tail": tail_expert}, C, COUNTS)
+    return ["--set", f"output_dir={tmp_path / 'outputs'}", "--set", "name=g", "--set", "data.tail_max_count=20",
+            "--set", "gating.epochs=200", "--set", "gating.patience=200"]
+
+
+def _report(tmp_path):
+    return json.loads((tmp_path / "outputs" / "g" / "gating" / "gate.json").read_text())
+
+
+def test_learned_gate_beats_each_expert_and_the_uniform_average(tmp_path, run):
+    assert train_gating.main(run) == 0
+    rep = _report(tmp_path)["test"]
+    gated = rep["gating (learned)"]["balanced_acc"]
+    assert gated > max(rep["a_head"]["balanced_acc"], rep["b_tail"]["balanced_acc"], rep["uniform"]["balanced_acc"]) + 0.1
+    w = _report(tmp_path)["mean_weight_by_group"]
+    assert w["head"]["a_head"] > 0.5 > w["tail"]["a_head"]
+
+
+def test_exported_mixture_passes_the_reader_and_sums_to_one(tmp_path, run):
+    assert train_gating.main(run) == 0
+    out = tmp_path / "outputs" / "g"
+    for split in ("val", "tune", "test"):
+        mix, expert = read_logit_set([logits_path(out, "gating", split), logits_path(out, "a_head", split)])
+        assert mix.expert == "gating" and mix.temperature == 1.0
+        assert torch.allclose(mix.logits.double().exp().sum(1), torch.ones(len(mix.labels), dtype=torch.float64), atol=1e-5)
+
+
+def test_deterministic(tmp_path, run):
+    train_gating.main(run)
+    first = read_logits(logits_path(tmp_path / "outputs" / "g", "gating", "test")).logits
+    train_gating.main(run)
+    assert torch.equal(first, read_logits(logits_path(tmp_path / "outputs" / "g", "gating", "test")).logits)
+
+
+@pytest.mark.parametrize("gate", ["learned", "uniform"])
+def test_one_expert_is_that_expert_exactly(tmp_path, run, gate):
+    assert train_gating.main(run + ["--experts", "a_head", "--set", f"gating.gate={gate}"]) == 0
+    out = tmp_path / "outputs" / "g"
+    mix = read_logits(logits_path(out, "gating", "test")).logits
+    expert = read_logits(logits_path(out, "a_head", "test"))
+    assert torch.allclose(mix, F.log_softmax(expert.calibrated, 1), atol=1e-5)
+
+
+def test_fixed_weights(tmp_path, run):
+    assert train_gating.main(run + ["--set", "gating.gate=fixed", "--set", "gating.fixed_weights=[1.0, 0.0]"]) == 0
+    rep = _report(tmp_path)["test"]
+    assert rep["gating (fixed)"]["balanced_acc"] == pytest.approx(rep["a_head"]["balanced_acc"])
+    assert cli.run(train_gating.main, run + ["--set", "gating.gate=fixed", "--set", "gating.fixed_weights=[1.0]"]) == 2
+
+
+def _break(tmp_path, expert, split, **changes):
+    path = logits_path(tmp_path / "outputs" / "g", expert, split)
+    f = read_logits(path)
+    values = dict(logits=f.logits, labels=f.labels, indices=f.indices) | {k: v for k, v in changes.items() if k in ("logits", "labels", "indices")}
+    meta = dict(expert=f.expert, dataset=f.dataset, split=f.split, temperature=f.temperature,
+                class_counts=f.class_counts, splits_sha256=f.splits_sha256, config={})
+    meta |= {k: v for k, v in changes.items() if k in meta}
+    write_logits(path, values["logits"], values["labels"], values["indices"], **meta)
+
+
+@pytest.mark.parametrize("breakage,message", [
+    ("missing", "no tune logits for 'c_missing'"),
+    ("indices", "field 'indices' differs"),
+    ("classes", "field 'num_classes' differs"),
+    ("nan", "field 'logits' contains NaN"),
+])
+def test_bad_inputs_are_one_sentence(tmp_path, run, capsys, breakage, message):
+    argv = run
+    if breakage == "missing":
+        argv = run + ["--experts", "a_head,c_missing"]
+    elif breakage == "indices":
+        _break(tmp_path, "b_tail", "val", indices=torch.arange(200).flip(0))
+    elif breakage == "classes":
+        _break(tmp_path, "b_tail", "test", logits=torch.zeros(400, C + 1), class_counts=COUNTS + [1])
+    else:
+        _break(tmp_path, "b_tail", "tune", logits=torch.full((400, C), float("nan")))
+    assert cli.run(train_gating.main, argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_gating_speed_shape_is_class_count_free():
+    from argse.gating import gating_features
+
+    probs = torch.softmax(torch.randn(4, 50, 100), dim=2)
+    assert gating_features(probs).shape == (50, 4 * 6 + 2)
+    assert gating_features(probs, with_posteriors=True).shape == (50, 4 * 6 + 2 + 400)
+    assert load_run_config(None).gating.gate == "learned"
