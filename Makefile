@@ -14,11 +14,20 @@ $(VENV)/.stamp: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
+# The whole pipeline on synthetic_lt: four experts, the gate, the selective report.
 demo: $(VENV)/.stamp
 	$(PY) -m argse.train_experts --config configs/demo.yaml $(ARGS)
+	$(PY) -m argse.train_gating --config configs/demo.yaml $(ARGS)
+	$(PY) -m argse.evaluate --config configs/demo.yaml $(ARGS)
 
 experts: $(VENV)/.stamp
 	$(PY) -m argse.train_experts --config $(CONFIG) --experts $(EXPERTS) $(ARGS)
+
+gating: $(VENV)/.stamp
+	$(PY) -m argse.train_gating --config $(CONFIG) $(ARGS)
+
+evaluate: $(VENV)/.stamp
+	$(PY) -m argse.evaluate --config $(CONFIG) $(ARGS)
 
 test: $(VENV)/.stamp
 	$(PY) -m pytest -q

@@ -110,7 +110,7 @@ def _synthetic(cfg: DataConfig) -> Source:
     def draw(per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
         labels = torch.arange(c).repeat_interleave(per_class)
         noise = torch.randn(len(labels), 3, s, s, generator=g)
-        x = 128 + 60 * protos[labels] + 50 * noise
+        x = 128 + 60 * protos[labels] + 100 * noise
         return x.clamp(0, 255).round().to(torch.uint8), labels
 
     train_x, train_y = draw(cfg.synthetic_max_per_class)

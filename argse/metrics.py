@@ -37,7 +37,6 @@ def ece(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
     conf, pred = probs.max(dim=1)
     correct = (pred == labels).double()
     idx = (conf.double() * bins).long().clamp_(max=bins - 1)
-    count = torch.bincount(idx, minlength=bins).double()
     gap = (torch.bincount(idx, weights=correct, minlength=bins) - torch.bincount(idx, weights=conf.double(), minlength=bins)).abs()
     return float(gap.sum() / len(labels))
 
