@@ -1,0 +1,1 @@
+"""argse benchmarks: ``python -m benchmarks`` (or ``make bench``) writes docs/performance.md."""

@@ -1,0 +1,299 @@
+"""Benchmarks of argse's fast paths, each against a baseline measured in the same run.
+
+    python -m benchmarks [--quick] [--out docs/performance.md] [--only train,stage2,...]
+
+Every figure is the median of ``--repeats`` runs after a warm-up. Images are the CIFAR-10
+archive in ../shared/datasets when present (CIFAR-10-LT, IF=100), otherwise synthetic 32x32 images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from argse.config import GatingConfig, RuntimeConfig, load_run_config
+from argse.data import prepare_data
+from argse.models import CifarResNet
+from argse.training import Normalize, TrainRecipe, TrainTask, fit, predict
+
+REPO = Path(__file__).resolve().parents[1]
+ARCHIVE = REPO.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+
+
+def median_time(fn, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def data_sets(tmp: Path, quick: bool) -> tuple[list[str], str]:
+    sets = [f"output_dir={tmp}", f"checkpoint_dir={tmp}", "name=bench", "runtime.device=cpu"]
+    if ARCHIVE.is_file() and not quick:
+        return sets + ["data.dataset=imagefolder_lt", f"data.root={ARCHIVE}"], "CIFAR-10-LT (IF=100) from the JPEG archive"
+    per_class, test = (300, 20) if quick else (1200, 100)
+    sets += [f"data.synthetic_max_per_class={per_class}", "data.synthetic_image_size=32", f"data.synthetic_test_per_class={test}"]
+    return sets, "synthetic_lt 32x32"
+
+
+# ---------------------------------------------------------------- 1. training throughput
+
+
+def bench_train(data, device, steps: int, repeats: int, workers: tuple[int, ...]) -> dict:
+    n = steps * 128
+    images, labels = data.train.images[:n], data.train.labels[:n]
+    runtime = RuntimeConfig(device=str(device), progress=False, channels_last=True)
+
+    def argse_loop() -> None:
+        torch.manual_seed(0)
+        model = CifarResNet(data.num_classes).to(device, memory_format=torch.channels_last)
+        norm = Normalize(data.mean, data.std, device, channels_last=True)
+        with tempfile.TemporaryDirectory() as ckpt:
+            task = TrainTask("bench", model, list(model.parameters()), model, images.to(device), labels.to(device),
+                             norm, F.cross_entropy, lambda: {"balanced_acc": 0.0}, model.train, data.num_classes)
+            fit(task, TrainRecipe(epochs=1, warmup_epochs=0), Path(ckpt), seed=0, resume=False, device=device, runtime=runtime)
+
+    from PIL import Image
+    from torchvision import transforms
+
+    class PILDataset(torch.utils.data.Dataset):
+        def __init__(self) -> None:
+            self.imgs = [Image.fromarray(x.permute(1, 2, 0).numpy()) for x in images]
+            self.tf = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
+                                          transforms.ToTensor(), transforms.Normalize(data.mean, data.std)])
+
+        def __len__(self) -> int:
+            return len(self.imgs)
+
+        def __getitem__(self, i):
+            return self.tf(self.imgs[i]), int(labels[i])
+
+    dataset = PILDataset()
+
+    def reference_loop(workers: int) -> None:
+        torch.manual_seed(0)
+        model = CifarResNet(data.num_classes).to(device)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=128, shuffle=True, num_workers=workers)
+        model.train()
+        for x, y in loader:
+            loss = F.cross_entropy(model(x.to(device)), y.to(device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            loss.item()  # the usual per-step logging
+
+    ref = {w: median_time(lambda w=w: reference_loop(w), repeats) for w in workers}
+    best_workers = min(ref, key=ref.get)
+    ours = median_time(argse_loop, repeats)
+    return {"images": n, "argse_img_s": n / ours, "reference_img_s": n / ref[best_workers],
+            "reference_workers": best_workers, "ratio": ref[best_workers] / ours}
+
+
+# ---------------------------------------------------------------- 2. decoupling stage 2
+
+
+def bench_stage2(cfg_sets: list[str], tmp: Path, subset: int, epochs: int) -> dict:
+    from argse.experts import ExpertContext, get_expert, load_recipe
+
+    results = {}
+    for cached in (True, False):
+        cfg = load_run_config(None, cfg_sets + [
+            f"checkpoint_dir={tmp / ('c' if cached else 'u')}", "runtime.progress=false",
+            "recipes.decoupling.stage1.epochs=1", f"recipes.decoupling.stage2.epochs={epochs}",
+            f"recipes.decoupling.feature_cache={str(cached).lower()}"])
+        data = prepare_data(cfg)
+        keep = torch.arange(min(subset, len(data.train.labels)))
+        data.train.images, data.train.labels, data.train.indices = (t[keep] for t in (data.train.images, data.train.labels, data.train.indices))
+        cls = get_expert("decoupling")
+        expert = cls(ExpertContext(cfg, data, torch.device("cpu")), load_recipe(cls, cfg))
+        torch.manual_seed(0)
+        expert.model = expert.new_model(0.0)  # the same (untrained) stage-1 model for both paths
+        start = time.perf_counter()
+        expert.stage2()
+        seconds = time.perf_counter() - start
+        expert.calibrate()
+        test = data.held_out["test"]
+        acc = float((expert.predict_split(test).argmax(1) == test.labels).double().mean())
+        results["cached" if cached else "uncached"] = (seconds, acc)
+    (tc, ac), (tu, au) = results["cached"], results["uncached"]
+    return {"images": subset, "epochs": epochs, "cached_s": tc, "uncached_s": tu, "ratio": tu / tc,
+            "acc_cached": ac, "acc_uncached": au}
+
+
+# ---------------------------------------------------------------- 3. export
+
+
+def bench_export(data, device, repeats: int) -> dict:
+    from argse.logits import write_logits
+
+    torch.manual_seed(0)
+    model = CifarResNet(data.num_classes).to(device, memory_format=torch.channels_last).eval()
+    split = data.held_out["test"]
+    runtime = RuntimeConfig(device=str(device), eval_batch_size=1000)
+    norm = Normalize(data.mean, data.std, device, channels_last=True)
+    x_float = norm(split.images.to(device))
+
+    def bare() -> None:
+        with torch.inference_mode():
+            for i in range(0, len(x_float), 1000):
+                model(x_float[i : i + 1000])
+
+    def export() -> None:
+        logits = predict(model, split.images, norm, device, runtime)
+        with tempfile.TemporaryDirectory() as d:
+            write_logits(Path(d) / "t.safetensors", logits, split.labels, split.indices, expert="x", dataset="d",
+                         split="test", temperature=1.0, class_counts=[1] * data.num_classes, splits_sha256="s", config={})
+
+    tb, te = median_time(bare, repeats), median_time(export, repeats)
+    n = len(split.labels)
+    return {"images": n, "bare_img_s": n / tb, "export_img_s": n / te, "ratio": tb / te}
+
+
+# ---------------------------------------------------------------- 4. gating, 5. selective
+
+
+def fake_logits(n: int, experts: int, classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, classes, (n,), generator=g)
+    logits = torch.randn(experts, n, classes, generator=g)
+    logits[:, torch.arange(n), labels] += 2.5 * torch.rand(experts, n, generator=g)
+    return F.log_softmax(logits.double(), 2), labels
+
+
+def bench_gating(repeats: int) -> dict:
+    from argse.gating import gating_features, train_gate
+
+    splits = {s: fake_logits(10_000, 4, 100, i) for i, s in enumerate(("tune", "val"))}
+
+    def run() -> None:
+        feats = {s: gating_features(lp.exp()) for s, (lp, _) in splits.items()}
+        label_logp = {s: lp.gather(2, y.view(1, -1, 1).expand(4, -1, 1)).squeeze(2).t().float() for s, (lp, y) in splits.items()}
+        train_gate(feats, label_logp, {s: y for s, (_, y) in splits.items()}, 100,
+                   GatingConfig(epochs=100, patience=1000))
+
+    return {"samples": 10_000, "experts": 4, "classes": 100, "epochs": 100, "seconds": median_time(run, repeats)}
+
+
+def bench_selective(repeats: int) -> dict:
+    from argse.config import EvaluateConfig
+    from argse.evaluate import AURC_TAIL, sweep
+    from argse.logits import LogitsFile
+
+    counts = [int(500 * 100 ** (-i / 99)) for i in range(100)]
+
+    def as_file(n: int, seed: int) -> LogitsFile:
+        lp, y = fake_logits(n, 1, 100, seed)
+        return LogitsFile(Path("-"), lp[0].float(), y, torch.arange(n), "x", "d", "s", 100, 1.0, counts, "s", {})
+
+    sources = [(as_file(3000, 2 * i), as_file(5000, 2 * i + 1)) for i in range(5)]
+    ecfg = EvaluateConfig()
+    grid = sorted(set(ecfg.rejection_grid) | set(AURC_TAIL))
+
+    def run() -> None:
+        for tune, test in sources:
+            for method in ("chow", "plugin_balanced", "plugin_worst"):
+                sweep(tune, test, method, grid, ecfg, 20)
+
+    return {"sources": 5, "methods": 3, "tune": 3000, "test": 5000, "rates": len(grid), "seconds": median_time(run, repeats, warmup=0)}
+
+
+# ---------------------------------------------------------------- 6. demo and memory
+
+
+def bench_demo() -> dict:
+    with tempfile.TemporaryDirectory() as d:
+        sets = ["--set", f"output_dir={d}/o", "--set", f"checkpoint_dir={d}/c", "--set", "runtime.progress=false"]
+        start = time.perf_counter()
+        for module in ("argse.train_experts", "argse.train_gating", "argse.evaluate"):
+            subprocess.run([sys.executable, "-m", module, "--config", str(REPO / "configs/demo.yaml"), *sets],
+                           check=True, capture_output=True, cwd=REPO)
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+# ---------------------------------------------------------------- report
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
+    return f"CPU {cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), GPU: {gpu}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of the benchmark code")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--only", default="train,stage2,export,gating,selective,demo")
+    p.add_argument("--out", default=None, help="write the markdown table here (e.g. docs/performance.md)")
+    args = p.parse_args(argv)
+    only = set(args.only.split(","))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        q = args.quick
+        cfg_sets, source = data_sets(tmp, q)
+        data = prepare_data(load_run_config(None, cfg_sets))
+        if "train" in only:
+            r = bench_train(data, device, steps=2 if q else 12, repeats=1 if q else args.repeats, workers=(0,) if q else (0, 2))
+            rows.append(("Training throughput, ResNet-32, batch 128", f"{r['argse_img_s']:.0f} img/s",
+                         f"{r['reference_img_s']:.0f} img/s (PIL transforms + DataLoader, {r['reference_workers']} workers, NCHW fp32)",
+                         f"{r['ratio']:.2f}x", ">= 1.25x"))
+        if "stage2" in only:
+            r = bench_stage2(cfg_sets, tmp, subset=64 if q else 1024, epochs=2 if q else 30)
+            rows.append((f"Decoupling stage 2, {r['images']} images x {r['epochs']} epochs", f"{r['cached_s']:.2f} s (feature cache)",
+                         f"{r['uncached_s']:.2f} s (backbone every step)", f"{r['ratio']:.1f}x",
+                         f">= 20x; test acc {100 * r['acc_cached']:.2f} vs {100 * r['acc_uncached']:.2f}"))
+        if "export" in only:
+            r = bench_export(data, device, repeats=1 if q else args.repeats)
+            rows.append((f"Logits export, {r['images']} test images", f"{r['export_img_s']:.0f} img/s",
+                         f"{r['bare_img_s']:.0f} img/s (bare forward)", f"{r['ratio']:.2f}x", ">= 0.9x"))
+        if "gating" in only and not q:
+            r = bench_gating(args.repeats)
+            rows.append(("Gating: 100 epochs, 10,000 x 4 experts x 100 classes", f"{r['seconds']:.2f} s", "-", "-", "< 10 s"))
+        if "selective" in only and not q:
+            r = bench_selective(1)
+            rows.append((f"Selective sweep: 5 sources x 3 methods x {r['rates']} rates, 100 classes, tune 3,000 / test 5,000",
+                         f"{r['seconds']:.1f} s", "-", "-", "< 60 s"))
+        if "demo" in only and not q:
+            r = bench_demo()
+            rows.append(("`make demo` end to end (experts, gating, evaluation)", f"{r['seconds']:.0f} s",
+                         "-", "-", f"peak RSS {r['peak_rss_mib']:.0f} MiB"))
+    lines = [f"Machine: {machine()}", f"Data: {source}", f"Medians of {1 if args.quick else args.repeats} runs after a warm-up.", "",
+             "| measurement | argse | baseline | speed-up | bar / note |", "|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        from argse import io
+
+        io.write_text(args.out, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
