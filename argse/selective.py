@@ -57,17 +57,26 @@ def subset(view: GroupView, idx: np.ndarray) -> GroupView:
 
 def score(view: GroupView, alpha: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """s(x) and correctness of the prediction, for rules stacked in the leading dims of alpha, b [..., K]."""
-    weighted = alpha[..., None, :] * view.top  # [..., N, K]
-    pred_group = weighted.argmax(-1)
-    s = weighted.max(-1) - (b[..., None, :] * view.mass).sum(-1)
-    correct = np.take_along_axis(np.broadcast_to(view.hit, weighted.shape), pred_group[..., None], -1)[..., 0]
-    return s, correct
+    # A loop over the (few) groups of whole [..., N] arrays: numpy reduces a tiny last axis slowly.
+    best = correct = None
+    s = 0.0
+    for k in range(view.k):
+        weighted = alpha[..., k, None] * view.top[:, k]
+        s = s - b[..., k, None] * view.mass[:, k]
+        if best is None:
+            best, correct = weighted, np.broadcast_to(view.hit[:, k], weighted.shape)
+        else:
+            better = weighted > best  # ties keep the earlier group, as argmax does
+            best = np.where(better, weighted, best)
+            correct = np.where(better, view.hit[:, k], correct)
+    return s + best, correct
 
 
 def threshold(s: np.ndarray, rate: float) -> np.ndarray:
     """The smallest t with (about) a fraction ``rate`` of s below it, along the last axis."""
     n = s.shape[-1]
-    return np.sort(s, axis=-1)[..., min(int(np.floor(rate * n)), n - 1)]
+    kth = min(int(np.floor(rate * n)), n - 1)
+    return np.partition(s, kth, axis=-1)[..., kth]
 
 
 def group_rates(accepted: np.ndarray, correct: np.ndarray, group: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
