@@ -39,5 +39,8 @@ lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check argse tests benchmarks
 	$(VENV)/bin/ruff format --check argse tests benchmarks
 
+bench: $(VENV)/.stamp
+	$(PY) -m benchmarks --out docs/performance.md
+
 clean:
 	rm -rf outputs/demo checkpoints/demo

@@ -91,9 +91,7 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" (did you mean '{_join(path, close[0])}'?)" if close else ""
-            raise ArgseError(
-                f"unknown config key '{_join(path, str(key))}'{hint}; valid keys: {', '.join(names)}"
-            )
+            raise ArgseError(f"unknown config key '{_join(path, str(key))}'{hint}; valid keys: {', '.join(names)}")
     kwargs = {k: _coerce(hints[k], v, _join(path, k)) for k, v in data.items()}
     try:
         return cls(**kwargs)

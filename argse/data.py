@@ -173,9 +173,7 @@ def _decode_image_tree(root: Path) -> Source:
             raise ArgseError(f"{root}: {part}/{cls}/{name} is not a decodable image") from None
         items[part].append((cls, name, img))
     if not items["train"] or not items["test"]:
-        raise ArgseError(
-            f"{root} is not an image tree: expected train/<class>/<image> and test/<class>/<image>"
-        )
+        raise ArgseError(f"{root} is not an image tree: expected train/<class>/<image> and test/<class>/<image>")
     classes = sorted({c for c, _, _ in items["train"]})
     index = {c: i for i, c in enumerate(classes)}
     out = []
@@ -200,11 +198,16 @@ def _imagefolder(cfg: DataConfig) -> Source:
     cache = Path(cfg.cache_dir) / f"imagefolder-{key}.safetensors"
     if cache.is_file():
         t, meta = io.load_tensors(cache, "image cache")
-        return Source(t["train_images"], t["train_labels"], t["test_images"], t["test_labels"],
-                      json.loads(meta["classes"]))
+        return Source(
+            t["train_images"], t["train_labels"], t["test_images"], t["test_labels"], json.loads(meta["classes"])
+        )
     src = _decode_image_tree(root)
-    tensors = {"train_images": src.train_images, "train_labels": src.train_labels,
-               "test_images": src.test_images, "test_labels": src.test_labels}
+    tensors = {
+        "train_images": src.train_images,
+        "train_labels": src.train_labels,
+        "test_images": src.test_images,
+        "test_labels": src.test_labels,
+    }
     io.save_tensors(cache, tensors, {"classes": json.dumps(src.classes), "root": str(root)})
     return src
 
@@ -235,8 +238,7 @@ def make_manifest(src: Source, cfg: DataConfig, seed: int) -> dict:
         n_val = round(cfg.val_fraction * len(pool))
         n_tune = round(cfg.tune_fraction * len(pool))
         n_test = min(round(cfg.test_fraction * len(pool)), len(pool) - n_val - n_tune)
-        bounds = {"val": (0, n_val), "tune": (n_val, n_val + n_tune),
-                  "test": (n_val + n_tune, n_val + n_tune + n_test)}
+        bounds = {"val": (0, n_val), "tune": (n_val, n_val + n_tune), "test": (n_val + n_tune, n_val + n_tune + n_test)}
         for name, (a, b) in bounds.items():
             splits[name] += pool[a:b].sort().values.tolist()
     return {
@@ -286,8 +288,15 @@ def prepare_data(run: RunConfig) -> LTData:
     std = tuple(pixels.std(dim=(0, 2, 3)).tolist())
     counts = torch.tensor(manifest["class_counts"])
     return LTData(
-        dataset=cfg.dataset, classes=src.classes, class_counts=counts, train=train, held_out=held,
-        mean=mean, std=std, manifest=manifest, sha256=sha,
+        dataset=cfg.dataset,
+        classes=src.classes,
+        class_counts=counts,
+        train=train,
+        held_out=held,
+        mean=mean,
+        std=std,
+        manifest=manifest,
+        sha256=sha,
         groups=head_tail_groups(counts, cfg.tail_max_count),
         shots=shot_groups(counts, cfg.many_min_count, cfg.few_max_count),
     )

@@ -12,7 +12,6 @@ import io as pyio
 import time
 from dataclasses import asdict
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -31,11 +30,22 @@ AURC_RANGES = {"0-0.8": (0.0, 0.8), "0-1": (0.0, 1.0)}
 def sweep(tune: LogitsFile, test: LogitsFile, method: str, grid: list[float], cfg, tail_max_count: int) -> list[dict]:
     groups = head_tail_groups(torch.tensor(tune.class_counts), tail_max_count)
     class_group, k = groups.of_class.numpy(), groups.k
-    views = {name: group_view(f.probs.numpy(), f.labels.numpy(), class_group, k) for name, f in (("tune", tune), ("test", test))}
+    views = {
+        name: group_view(f.probs.numpy(), f.labels.numpy(), class_group, k)
+        for name, f in (("tune", tune), ("test", test))
+    }
     rows = []
     for rate in grid:
-        rule = fit_rule(method, views["tune"], rate, mu_grid=cfg.mu_grid, power_iters=cfg.power_iters,
-                        worst_rounds=cfg.worst_rounds, worst_step=cfg.worst_step, seed=cfg.seed)
+        rule = fit_rule(
+            method,
+            views["tune"],
+            rate,
+            mu_grid=cfg.mu_grid,
+            power_iters=cfg.power_iters,
+            worst_rounds=cfg.worst_rounds,
+            worst_step=cfg.worst_step,
+            seed=cfg.seed,
+        )
         row = {"target_rate": rate, "tune_rejection_rate": evaluate_rule(rule, views["tune"])["rejection_rate"]}
         row |= evaluate_rule(rule, views["test"])
         row |= {"alpha": rule.alpha.tolist(), "b": rule.b.tolist(), "threshold": rule.t}
@@ -107,29 +117,55 @@ def main(argv: list[str] | None = None) -> int:
 
     out = cfg.out_dir / "evaluation"
     report = {
-        "config": asdict(ecfg), "tail_max_count": cfg.data.tail_max_count, "seconds": seconds,
+        "config": asdict(ecfg),
+        "tail_max_count": cfg.data.tail_max_count,
+        "seconds": seconds,
         "aurc_definition": "mean error over the rejection-rate range: trapezoid rule over the target rejection "
-                           "rates, divided by the range width; held constant past the last rate (0.95)",
+        "rates, divided by the range width; held constant past the last rate (0.95)",
         "results": [{"source": s, "method": m, "aurc": aurcs[(s, m)], "curve": curves[(s, m)]} for s, m in curves],
     }
     io.write_json(out / "report.json", report)
     buf = pyio.StringIO()
-    fields = ["source", "method", "target_rate", "tune_rejection_rate", "rejection_rate", "error", "balanced_error",
-              "worst_group_error", "head_error", "tail_error", "head_coverage", "tail_coverage"]
+    fields = [
+        "source",
+        "method",
+        "target_rate",
+        "tune_rejection_rate",
+        "rejection_rate",
+        "error",
+        "balanced_error",
+        "worst_group_error",
+        "head_error",
+        "tail_error",
+        "head_coverage",
+        "tail_coverage",
+    ]
     writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
     for (s, m), rows in curves.items():
         for r in rows:
-            writer.writerow({"source": s, "method": m, **{f: r[f] for f in fields[2:8]},
-                             "head_error": r["group_error"][0], "tail_error": r["group_error"][1],
-                             "head_coverage": r["group_coverage"][0], "tail_coverage": r["group_coverage"][1]})
+            writer.writerow(
+                {
+                    "source": s,
+                    "method": m,
+                    **{f: r[f] for f in fields[2:8]},
+                    "head_error": r["group_error"][0],
+                    "tail_error": r["group_error"][1],
+                    "head_coverage": r["group_coverage"][0],
+                    "tail_coverage": r["group_coverage"][1],
+                }
+            )
     io.write_text(out / "rc_curves.csv", buf.getvalue())
     plot(curves, out / "rc_curves.png")
 
     cols = ["balanced_error@0-0.8", "worst_group_error@0-0.8", "balanced_error@0-1", "worst_group_error@0-1"]
-    md = [f"# Selective prediction: {cfg.name}\n", f"Rejectors fit on `tune`, evaluated on `test`; AURC = mean error "
-          f"over the rejection-rate range (trapezoid rule). Fitting and evaluation took {seconds:.1f} s.\n",
-          "| source | method | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    md = [
+        f"# Selective prediction: {cfg.name}\n",
+        f"Rejectors fit on `tune`, evaluated on `test`; AURC = mean error "
+        f"over the rejection-rate range (trapezoid rule). Fitting and evaluation took {seconds:.1f} s.\n",
+        "| source | method | " + " | ".join(cols) + " |",
+        "|---|---|" + "---|" * len(cols),
+    ]
     table = Table(title=f"{cfg.name}: AURC on test (lower is better)")
     for c in ["source", "method", *cols]:
         table.add_column(c, justify="left" if c in ("source", "method") else "right")

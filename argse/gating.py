@@ -80,8 +80,13 @@ def sample_weights(labels: torch.Tensor, num_classes: int, balanced: bool) -> to
     return w / w.mean()
 
 
-def train_gate(feats: dict[str, torch.Tensor], label_logp: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],
-               num_classes: int, cfg: GatingConfig) -> tuple[GateMLP, dict]:
+def train_gate(
+    feats: dict[str, torch.Tensor],
+    label_logp: dict[str, torch.Tensor],
+    labels: dict[str, torch.Tensor],
+    num_classes: int,
+    cfg: GatingConfig,
+) -> tuple[GateMLP, dict]:
     """Fit the gate on ``tune``, early-stopping on ``val``.
 
     ``label_logp[split]`` is [N, E]: each expert's log-probability of the true label. The mixture
@@ -107,7 +112,7 @@ def train_gate(feats: dict[str, torch.Tensor], label_logp: dict[str, torch.Tenso
     batch = cfg.batch_size or n
     g = torch.Generator().manual_seed(cfg.seed)
     best, best_state, since, history = math.inf, copy.deepcopy(gate.state_dict()), 0, []
-    for epoch in range(cfg.epochs):
+    for _ in range(cfg.epochs):
         gate.train()
         order = torch.randperm(n, generator=g) if batch < n else None
         for start in range(0, n, batch):

@@ -12,8 +12,18 @@ from argse import __version__, io
 from argse.errors import ArgseError
 
 FORMAT = "argse.logits/1"
-META_KEYS = ("format", "expert", "dataset", "split", "num_classes", "temperature", "class_counts",
-             "splits_sha256", "config", "argse_version")
+META_KEYS = (
+    "format",
+    "expert",
+    "dataset",
+    "split",
+    "num_classes",
+    "temperature",
+    "class_counts",
+    "splits_sha256",
+    "config",
+    "argse_version",
+)
 
 
 @dataclass
@@ -44,14 +54,31 @@ def logits_path(out_dir: Path, expert: str, split: str) -> Path:
     return Path(out_dir) / "logits" / expert / f"{split}.safetensors"
 
 
-def write_logits(path: Path, logits: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor, *,
-                 expert: str, dataset: str, split: str, temperature: float, class_counts: list[int],
-                 splits_sha256: str, config: dict) -> Path:
+def write_logits(
+    path: Path,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    indices: torch.Tensor,
+    *,
+    expert: str,
+    dataset: str,
+    split: str,
+    temperature: float,
+    class_counts: list[int],
+    splits_sha256: str,
+    config: dict,
+) -> Path:
     meta = {
-        "format": FORMAT, "expert": expert, "dataset": dataset, "split": split,
-        "num_classes": str(logits.shape[1]), "temperature": repr(float(temperature)),
-        "class_counts": json.dumps([int(c) for c in class_counts]), "splits_sha256": splits_sha256,
-        "config": json.dumps(config, sort_keys=True), "argse_version": __version__,
+        "format": FORMAT,
+        "expert": expert,
+        "dataset": dataset,
+        "split": split,
+        "num_classes": str(logits.shape[1]),
+        "temperature": repr(float(temperature)),
+        "class_counts": json.dumps([int(c) for c in class_counts]),
+        "splits_sha256": splits_sha256,
+        "config": json.dumps(config, sort_keys=True),
+        "argse_version": __version__,
     }
     tensors = {"logits": logits.float(), "labels": labels.long(), "indices": indices.long()}
     return io.save_tensors(path, tensors, meta)
@@ -95,8 +122,20 @@ def read_logits(path: str | Path) -> LogitsFile:
         raise bad("labels", f"has values outside [0, {num_classes})")
     if len(class_counts) != num_classes:
         raise bad("class_counts", f"has {len(class_counts)} entries, expected {num_classes}")
-    return LogitsFile(path, logits, labels, indices, meta["expert"], meta["dataset"], meta["split"],
-                      num_classes, temperature, class_counts, meta["splits_sha256"], config)
+    return LogitsFile(
+        path,
+        logits,
+        labels,
+        indices,
+        meta["expert"],
+        meta["dataset"],
+        meta["split"],
+        num_classes,
+        temperature,
+        class_counts,
+        meta["splits_sha256"],
+        config,
+    )
 
 
 def read_logit_set(paths: list[str | Path]) -> list[LogitsFile]:
@@ -106,12 +145,16 @@ def read_logit_set(paths: list[str | Path]) -> list[LogitsFile]:
     for f in files[1:]:
         for field in ("splits_sha256", "num_classes", "split", "class_counts"):
             if getattr(f, field) != getattr(ref, field):
-                raise ArgseError(f"logits file {f.path}: field '{field}' differs from {ref.path}; "
-                                 f"export every expert from the same run and splits")
+                raise ArgseError(
+                    f"logits file {f.path}: field '{field}' differs from {ref.path}; "
+                    f"export every expert from the same run and splits"
+                )
         for field in ("labels", "indices"):
             if not torch.equal(getattr(f, field), getattr(ref, field)):
-                raise ArgseError(f"logits file {f.path}: field '{field}' differs from {ref.path}; "
-                                 f"export every expert from the same run and splits")
+                raise ArgseError(
+                    f"logits file {f.path}: field '{field}' differs from {ref.path}; "
+                    f"export every expert from the same run and splits"
+                )
     return files
 
 
@@ -123,8 +166,10 @@ def load_sources(out_dir: Path, sources: list[str], splits: list[str]) -> dict[s
         for source in sources:
             p = logits_path(out_dir, source, split)
             if not p.is_file():
-                raise ArgseError(f"no {split} logits for '{source}' at {p}; train and export it first "
-                                 f"(make experts EXPERTS={source}, or make gating for 'gating')")
+                raise ArgseError(
+                    f"no {split} logits for '{source}' at {p}; train and export it first "
+                    f"(make experts EXPERTS={source}, or make gating for 'gating')"
+                )
             paths.append(p)
         result[split] = read_logit_set(paths)
     return result

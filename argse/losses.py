@@ -12,7 +12,9 @@ def log_prior(class_counts: torch.Tensor) -> torch.Tensor:
     return (counts / counts.sum()).log().float()
 
 
-def logit_adjusted_loss(logits: torch.Tensor, targets: torch.Tensor, log_pi: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+def logit_adjusted_loss(
+    logits: torch.Tensor, targets: torch.Tensor, log_pi: torch.Tensor, tau: float = 1.0
+) -> torch.Tensor:
     """Menon et al. 2021, eq. (10): cross-entropy of logits + tau * log pi."""
     return F.cross_entropy(logits + tau * log_pi, targets)
 

@@ -37,12 +37,16 @@ def ece(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
     conf, pred = probs.max(dim=1)
     correct = (pred == labels).double()
     idx = (conf.double() * bins).long().clamp_(max=bins - 1)
-    gap = (torch.bincount(idx, weights=correct, minlength=bins) - torch.bincount(idx, weights=conf.double(), minlength=bins)).abs()
+    gap = (
+        torch.bincount(idx, weights=correct, minlength=bins)
+        - torch.bincount(idx, weights=conf.double(), minlength=bins)
+    ).abs()
     return float(gap.sum() / len(labels))
 
 
-def classification_report(logits: torch.Tensor, labels: torch.Tensor, class_counts: torch.Tensor,
-                          groups: Groups, shots: Groups) -> dict[str, float]:
+def classification_report(
+    logits: torch.Tensor, labels: torch.Tensor, class_counts: torch.Tensor, groups: Groups, shots: Groups
+) -> dict[str, float]:
     """Overall, LT-re-weighted, balanced and per-group accuracy of argmax predictions."""
     pred = logits.argmax(dim=1)
     correct = (pred == labels).double()

@@ -23,7 +23,9 @@ class BasicBlock(nn.Module):
         shortcut = x
         if self.stride != 1 or self.pad:
             # Option A: parameter-free subsampling and zero-padded channels, as in the CIFAR-LT literature.
-            shortcut = F.pad(x[:, :, :: self.stride, :: self.stride], (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+            shortcut = F.pad(
+                x[:, :, :: self.stride, :: self.stride], (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2)
+            )
         return F.relu(out + shortcut)
 
 

@@ -79,7 +79,9 @@ def threshold(s: np.ndarray, rate: float) -> np.ndarray:
     return np.partition(s, kth, axis=-1)[..., kth]
 
 
-def group_rates(accepted: np.ndarray, correct: np.ndarray, group: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def group_rates(
+    accepted: np.ndarray, correct: np.ndarray, group: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-group error among accepted samples, coverage within the group, and the joint
     P(accepted, group) (accepted samples of the group / all samples), stacked over leading dims."""
     onehot = group[:, None] == np.arange(k)  # [N, K]
@@ -141,8 +143,9 @@ def fit_plugin(view: GroupView, beta: np.ndarray, rate: float, mu_grid: list[flo
     return best[1]
 
 
-def fit_worst(view: GroupView, rate: float, mu_grid: list[float], iters: int, rounds: int, step: float,
-              seed: int) -> Rule:
+def fit_worst(
+    view: GroupView, rate: float, mu_grid: list[float], iters: int, rounds: int, step: float, seed: int
+) -> Rule:
     """Algorithm 2: exponentiated-gradient updates of beta on S2 against Algorithm 1 fitted on S1."""
     perm = np.random.default_rng(seed).permutation(len(view.group))
     s1, s2 = subset(view, perm[: len(perm) // 2]), subset(view, perm[len(perm) // 2 :])
@@ -156,8 +159,17 @@ def fit_worst(view: GroupView, rate: float, mu_grid: list[float], iters: int, ro
     return rule
 
 
-def fit_rule(method: str, view: GroupView, rate: float, *, mu_grid: list[float], power_iters: int,
-             worst_rounds: int, worst_step: float, seed: int) -> Rule:
+def fit_rule(
+    method: str,
+    view: GroupView,
+    rate: float,
+    *,
+    mu_grid: list[float],
+    power_iters: int,
+    worst_rounds: int,
+    worst_step: float,
+    seed: int,
+) -> Rule:
     if method == "chow":
         rule = fit_chow(view, rate)
     elif method == "plugin_balanced":

@@ -17,15 +17,22 @@ COLUMNS = ["acc", "acc_lt", "balanced_acc", "head", "tail", "many", "medium", "f
 def source_report(f: LogitsFile, tail_max_count: int, many_min_count: int, few_max_count: int) -> dict[str, float]:
     """Classification metrics of one logits file, plus ECE before and after temperature scaling."""
     counts = torch.tensor(f.class_counts)
-    report = classification_report(f.logits, f.labels, counts, head_tail_groups(counts, tail_max_count),
-                                   shot_groups(counts, many_min_count, few_max_count))
+    report = classification_report(
+        f.logits,
+        f.labels,
+        counts,
+        head_tail_groups(counts, tail_max_count),
+        shot_groups(counts, many_min_count, few_max_count),
+    )
     report["ece_raw"] = ece(torch.softmax(f.logits.double(), 1), f.labels)
     report["ece_cal"] = ece(f.probs, f.labels)
     report["temperature"] = f.temperature
     return report
 
 
-def reports_table(title: str, reports: dict[str, dict[str, float]], columns: list[str] = COLUMNS + ["ece_raw", "ece_cal"]) -> Table:
+def reports_table(
+    title: str, reports: dict[str, dict[str, float]], columns: list[str] = COLUMNS + ["ece_raw", "ece_cal"]
+) -> Table:
     table = Table(title=title)
     table.add_column("source")
     for c in columns:

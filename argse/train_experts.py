@@ -7,9 +7,9 @@ from dataclasses import asdict
 from rich.console import Console
 
 from argse import cli, io
-from argse.errors import ArgseError
 from argse.config import dump_yaml
 from argse.data import prepare_data
+from argse.errors import ArgseError
 from argse.experts import ExpertContext, get_expert, list_experts, load_plugins, load_recipe
 from argse.logits import load_sources
 from argse.summary import reports_table, source_report
@@ -26,16 +26,20 @@ def main(argv: list[str] | None = None) -> int:
     names = cli.split_names(args.experts) or cfg.experts
     for key in cfg.recipes:
         if key not in list_experts():
-            raise ArgseError(f"config 'recipes' names unknown expert '{key}'; available experts: {', '.join(list_experts())}")
+            raise ArgseError(
+                f"config 'recipes' names unknown expert '{key}'; available experts: {', '.join(list_experts())}"
+            )
     # Validate every name and recipe before any data is loaded or any time is spent training.
     plan = [(get_expert(n), load_recipe(get_expert(n), cfg)) for n in names]
 
     console = Console()
     device = resolve_device(cfg.runtime)
     data = prepare_data(cfg)
-    console.print(f"[bold]{cfg.name}[/]: {data.dataset}, {data.num_classes} classes, {len(data.train.labels)} training "
-                  f"images ({int(data.class_counts.max())} -> {int(data.class_counts.min())} per class), "
-                  f"{int((data.groups.of_class == 1).sum())} tail classes, device {device}")
+    console.print(
+        f"[bold]{cfg.name}[/]: {data.dataset}, {data.num_classes} classes, {len(data.train.labels)} training "
+        f"images ({int(data.class_counts.max())} -> {int(data.class_counts.min())} per class), "
+        f"{int((data.groups.of_class == 1).sum())} tail classes, device {device}"
+    )
     io.write_text(cfg.out_dir / "config.yaml", dump_yaml(asdict(cfg)))
     ctx = ExpertContext(cfg, data, device, resume=args.resume)
     for cls, recipe in plan:

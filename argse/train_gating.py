@@ -39,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     ref = files["tune"][0]
     for split in SPLITS:
         if files[split][0].splits_sha256 != ref.splits_sha256:
-            raise ArgseError(f"logits file {files[split][0].path}: field 'splits_sha256' differs from {ref.path}; "
-                             f"export every split from the same run")
+            raise ArgseError(
+                f"logits file {files[split][0].path}: field 'splits_sha256' differs from {ref.path}; "
+                f"export every split from the same run"
+            )
 
     labels = {s: files[s][0].labels for s in SPLITS}
     logp = {s: torch.stack([F.log_softmax(f.calibrated.double(), dim=1) for f in files[s]]) for s in SPLITS}
@@ -49,21 +51,32 @@ def main(argv: list[str] | None = None) -> int:
 
     if gcfg.gate == "learned":
         feats = {s: gating_features(logp[s].exp(), gcfg.top_k, gcfg.features == "rich+posteriors") for s in SPLITS}
-        label_logp = {s: logp[s].gather(2, labels[s].view(1, -1, 1).expand(num_experts, -1, 1)).squeeze(2).t().float()
-                      for s in SPLITS}
+        label_logp = {
+            s: logp[s].gather(2, labels[s].view(1, -1, 1).expand(num_experts, -1, 1)).squeeze(2).t().float()
+            for s in SPLITS
+        }
         gate, fit_info = train_gate(feats, label_logp, labels, num_classes, gcfg)
         with torch.no_grad():
             log_w = {s: F.log_softmax(gate(feats[s]), dim=1).double() for s in SPLITS}
         info |= fit_info | {"feature_dim": feats["tune"].shape[1], "features": gcfg.features}
-        io.save_tensors(cfg.out_dir / "gating" / "gate.safetensors", gate.state_dict(),
-                        {"format": "argse.gate/1", "experts": ",".join(names)})
+        io.save_tensors(
+            cfg.out_dir / "gating" / "gate.safetensors",
+            gate.state_dict(),
+            {"format": "argse.gate/1", "experts": ",".join(names)},
+        )
     else:
         if gcfg.gate == "uniform":
             w = torch.full((num_experts,), 1.0 / num_experts, dtype=torch.float64)
         else:
-            if len(gcfg.fixed_weights) != num_experts or min(gcfg.fixed_weights, default=-1) < 0 or sum(gcfg.fixed_weights) <= 0:
-                raise ArgseError(f"gating.fixed_weights must hold {num_experts} non-negative weights (one per expert: "
-                                 f"{', '.join(names)}), got {gcfg.fixed_weights}")
+            if (
+                len(gcfg.fixed_weights) != num_experts
+                or min(gcfg.fixed_weights, default=-1) < 0
+                or sum(gcfg.fixed_weights) <= 0
+            ):
+                raise ArgseError(
+                    f"gating.fixed_weights must hold {num_experts} non-negative weights (one per expert: "
+                    f"{', '.join(names)}), got {gcfg.fixed_weights}"
+                )
             w = torch.tensor(gcfg.fixed_weights, dtype=torch.float64)
             w = w / w.sum()
         log_w = {s: w.clamp_min(1e-300).log().expand(len(labels[s]), -1) for s in SPLITS}
@@ -71,9 +84,19 @@ def main(argv: list[str] | None = None) -> int:
     for s in SPLITS:
         mix = mixture_log_probs(log_w[s], logp[s])
         f = files[s][0]
-        write_logits(logits_path(cfg.out_dir, "gating", s), mix.float(), f.labels, f.indices, expert="gating",
-                     dataset=f.dataset, split=s, temperature=1.0, class_counts=f.class_counts,
-                     splits_sha256=f.splits_sha256, config={"experts": names, **asdict(gcfg)})
+        write_logits(
+            logits_path(cfg.out_dir, "gating", s),
+            mix.float(),
+            f.labels,
+            f.indices,
+            expert="gating",
+            dataset=f.dataset,
+            split=s,
+            temperature=1.0,
+            class_counts=f.class_counts,
+            splits_sha256=f.splits_sha256,
+            config={"experts": names, **asdict(gcfg)},
+        )
 
     # Report on test: each expert, the uniform average, the gated mixture.
     counts = torch.tensor(ref.class_counts)
@@ -81,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     shots = shot_groups(counts, cfg.data.many_min_count, cfg.data.few_max_count)
     y = labels["test"]
     candidates = {n: logp["test"][i] for i, n in enumerate(names)}
-    candidates["uniform"] = mixture_log_probs(torch.full((len(y), num_experts), -math.log(num_experts), dtype=torch.float64), logp["test"])
+    candidates["uniform"] = mixture_log_probs(
+        torch.full((len(y), num_experts), -math.log(num_experts), dtype=torch.float64), logp["test"]
+    )
     candidates[f"gating ({gcfg.gate})"] = mixture_log_probs(log_w["test"], logp["test"])
     reports = {}
     for name, lp in candidates.items():
@@ -90,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         reports[name] = rep
     weights = log_w["test"].exp()
     group_weights = {g: weights[groups.of_class[y] == k].mean(0).tolist() for k, g in enumerate(groups.names)}
-    info |= {"test": reports, "mean_weight_by_group": dict(zip(groups.names, [dict(zip(names, group_weights[g])) for g in groups.names], strict=True))}
+    info |= {
+        "test": reports,
+        "mean_weight_by_group": {g: dict(zip(names, group_weights[g], strict=True)) for g in groups.names},
+    }
     io.write_json(cfg.out_dir / "gating" / "gate.json", info)
 
     console = Console()
@@ -98,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     for col in ("source", "acc", "balanced_acc", "head", "tail", "nll"):
         table.add_column(col, justify="right" if col != "source" else "left")
     for name, rep in reports.items():
-        table.add_row(name, *(f"{100 * rep[c]:.2f}" for c in ("acc", "balanced_acc", "head", "tail")), f"{rep['nll']:.3f}")
+        table.add_row(
+            name, *(f"{100 * rep[c]:.2f}" for c in ("acc", "balanced_acc", "head", "tail")), f"{rep['nll']:.3f}"
+        )
     console.print(table)
     wt = Table(title="mean gate weight per group (test)")
     wt.add_column("group")

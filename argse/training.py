@@ -108,8 +108,9 @@ def random_crop_flip(x: torch.Tensor, pad: int, generator: torch.Generator) -> t
     return padded.permute(0, 2, 3, 1)[batch, rows.unsqueeze(2), cols.unsqueeze(1)].permute(0, 3, 1, 2)
 
 
-def epoch_order(labels: torch.Tensor, sampler: str, generator: torch.Generator, num_classes: int,
-                draws: int | None = None) -> torch.Tensor:
+def epoch_order(
+    labels: torch.Tensor, sampler: str, generator: torch.Generator, num_classes: int, draws: int | None = None
+) -> torch.Tensor:
     """Sample indices for one epoch: a permutation, or class-balanced draws with replacement.
 
     Balanced: each sample has weight 1 / n_y, so every class is equally likely per draw.
@@ -124,8 +125,13 @@ def epoch_order(labels: torch.Tensor, sampler: str, generator: torch.Generator, 
 
 
 @torch.inference_mode()
-def predict(forward: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, prepare: Callable,
-            device: torch.device, runtime: RuntimeConfig) -> torch.Tensor:
+def predict(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    prepare: Callable,
+    device: torch.device,
+    runtime: RuntimeConfig,
+) -> torch.Tensor:
     """Logits (float32, CPU) of ``forward`` over ``inputs`` in large batches."""
     outs = []
     for start in range(0, len(inputs), runtime.eval_batch_size):
@@ -145,8 +151,13 @@ def lr_factor(step: int, steps_per_epoch: int, recipe: TrainRecipe) -> float:
 
 def make_progress(enabled: bool) -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"), TimeRemainingColumn(), disable=not enabled, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
     )
 
 
@@ -170,17 +181,22 @@ def _state_tensors(module: nn.Module, opt: torch.optim.Optimizer, gens: dict[str
 
 
 def load_module_weights(module: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
-    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         module.load_state_dict(weights)
     except RuntimeError:
-        raise ArgseError(f"checkpoint {path} does not fit this model (different classes, depth or width); "
-                         f"delete it or use the matching config") from None
+        raise ArgseError(
+            f"checkpoint {path} does not fit this model (different classes, depth or width); "
+            f"delete it or use the matching config"
+        ) from None
 
 
 def save_weights(path: Path, module: nn.Module, meta: dict) -> None:
-    io.save_tensors(path, {f"model.{k}": v for k, v in module.state_dict().items()},
-                    {"format": CHECKPOINT_FORMAT, "meta": json.dumps(meta)})
+    io.save_tensors(
+        path,
+        {f"model.{k}": v for k, v in module.state_dict().items()},
+        {"format": CHECKPOINT_FORMAT, "meta": json.dumps(meta)},
+    )
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -220,8 +236,16 @@ class TrainTask:
     """Draws per epoch; default: one per training input."""
 
 
-def fit(task: TrainTask, recipe: TrainRecipe, ckpt_dir: Path, *, seed: int, resume: bool,
-        device: torch.device, runtime: RuntimeConfig) -> dict:
+def fit(
+    task: TrainTask,
+    recipe: TrainRecipe,
+    ckpt_dir: Path,
+    *,
+    seed: int,
+    resume: bool,
+    device: torch.device,
+    runtime: RuntimeConfig,
+) -> dict:
     """Train ``task`` with ``recipe``; checkpoints go to ``ckpt_dir``. Returns the best val metrics."""
     last_path, best_path = ckpt_dir / "last.safetensors", ckpt_dir / "best.safetensors"
     opt = torch.optim.SGD(task.params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
@@ -235,8 +259,10 @@ def fit(task: TrainTask, recipe: TrainRecipe, ckpt_dir: Path, *, seed: int, resu
     if resume and last_path.is_file():
         tensors, meta = load_checkpoint(last_path)
         if meta["fingerprint"] != task.fingerprint or meta["recipe"] != asdict(recipe):
-            raise ArgseError(f"checkpoint {last_path} was made with another recipe, data or model; "
-                             f"rerun without --resume to start over")
+            raise ArgseError(
+                f"checkpoint {last_path} was made with another recipe, data or model; "
+                f"rerun without --resume to start over"
+            )
         load_module_weights(task.module, tensors, last_path)
         opt_state = {"param_groups": meta["optim"]["param_groups"], "state": {}}
         for key, value in tensors.items():
@@ -277,14 +303,23 @@ def fit(task: TrainTask, recipe: TrainRecipe, ckpt_dir: Path, *, seed: int, resu
                 loss_sum += loss
                 progress.advance(bar)
             if int(first_bad) >= 0:
-                kept = f"the last good checkpoint {last_path} is kept" if last_path.is_file() else "no checkpoint was written"
+                kept = (
+                    f"the last good checkpoint {last_path} is kept"
+                    if last_path.is_file()
+                    else "no checkpoint was written"
+                )
                 raise ArgseError(
                     f"{task.name}: the loss became NaN or infinite at epoch {epoch + 1}, step {int(first_bad) + 1}; "
                     f"{kept}; lower the learning rate and rerun (with --resume to continue)"
                 )
             val = task.evaluate()
-            record = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": float(loss_sum) / steps,
-                      "seconds": round(time.perf_counter() - start, 3), "val": val}
+            record = {
+                "epoch": epoch + 1,
+                "lr": opt.param_groups[0]["lr"],
+                "train_loss": float(loss_sum) / steps,
+                "seconds": round(time.perf_counter() - start, 3),
+                "val": val,
+            }
             state["history"].append(record)
             state["epoch"] = epoch + 1
             if state["best"] is None or val["balanced_acc"] > state["best"]["val"]["balanced_acc"]:
@@ -294,7 +329,9 @@ def fit(task: TrainTask, recipe: TrainRecipe, ckpt_dir: Path, *, seed: int, resu
             meta = state | {"optim": optim_meta, "scheduler": sched.state_dict()}
             io.save_tensors(last_path, tensors, {"format": CHECKPOINT_FORMAT, "meta": json.dumps(meta)})
             io.write_text(ckpt_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state["history"]))
-            progress.update(bar, info=f"epoch {epoch + 1} loss {record['train_loss']:.3f} val bal-acc {val['balanced_acc']:.3f}")
+            progress.update(
+                bar, info=f"epoch {epoch + 1} loss {record['train_loss']:.3f} val bal-acc {val['balanced_acc']:.3f}"
+            )
 
     tensors, _ = load_checkpoint(best_path)
     load_module_weights(task.module, tensors, best_path)

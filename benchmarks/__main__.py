@@ -45,9 +45,16 @@ def median_time(fn, repeats: int, warmup: int = 1) -> float:
 def data_sets(tmp: Path, quick: bool) -> tuple[list[str], str]:
     sets = [f"output_dir={tmp}", f"checkpoint_dir={tmp}", "name=bench", "runtime.device=cpu"]
     if ARCHIVE.is_file() and not quick:
-        return sets + ["data.dataset=imagefolder_lt", f"data.root={ARCHIVE}"], "CIFAR-10-LT (IF=100) from the JPEG archive"
+        return sets + [
+            "data.dataset=imagefolder_lt",
+            f"data.root={ARCHIVE}",
+        ], "CIFAR-10-LT (IF=100) from the JPEG archive"
     per_class, test = (300, 20) if quick else (1200, 100)
-    sets += [f"data.synthetic_max_per_class={per_class}", "data.synthetic_image_size=32", f"data.synthetic_test_per_class={test}"]
+    sets += [
+        f"data.synthetic_max_per_class={per_class}",
+        "data.synthetic_image_size=32",
+        f"data.synthetic_test_per_class={test}",
+    ]
     return sets, "synthetic_lt 32x32"
 
 
@@ -64,9 +71,28 @@ def bench_train(data, device, steps: int, repeats: int, workers: tuple[int, ...]
         model = CifarResNet(data.num_classes).to(device, memory_format=torch.channels_last)
         norm = Normalize(data.mean, data.std, device, channels_last=True)
         with tempfile.TemporaryDirectory() as ckpt:
-            task = TrainTask("bench", model, list(model.parameters()), model, images.to(device), labels.to(device),
-                             norm, F.cross_entropy, lambda: {"balanced_acc": 0.0}, model.train, data.num_classes)
-            fit(task, TrainRecipe(epochs=1, warmup_epochs=0), Path(ckpt), seed=0, resume=False, device=device, runtime=runtime)
+            task = TrainTask(
+                "bench",
+                model,
+                list(model.parameters()),
+                model,
+                images.to(device),
+                labels.to(device),
+                norm,
+                F.cross_entropy,
+                lambda: {"balanced_acc": 0.0},
+                model.train,
+                data.num_classes,
+            )
+            fit(
+                task,
+                TrainRecipe(epochs=1, warmup_epochs=0),
+                Path(ckpt),
+                seed=0,
+                resume=False,
+                device=device,
+                runtime=runtime,
+            )
 
     from PIL import Image
     from torchvision import transforms
@@ -74,8 +100,14 @@ def bench_train(data, device, steps: int, repeats: int, workers: tuple[int, ...]
     class PILDataset(torch.utils.data.Dataset):
         def __init__(self) -> None:
             self.imgs = [Image.fromarray(x.permute(1, 2, 0).numpy()) for x in images]
-            self.tf = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
-                                          transforms.ToTensor(), transforms.Normalize(data.mean, data.std)])
+            self.tf = transforms.Compose(
+                [
+                    transforms.RandomCrop(32, padding=4),
+                    transforms.RandomHorizontalFlip(),
+                    transforms.ToTensor(),
+                    transforms.Normalize(data.mean, data.std),
+                ]
+            )
 
         def __len__(self) -> int:
             return len(self.imgs)
@@ -101,8 +133,13 @@ def bench_train(data, device, steps: int, repeats: int, workers: tuple[int, ...]
     ref = {w: median_time(lambda w=w: reference_loop(w), repeats) for w in workers}
     best_workers = min(ref, key=ref.get)
     ours = median_time(argse_loop, repeats)
-    return {"images": n, "argse_img_s": n / ours, "reference_img_s": n / ref[best_workers],
-            "reference_workers": best_workers, "ratio": ref[best_workers] / ours}
+    return {
+        "images": n,
+        "argse_img_s": n / ours,
+        "reference_img_s": n / ref[best_workers],
+        "reference_workers": best_workers,
+        "ratio": ref[best_workers] / ours,
+    }
 
 
 # ---------------------------------------------------------------- 2. decoupling stage 2
@@ -114,13 +151,24 @@ def bench_stage2(cfg_sets: list[str], tmp: Path, subset: int, epochs: int, stage
 
     results, stage1 = {}, None
     for cached in (True, False):
-        cfg = load_run_config(None, cfg_sets + [
-            f"checkpoint_dir={tmp / ('c' if cached else 'u')}", "runtime.progress=false",
-            f"recipes.decoupling.stage2.epochs={epochs}", f"recipes.decoupling.feature_cache={str(cached).lower()}",
-            f"recipes.ce.epochs={stage1_epochs}", "recipes.ce.warmup_epochs=0", "recipes.ce.milestones=[]"])
+        cfg = load_run_config(
+            None,
+            cfg_sets
+            + [
+                f"checkpoint_dir={tmp / ('c' if cached else 'u')}",
+                "runtime.progress=false",
+                f"recipes.decoupling.stage2.epochs={epochs}",
+                f"recipes.decoupling.feature_cache={str(cached).lower()}",
+                f"recipes.ce.epochs={stage1_epochs}",
+                "recipes.ce.warmup_epochs=0",
+                "recipes.ce.milestones=[]",
+            ],
+        )
         data = prepare_data(cfg)
         keep = torch.randperm(len(data.train.labels), generator=torch.Generator().manual_seed(0))[:subset]
-        data.train.images, data.train.labels, data.train.indices = (t[keep] for t in (data.train.images, data.train.labels, data.train.indices))
+        data.train.images, data.train.labels, data.train.indices = (
+            t[keep] for t in (data.train.images, data.train.labels, data.train.indices)
+        )
         ctx = ExpertContext(cfg, data, torch.device("cpu"))
         if stage1 is None:
             ce = get_expert("ce")(ctx, load_recipe(get_expert("ce"), cfg))
@@ -137,8 +185,15 @@ def bench_stage2(cfg_sets: list[str], tmp: Path, subset: int, epochs: int, stage
         acc = float((expert.predict_split(test).argmax(1) == test.labels).double().mean())
         results["cached" if cached else "uncached"] = (seconds, acc)
     (tc, ac), (tu, au) = results["cached"], results["uncached"]
-    return {"images": subset, "epochs": epochs, "cached_s": tc, "uncached_s": tu, "ratio": tu / tc,
-            "acc_cached": ac, "acc_uncached": au}
+    return {
+        "images": subset,
+        "epochs": epochs,
+        "cached_s": tc,
+        "uncached_s": tu,
+        "ratio": tu / tc,
+        "acc_cached": ac,
+        "acc_uncached": au,
+    }
 
 
 # ---------------------------------------------------------------- 3. export
@@ -162,8 +217,19 @@ def bench_export(data, device, repeats: int) -> dict:
     def export() -> None:
         logits = predict(model, split.images, norm, device, runtime)
         with tempfile.TemporaryDirectory() as d:
-            write_logits(Path(d) / "t.safetensors", logits, split.labels, split.indices, expert="x", dataset="d",
-                         split="test", temperature=1.0, class_counts=[1] * data.num_classes, splits_sha256="s", config={})
+            write_logits(
+                Path(d) / "t.safetensors",
+                logits,
+                split.labels,
+                split.indices,
+                expert="x",
+                dataset="d",
+                split="test",
+                temperature=1.0,
+                class_counts=[1] * data.num_classes,
+                splits_sha256="s",
+                config={},
+            )
 
     tb, te = median_time(bare, repeats), median_time(export, repeats)
     n = len(split.labels)
@@ -188,9 +254,12 @@ def bench_gating(repeats: int) -> dict:
 
     def run() -> None:
         feats = {s: gating_features(lp.exp()) for s, (lp, _) in splits.items()}
-        label_logp = {s: lp.gather(2, y.view(1, -1, 1).expand(4, -1, 1)).squeeze(2).t().float() for s, (lp, y) in splits.items()}
-        train_gate(feats, label_logp, {s: y for s, (_, y) in splits.items()}, 100,
-                   GatingConfig(epochs=100, patience=1000))
+        label_logp = {
+            s: lp.gather(2, y.view(1, -1, 1).expand(4, -1, 1)).squeeze(2).t().float() for s, (lp, y) in splits.items()
+        }
+        train_gate(
+            feats, label_logp, {s: y for s, (_, y) in splits.items()}, 100, GatingConfig(epochs=100, patience=1000)
+        )
 
     return {"samples": 10_000, "experts": 4, "classes": 100, "epochs": 100, "seconds": median_time(run, repeats)}
 
@@ -215,7 +284,14 @@ def bench_selective(repeats: int) -> dict:
             for method in ("chow", "plugin_balanced", "plugin_worst"):
                 sweep(tune, test, method, grid, ecfg, 20)
 
-    return {"sources": 5, "methods": 3, "tune": 3000, "test": 5000, "rates": len(grid), "seconds": median_time(run, repeats, warmup=0)}
+    return {
+        "sources": 5,
+        "methods": 3,
+        "tune": 3000,
+        "test": 5000,
+        "rates": len(grid),
+        "seconds": median_time(run, repeats, warmup=0),
+    }
 
 
 # ---------------------------------------------------------------- 6. demo and memory
@@ -226,8 +302,12 @@ def bench_demo() -> dict:
         sets = ["--set", f"output_dir={d}/o", "--set", f"checkpoint_dir={d}/c", "--set", "runtime.progress=false"]
         start = time.perf_counter()
         for module in ("argse.train_experts", "argse.train_gating", "argse.evaluate"):
-            subprocess.run([sys.executable, "-m", module, "--config", str(REPO / "configs/demo.yaml"), *sets],
-                           check=True, capture_output=True, cwd=REPO)
+            subprocess.run(
+                [sys.executable, "-m", module, "--config", str(REPO / "configs/demo.yaml"), *sets],
+                check=True,
+                capture_output=True,
+                cwd=REPO,
+            )
         seconds = time.perf_counter() - start
     return {"seconds": seconds, "peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
@@ -245,7 +325,9 @@ def machine() -> str:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
-    return f"CPU {cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), GPU: {gpu}"
+    return (
+        f"CPU {cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), GPU: {gpu}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,32 +346,77 @@ def main(argv: list[str] | None = None) -> int:
         cfg_sets, source = data_sets(tmp, q)
         data = prepare_data(load_run_config(None, cfg_sets))
         if "train" in only:
-            r = bench_train(data, device, steps=2 if q else 12, repeats=1 if q else args.repeats, workers=(0,) if q else (0, 2))
-            rows.append(("Training throughput, ResNet-32, batch 128", f"{r['argse_img_s']:.0f} img/s",
-                         f"{r['reference_img_s']:.0f} img/s (PIL transforms + DataLoader, {r['reference_workers']} workers, NCHW fp32)",
-                         f"{r['ratio']:.2f}x", ">= 1.25x"))
+            r = bench_train(
+                data, device, steps=2 if q else 12, repeats=1 if q else args.repeats, workers=(0,) if q else (0, 2)
+            )
+            rows.append(
+                (
+                    "Training throughput, ResNet-32, batch 128",
+                    f"{r['argse_img_s']:.0f} img/s",
+                    f"{r['reference_img_s']:.0f} img/s (PIL transforms + DataLoader, {r['reference_workers']} workers, NCHW fp32)",
+                    f"{r['ratio']:.2f}x",
+                    ">= 1.25x",
+                )
+            )
         if "stage2" in only:
-            r = bench_stage2(cfg_sets, tmp, subset=64 if q else 1024, epochs=2 if q else 30, stage1_epochs=1 if q else 8)
-            rows.append((f"Decoupling stage 2, {r['images']} images x {r['epochs']} epochs", f"{r['cached_s']:.2f} s (feature cache)",
-                         f"{r['uncached_s']:.2f} s (backbone every step)", f"{r['ratio']:.1f}x",
-                         f">= 20x; balanced test acc {100 * r['acc_cached']:.2f} vs {100 * r['acc_uncached']:.2f} (stage 1: 8 epochs on the same images)"))
+            r = bench_stage2(
+                cfg_sets, tmp, subset=64 if q else 1024, epochs=2 if q else 30, stage1_epochs=1 if q else 8
+            )
+            rows.append(
+                (
+                    f"Decoupling stage 2, {r['images']} images x {r['epochs']} epochs",
+                    f"{r['cached_s']:.2f} s (feature cache)",
+                    f"{r['uncached_s']:.2f} s (backbone every step)",
+                    f"{r['ratio']:.1f}x",
+                    f">= 20x; balanced test acc {100 * r['acc_cached']:.2f} vs {100 * r['acc_uncached']:.2f} (stage 1: 8 epochs on the same images)",
+                )
+            )
         if "export" in only:
             r = bench_export(data, device, repeats=1 if q else args.repeats)
-            rows.append((f"Logits export, {r['images']} test images", f"{r['export_img_s']:.0f} img/s",
-                         f"{r['bare_img_s']:.0f} img/s (bare forward)", f"{r['ratio']:.2f}x", ">= 0.9x"))
+            rows.append(
+                (
+                    f"Logits export, {r['images']} test images",
+                    f"{r['export_img_s']:.0f} img/s",
+                    f"{r['bare_img_s']:.0f} img/s (bare forward)",
+                    f"{r['ratio']:.2f}x",
+                    ">= 0.9x",
+                )
+            )
         if "gating" in only and not q:
             r = bench_gating(args.repeats)
-            rows.append(("Gating: 100 epochs, 10,000 x 4 experts x 100 classes", f"{r['seconds']:.2f} s", "-", "-", "< 10 s"))
+            rows.append(
+                ("Gating: 100 epochs, 10,000 x 4 experts x 100 classes", f"{r['seconds']:.2f} s", "-", "-", "< 10 s")
+            )
         if "selective" in only and not q:
             r = bench_selective(1)
-            rows.append((f"Selective sweep: 5 sources x 3 methods x {r['rates']} rates, 100 classes, tune 3,000 / test 5,000",
-                         f"{r['seconds']:.1f} s", "-", "-", "< 60 s"))
+            rows.append(
+                (
+                    f"Selective sweep: 5 sources x 3 methods x {r['rates']} rates, 100 classes, tune 3,000 / test 5,000",
+                    f"{r['seconds']:.1f} s",
+                    "-",
+                    "-",
+                    "< 60 s",
+                )
+            )
         if "demo" in only and not q:
             r = bench_demo()
-            rows.append(("`make demo` end to end (experts, gating, evaluation)", f"{r['seconds']:.0f} s",
-                         "-", "-", f"peak RSS {r['peak_rss_mib']:.0f} MiB"))
-    lines = [f"Machine: {machine()}", f"Data: {source}", f"Medians of {1 if args.quick else args.repeats} runs after a warm-up.", "",
-             "| measurement | argse | baseline | speed-up | bar / note |", "|---|---|---|---|---|"]
+            rows.append(
+                (
+                    "`make demo` end to end (experts, gating, evaluation)",
+                    f"{r['seconds']:.0f} s",
+                    "-",
+                    "-",
+                    f"peak RSS {r['peak_rss_mib']:.0f} MiB",
+                )
+            )
+    lines = [
+        f"Machine: {machine()}",
+        f"Data: {source}",
+        f"Medians of {1 if args.quick else args.repeats} runs after a warm-up.",
+        "",
+        "| measurement | argse | baseline | speed-up | bar / note |",
+        "|---|---|---|---|---|",
+    ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -11,8 +11,14 @@ from argse.logits import logits_path, write_logits
 SPLIT_SIZES = {"val": 20, "tune": 40, "test": 40}  # per class
 
 
-def peaked(labels: torch.Tensor, target: torch.Tensor, conf: torch.Tensor, num_classes: int,
-           second: torch.Tensor | None = None, second_conf: float = 0.0) -> torch.Tensor:
+def peaked(
+    labels: torch.Tensor,
+    target: torch.Tensor,
+    conf: torch.Tensor,
+    num_classes: int,
+    second: torch.Tensor | None = None,
+    second_conf: float = 0.0,
+) -> torch.Tensor:
     """Log-probabilities with ``conf`` on ``target`` (and optionally ``second_conf`` on ``second``), the rest uniform."""
     n = len(labels)
     rest = (1 - conf - second_conf) / (num_classes - 1 - (second is not None))
@@ -30,6 +36,16 @@ def write_run(out_dir: Path, experts: dict, num_classes: int, class_counts: list
         indices = torch.arange(len(labels)) + 1000 * s
         for name, fn in experts.items():
             g = torch.Generator().manual_seed(seed + 17 * s + len(name))
-            write_logits(logits_path(out_dir, name, split), fn(labels, g).float(), labels, indices, expert=name,
-                         dataset="synthetic_lt", split=split, temperature=1.0, class_counts=class_counts,
-                         splits_sha256="sha", config={})
+            write_logits(
+                logits_path(out_dir, name, split),
+                fn(labels, g).float(),
+                labels,
+                indices,
+                expert=name,
+                dataset="synthetic_lt",
+                split=split,
+                temperature=1.0,
+                class_counts=class_counts,
+                splits_sha256="sha",
+                config={},
+            )

@@ -16,13 +16,16 @@ def _argv(tiny, *extra):
     return argv
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--experts", "nope"], "unknown expert 'nope'; available experts:"),
-    (["--set", "data.imbalance_factr=3"], "unknown config key 'data.imbalance_factr'"),
-    (["--set", "recipes.ce.epoch=3"], "unknown config key 'recipes.ce.epoch'"),
-    (["--set", "recipes.xyz.epochs=3"], "config 'recipes' names unknown expert 'xyz'"),
-    (["--config", "missing.yaml"], "config file missing.yaml does not exist"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--experts", "nope"], "unknown expert 'nope'; available experts:"),
+        (["--set", "data.imbalance_factr=3"], "unknown config key 'data.imbalance_factr'"),
+        (["--set", "recipes.ce.epoch=3"], "unknown config key 'recipes.ce.epoch'"),
+        (["--set", "recipes.xyz.epochs=3"], "config 'recipes' names unknown expert 'xyz'"),
+        (["--config", "missing.yaml"], "config file missing.yaml does not exist"),
+    ],
+)
 def test_user_errors_exit_2_with_one_line(tiny, capsys, extra, message):
     assert cli.run(train_experts.main, _argv(tiny, *extra)) == 2
     err = capsys.readouterr().err
@@ -30,9 +33,14 @@ def test_user_errors_exit_2_with_one_line(tiny, capsys, extra, message):
 
 
 def test_no_traceback_from_a_real_process():
-    proc = subprocess.run([sys.executable, "-m", "argse.train_experts", "--experts", "nope"],
-                          capture_output=True, text=True)
-    assert proc.returncode == 2 and proc.stderr.startswith("error: unknown expert 'nope'") and "Traceback" not in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "argse.train_experts", "--experts", "nope"], capture_output=True, text=True
+    )
+    assert (
+        proc.returncode == 2
+        and proc.stderr.startswith("error: unknown expert 'nope'")
+        and "Traceback" not in proc.stderr
+    )
 
 
 def test_list_experts(capsys):

@@ -19,7 +19,10 @@ def test_override_sets_nested_value_with_yaml_types():
 
 
 def test_unknown_key_names_dotted_path_suggestion_and_valid_keys():
-    with pytest.raises(ArgseError, match=r"unknown config key 'data\.imbalance_factr' \(did you mean 'data\.imbalance_factor'\?\); valid keys: dataset, root"):
+    with pytest.raises(
+        ArgseError,
+        match=r"unknown config key 'data\.imbalance_factr' \(did you mean 'data\.imbalance_factor'\?\); valid keys: dataset, root",
+    ):
         load_run_config(None, ["data.imbalance_factr=10"])
 
 

@@ -65,11 +65,19 @@ def _jpeg(value: int) -> bytes:
 
 
 def test_imagefolder_tar_is_read_and_cached(tmp_path, tiny):
-    files = {f"root/{part}/{cls}/{i}.jpg": _jpeg(40 + 100 * k)
-             for part, n in (("train", 6), ("test", 5)) for k, cls in enumerate(["a", "b"]) for i in range(n)}
+    files = {
+        f"root/{part}/{cls}/{i}.jpg": _jpeg(40 + 100 * k)
+        for part, n in (("train", 6), ("test", 5))
+        for k, cls in enumerate(["a", "b"])
+        for i in range(n)
+    }
     path = _tar_with(tmp_path, files)
-    sets = tiny + ["data.dataset=imagefolder_lt", f"data.root={path}", f"data.cache_dir={tmp_path / 'cache'}",
-                   "data.imbalance_factor=2"]
+    sets = tiny + [
+        "data.dataset=imagefolder_lt",
+        f"data.root={path}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "data.imbalance_factor=2",
+    ]
     d = prepare_data(load_run_config(None, sets))
     assert d.classes == ["a", "b"] and d.class_counts.tolist() == [6, 3]
     assert list(d.train.images.shape[1:]) == [3, 8, 8]
@@ -80,13 +88,16 @@ def test_imagefolder_tar_is_read_and_cached(tmp_path, tiny):
 
 def test_tar_that_is_not_an_image_tree(tmp_path, tiny):
     path = _tar_with(tmp_path, {"notes/readme.txt": b"hello"})
-    cfg = load_run_config(None, tiny + ["data.dataset=imagefolder_lt", f"data.root={path}",
-                                         f"data.cache_dir={tmp_path / 'cache'}"])
+    cfg = load_run_config(
+        None, tiny + ["data.dataset=imagefolder_lt", f"data.root={path}", f"data.cache_dir={tmp_path / 'cache'}"]
+    )
     with pytest.raises(ArgseError, match="is not an image tree: expected train/<class>/<image>"):
         prepare_data(cfg)
 
 
 def test_missing_cifar_names_where_to_put_it(tmp_path, tiny):
     cfg = load_run_config(None, tiny + ["data.dataset=cifar100_lt", f"data.root={tmp_path}", "data.download=false"])
-    with pytest.raises(ArgseError, match=r"CIFAR-100 was not found under .* put the extracted 'cifar-100-python/' folder"):
+    with pytest.raises(
+        ArgseError, match=r"CIFAR-100 was not found under .* put the extracted 'cifar-100-python/' folder"
+    ):
         prepare_data(cfg)

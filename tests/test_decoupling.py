@@ -18,7 +18,7 @@ def _expert(overrides, name="decoupling", resume=False):
 
 def _stage1_weights(expert):
     tensors, _ = load_checkpoint(expert.ckpt_dir / "stage1" / "best.safetensors")
-    return {k[len("model."):]: v for k, v in tensors.items()}
+    return {k[len("model.") :]: v for k, v in tensors.items()}
 
 
 def test_frozen_bn_keeps_backbone_bit_identical_and_retrains_reset_classifier(tiny, monkeypatch):
@@ -38,7 +38,7 @@ def test_frozen_bn_keeps_backbone_bit_identical_and_retrains_reset_classifier(ti
     backbone = [k for k in final if k.startswith("backbone.")]
     assert any("running_mean" in k for k in backbone)
     assert all(torch.equal(final[k], stage1[k]) for k in backbone)
-    (old, start), = starts
+    ((old, start),) = starts
     assert torch.equal(old, stage1["fc.weight"]) and not torch.equal(start, old)  # reset
     assert not torch.equal(final["fc.weight"], start)  # trained
 
@@ -86,7 +86,9 @@ def test_tau_norm_and_lws_keep_stage1_weights(tiny, classifier):
     stage1 = _stage1_weights(expert)
     final = expert.model.state_dict()
     if classifier == "lws":
-        assert torch.equal(final["fc.fc.weight"], stage1["fc.weight"]) and not torch.equal(final["fc.scales"], torch.ones(4))
+        assert torch.equal(final["fc.fc.weight"], stage1["fc.weight"]) and not torch.equal(
+            final["fc.scales"], torch.ones(4)
+        )
     else:
         assert expert.tau in expert.recipe.tau_grid
     assert expert.calibrate() > 0
@@ -107,7 +109,7 @@ def test_stage1_from_ce_reuses_and_checks_the_checkpoint(tiny, tmp_path):
     ce.train()
     reuse = _expert(tiny + ["recipes.decoupling.stage1_from=ce"])
     reuse.stage1()
-    ce_weights = {k[len("model."):]: v for k, v in load_checkpoint(ce.ckpt_dir / "best.safetensors")[0].items()}
+    ce_weights = {k[len("model.") :]: v for k, v in load_checkpoint(ce.ckpt_dir / "best.safetensors")[0].items()}
     assert all(torch.equal(v, ce_weights[k]) for k, v in reuse.model.state_dict().items())
     assert not (reuse.ckpt_dir / "stage1").exists()  # stage 1 was not trained again
 

@@ -10,8 +10,16 @@ from argse import train_experts
 from argse.config import load_run_config
 from argse.data import prepare_data
 from argse.errors import ArgseError
-from argse.experts import Expert, ExpertContext, StandardExpert, get_expert, list_experts, load_plugins, load_recipe
-from argse.experts import registry
+from argse.experts import (
+    Expert,
+    ExpertContext,
+    StandardExpert,
+    get_expert,
+    list_experts,
+    load_plugins,
+    load_recipe,
+    registry,
+)
 from argse.logits import logits_path, read_logit_set
 from tests.conftest import REPO
 
@@ -22,7 +30,12 @@ def test_builtin_experts_are_registered():
 
 
 def test_every_expert_class_in_the_package_is_registered():
-    for module in (argse.experts.ce, argse.experts.logit_adjust, argse.experts.balanced_softmax, argse.experts.decoupling):
+    for module in (
+        argse.experts.ce,
+        argse.experts.logit_adjust,
+        argse.experts.balanced_softmax,
+        argse.experts.decoupling,
+    ):
         for _, cls in inspect.getmembers(module, inspect.isclass):
             if issubclass(cls, StandardExpert) and cls.__module__ == module.__name__:
                 assert get_expert(cls.name) is cls
@@ -34,7 +47,11 @@ def test_unknown_expert_lists_available():
 
 
 def test_duplicate_name_names_both_places():
-    with pytest.raises(ValueError, match=r"expert 'ce' is registered twice: by argse.experts.ce.CrossEntropyExpert .* and by .*Impostor"):
+    with pytest.raises(
+        ValueError,
+        match=r"expert 'ce' is registered twice: by argse.experts.ce.CrossEntropyExpert .* and by .*Impostor",
+    ):
+
         @registry.register_expert("ce")
         class Impostor(StandardExpert):
             pass
@@ -71,8 +88,12 @@ def test_expert_contract_train_calibrate_export(name, tiny_cfg):
 
 
 def test_plugin_from_config_list(tiny):
-    argv = _args(tiny, "label_smoothing", plugins="[tests.plugins.tiny_expert]", **{
-        "recipes.label_smoothing.epochs": 1, "recipes.label_smoothing.batch_size": 16})
+    argv = _args(
+        tiny,
+        "label_smoothing",
+        plugins="[tests.plugins.tiny_expert]",
+        **{"recipes.label_smoothing.epochs": 1, "recipes.label_smoothing.batch_size": 16},
+    )
     assert train_experts.main(argv) == 0
 
 

@@ -34,8 +34,18 @@ def tail_expert(labels, g):
 @pytest.fixture
 def run(tmp_path):
     write_run(tmp_path / "outputs" / "g", {"a_head": head_expert, "b_tail": tail_expert}, C, COUNTS)
-    return ["--set", f"output_dir={tmp_path / 'outputs'}", "--set", "name=g", "--set", "data.tail_max_count=20",
-            "--set", "gating.epochs=200", "--set", "gating.patience=200"]
+    return [
+        "--set",
+        f"output_dir={tmp_path / 'outputs'}",
+        "--set",
+        "name=g",
+        "--set",
+        "data.tail_max_count=20",
+        "--set",
+        "gating.epochs=200",
+        "--set",
+        "gating.patience=200",
+    ]
 
 
 def _report(tmp_path):
@@ -46,7 +56,9 @@ def test_learned_gate_beats_each_expert_and_the_uniform_average(tmp_path, run):
     assert train_gating.main(run) == 0
     rep = _report(tmp_path)["test"]
     gated = rep["gating (learned)"]["balanced_acc"]
-    assert gated > max(rep["a_head"]["balanced_acc"], rep["b_tail"]["balanced_acc"], rep["uniform"]["balanced_acc"]) + 0.1
+    assert (
+        gated > max(rep["a_head"]["balanced_acc"], rep["b_tail"]["balanced_acc"], rep["uniform"]["balanced_acc"]) + 0.1
+    )
     w = _report(tmp_path)["mean_weight_by_group"]
     assert w["head"]["a_head"] > 0.5 > w["tail"]["a_head"]
 
@@ -57,7 +69,9 @@ def test_exported_mixture_passes_the_reader_and_sums_to_one(tmp_path, run):
     for split in ("val", "tune", "test"):
         mix, expert = read_logit_set([logits_path(out, "gating", split), logits_path(out, "a_head", split)])
         assert mix.expert == "gating" and mix.temperature == 1.0
-        assert torch.allclose(mix.logits.double().exp().sum(1), torch.ones(len(mix.labels), dtype=torch.float64), atol=1e-5)
+        assert torch.allclose(
+            mix.logits.double().exp().sum(1), torch.ones(len(mix.labels), dtype=torch.float64), atol=1e-5
+        )
 
 
 def test_deterministic(tmp_path, run):
@@ -86,19 +100,31 @@ def test_fixed_weights(tmp_path, run):
 def _break(tmp_path, expert, split, **changes):
     path = logits_path(tmp_path / "outputs" / "g", expert, split)
     f = read_logits(path)
-    values = dict(logits=f.logits, labels=f.labels, indices=f.indices) | {k: v for k, v in changes.items() if k in ("logits", "labels", "indices")}
-    meta = dict(expert=f.expert, dataset=f.dataset, split=f.split, temperature=f.temperature,
-                class_counts=f.class_counts, splits_sha256=f.splits_sha256, config={})
+    values = dict(logits=f.logits, labels=f.labels, indices=f.indices) | {
+        k: v for k, v in changes.items() if k in ("logits", "labels", "indices")
+    }
+    meta = dict(
+        expert=f.expert,
+        dataset=f.dataset,
+        split=f.split,
+        temperature=f.temperature,
+        class_counts=f.class_counts,
+        splits_sha256=f.splits_sha256,
+        config={},
+    )
     meta |= {k: v for k, v in changes.items() if k in meta}
     write_logits(path, values["logits"], values["labels"], values["indices"], **meta)
 
 
-@pytest.mark.parametrize("breakage,message", [
-    ("missing", "no tune logits for 'c_missing'"),
-    ("indices", "field 'indices' differs"),
-    ("classes", "field 'num_classes' differs"),
-    ("nan", "field 'logits' contains NaN"),
-])
+@pytest.mark.parametrize(
+    "breakage,message",
+    [
+        ("missing", "no tune logits for 'c_missing'"),
+        ("indices", "field 'indices' differs"),
+        ("classes", "field 'num_classes' differs"),
+        ("nan", "field 'logits' contains NaN"),
+    ],
+)
 def test_bad_inputs_are_one_sentence(tmp_path, run, capsys, breakage, message):
     argv = run
     if breakage == "missing":

@@ -9,8 +9,15 @@ from argse.logits import FORMAT, read_logit_set, read_logits, write_logits
 
 
 def _write(path, n=6, c=3, **changes):
-    kw = dict(expert="ce", dataset="synthetic_lt", split="test", temperature=1.5, class_counts=[10, 5, 2],
-              splits_sha256="abc", config={"lr": 0.1})
+    kw = dict(
+        expert="ce",
+        dataset="synthetic_lt",
+        split="test",
+        temperature=1.5,
+        class_counts=[10, 5, 2],
+        splits_sha256="abc",
+        config={"lr": 0.1},
+    )
     kw.update(changes)
     g = torch.Generator().manual_seed(0)
     return write_logits(path, torch.randn(n, c, generator=g), torch.arange(n) % c, torch.arange(n) + 100, **kw)
@@ -24,9 +31,18 @@ def test_round_trip(tmp_path):
 
 
 def _raw(path, tensors, **meta):
-    base = {"format": FORMAT, "expert": "ce", "dataset": "d", "split": "test", "num_classes": "3",
-            "temperature": "1.0", "class_counts": json.dumps([1, 1, 1]), "splits_sha256": "x", "config": "{}",
-            "argse_version": "0"}
+    base = {
+        "format": FORMAT,
+        "expert": "ce",
+        "dataset": "d",
+        "split": "test",
+        "num_classes": "3",
+        "temperature": "1.0",
+        "class_counts": json.dumps([1, 1, 1]),
+        "splits_sha256": "x",
+        "config": "{}",
+        "argse_version": "0",
+    }
     save_file(tensors, str(path), metadata=base | meta)
     return path
 
@@ -34,14 +50,17 @@ def _raw(path, tensors, **meta):
 GOOD = {"logits": torch.zeros(2, 3), "labels": torch.tensor([0, 1]), "indices": torch.tensor([5, 6])}
 
 
-@pytest.mark.parametrize("tensors,meta,match", [
-    (GOOD, {"format": "other/1"}, r"field 'format' is 'other/1', expected 'argse.logits/1'"),
-    (GOOD | {"logits": torch.zeros(2, 3, dtype=torch.float64)}, {}, r"field 'logits' has dtype torch.float64"),
-    (GOOD | {"labels": torch.tensor([0, 1], dtype=torch.int32)}, {}, r"field 'labels' has dtype torch.int32"),
-    (GOOD | {"logits": torch.zeros(2, 4)}, {}, r"field 'logits' has shape \(2, 4\), expected \(2, 3\)"),
-    (GOOD | {"logits": torch.tensor([[0.0, float("nan"), 0.0]] * 2)}, {}, r"field 'logits' contains NaN"),
-    (GOOD, {"temperature": "-1"}, r"field 'temperature' is -1.0"),
-])
+@pytest.mark.parametrize(
+    "tensors,meta,match",
+    [
+        (GOOD, {"format": "other/1"}, r"field 'format' is 'other/1', expected 'argse.logits/1'"),
+        (GOOD | {"logits": torch.zeros(2, 3, dtype=torch.float64)}, {}, r"field 'logits' has dtype torch.float64"),
+        (GOOD | {"labels": torch.tensor([0, 1], dtype=torch.int32)}, {}, r"field 'labels' has dtype torch.int32"),
+        (GOOD | {"logits": torch.zeros(2, 4)}, {}, r"field 'logits' has shape \(2, 4\), expected \(2, 3\)"),
+        (GOOD | {"logits": torch.tensor([[0.0, float("nan"), 0.0]] * 2)}, {}, r"field 'logits' contains NaN"),
+        (GOOD, {"temperature": "-1"}, r"field 'temperature' is -1.0"),
+    ],
+)
 def test_bad_files_name_the_file_and_field(tmp_path, tensors, meta, match):
     with pytest.raises(ArgseError, match=match):
         read_logits(_raw(tmp_path / "bad.safetensors", tensors, **meta))
@@ -59,7 +78,18 @@ def test_siblings_must_agree(tmp_path):
     with pytest.raises(ArgseError, match=r"b.safetensors: field 'splits_sha256' differs from .*a.safetensors"):
         read_logit_set([a, b])
     c = tmp_path / "c.safetensors"
-    write_logits(c, torch.zeros(6, 3), torch.arange(6) % 3, torch.arange(6) + 101, expert="x", dataset="d",
-                 split="test", temperature=1.0, class_counts=[10, 5, 2], splits_sha256="abc", config={})
+    write_logits(
+        c,
+        torch.zeros(6, 3),
+        torch.arange(6) % 3,
+        torch.arange(6) + 101,
+        expert="x",
+        dataset="d",
+        split="test",
+        temperature=1.0,
+        class_counts=[10, 5, 2],
+        splits_sha256="abc",
+        config={},
+    )
     with pytest.raises(ArgseError, match=r"c.safetensors: field 'indices' differs"):
         read_logit_set([a, c])

@@ -7,12 +7,14 @@ from argse.selective import Rule, aurc, evaluate_rule, fit_rule, group_view, thr
 
 # Three classes; groups: head = {0, 1}, tail = {2}.
 CLASS_GROUP = np.array([0, 0, 1])
-PROBS = np.array([
-    [0.70, 0.20, 0.10],  # label 0: sure and right
-    [0.40, 0.35, 0.25],  # label 1: unsure and wrong (predicts 0)
-    [0.30, 0.30, 0.40],  # label 2: unsure, right
-    [0.10, 0.15, 0.75],  # label 2: sure and right
-])
+PROBS = np.array(
+    [
+        [0.70, 0.20, 0.10],  # label 0: sure and right
+        [0.40, 0.35, 0.25],  # label 1: unsure and wrong (predicts 0)
+        [0.30, 0.30, 0.40],  # label 2: unsure, right
+        [0.10, 0.15, 0.75],  # label 2: sure and right
+    ]
+)
 LABELS = np.array([0, 1, 2, 2])
 VIEW = group_view(PROBS, LABELS, CLASS_GROUP, 2)
 
@@ -60,10 +62,14 @@ def test_threshold_hits_the_target_rate_and_sweep_is_monotone():
     for rate in (0.0, 0.25, 0.8):
         assert (s < threshold(s, rate)).mean() == pytest.approx(rate)
     view = _underconfident_tail(2000, seed=3)
-    kw = dict(mu_grid=[round(-2 + 0.1 * i, 1) for i in range(41)], power_iters=10, worst_rounds=5, worst_step=1.0, seed=0)
+    kw = dict(
+        mu_grid=[round(-2 + 0.1 * i, 1) for i in range(41)], power_iters=10, worst_rounds=5, worst_step=1.0, seed=0
+    )
     for method in ("chow", "plugin_balanced", "plugin_worst"):
-        rates = [evaluate_rule(fit_rule(method, view, r, **kw), view)["rejection_rate"] for r in np.arange(0, 0.85, 0.05)]
-        assert all(b >= a for a, b in zip(rates, rates[1:])) and abs(rates[-1] - 0.8) < 0.01
+        rates = [
+            evaluate_rule(fit_rule(method, view, r, **kw), view)["rejection_rate"] for r in np.arange(0, 0.85, 0.05)
+        ]
+        assert all(b >= a for a, b in zip(rates, rates[1:], strict=False)) and abs(rates[-1] - 0.8) < 0.01
 
 
 def test_aurc_by_hand():
@@ -87,10 +93,19 @@ def _underconfident_tail(n: int, seed: int, classes: int = 10, tail_from: int = 
 
 def test_plugins_beat_chow_on_an_underconfident_tail():
     tune, test = _underconfident_tail(4000, 0), _underconfident_tail(4000, 1)
-    kw = dict(mu_grid=[round(-2 + 0.1 * i, 1) for i in range(41)], power_iters=10, worst_rounds=10, worst_step=1.0, seed=0)
+    kw = dict(
+        mu_grid=[round(-2 + 0.1 * i, 1) for i in range(41)], power_iters=10, worst_rounds=10, worst_step=1.0, seed=0
+    )
     grid = [round(0.05 * i, 2) for i in range(17)]
-    curves = {m: [evaluate_rule(fit_rule(m, tune, r, **kw), test) for r in grid] for m in ("chow", "plugin_balanced", "plugin_worst")}
-    area = {(m, k): aurc(grid, [row[k] for row in curves[m]], 0, 0.8) for m in curves for k in ("balanced_error", "worst_group_error")}
+    curves = {
+        m: [evaluate_rule(fit_rule(m, tune, r, **kw), test) for r in grid]
+        for m in ("chow", "plugin_balanced", "plugin_worst")
+    }
+    area = {
+        (m, k): aurc(grid, [row[k] for row in curves[m]], 0, 0.8)
+        for m in curves
+        for k in ("balanced_error", "worst_group_error")
+    }
     assert area[("plugin_balanced", "balanced_error")] < area[("chow", "balanced_error")] - 0.01
     assert area[("plugin_worst", "worst_group_error")] < area[("plugin_balanced", "worst_group_error")]
 
@@ -106,9 +121,11 @@ def test_evaluate_end_to_end_and_bad_input(tmp_path, capsys):
     assert evaluate.main(base + ["--methods", "chow,plugin_balanced"]) == 0
     out = tmp_path / "o" / "e" / "evaluation"
     assert {p.name for p in out.iterdir()} >= {"report.json", "rc_curves.csv", "rc_curves.png", "summary.md"}
-    for argv, msg in [(["--methods", "magic"], "unknown method 'magic'"),
-                      (["--sources", "ce,gating"], "no tune logits for 'gating'"),
-                      (["--set", "evaluate.rejection_grid=[0.0, 1.0]"], "rejection_grid values must lie in [0, 1)")]:
+    for argv, msg in [
+        (["--methods", "magic"], "unknown method 'magic'"),
+        (["--sources", "ce,gating"], "no tune logits for 'gating'"),
+        (["--set", "evaluate.rejection_grid=[0.0, 1.0]"], "rejection_grid values must lie in [0, 1)"),
+    ]:
         capsys.readouterr()
         assert cli.run(evaluate.main, base + argv) == 2
         assert msg in capsys.readouterr().err

@@ -54,8 +54,11 @@ class ExpertContext:
 
     def fingerprint(self) -> dict:
         """What a checkpoint must match to be resumed or reused: the splits and the model."""
-        return {"splits_sha256": self.data.sha256, "model": asdict(self.config.model),
-                "num_classes": self.data.num_classes}
+        return {
+            "splits_sha256": self.data.sha256,
+            "model": asdict(self.config.model),
+            "num_classes": self.data.num_classes,
+        }
 
 
 @runtime_checkable
@@ -106,7 +109,9 @@ class StandardExpert:
         ctx = self.ctx
         torch.manual_seed(ctx.config.seed)  # the same initial weights in every run with this seed
         model = build_model(ctx.config.model, ctx.data.num_classes, dropout)
-        model = model.to(ctx.device, memory_format=torch.channels_last if ctx.config.runtime.channels_last else torch.preserve_format)
+        model = model.to(
+            ctx.device, memory_format=torch.channels_last if ctx.config.runtime.channels_last else torch.preserve_format
+        )
         if ctx.config.runtime.compile:
             model.compile()
         return model
@@ -118,24 +123,38 @@ class StandardExpert:
 
     def val_report(self) -> dict[str, float]:
         d = self.ctx.data
-        return classification_report(self.predict_split(d.held_out["val"]), d.held_out["val"].labels,
-                                     d.class_counts, d.groups, d.shots)
+        return classification_report(
+            self.predict_split(d.held_out["val"]), d.held_out["val"].labels, d.class_counts, d.groups, d.shots
+        )
 
     def image_task(self, name: str, model: nn.Module, **changes: Any) -> TrainTask:
         """A TrainTask over the on-device training images that trains all of ``model``."""
         ctx = self.ctx
         task = dict(
-            name=name, module=model, params=list(model.parameters()), forward=self.forward,
-            inputs=ctx.train_images, labels=ctx.train_labels, prepare=ctx.normalize, loss_fn=self.loss,
-            evaluate=self.val_report, train_mode=model.train, num_classes=ctx.data.num_classes,
+            name=name,
+            module=model,
+            params=list(model.parameters()),
+            forward=self.forward,
+            inputs=ctx.train_images,
+            labels=ctx.train_labels,
+            prepare=ctx.normalize,
+            loss_fn=self.loss,
+            evaluate=self.val_report,
+            train_mode=model.train,
+            num_classes=ctx.data.num_classes,
             fingerprint=ctx.fingerprint(),
         )
         return TrainTask(**(task | changes))
 
     def run_fit(self, task: TrainTask, recipe: TrainRecipe, ckpt_dir: Path) -> dict:
         cfg = self.ctx.config
-        io.write_text(ckpt_dir / "config.yaml", dump_yaml({"run": asdict(cfg), "expert": self.name, "recipe": asdict(self.recipe)}))
-        return fit(task, recipe, ckpt_dir, seed=cfg.seed, resume=self.ctx.resume, device=self.ctx.device, runtime=cfg.runtime)
+        io.write_text(
+            ckpt_dir / "config.yaml",
+            dump_yaml({"run": asdict(cfg), "expert": self.name, "recipe": asdict(self.recipe)}),
+        )
+        return fit(
+            task, recipe, ckpt_dir, seed=cfg.seed, resume=self.ctx.resume, device=self.ctx.device, runtime=cfg.runtime
+        )
 
     def train(self) -> None:
         self.model = self.new_model(self.recipe.dropout)
@@ -152,11 +171,20 @@ class StandardExpert:
         for split_name in HELD_OUT:
             split = d.held_out[split_name]
             paths[split_name] = write_logits(
-                logits_path(cfg.out_dir, self.name, split_name), self.predict_split(split), split.labels,
-                split.indices, expert=self.name, dataset=d.dataset, split=split_name,
-                temperature=self.temperature, class_counts=d.class_counts.tolist(), splits_sha256=d.sha256,
+                logits_path(cfg.out_dir, self.name, split_name),
+                self.predict_split(split),
+                split.labels,
+                split.indices,
+                expert=self.name,
+                dataset=d.dataset,
+                split=split_name,
+                temperature=self.temperature,
+                class_counts=d.class_counts.tolist(),
+                splits_sha256=d.sha256,
                 config=asdict(self.recipe),
             )
-        io.write_text(cfg.out_dir / "logits" / self.name / "config.yaml",
-                      dump_yaml({"run": asdict(cfg), "expert": self.name, "recipe": asdict(self.recipe)}))
+        io.write_text(
+            cfg.out_dir / "logits" / self.name / "config.yaml",
+            dump_yaml({"run": asdict(cfg), "expert": self.name, "recipe": asdict(self.recipe)}),
+        )
         return paths

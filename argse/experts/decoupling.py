@@ -23,13 +23,22 @@ from argse.training import TrainRecipe, load_checkpoint, load_module_weights, pr
 
 
 def _stage1() -> TrainRecipe:
-    return TrainRecipe(epochs=180, lr=0.1, weight_decay=1e-4, warmup_epochs=5, milestones=[80, 140, 160],
-                       gamma=0.1, dropout=0.1)
+    return TrainRecipe(
+        epochs=180, lr=0.1, weight_decay=1e-4, warmup_epochs=5, milestones=[80, 140, 160], gamma=0.1, dropout=0.1
+    )
 
 
 def _stage2() -> TrainRecipe:
-    return TrainRecipe(epochs=76, lr=0.01, weight_decay=1e-4, warmup_epochs=0, milestones=[40, 60], gamma=0.1,
-                       sampler="balanced", augment=False)
+    return TrainRecipe(
+        epochs=76,
+        lr=0.01,
+        weight_decay=1e-4,
+        warmup_epochs=0,
+        milestones=[40, 60],
+        gamma=0.1,
+        sampler="balanced",
+        augment=False,
+    )
 
 
 @dataclass
@@ -100,14 +109,18 @@ class DecouplingExpert(StandardExpert):
             return self.model
         path = ctx.config.ckpt_dir / r.stage1_from / "best.safetensors"
         if not path.is_file():
-            raise ArgseError(f"stage1_from: {r.stage1_from} needs the finished '{r.stage1_from}' expert of this run "
-                             f"at {path}; train it first (make experts EXPERTS={r.stage1_from}) or set stage1_from: train")
+            raise ArgseError(
+                f"stage1_from: {r.stage1_from} needs the finished '{r.stage1_from}' expert of this run "
+                f"at {path}; train it first (make experts EXPERTS={r.stage1_from}) or set stage1_from: train"
+            )
         tensors, meta = load_checkpoint(path)
         mine = ctx.fingerprint()
         for key, value in mine.items():
             if meta.get("fingerprint", {}).get(key) != value:
-                raise ArgseError(f"cannot reuse {path} as stage 1: its '{key}' differs from this run's "
-                                 f"(different data, splits or model); retrain it or set stage1_from: train")
+                raise ArgseError(
+                    f"cannot reuse {path} as stage 1: its '{key}' differs from this run's "
+                    f"(different data, splits or model); retrain it or set stage1_from: train"
+                )
         load_module_weights(self.model, tensors, path)
         return self.model
 
@@ -130,10 +143,12 @@ class DecouplingExpert(StandardExpert):
         if not views:
             return predict(backbone, images, ctx.normalize, ctx.device, ctx.config.runtime).to(ctx.device)
         g = torch.Generator(ctx.device).manual_seed(ctx.config.seed + 4)
-        return torch.cat([
-            predict(backbone, images, lambda x: ctx.normalize(x, g), ctx.device, ctx.config.runtime).to(ctx.device)
-            for _ in range(views)
-        ])
+        return torch.cat(
+            [
+                predict(backbone, images, lambda x: ctx.normalize(x, g), ctx.device, ctx.config.runtime).to(ctx.device)
+                for _ in range(views)
+            ]
+        )
 
     def stage2_train_mode(self) -> None:
         self.model.eval()
@@ -145,18 +160,33 @@ class DecouplingExpert(StandardExpert):
     def stage2(self) -> None:
         r, ctx, model = self.recipe, self.ctx, self.model
         model.requires_grad_(False)
-        fingerprint = ctx.fingerprint() | {"stage1_from": r.stage1_from, "classifier": r.classifier,
-                                           "bn": r.bn, "reset": r.reset_classifier}
+        fingerprint = ctx.fingerprint() | {
+            "stage1_from": r.stage1_from,
+            "classifier": r.classifier,
+            "bn": r.bn,
+            "reset": r.reset_classifier,
+        }
         if r.classifier == "tau_norm":
             self.pick_tau()
             return
         model.fc = self.new_classifier(model.fc)
-        params = [p for p in model.fc.parameters() if p.requires_grad] if r.classifier == "lws" else list(model.fc.requires_grad_(True).parameters())
+        params = (
+            [p for p in model.fc.parameters() if p.requires_grad]
+            if r.classifier == "lws"
+            else list(model.fc.requires_grad_(True).parameters())
+        )
         name, ckpt = f"{self.name}/stage2", self.ckpt_dir / "stage2"
         if not self.cached:
             module = model if r.bn == "rebalanced" else model.fc
-            task = self.image_task(name, model, module=module, params=params, train_mode=self.stage2_train_mode,
-                                   loss_fn=F.cross_entropy, fingerprint=fingerprint)
+            task = self.image_task(
+                name,
+                model,
+                module=module,
+                params=params,
+                train_mode=self.stage2_train_mode,
+                loss_fn=F.cross_entropy,
+                fingerprint=fingerprint,
+            )
             self.run_fit(task, r.stage2, ckpt)
             return
         views = r.cache_views if r.stage2.augment else 0
@@ -172,9 +202,20 @@ class DecouplingExpert(StandardExpert):
             d = ctx.data
             return classification_report(logits, val.labels, d.class_counts, d.groups, d.shots)
 
-        task = self.image_task(name, model.fc, params=params, forward=model.fc, inputs=feats, labels=labels,
-                               prepare=lambda x, _g: x, loss_fn=F.cross_entropy, evaluate=evaluate,
-                               train_mode=model.fc.train, fingerprint=fingerprint, epoch_size=len(ctx.train_labels))
+        task = self.image_task(
+            name,
+            model.fc,
+            params=params,
+            forward=model.fc,
+            inputs=feats,
+            labels=labels,
+            prepare=lambda x, _g: x,
+            loss_fn=F.cross_entropy,
+            evaluate=evaluate,
+            train_mode=model.fc.train,
+            fingerprint=fingerprint,
+            epoch_size=len(ctx.train_labels),
+        )
         # Augmented views are fixed in the cache, so the loop itself must not augment again.
         self.run_fit(task, TrainRecipe(**(asdict(r.stage2) | {"augment": False})), ckpt)
 
@@ -199,6 +240,9 @@ class DecouplingExpert(StandardExpert):
         self.stage1()
         self.stage2()
         self.model.requires_grad_(True)
-        meta = {"fingerprint": self.ctx.fingerprint(), "classifier": self.recipe.classifier,
-                "tau": getattr(self, "tau", None)}
+        meta = {
+            "fingerprint": self.ctx.fingerprint(),
+            "classifier": self.recipe.classifier,
+            "tau": getattr(self, "tau", None),
+        }
         save_weights(self.ckpt_dir / "best.safetensors", self.model, meta)

@@ -49,9 +49,13 @@ def load_plugins(modules: list[str] = ()) -> None:
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            raise ArgseError(f"plugin module '{module}' could not be imported ({exc}); fix 'plugins' in the config") from None
+            raise ArgseError(
+                f"plugin module '{module}' could not be imported ({exc}); fix 'plugins' in the config"
+            ) from None
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             ep.load()
         except ImportError as exc:
-            raise ArgseError(f"entry point '{ep.name} = {ep.value}' of group {ENTRY_POINT_GROUP} failed to import ({exc})") from None
+            raise ArgseError(
+                f"entry point '{ep.name} = {ep.value}' of group {ENTRY_POINT_GROUP} failed to import ({exc})"
+            ) from None
