@@ -6,7 +6,7 @@ CONFIG ?= configs/cifar100_lt.yaml
 EXPERTS ?= ce,logit_adjust,balanced_softmax,decoupling
 ARGS ?=
 
-.PHONY: demo experts gating evaluate test test-all lint bench clean
+.PHONY: demo experts gating evaluate reproduce test test-all lint bench clean
 
 # The venv is rebuilt when the dependencies change.
 $(VENV)/.stamp: pyproject.toml constraints.txt
@@ -38,6 +38,10 @@ test-all: $(VENV)/.stamp
 lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check argse tests benchmarks
 	$(VENV)/bin/ruff format --check argse tests benchmarks
+
+# Experts, gate, evaluation and docs/results/<name>.md for one config.
+reproduce: $(VENV)/.stamp
+	$(PY) -m argse.reproduce --config $(CONFIG) $(ARGS)
 
 bench: $(VENV)/.stamp
 	$(PY) -m benchmarks --out docs/performance.md

@@ -146,17 +146,25 @@ def fit_plugin(view: GroupView, beta: np.ndarray, rate: float, mu_grid: list[flo
 def fit_worst(
     view: GroupView, rate: float, mu_grid: list[float], iters: int, rounds: int, step: float, seed: int
 ) -> Rule:
-    """Algorithm 2: exponentiated-gradient updates of beta on S2 against Algorithm 1 fitted on S1."""
+    """Algorithm 2: exponentiated-gradient updates of beta on S2 against Algorithm 1 fitted on S1.
+
+    Returns the round's rule with the lowest worst-group error on S2. The paper's last iterate can
+    overshoot: when one group's error cannot fall (too few samples to learn it), beta keeps
+    growing on that group and the rule gives up the others for nothing.
+    """
     perm = np.random.default_rng(seed).permutation(len(view.group))
     s1, s2 = subset(view, perm[: len(perm) // 2]), subset(view, perm[len(perm) // 2 :])
     beta = np.full(view.k, 1.0 / view.k)
+    best = (np.inf, None)
     for _ in range(rounds):
         rule = fit_plugin(s1, beta, rate, mu_grid, iters)
         accepted, correct = rule.apply(s2)
         err, _, _ = group_rates(accepted, correct, s2.group, s2.k)
+        if err.max() < best[0]:
+            best = (err.max(), rule)
         beta = beta * np.exp(step * err)
         beta = beta / beta.sum()
-    return rule
+    return best[1]
 
 
 def fit_rule(
