@@ -303,8 +303,12 @@ def bench_demo() -> dict:
         sets = ["--set", f"output_dir={d}/o", "--set", f"checkpoint_dir={d}/c", "--set", "runtime.progress=false"]
         start = time.perf_counter()
         for module in ("argse.train_experts", "argse.train_gating", "argse.evaluate"):
-            subprocess.run([sys.executable, "-m", module, "--config", str(REPO / "configs/demo.yaml"), *sets],
-                           check=True, capture_output=True, cwd=REPO)
+            subprocess.run(
+                [sys.executable, "-m", module, "--config", str(REPO / "configs/demo.yaml"), *sets],
+                check=True,
+                capture_output=True,
+                cwd=REPO,
+            )
         seconds = time.perf_counter() - start
     return {"seconds": seconds, "peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
@@ -316,9 +320,18 @@ def bench_cifar10_rss() -> dict:
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024); sys.exit(rc)"
     )
     with tempfile.TemporaryDirectory() as d:
-        sets = [f"output_dir={d}/o", f"checkpoint_dir={d}/c", "runtime.progress=false", f"data.root={ARCHIVE}",
-                "recipes.ce.epochs=1", "recipes.ce.warmup_epochs=0", "recipes.ce.milestones=[]"]
-        argv = ["--config", str(REPO / "configs/cifar10_lt.yaml"), "--experts", "ce"] + [x for s in sets for x in ("--set", s)]
+        sets = [
+            f"output_dir={d}/o",
+            f"checkpoint_dir={d}/c",
+            "runtime.progress=false",
+            f"data.root={ARCHIVE}",
+            "recipes.ce.epochs=1",
+            "recipes.ce.warmup_epochs=0",
+            "recipes.ce.milestones=[]",
+        ]
+        argv = ["--config", str(REPO / "configs/cifar10_lt.yaml"), "--experts", "ce"] + [
+            x for s in sets for x in ("--set", s)
+        ]
         start = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", code, *argv], check=True, capture_output=True, text=True, cwd=REPO)
         return {"seconds": time.perf_counter() - start, "peak_rss_mib": float(out.stdout.strip().splitlines()[-1])}
@@ -431,8 +444,14 @@ def main(argv: list[str] | None = None) -> int:
     ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     if device.type != "cuda":
-        lines += ["", "## GPU", "", "| card | ResNet-32 training img/s (bar: 25,000 on one H100) | CUDA tests |", "|---|---|---|",
-                  "| (none available to this run) | | |"]
+        lines += [
+            "",
+            "## GPU",
+            "",
+            "| card | ResNet-32 training img/s (bar: 25,000 on one H100) | CUDA tests |",
+            "|---|---|---|",
+            "| (none available to this run) | | |",
+        ]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -35,8 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     base = replace(load_recipe(cls, cfg), stage1_from="ce")
     test = data.held_out["test"]
     rows = {}
-    variants = {"stage 1 (ce)": None, "cRT": {"classifier": "crt"}, "tau-norm": {"classifier": "tau_norm"},
-                "LWS": {"classifier": "lws"}, "cRT, bn rebalanced": {"classifier": "crt", "bn": "rebalanced"}}
+    variants = {
+        "stage 1 (ce)": None,
+        "cRT": {"classifier": "crt"},
+        "tau-norm": {"classifier": "tau_norm"},
+        "LWS": {"classifier": "lws"},
+        "cRT, bn rebalanced": {"classifier": "crt", "bn": "rebalanced"},
+    }
     for label, change in variants.items():
         expert = cls(ctx, replace(base, **(change or {})))
         expert.ckpt_dir = cfg.ckpt_dir / "decoupling_variants" / label.split(",")[0].replace(" ", "_")
@@ -53,8 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         table.add_column(c, justify="left" if c == "classifier" else "right")
     for label, r in rows.items():
         name = label + (f" (tau={r['tau']:.1f})" if r["tau"] is not None else "")
-        table.add_row(name, *(f"{100 * r[c]:.2f}" for c in ("head", "tail", "balanced_acc", "many", "medium", "few")),
-                      f"{r['seconds']:.1f}")
+        table.add_row(
+            name,
+            *(f"{100 * r[c]:.2f}" for c in ("head", "tail", "balanced_acc", "many", "medium", "few")),
+            f"{r['seconds']:.1f}",
+        )
     Console(width=140).print(table)
     return 0
 

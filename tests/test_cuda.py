@@ -25,7 +25,9 @@ def test_gpu_augmentation_matches_cpu_given_the_same_offsets():
 
 def test_normalize_gives_channels_last_on_gpu():
     norm = Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25), torch.device("cuda"), channels_last=True)
-    out = norm(torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, device="cuda"), torch.Generator("cuda").manual_seed(0))
+    out = norm(
+        torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, device="cuda"), torch.Generator("cuda").manual_seed(0)
+    )
     assert out.is_contiguous(memory_format=torch.channels_last) and out.dtype == torch.float32
 
 
