@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from rich.console import Console
+
 from argse.config import RunConfig, load_run_config
 from argse.errors import ArgseError
 
@@ -26,6 +28,11 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def load_config(args: argparse.Namespace) -> RunConfig:
     return load_run_config(args.config, args.overrides)
+
+
+def console() -> Console:
+    """Rich console; wide enough for the report tables when output goes to a file or a pipe."""
+    return Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def split_names(text: str | None) -> list[str] | None:

@@ -13,7 +13,6 @@ import time
 from dataclasses import asdict
 
 import torch
-from rich.console import Console
 from rich.table import Table
 
 from argse import cli, io
@@ -174,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(s, m, *(f"{a[c]:.4f}" for c in cols))
     md.append("\n![risk-coverage curves](rc_curves.png)\n")
     io.write_text(out / "summary.md", "\n".join(md) + "\n")
-    console = Console()
+    console = cli.console()
     console.print(table)
     console.print(f"report: {out / 'report.json'} ({seconds:.1f} s for {len(curves)} curves x {len(grid)} rates)")
     return 0

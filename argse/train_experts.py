@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from rich.console import Console
-
 from argse import cli, io
 from argse.config import dump_yaml
 from argse.data import prepare_data
@@ -32,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     # Validate every name and recipe before any data is loaded or any time is spent training.
     plan = [(get_expert(n), load_recipe(get_expert(n), cfg)) for n in names]
 
-    console = Console()
+    console = cli.console()
     device = resolve_device(cfg.runtime)
     data = prepare_data(cfg)
     console.print(

@@ -11,7 +11,6 @@ from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
-from rich.console import Console
 from rich.table import Table
 
 from argse import cli, io
@@ -121,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     io.write_json(cfg.out_dir / "gating" / "gate.json", info)
 
-    console = Console()
+    console = cli.console()
     table = Table(title=f"{cfg.name}: gating on test (%; NLL in nats)")
     for col in ("source", "acc", "balanced_acc", "head", "tail", "nll"):
         table.add_column(col, justify="right" if col != "source" else "left")

@@ -13,9 +13,9 @@ import argparse
 import time
 from dataclasses import replace
 
-from rich.console import Console
 from rich.table import Table
 
+from argse import cli
 from argse.config import load_run_config
 from argse.data import prepare_data
 from argse.experts import ExpertContext, get_expert, load_recipe
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             *(f"{100 * r[c]:.2f}" for c in ("head", "tail", "balanced_acc", "many", "medium", "few")),
             f"{r['seconds']:.1f}",
         )
-    Console(width=140).print(table)
+    cli.console().print(table)
     return 0
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from rich.console import Console
 from rich.table import Table
 
 from argse import cli
@@ -22,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in list_experts():
         cls = get_expert(name)
         table.add_row(name, f"{cls.__module__}.{cls.__qualname__}", (cls.__doc__ or "").strip().splitlines()[0])
-    Console().print(table)
+    cli.console().print(table)
     return 0
 
 
