@@ -139,3 +139,30 @@ def test_interrupted_stage2_resumes_to_the_same_classifier(tiny, tmp_path, monke
     resumed = _expert(sets + [f"checkpoint_dir={tmp_path / 'b'}"], resume=True)
     resumed.train()
     assert torch.equal(resumed.model.fc.weight, full.model.fc.weight)
+
+
+def test_augmented_cache_holds_views_and_epochs_draw_one_per_image(tiny, monkeypatch):
+    expert = _expert(tiny + ["recipes.decoupling.stage2.augment=true", "recipes.decoupling.cache_views=3"])
+    seen = {}
+    original = training.fit
+
+    def spy(task, recipe, ckpt_dir, **kw):
+        if ckpt_dir.name == "stage2":
+            seen.update(inputs=len(task.inputs), epoch_size=task.epoch_size, augment=recipe.augment)
+        return original(task, recipe, ckpt_dir, **kw)
+
+    monkeypatch.setattr("argse.experts.base.fit", spy)
+    expert.train()
+    n = len(expert.ctx.data.train.labels)
+    assert seen == {"inputs": 3 * n, "epoch_size": n, "augment": False}  # views are fixed in the cache
+    assert expert.cached
+
+
+def test_without_reset_stage2_starts_from_the_stage1_classifier(tiny, monkeypatch):
+    expert = _expert(tiny + ["recipes.decoupling.reset_classifier=false"])
+    starts = []
+    original = expert.new_classifier
+    monkeypatch.setattr(expert, "new_classifier", lambda fc: starts.append(fc.weight.detach().clone()) or original(fc))
+    expert.train()
+    assert torch.equal(starts[0], _stage1_weights(expert)["fc.weight"])
+    assert not torch.equal(expert.model.fc.weight, starts[0])
