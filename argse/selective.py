@@ -148,23 +148,23 @@ def fit_worst(
 ) -> Rule:
     """Algorithm 2: exponentiated-gradient updates of beta on S2 against Algorithm 1 fitted on S1.
 
-    Returns the round's rule with the lowest worst-group error on S2. The paper's last iterate can
-    overshoot: when one group's error cannot fall (too few samples to learn it), beta keeps
-    growing on that group and the rule gives up the others for nothing.
+    Two choices beyond the paper's last iterate: the round whose rule has the lowest worst-group
+    error on S2 supplies beta (the last iterate can overshoot: when one group's error cannot fall,
+    beta keeps growing on it and the rule gives up the other groups for nothing), and the final
+    rule is Algorithm 1 with that beta refitted on all of ``view`` (S1 and S2), not on half of it.
     """
     perm = np.random.default_rng(seed).permutation(len(view.group))
     s1, s2 = subset(view, perm[: len(perm) // 2]), subset(view, perm[len(perm) // 2 :])
     beta = np.full(view.k, 1.0 / view.k)
-    best = (np.inf, None)
+    best = (np.inf, beta)
     for _ in range(rounds):
-        rule = fit_plugin(s1, beta, rate, mu_grid, iters)
-        accepted, correct = rule.apply(s2)
+        accepted, correct = fit_plugin(s1, beta, rate, mu_grid, iters).apply(s2)
         err, _, _ = group_rates(accepted, correct, s2.group, s2.k)
         if err.max() < best[0]:
-            best = (err.max(), rule)
+            best = (err.max(), beta)
         beta = beta * np.exp(step * err)
         beta = beta / beta.sum()
-    return best[1]
+    return fit_plugin(view, best[1], rate, mu_grid, iters)
 
 
 def fit_rule(
