@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from argse.data import Groups
@@ -57,5 +59,5 @@ def classification_report(
         "balanced_acc": float(per_class[~per_class.isnan()].mean()),
     }
     report |= group_mean(per_class, groups) | group_mean(per_class, shots)
-    report["worst_group_acc"] = min(report[name] for name in groups.names if report[name] == report[name])
+    report["worst_group_acc"] = min(report[name] for name in groups.names if not math.isnan(report[name]))
     return report

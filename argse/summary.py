@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from rich.table import Table
 
@@ -47,7 +45,3 @@ def markdown_table(reports: dict[str, dict[str, float]], columns: list[str]) -> 
     for name, rep in reports.items():
         lines.append(f"| {name} | " + " | ".join(f"{100 * rep[c]:.2f}" for c in columns) + " |")
     return "\n".join(lines) + "\n"
-
-
-def summary_path(out_dir: Path) -> Path:
-    return Path(out_dir) / "experts_summary.json"
