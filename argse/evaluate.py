@@ -24,6 +24,14 @@ from argse.selective import METHODS, aurc, evaluate_rule, fit_rule, group_view
 # Extra sweep points past the configured grid, so that AURC over [0, 1] rests on measured errors up to 0.95.
 AURC_TAIL = (0.85, 0.9, 0.95)
 AURC_RANGES = {"0-0.8": (0.0, 0.8), "0-1": (0.0, 1.0)}
+AURC_COLUMNS = ["balanced_error@0-0.8", "worst_group_error@0-0.8", "balanced_error@0-1", "worst_group_error@0-1"]
+
+
+def aurc_markdown(aurcs: dict[tuple[str, str], dict[str, float]]) -> str:
+    """AURC table, one row per (source, method)."""
+    lines = ["| source | method | " + " | ".join(AURC_COLUMNS) + " |", "|---|---|" + "---|" * len(AURC_COLUMNS)]
+    lines += [f"| {s} | {m} | " + " | ".join(f"{a[c]:.4f}" for c in AURC_COLUMNS) + " |" for (s, m), a in aurcs.items()]
+    return "\n".join(lines) + "\n"
 
 
 def sweep(tune: LogitsFile, test: LogitsFile, method: str, grid: list[float], cfg, tail_max_count: int) -> list[dict]:
@@ -52,7 +60,7 @@ def sweep(tune: LogitsFile, test: LogitsFile, method: str, grid: list[float], cf
     return rows
 
 
-def curve_aurcs(rows: list[dict], max_rate: float) -> dict[str, float]:
+def curve_aurcs(rows: list[dict]) -> dict[str, float]:
     rates = [r["target_rate"] for r in rows]
     out = {}
     for metric in ("balanced_error", "worst_group_error", "error"):
@@ -111,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         for method in methods:
             rows = sweep(files["tune"][i], files["test"][i], method, grid, ecfg, cfg.data.tail_max_count)
             curves[(source, method)] = rows
-            aurcs[(source, method)] = curve_aurcs(rows, max(ecfg.rejection_grid))
+            aurcs[(source, method)] = curve_aurcs(rows)
     seconds = time.perf_counter() - start
 
     out = cfg.out_dir / "evaluation"
@@ -157,22 +165,19 @@ def main(argv: list[str] | None = None) -> int:
     io.write_text(out / "rc_curves.csv", buf.getvalue())
     plot(curves, out / "rc_curves.png")
 
-    cols = ["balanced_error@0-0.8", "worst_group_error@0-0.8", "balanced_error@0-1", "worst_group_error@0-1"]
     md = [
         f"# Selective prediction: {cfg.name}\n",
         f"Rejectors fit on `tune`, evaluated on `test`; AURC = mean error "
         f"over the rejection-rate range (trapezoid rule). Fitting and evaluation took {seconds:.1f} s.\n",
-        "| source | method | " + " | ".join(cols) + " |",
-        "|---|---|" + "---|" * len(cols),
+        aurc_markdown(aurcs),
+        "![risk-coverage curves](rc_curves.png)\n",
     ]
+    io.write_text(out / "summary.md", "\n".join(md))
     table = Table(title=f"{cfg.name}: AURC on test (lower is better)")
-    for c in ["source", "method", *cols]:
+    for c in ["source", "method", *AURC_COLUMNS]:
         table.add_column(c, justify="left" if c in ("source", "method") else "right")
     for (s, m), a in aurcs.items():
-        md.append(f"| {s} | {m} | " + " | ".join(f"{a[c]:.4f}" for c in cols) + " |")
-        table.add_row(s, m, *(f"{a[c]:.4f}" for c in cols))
-    md.append("\n![risk-coverage curves](rc_curves.png)\n")
-    io.write_text(out / "summary.md", "\n".join(md) + "\n")
+        table.add_row(s, m, *(f"{a[c]:.4f}" for c in AURC_COLUMNS))
     console = cli.console()
     console.print(table)
     console.print(f"report: {out / 'report.json'} ({seconds:.1f} s for {len(curves)} curves x {len(grid)} rates)")
