@@ -15,6 +15,9 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from argse.errors import ArgseError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def is_writer() -> bool:
     """Only rank 0 writes under torchrun; a single process always writes."""
@@ -32,6 +35,7 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

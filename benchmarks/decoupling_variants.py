@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     for label, change in variants.items():
         expert = cls(ctx, replace(base, **(change or {})))
-        expert.ckpt_dir = cfg.ckpt_dir / "decoupling_variants" / label.split(",")[0].replace(" ", "_")
+        expert.ckpt_dir = cfg.ckpt_dir / "decoupling_variants" / "".join(c if c.isalnum() else "_" for c in label)
         start = time.perf_counter()
         expert.stage1()
         if change is not None:
