@@ -15,6 +15,7 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from argse.errors import ArgseError
 
+# The process umask, read once at import (reading it means setting it and restoring it).
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
