@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True)
     p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--only", default=None, help="comma list of variant labels to run (default: all)")
     args = p.parse_args(argv)
     cfg = load_run_config(args.config, args.overrides + ["runtime.progress=false"])
     data = prepare_data(cfg)
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         "LWS": {"classifier": "lws"},
         "cRT, bn rebalanced": {"classifier": "crt", "bn": "rebalanced"},
     }
+    if args.only:
+        variants = {k: v for k, v in variants.items() if k in args.only.split(",")}
     for label, change in variants.items():
         expert = cls(ctx, replace(base, **(change or {})))
         expert.ckpt_dir = cfg.ckpt_dir / "decoupling_variants" / "".join(c if c.isalnum() else "_" for c in label)

@@ -73,10 +73,13 @@ def test_cached_and_uncached_stage2_agree(tiny, tmp_path):
 def test_tau_zero_and_unit_lws_scales_equal_the_stage1_classifier():
     fc = torch.nn.Linear(6, 4)
     x = torch.randn(5, 6)
-    assert torch.equal(tau_normalized(fc, 0.0)(x), fc(x))
+    assert torch.equal(tau_normalized(fc, 0.0, bias="scale")(x), fc(x))
+    assert torch.allclose(tau_normalized(fc, 0.0, bias="drop")(x), fc(x) - fc.bias)  # Kang et al. drop the bias
     assert torch.equal(LWSClassifier(fc)(x), fc(x))
-    # tau = 1: every class weight has unit norm
-    assert torch.allclose(tau_normalized(fc, 1.0).weight.norm(dim=1), torch.ones(4))
+    # tau = 1: every class weight has unit norm, and a scaled bias is divided by the same norm
+    t1 = tau_normalized(fc, 1.0, bias="scale")
+    assert torch.allclose(t1.weight.norm(dim=1), torch.ones(4))
+    assert torch.allclose(t1.bias, fc.bias / fc.weight.norm(dim=1))
 
 
 @pytest.mark.parametrize("classifier", ["tau_norm", "lws"])

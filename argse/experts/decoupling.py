@@ -59,8 +59,10 @@ class DecouplingRecipe:
     """Train stage 2 on backbone features computed once (only when bn is frozen)."""
     cache_views: int = 1
     """Augmented views per image in the feature cache when stage2.augment is on."""
-    tau_grid: list[float] = field(default_factory=lambda: [round(0.1 * i, 1) for i in range(21)])
+    tau_grid: list[float] = field(default_factory=lambda: [round(0.1 * i, 1) for i in range(31)])
     """tau_norm: candidates for tau, picked by balanced accuracy on val."""
+    tau_norm_bias: Literal["drop", "scale"] = "drop"
+    """tau_norm: drop the classifier bias (Kang et al.) or divide it by the same norm^tau."""
 
     def __post_init__(self) -> None:
         if self.bn == "rebalanced" and self.classifier == "tau_norm":
@@ -81,12 +83,19 @@ class LWSClassifier(nn.Module):
         return self.fc(features) * self.scales
 
 
-def tau_normalized(fc: nn.Linear, tau: float) -> nn.Linear:
-    """Kang et al.'s tau-normalisation: each class weight w_c divided by ||w_c||^tau (bias kept)."""
+def tau_normalized(fc: nn.Linear, tau: float, bias: str = "drop") -> nn.Linear:
+    """Kang et al.'s tau-normalisation: each class weight w_c divided by ||w_c||^tau.
+
+    ``bias``: 'drop' (Kang et al.: logits are x . w_c / ||w_c||^tau) or 'scale' (b_c divided by the
+    same factor, so tau = 0 is exactly the stage-1 classifier). Keeping the bias unscaled would
+    undo the method: a CE-trained bias favours the head classes, and shrinking the weights only
+    makes it weigh more.
+    """
+    norm = fc.weight.norm(dim=1, keepdim=True).pow(tau)
     out = nn.Linear(fc.in_features, fc.out_features).to(fc.weight.device)
     with torch.no_grad():
-        out.weight.copy_(fc.weight / fc.weight.norm(dim=1, keepdim=True).pow(tau))
-        out.bias.copy_(fc.bias)
+        out.weight.copy_(fc.weight / norm)
+        out.bias.copy_(fc.bias / norm.squeeze(1) if bias == "scale" else torch.zeros_like(fc.bias))
     return out.requires_grad_(False)
 
 
@@ -226,7 +235,7 @@ class DecouplingExpert(StandardExpert):
         feats = self.features(val.images)
         best = None
         for tau in self.recipe.tau_grid:
-            fc = tau_normalized(model.fc, tau)
+            fc = tau_normalized(model.fc, tau, self.recipe.tau_norm_bias)
             with torch.inference_mode():
                 logits = fc(feats).float().cpu()
             d = ctx.data
@@ -234,7 +243,7 @@ class DecouplingExpert(StandardExpert):
             if best is None or acc > best[0]:
                 best = (acc, tau)
         self.tau = best[1]
-        model.fc = tau_normalized(model.fc, self.tau)
+        model.fc = tau_normalized(model.fc, self.tau, self.recipe.tau_norm_bias)
 
     def train(self) -> None:
         self.stage1()
