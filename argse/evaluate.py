@@ -78,11 +78,13 @@ def plot(curves: dict[tuple[str, str], list[dict]], path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    # One colour per source, one line style per method.
+    colors = {s: f"C{i}" for i, s in enumerate(dict.fromkeys(s for s, _ in curves))}
     for (source, method), rows in curves.items():
         x = [r["rejection_rate"] for r in rows]
         style = {"chow": ":", "plugin_balanced": "--", "plugin_worst": "-"}.get(method, "-")
         for ax, metric in zip(axes, ("balanced_error", "worst_group_error"), strict=True):
-            ax.plot(x, [r[metric] for r in rows], style, marker=".", label=f"{source} / {method}")
+            ax.plot(x, [r[metric] for r in rows], style, color=colors[source], marker=".", label=f"{source} / {method}")
     for ax, title in zip(axes, ("balanced error", "worst-group error"), strict=True):
         ax.set_xlabel("rejection rate (test)")
         ax.set_ylabel(title)

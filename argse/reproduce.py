@@ -68,6 +68,12 @@ def claims(reports: dict, aurcs: dict) -> list[str]:
                 pw < chow["worst_group_error@0-0.8"],
                 f"on ce, plugin_worst worst-group AURC {pw:.4f} vs chow {chow['worst_group_error@0-0.8']:.4f}",
             )
+    twins = [(a, b) for i, a in enumerate(reports) for b in list(reports)[i + 1 :] if reports[a] == reports[b]]
+    for a, b in twins:
+        out.append(
+            f"- NOTE: `{a}` and `{b}` give identical results: their losses coincide for these settings "
+            f"(logit adjustment with tau = 1 is Balanced Softmax) and the runs share one seed."
+        )
     if "gating" in reports:
         best = max((n for n in reports if n != "gating"), key=lambda n: reports[n]["balanced_acc"])
         g, b = reports["gating"]["balanced_acc"], reports[best]["balanced_acc"]
