@@ -434,10 +434,23 @@ def main(argv: list[str] | None = None) -> int:
                     f"peak RSS {r['peak_rss_mib']:.0f} MiB",
                 )
             )
+        if "rss" in only and not q and ARCHIVE.is_file():
+            r = bench_cifar10_rss()
+            rows.append(
+                (
+                    "CIFAR-10-LT training run (1 epoch of ce: load, train, calibrate, export)",
+                    f"{r['seconds']:.0f} s",
+                    "-",
+                    "-",
+                    f"peak RSS {r['peak_rss_mib']:.0f} MiB",
+                )
+            )
+    gpu_note = "" if device.type == "cuda" else " No CUDA GPU in this run: the GPU rows are left empty, not estimated."
     lines = [
         f"Machine: {machine()}",
         f"Data: {source}",
-        f"Medians of {1 if args.quick else args.repeats} runs after a warm-up.",
+        f"Medians of {1 if args.quick else args.repeats} runs after a warm-up; each ratio is against a baseline "
+        f"measured in the same run.{gpu_note}",
         "",
         "| measurement | argse | baseline | speed-up | bar / note |",
         "|---|---|---|---|---|",
