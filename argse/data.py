@@ -79,9 +79,6 @@ class LTData:
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def split(self, name: str) -> Split:
-        return self.train if name == "train" else self.held_out[name]
-
 
 def head_tail_groups(class_counts: torch.Tensor, tail_max_count: int) -> Groups:
     return Groups(["head", "tail"], (class_counts <= tail_max_count).long())
