@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from rich.console import Console
 
+from argse import distributed
 from argse.config import RunConfig, load_run_config
 from argse.errors import ArgseError
 
@@ -32,7 +33,8 @@ def load_config(args: argparse.Namespace) -> RunConfig:
 
 def console() -> Console:
     """Rich console; wide enough for the report tables when output goes to a file or a pipe."""
-    return Console() if sys.stdout.isatty() else Console(width=160)
+    quiet = distributed.rank() != 0  # under torchrun only rank 0 prints
+    return Console(quiet=quiet) if sys.stdout.isatty() else Console(width=160, quiet=quiet)
 
 
 def split_names(text: str | None) -> list[str] | None:
@@ -49,3 +51,11 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) 
     except KeyboardInterrupt:
         print("interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr)
         return 130
+    except Exception as exc:
+        lost = distributed.translate_errors(exc)
+        if lost is None:
+            raise
+        print(f"error: {lost}", file=sys.stderr)
+        return 2
+    finally:
+        distributed.shutdown()

@@ -157,10 +157,19 @@ BUILTIN_EXPERTS = ["ce", "logit_adjust", "balanced_softmax", "decoupling"]
 @dataclass
 class DataConfig:
     # source
-    dataset: Literal["synthetic_lt", "cifar10_lt", "cifar100_lt", "imagefolder_lt"] = "synthetic_lt"
+    dataset: Literal["synthetic_lt", "cifar10_lt", "cifar100_lt", "imagefolder_lt", "list_lt"] = "synthetic_lt"
     """Which dataset; see README for each one's layout."""
     root: str = "data"
-    """Directory of the torchvision files, or the image tree / .tar.gz for imagefolder_lt."""
+    """Directory of the torchvision files, the image tree / .tar.gz for imagefolder_lt, the image root for list_lt."""
+    # list_lt only (Liu et al. 2019 list files: "relative/path.jpg label" per line, paths under root)
+    train_list: str = ""
+    """The long-tailed training list, e.g. ImageNet_LT_train.txt (used as it is: no further subsampling)."""
+    test_lists: list[str] = field(default_factory=list)
+    """Lists pooled into the official test set that val / tune / test are split from."""
+    image_size: int = 224
+    """list_lt: training crop (RandomResizedCrop) and evaluation centre crop."""
+    resize: int = 256
+    """list_lt: evaluation images are resized to this shorter side before the centre crop."""
     download: bool = True
     """Let torchvision download CIFAR when the files are missing and the network allows."""
     cache_dir: str = ".cache/argse"
@@ -188,6 +197,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.imbalance_factor < 1:
             raise ValueError(f"imbalance_factor must be >= 1, got {self.imbalance_factor}")
+        if self.dataset == "list_lt" and not (self.train_list and self.test_lists):
+            raise ValueError("list_lt needs data.train_list and data.test_lists (list files under data.root)")
         fracs = (self.val_fraction, self.tune_fraction, self.test_fraction)
         if min(fracs) <= 0 or sum(fracs) > 1 + 1e-9:
             raise ValueError(f"val/tune/test fractions must be positive and sum to at most 1, got {fracs}")
@@ -195,15 +206,15 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    arch: Literal["resnet_cifar"] = "resnet_cifar"
-    """CIFAR ResNet of He et al. 2016 (option-A shortcuts)."""
+    arch: Literal["resnet_cifar", "resnet50", "resnext50_32x4d"] = "resnet_cifar"
+    """resnet_cifar: CIFAR ResNet of He et al. 2016 (option-A shortcuts); the others come from torchvision."""
     depth: int = 32
-    """6n+2: 20, 32, 44, 56, 110."""
+    """resnet_cifar: 6n+2: 20, 32, 44, 56, 110."""
     width: int = 16
-    """Channels of the first stage (16 in the paper)."""
+    """resnet_cifar: channels of the first stage (16 in the paper)."""
 
     def __post_init__(self) -> None:
-        if (self.depth - 2) % 6 or self.depth < 8:
+        if self.arch == "resnet_cifar" and (self.depth - 2) % 6 or self.depth < 8:
             raise ValueError(f"depth must be 6n+2 (20, 32, 44, ...), got {self.depth}")
 
 
@@ -221,7 +232,13 @@ class RuntimeConfig:
     """torch intra-op threads; 0 keeps torch's default (one per core)."""
     eval_batch_size: int = 1000
     progress: bool = True
-    """Show rich progress bars."""
+    """Show rich progress bars (rank 0 only under torchrun)."""
+    workers: int = 8
+    """DataLoader worker processes that decode JPEGs (list_lt; the in-memory datasets need none)."""
+    sync_bn: bool = True
+    """Under torchrun, BatchNorm statistics span all ranks, so N processes train like one."""
+    dist_timeout_s: int = 1800
+    """Under torchrun, how long a collective waits for the other ranks before failing."""
 
 
 @dataclass

@@ -12,7 +12,7 @@ import io as pyio
 import json
 import math
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,8 +20,20 @@ import torch
 from argse import io
 from argse.config import DataConfig, RunConfig
 from argse.errors import ArgseError
+from argse.listfile import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageList,
+    eval_transform,
+    file_sha256,
+    read_list,
+    train_transform,
+)
 
 HELD_OUT = ("val", "tune", "test")
+
+Images = torch.Tensor | ImageList
+"""uint8 [N, 3, H, W] in memory (moved to the training device), or JPEG files decoded in DataLoader workers."""
 
 
 def lt_counts(n_max: int, num_classes: int, imbalance_factor: float) -> list[int]:
@@ -35,16 +47,20 @@ def lt_counts(n_max: int, num_classes: int, imbalance_factor: float) -> list[int
 class Source:
     """An "official" dataset before any long-tailed subsampling."""
 
-    train_images: torch.Tensor  # uint8 [N, 3, H, W]
+    train_images: Images
     train_labels: torch.Tensor  # int64 [N]
-    test_images: torch.Tensor
+    test_images: Images
     test_labels: torch.Tensor
     classes: list[str]
+    long_tailed: bool = False
+    """The training set is long-tailed already (list_lt): it is used as it is, not subsampled."""
+    origin: dict = field(default_factory=dict)
+    """What identifies the files (e.g. list sha256s); recorded in the split manifest."""
 
 
 @dataclass
 class Split:
-    images: torch.Tensor  # uint8 [N, 3, H, W]
+    images: Images
     labels: torch.Tensor  # int64 [N]
     indices: torch.Tensor  # int64 [N], index in the official train or test set
 
@@ -209,7 +225,41 @@ def _imagefolder(cfg: DataConfig) -> Source:
     return src
 
 
+def _list_lt(cfg: DataConfig) -> Source:
+    root = Path(cfg.root)
+    if not root.is_dir():
+        raise ArgseError(
+            f"list_lt image root '{root}' is not a directory; set data.root to the folder the lists refer to"
+        )
+    transforms = (train_transform(cfg.image_size), eval_transform(cfg.resize, cfg.image_size))
+    lists = [cfg.train_list, *cfg.test_lists]
+    parts = []
+    for names in ([cfg.train_list], cfg.test_lists):
+        paths, labels = [], []
+        for name in names:
+            p, y = read_list(root / name, root)
+            paths += p
+            labels += y
+        parts.append(ImageList(root, paths, torch.tensor(labels), transforms))
+    train, test = parts
+    num_classes = int(max(train.labels.max(), test.labels.max())) + 1
+    missing = sorted(set(range(num_classes)) - set(train.labels.tolist()))
+    if missing:
+        raise ArgseError(f"{cfg.train_list} has no image of class {missing[0]}; every class needs training images")
+    return Source(
+        train,
+        train.labels,
+        test,
+        test.labels,
+        [str(c) for c in range(num_classes)],
+        long_tailed=True,
+        origin={name: file_sha256(root / name) for name in lists},
+    )
+
+
 def load_source(cfg: DataConfig) -> Source:
+    if cfg.dataset == "list_lt":
+        return _list_lt(cfg)
     if cfg.dataset == "synthetic_lt":
         return _synthetic(cfg)
     if cfg.dataset in ("cifar10_lt", "cifar100_lt"):
@@ -224,8 +274,8 @@ def make_manifest(src: Source, cfg: DataConfig, seed: int) -> dict:
     """Seeded long-tailed train subset and per-class disjoint val / tune / test splits."""
     g = torch.Generator().manual_seed(seed)
     num_classes = len(src.classes)
-    n_max = int(torch.bincount(src.train_labels, minlength=num_classes).max())
-    counts = lt_counts(n_max, num_classes, cfg.imbalance_factor)
+    have = torch.bincount(src.train_labels, minlength=num_classes)
+    counts = have.tolist() if src.long_tailed else lt_counts(int(have.max()), num_classes, cfg.imbalance_factor)
     splits: dict[str, list[int]] = {name: [] for name in ("train", *HELD_OUT)}
     for c in range(num_classes):
         pool = torch.nonzero(src.train_labels == c).flatten()
@@ -243,11 +293,11 @@ def make_manifest(src: Source, cfg: DataConfig, seed: int) -> dict:
         "dataset": cfg.dataset,
         "classes": src.classes,
         "seed": seed,
-        "imbalance_factor": cfg.imbalance_factor,
+        "imbalance_factor": None if src.long_tailed else cfg.imbalance_factor,
         "fractions": [cfg.val_fraction, cfg.tune_fraction, cfg.test_fraction],
         "class_counts": counts,
         "splits": splits,
-    }
+    } | ({"source": src.origin} if src.origin else {})
 
 
 def manifest_sha256(manifest: dict) -> str:
@@ -274,15 +324,19 @@ def prepare_data(run: RunConfig) -> LTData:
     else:
         io.write_json(path, manifest)
 
-    def take(images, labels, idx) -> Split:
+    def take(images: Images, labels, idx) -> Split:
         idx = torch.tensor(idx, dtype=torch.long)
-        return Split(images[idx].contiguous(), labels[idx].clone(), idx)
+        subset = images.subset(idx) if isinstance(images, ImageList) else images[idx].contiguous()
+        return Split(subset, labels[idx].clone(), idx)
 
     train = take(src.train_images, src.train_labels, manifest["splits"]["train"])
     held = {n: take(src.test_images, src.test_labels, manifest["splits"][n]) for n in HELD_OUT}
-    pixels = train.images.float().div_(255)
-    mean = tuple(pixels.mean(dim=(0, 2, 3)).tolist())
-    std = tuple(pixels.std(dim=(0, 2, 3)).tolist())
+    if isinstance(train.images, ImageList):
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    else:
+        pixels = train.images.float().div_(255)
+        mean = tuple(pixels.mean(dim=(0, 2, 3)).tolist())
+        std = tuple(pixels.std(dim=(0, 2, 3)).tolist())
     counts = torch.tensor(manifest["class_counts"])
     return LTData(
         dataset=cfg.dataset,

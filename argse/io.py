@@ -54,6 +54,8 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
     """Write a safetensors file atomically (tensors are made contiguous and moved to the CPU)."""
+    if not is_writer():
+        return Path(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 

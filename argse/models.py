@@ -1,4 +1,9 @@
-"""CIFAR ResNet (He et al. 2016, option-A shortcuts): a ``backbone`` giving features, then ``fc``."""
+"""Classifiers as a ``backbone`` giving features, then ``dropout`` and a linear ``fc``.
+
+``resnet_cifar``: the CIFAR ResNet of He et al. 2016 (option-A shortcuts, ResNet-32 by
+default); ``resnet50`` and ``resnext50_32x4d``: torchvision's ImageNet networks, untrained.
+Experts see the same three parts whatever the architecture.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +34,17 @@ class BasicBlock(nn.Module):
         return F.relu(out + shortcut)
 
 
-class CifarResNet(nn.Module):
+class BackboneClassifier(nn.Module):
+    backbone: nn.Module
+    dropout: nn.Dropout
+    fc: nn.Linear
+    feature_dim: int
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(self.backbone(x)))
+
+
+class CifarResNet(BackboneClassifier):
     def __init__(self, num_classes: int, depth: int = 32, width: int = 16, dropout: float = 0.0) -> None:
         super().__init__()
         n = (depth - 2) // 6
@@ -50,9 +65,22 @@ class CifarResNet(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(self.backbone(x)))
+
+class TorchvisionNet(BackboneClassifier):
+    """A torchvision ImageNet architecture (random init) with its ``fc`` split off."""
+
+    def __init__(self, arch: str, num_classes: int, dropout: float = 0.0) -> None:
+        from torchvision import models
+
+        super().__init__()
+        self.backbone = models.get_model(arch, weights=None)
+        self.feature_dim = self.backbone.fc.in_features
+        self.backbone.fc = nn.Identity()
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(self.feature_dim, num_classes)
 
 
-def build_model(cfg: ModelConfig, num_classes: int, dropout: float = 0.0) -> CifarResNet:
-    return CifarResNet(num_classes, cfg.depth, cfg.width, dropout)
+def build_model(cfg: ModelConfig, num_classes: int, dropout: float = 0.0) -> BackboneClassifier:
+    if cfg.arch == "resnet_cifar":
+        return CifarResNet(num_classes, cfg.depth, cfg.width, dropout)
+    return TorchvisionNet(cfg.arch, num_classes, dropout)

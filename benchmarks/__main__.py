@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from argse.config import GatingConfig, RuntimeConfig, load_run_config
 from argse.data import prepare_data
 from argse.models import CifarResNet
-from argse.training import Normalize, TrainRecipe, TrainTask, fit, predict
+from argse.training import Normalize, TensorBatches, TrainRecipe, TrainTask, fit, predict
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = REPO.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
@@ -73,11 +73,9 @@ def bench_train(data, device, steps: int, repeats: int, workers: tuple[int, ...]
             task = TrainTask(
                 "bench",
                 model,
-                list(model.parameters()),
                 model,
-                images.to(device),
-                labels.to(device),
-                norm,
+                list(model.parameters()),
+                TensorBatches(images.to(device), labels.to(device), norm),
                 F.cross_entropy,
                 lambda: {"balanced_acc": 0.0},
                 model.train,

@@ -6,14 +6,14 @@ import torch
 from argse.config import load_run_config
 from argse.data import prepare_data
 from argse.experts import ExpertContext, get_expert, load_recipe
-from argse.training import Normalize, random_crop_flip
+from argse.training import CropFlip, Normalize
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
 
 
 def test_gpu_augmentation_matches_cpu_given_the_same_offsets():
     x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
-    gpu = random_crop_flip(x.cuda(), 4, torch.Generator("cuda").manual_seed(0))
+    gpu = CropFlip.draw(64, torch.Generator("cuda").manual_seed(0)).apply(x.cuda())
     assert gpu.is_cuda and gpu.dtype == torch.uint8 and gpu.shape == x.shape
     # Every output row is some padded, possibly flipped crop of its input image.
     padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
@@ -25,9 +25,8 @@ def test_gpu_augmentation_matches_cpu_given_the_same_offsets():
 
 def test_normalize_gives_channels_last_on_gpu():
     norm = Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25), torch.device("cuda"), channels_last=True)
-    out = norm(
-        torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, device="cuda"), torch.Generator("cuda").manual_seed(0)
-    )
+    crops = CropFlip.draw(8, torch.Generator("cuda").manual_seed(0))
+    out = norm(torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, device="cuda"), crops)
     assert out.is_contiguous(memory_format=torch.channels_last) and out.dtype == torch.float32
 
 
@@ -39,7 +38,8 @@ def test_expert_trains_on_gpu_with_bf16_and_channels_last(tiny, name):
     expert = cls(ctx, load_recipe(cls, cfg))
     expert.train()
     assert next(expert.model.parameters()).is_cuda
-    assert ctx.train_images.is_cuda and ctx.train_images.dtype == torch.uint8  # the data lives on the GPU
+    images = ctx.train_batches.inputs
+    assert images.is_cuda and images.dtype == torch.uint8  # the data lives on the GPU
     assert expert.calibrate() > 0
     for path in expert.export_logits().values():
         assert path.is_file()

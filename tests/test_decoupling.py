@@ -151,7 +151,7 @@ def test_augmented_cache_holds_views_and_epochs_draw_one_per_image(tiny, monkeyp
 
     def spy(task, recipe, ckpt_dir, **kw):
         if ckpt_dir.name == "stage2":
-            seen.update(inputs=len(task.inputs), epoch_size=task.epoch_size, augment=recipe.augment)
+            seen.update(inputs=len(task.data.inputs), epoch_size=task.epoch_size, augment=recipe.augment)
         return original(task, recipe, ckpt_dir, **kw)
 
     monkeypatch.setattr("argse.experts.base.fit", spy)

@@ -6,7 +6,7 @@ from argse.config import load_run_config
 from argse.data import prepare_data
 from argse.errors import ArgseError
 from argse.experts import ExpertContext, get_expert, load_recipe
-from argse.training import TrainRecipe, epoch_order, load_checkpoint, lr_factor, random_crop_flip
+from argse.training import CropFlip, TrainRecipe, epoch_order, load_checkpoint, lr_factor
 
 
 def test_balanced_sampler_is_uniform_over_classes():
@@ -23,15 +23,24 @@ def test_balanced_sampler_is_uniform_over_classes():
 
 def test_crop_flip_matches_pad_then_slice():
     x = torch.randint(0, 256, (6, 3, 5, 7), dtype=torch.uint8)
+    crops = CropFlip.draw(6, torch.Generator().manual_seed(3))
+    out = crops.apply(x)
     g = torch.Generator().manual_seed(3)
-    out = random_crop_flip(x, 2, g)
-    g = torch.Generator().manual_seed(3)
-    oy, ox = torch.randint(0, 5, (6, 1), generator=g), torch.randint(0, 5, (6, 1), generator=g)
+    oy, ox = torch.randint(0, 9, (6, 1), generator=g), torch.randint(0, 9, (6, 1), generator=g)
     flip = torch.rand(6, 1, generator=g) < 0.5
-    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    assert flip.any() and not flip.all()
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
     for i in range(6):
         ref = padded[i, :, oy[i, 0] : oy[i, 0] + 5, ox[i, 0] : ox[i, 0] + 7]
         assert torch.equal(out[i], ref.flip(2) if flip[i, 0] else ref)
+    # A rank's shard of the global draw crops its images exactly as one process would.
+    assert torch.equal(crops.take(slice(2, 5)).apply(x[2:5]), out[2:5])
+
+
+def test_cosine_schedule_after_warmup():
+    r = TrainRecipe(epochs=10, warmup_epochs=2, schedule="cosine")
+    assert lr_factor(19, 10, r) == 1.0 and lr_factor(20, 10, r) == 1.0
+    assert lr_factor(60, 10, r) == pytest.approx(0.5) and lr_factor(99, 10, r) < 0.001
 
 
 def test_warmup_then_multistep():

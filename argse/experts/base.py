@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argse import io
+from argse import distributed, io
 from argse.calibration import fit_temperature
 from argse.config import RunConfig, deep_merge, dump_yaml, from_dict, read_yaml
 from argse.data import HELD_OUT, LTData, Split
@@ -24,7 +24,7 @@ from argse.logits import logits_path, write_logits
 from argse.losses import log_prior
 from argse.metrics import classification_report
 from argse.models import build_model
-from argse.training import Normalize, TrainRecipe, TrainTask, fit, predict
+from argse.training import LoaderBatches, Normalize, TensorBatches, TrainRecipe, TrainTask, fit, predict
 
 
 @dataclass
@@ -37,16 +37,20 @@ class ExpertContext:
     resume: bool = False
 
     @cached_property
-    def train_images(self) -> torch.Tensor:
-        return self.data.train.images.to(self.device)
-
-    @cached_property
     def train_labels(self) -> torch.Tensor:
         return self.data.train.labels.to(self.device)
 
     @cached_property
     def normalize(self) -> Normalize:
         return Normalize(self.data.mean, self.data.std, self.device, self.config.runtime.channels_last)
+
+    @cached_property
+    def train_batches(self) -> TensorBatches | LoaderBatches:
+        """The training images: on the device (in-memory datasets) or decoded by DataLoader workers."""
+        images = self.data.train.images
+        if isinstance(images, torch.Tensor):
+            return TensorBatches(images.to(self.device), self.train_labels, self.normalize)
+        return LoaderBatches(images, self.normalize, self.device, self.config.runtime)
 
     @cached_property
     def log_prior(self) -> torch.Tensor:
@@ -101,14 +105,13 @@ class StandardExpert:
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, targets)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
-
     # -- shared machinery
     def new_model(self, dropout: float = 0.0) -> nn.Module:
         ctx = self.ctx
         torch.manual_seed(ctx.config.seed)  # the same initial weights in every run with this seed
         model = build_model(ctx.config.model, ctx.data.num_classes, dropout)
+        if ctx.config.runtime.sync_bn:
+            model = distributed.sync_batchnorm(model, ctx.device)
         model = model.to(
             ctx.device, memory_format=torch.channels_last if ctx.config.runtime.channels_last else torch.preserve_format
         )
@@ -119,7 +122,7 @@ class StandardExpert:
     def predict_split(self, split: Split) -> torch.Tensor:
         self.model.eval()
         ctx = self.ctx
-        return predict(self.forward, split.images, ctx.normalize, ctx.device, ctx.config.runtime)
+        return predict(self.model, split.images, ctx.normalize, ctx.device, ctx.config.runtime)
 
     def val_report(self) -> dict[str, float]:
         d = self.ctx.data
@@ -128,16 +131,14 @@ class StandardExpert:
         )
 
     def image_task(self, name: str, model: nn.Module, **changes: Any) -> TrainTask:
-        """A TrainTask over the on-device training images that trains all of ``model``."""
+        """A TrainTask over the training images that trains all of ``model``."""
         ctx = self.ctx
         task = dict(
             name=name,
+            network=model,
             module=model,
             params=list(model.parameters()),
-            forward=self.forward,
-            inputs=ctx.train_images,
-            labels=ctx.train_labels,
-            prepare=ctx.normalize,
+            data=ctx.train_batches,
             loss_fn=self.loss,
             evaluate=self.val_report,
             train_mode=model.train,

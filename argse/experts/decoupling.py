@@ -15,11 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from argse.data import Images
 from argse.errors import ArgseError
 from argse.experts.base import StandardExpert
 from argse.experts.registry import register_expert
 from argse.metrics import classification_report
-from argse.training import TrainRecipe, load_checkpoint, load_module_weights, predict, save_weights
+from argse.training import TensorBatches, TrainRecipe, load_checkpoint, load_module_weights, predict, save_weights
 
 
 def _stage1() -> TrainRecipe:
@@ -145,18 +146,19 @@ class DecouplingExpert(StandardExpert):
                 fc.bias.zero_()
         return fc
 
-    def features(self, images: torch.Tensor, views: int = 0) -> torch.Tensor:
-        """Frozen-backbone features on the device; ``views`` > 0 adds augmented copies instead."""
+    def features(self, images: Images, views: int = 0) -> torch.Tensor:
+        """Frozen-backbone features on the device; ``views`` > 0 gives that many augmented copies instead.
+
+        Under torchrun each rank computes its shard and every rank receives all of them, once.
+        """
         ctx, backbone = self.ctx, self.model.backbone
         backbone.eval()
+        run = ctx.config.runtime
         if not views:
-            return predict(backbone, images, ctx.normalize, ctx.device, ctx.config.runtime).to(ctx.device)
+            return predict(backbone, images, ctx.normalize, ctx.device, run).to(ctx.device)
         g = torch.Generator(ctx.device).manual_seed(ctx.config.seed + 4)
         return torch.cat(
-            [
-                predict(backbone, images, lambda x: ctx.normalize(x, g), ctx.device, ctx.config.runtime).to(ctx.device)
-                for _ in range(views)
-            ]
+            [predict(backbone, images, ctx.normalize, ctx.device, run, augment=g).to(ctx.device) for _ in range(views)]
         )
 
     def stage2_train_mode(self) -> None:
@@ -199,7 +201,7 @@ class DecouplingExpert(StandardExpert):
             self.run_fit(task, r.stage2, ckpt)
             return
         views = r.cache_views if r.stage2.augment else 0
-        feats = self.features(ctx.train_images, views)
+        feats = self.features(ctx.data.train.images, views)
         labels = ctx.train_labels.repeat(max(views, 1))
         val = ctx.data.held_out["val"]
         val_feats = self.features(val.images)
@@ -215,10 +217,8 @@ class DecouplingExpert(StandardExpert):
             name,
             model.fc,
             params=params,
-            forward=model.fc,
-            inputs=feats,
-            labels=labels,
-            prepare=lambda x, _g: x,
+            network=model.fc,
+            data=TensorBatches(feats, labels, lambda x, _crops: x),
             loss_fn=F.cross_entropy,
             evaluate=evaluate,
             train_mode=model.fc.train,

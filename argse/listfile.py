@@ -1,0 +1,96 @@
+"""``list_lt``: datasets given as list files, as released by Liu et al. (CVPR 2019).
+
+Each line of a list is ``relative/path/to/image.jpg <label>``, the path relative to the data
+root: ImageNet_LT_train.txt / _val.txt / _test.txt, iNaturalist18_train.txt / _val.txt.
+These images do not fit in device memory, so they are decoded (by torchvision) and augmented
+in DataLoader worker processes, and only normalised on the device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+from torchvision import io as tvio
+from torchvision.transforms import v2
+
+from argse.errors import ArgseError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def read_list(path: Path, root: Path) -> tuple[list[str], list[int]]:
+    """Paths and labels of one list file; a malformed line or a missing image names file and line."""
+    if not path.is_file():
+        raise ArgseError(f"list file {path} does not exist; set data.root and the list names in data.*_list(s)")
+    paths, labels = [], []
+    with path.open() as f:
+        for number, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            parts = line.rsplit(maxsplit=1)
+            if len(parts) != 2 or not parts[1].isdigit():
+                raise ArgseError(
+                    f"{path} line {number}: expected 'relative/path/to/image.jpg <class index>', got {line[:80]!r}"
+                )
+            if not os.path.isfile(root / parts[0]):
+                raise ArgseError(f"{path} line {number}: image {root / parts[0]} does not exist")
+            paths.append(parts[0])
+            labels.append(int(parts[1]))
+    if not paths:
+        raise ArgseError(f"list file {path} has no entries")
+    return paths, labels
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def train_transform(size: int) -> v2.Transform:
+    """The standard ImageNet training augmentation: random resized crop and horizontal flip."""
+    return v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()])
+
+
+def eval_transform(resize: int, size: int) -> v2.Transform:
+    """The standard ImageNet evaluation transform: resize the shorter side, then centre crop."""
+    return v2.Compose([v2.Resize(resize, antialias=True), v2.CenterCrop(size)])
+
+
+class ImageList(Dataset):
+    """Images named by a list file, decoded on access to uint8 [3, H, W] (normalised later, on the device).
+
+    ``transforms`` is (training augmentation, evaluation transform); ``augment`` picks one.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        paths: list[str],
+        labels: torch.Tensor,
+        transforms: tuple[v2.Transform, v2.Transform],
+        augment: bool = False,
+    ) -> None:
+        self.root, self.paths, self.labels = Path(root), paths, labels
+        self.transforms, self.augment = transforms, augment
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        path = self.root / self.paths[i]
+        try:
+            image = tvio.decode_image(tvio.read_file(str(path)), mode=tvio.ImageReadMode.RGB)
+        except (RuntimeError, OSError) as exc:
+            raise ArgseError(f"image {path} cannot be read or decoded ({exc}); replace or remove it") from None
+        return self.transforms[0 if self.augment else 1](image), int(self.labels[i])
+
+    def subset(self, idx: torch.Tensor) -> ImageList:
+        return ImageList(self.root, [self.paths[i] for i in idx.tolist()], self.labels[idx], self.transforms)
+
+    def augmented(self, augment: bool = True) -> ImageList:
+        return ImageList(self.root, self.paths, self.labels, self.transforms, augment)
