@@ -75,6 +75,16 @@ def barrier() -> None:
         dist.barrier()
 
 
+def rank_zero_first(fn):
+    """Run ``fn`` on rank 0 first (it may write a cache or a manifest), then on the other ranks."""
+    if rank() != 0:
+        barrier()
+    out = fn()
+    if rank() == 0:
+        barrier()
+    return out
+
+
 def shard(n: int) -> slice:
     """This rank's contiguous part of ``range(n)``: sizes differ by at most one, rank order kept."""
     w, r = world_size(), rank()

@@ -2,8 +2,9 @@
 
 Each line of a list is ``relative/path/to/image.jpg <label>``, the path relative to the data
 root: ImageNet_LT_train.txt / _val.txt / _test.txt, iNaturalist18_train.txt / _val.txt.
-These images do not fit in device memory, so they are decoded (by torchvision) and augmented
-in DataLoader worker processes, and only normalised on the device.
+These images do not fit in device memory, so they are decoded and augmented in DataLoader
+worker processes (PIL decoding and torchvision.transforms.v2, as in torchvision's ImageNet
+reference; torchvision 0.29 deprecates its own decoders) and only normalised on the device.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import os
 from pathlib import Path
 
 import torch
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
-from torchvision import io as tvio
 from torchvision.transforms import v2
 
 from argse.errors import ArgseError
@@ -53,12 +54,12 @@ def file_sha256(path: Path) -> str:
 
 def train_transform(size: int) -> v2.Transform:
     """The standard ImageNet training augmentation: random resized crop and horizontal flip."""
-    return v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()])
+    return v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip(), v2.PILToTensor()])
 
 
 def eval_transform(resize: int, size: int) -> v2.Transform:
     """The standard ImageNet evaluation transform: resize the shorter side, then centre crop."""
-    return v2.Compose([v2.Resize(resize, antialias=True), v2.CenterCrop(size)])
+    return v2.Compose([v2.Resize(resize, antialias=True), v2.CenterCrop(size), v2.PILToTensor()])
 
 
 class ImageList(Dataset):
@@ -84,8 +85,9 @@ class ImageList(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         path = self.root / self.paths[i]
         try:
-            image = tvio.decode_image(tvio.read_file(str(path)), mode=tvio.ImageReadMode.RGB)
-        except (RuntimeError, OSError) as exc:
+            with Image.open(path) as im:
+                image = im.convert("RGB")
+        except (UnidentifiedImageError, OSError) as exc:
             raise ArgseError(f"image {path} cannot be read or decoded ({exc}); replace or remove it") from None
         return self.transforms[0 if self.augment else 1](image), int(self.labels[i])
 

@@ -68,6 +68,11 @@ def write_logits(
     splits_sha256: str,
     config: dict,
 ) -> Path:
+    if not torch.isfinite(logits).all():
+        raise ArgseError(
+            f"{expert} gives NaN or infinite logits on {split}, so {path} was not written; "
+            f"training diverged: lower the learning rate and retrain"
+        )
     meta = {
         "format": FORMAT,
         "expert": expert,

@@ -4,8 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from argse import cli, train_gating
+from argse import cli, io, train_gating
 from argse.config import load_run_config
+from argse.errors import ArgseError
 from argse.logits import logits_path, read_logit_set, read_logits, write_logits
 from tests.logit_factory import peaked, write_run
 
@@ -134,7 +135,12 @@ def test_bad_inputs_are_one_sentence(tmp_path, run, capsys, breakage, message):
     elif breakage == "classes":
         _break(tmp_path, "b_tail", "test", logits=torch.zeros(400, C + 1), class_counts=COUNTS + [1])
     else:
-        _break(tmp_path, "b_tail", "tune", logits=torch.full((400, C), float("nan")))
+        path = logits_path(tmp_path / "outputs" / "g", "b_tail", "tune")
+        nan = torch.full((400, C), float("nan"))
+        with pytest.raises(ArgseError, match="NaN or infinite logits on tune, so .* was not written"):
+            _break(tmp_path, "b_tail", "tune", logits=nan)  # argse never writes such a file...
+        tensors, meta = io.load_tensors(path)
+        io.save_tensors(path, tensors | {"logits": nan}, meta)  # ...but a damaged copy is still caught
     assert cli.run(train_gating.main, argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1

@@ -102,6 +102,11 @@ class StandardExpert:
         self.temperature: float | None = None
 
     # -- what subclasses change
+    @classmethod
+    def requires(cls, recipe: Any) -> list[str]:
+        """Experts of the same run that must be finished first (used by --parallel)."""
+        return []
+
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, targets)
 

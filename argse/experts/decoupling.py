@@ -106,6 +106,10 @@ class DecouplingExpert(StandardExpert):
 
     Recipe = DecouplingRecipe
 
+    @classmethod
+    def requires(cls, recipe: DecouplingRecipe) -> list[str]:
+        return [] if recipe.stage1_from == "train" else [recipe.stage1_from]
+
     @property
     def cached(self) -> bool:
         return self.recipe.feature_cache and self.recipe.bn == "frozen"

@@ -1,0 +1,128 @@
+"""list_lt: list-file datasets (ImageNet-LT / iNaturalist 2018 layout) on a few JPEGs written here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from argse.config import load_run_config
+from argse.data import prepare_data
+from argse.errors import ArgseError
+from argse.experts import ExpertContext, get_expert, load_recipe
+from argse.listfile import ImageList
+from argse.logits import read_logits
+
+TRAIN_COUNTS = [6, 3, 2]
+TEST_PER_CLASS = 5
+
+
+def write_dataset(root: Path) -> None:
+    g = torch.Generator().manual_seed(0)
+    lines = {"train": [], "test": []}
+    for part, counts in (("train", TRAIN_COUNTS), ("test", [TEST_PER_CLASS] * 3)):
+        for label, n in enumerate(counts):
+            folder = root / part / f"n{label:03d}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                # Sizes differ, as in ImageNet: the transforms bring every image to one size.
+                h, w = 40 + 4 * i, 48 - 2 * i
+                image = (torch.rand(3, h, w, generator=g) * 60 + 60 * label).to(torch.uint8)
+                Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i}.jpg", quality=90)
+                lines[part].append(f"{part}/n{label:03d}/{i}.jpg {label}")
+    (root / "LT_train.txt").write_text("\n".join(lines["train"]) + "\n")
+    (root / "LT_test.txt").write_text("\n".join(lines["test"]) + "\n")
+
+
+def overrides(tmp_path: Path, tiny: list[str], root: Path) -> list[str]:
+    return tiny + [
+        "data.dataset=list_lt",
+        f"data.root={root}",
+        "data.train_list=LT_train.txt",
+        "data.test_lists=[LT_test.txt]",
+        "data.image_size=32",
+        "data.resize=36",
+        "data.tail_max_count=2",
+        "data.many_min_count=5",
+        "data.few_max_count=3",
+        "runtime.workers=2",
+    ]
+
+
+@pytest.fixture
+def list_root(tmp_path):
+    root = tmp_path / "images"
+    write_dataset(root)
+    return root
+
+
+def test_counts_labels_and_splits_come_from_the_lists(tmp_path, tiny, list_root):
+    data = prepare_data(load_run_config(None, overrides(tmp_path, tiny, list_root)))
+    assert data.class_counts.tolist() == TRAIN_COUNTS  # the list is long-tailed already: used as it is
+    assert isinstance(data.train.images, ImageList) and len(data.train.images) == sum(TRAIN_COUNTS)
+    assert data.train.labels.tolist() == [c for c, n in enumerate(TRAIN_COUNTS) for _ in range(n)]
+    held = data.held_out
+    assert sum(len(s.labels) for s in held.values()) == 3 * TEST_PER_CLASS
+    assert set(torch.cat([s.indices for s in held.values()]).tolist()) == set(range(3 * TEST_PER_CLASS))
+    image, label = held["test"].images[0]
+    assert image.shape == (3, 32, 32) and image.dtype == torch.uint8  # resize 36, centre crop 32
+    assert label == int(held["test"].labels[0])
+    assert "LT_train.txt" in data.manifest["source"]  # list contents are part of the split digest
+
+
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ("train/n000/0.jpg", r"LT_train.txt line 3: expected 'relative/path/to/image.jpg <class index>'"),
+        ("train/n000/0.jpg zero", r"LT_train.txt line 3: expected"),
+        ("train/n000/missing.jpg 0", r"LT_train.txt line 3: image .*missing.jpg does not exist"),
+    ],
+)
+def test_bad_list_line_names_file_and_line(tmp_path, tiny, list_root, line, message):
+    path = list_root / "LT_train.txt"
+    lines = path.read_text().splitlines()
+    lines.insert(2, line)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ArgseError, match=message):
+        prepare_data(load_run_config(None, overrides(tmp_path, tiny, list_root)))
+
+
+def test_missing_list_and_missing_root_are_clear(tmp_path, tiny, list_root):
+    sets = overrides(tmp_path, tiny, list_root)
+    with pytest.raises(ArgseError, match=r"list file .*nope.txt does not exist"):
+        prepare_data(load_run_config(None, sets + ["data.train_list=nope.txt"]))
+    with pytest.raises(ArgseError, match=r"list_lt image root .* is not a directory"):
+        prepare_data(load_run_config(None, sets + [f"data.root={tmp_path / 'absent'}"]))
+    with pytest.raises(ArgseError, match=r"list_lt needs data.train_list and data.test_lists"):
+        load_run_config(None, sets + ["data.test_lists=[]"])
+
+
+def test_corrupt_jpeg_fails_with_one_sentence_from_a_worker(tmp_path, tiny, list_root):
+    cfg = load_run_config(None, overrides(tmp_path, tiny, list_root))
+    data = prepare_data(cfg)
+    (list_root / "train" / "n002" / "1.jpg").write_bytes(b"not a jpeg")
+    cls = get_expert("ce")
+    expert = cls(ExpertContext(cfg, data, torch.device("cpu")), load_recipe(cls, cfg))
+    with pytest.raises(ArgseError, match=r"^image .*n002/1.jpg cannot be read or decoded .*; replace or remove it$"):
+        expert.train()
+
+
+@pytest.mark.parametrize("arch", ["resnet50"])
+def test_torchvision_backbone_trains_and_exports_on_list_lt(tmp_path, tiny, list_root, arch):
+    sets = overrides(tmp_path, tiny, list_root) + [
+        f"model.arch={arch}",
+        "recipes.ce.batch_size=4",
+        "recipes.ce.lr=0.01",
+    ]
+    cfg = load_run_config(None, sets + ["recipes.ce.epochs=1"])
+    data = prepare_data(cfg)
+    cls = get_expert("ce")
+    expert = cls(ExpertContext(cfg, data, torch.device("cpu")), load_recipe(cls, cfg))
+    expert.train()
+    assert expert.model.fc.in_features == 2048 and expert.model.fc.out_features == 3
+    expert.calibrate()
+    test = read_logits(expert.export_logits()["test"])
+    assert test.logits.shape == (len(data.held_out["test"].labels), 3)
+    assert torch.equal(test.indices, data.held_out["test"].indices)
