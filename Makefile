@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 CONFIG ?= configs/cifar100_lt.yaml
 EXPERTS ?= ce,logit_adjust,balanced_softmax,decoupling
 ARGS ?=
+# PARALLEL=1: train the experts at once, one process per visible GPU; PARALLEL=N: N processes.
+PARALLEL ?=
+PARALLEL_FLAG = $(if $(filter-out 0,$(PARALLEL)),--parallel $(filter-out 1,$(PARALLEL)))
 
 .PHONY: demo experts gating evaluate reproduce test test-all lint bench clean
 
@@ -21,7 +24,7 @@ demo: $(VENV)/.stamp
 	$(PY) -m argse.evaluate --config configs/demo.yaml $(ARGS)
 
 experts: $(VENV)/.stamp
-	$(PY) -m argse.train_experts --config $(CONFIG) --experts $(EXPERTS) $(ARGS)
+	$(PY) -m argse.train_experts --config $(CONFIG) --experts $(EXPERTS) $(PARALLEL_FLAG) $(ARGS)
 
 gating: $(VENV)/.stamp
 	$(PY) -m argse.train_gating --config $(CONFIG) $(ARGS)
@@ -45,6 +48,7 @@ reproduce: $(VENV)/.stamp
 
 bench: $(VENV)/.stamp
 	$(PY) -m benchmarks --out docs/performance.md
+	$(PY) -m benchmarks.scaling --out docs/scaling.md
 
 clean:
 	rm -rf outputs/demo checkpoints/demo

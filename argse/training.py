@@ -447,11 +447,13 @@ def fit(
                     f"{task.name}: the loss became NaN or infinite at epoch {epoch + 1}, step {int(first_bad) + 1}; "
                     f"{kept}; lower the learning rate and rerun (with --resume to continue)"
                 )
+            train_seconds = time.perf_counter() - start  # int(first_bad) above waited for the device
             val = task.evaluate()
             record = {
                 "epoch": epoch + 1,
                 "lr": opt.param_groups[0]["lr"],
                 "train_loss": float(distributed.all_sum(loss_sum)) / distributed.world_size() / steps,
+                "train_seconds": round(train_seconds, 3),
                 "seconds": round(time.perf_counter() - start, 3),
                 "val": val,
             }

@@ -7,3 +7,13 @@ def test_benchmark_smoke(tmp_path, monkeypatch):
     assert bench.main(["--quick", "--only", "train,stage2,export", "--out", str(out)]) == 0
     text = out.read_text()
     assert "Training throughput" in text and "Decoupling stage 2" in text and "Logits export" in text
+
+
+def test_scaling_benchmark_smoke(tmp_path):
+    """1 vs 2 torchrun processes on a tiny synthetic run; the real figures come from `make bench`."""
+    from benchmarks import scaling
+
+    out = tmp_path / "scaling.md"
+    assert scaling.main(["--quick", "--out", str(out)]) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| 1 ") or line.startswith("| 2 ")]
+    assert len(rows) == 3 and "| 1.00x |" in rows[0] and "sync_bn off" in rows[2]

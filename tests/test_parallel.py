@@ -1,0 +1,40 @@
+"""--parallel: several experts at once in child processes, dependencies respected, failures reported."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from argse.logits import read_logits
+from tests.conftest import REPO, tiny_overrides
+
+
+def run(tmp_path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "argse.train_experts", "--parallel", "2", "--experts", "ce,decoupling,logit_adjust"]
+    for item in [*tiny_overrides(tmp_path), "recipes.decoupling.stage1_from=ce", *extra]:
+        cmd += ["--set", item]
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_parallel_experts_wait_for_their_stage1_and_all_export(tmp_path):
+    proc = run(tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    out = proc.stdout
+    assert "training 3 experts in 2 processes" in out
+    assert out.index("finished ce") < out.index("started decoupling")  # decoupling reuses ce as stage 1
+    for name in ("ce", "decoupling", "logit_adjust"):
+        assert read_logits(tmp_path / "outputs" / "tiny" / "logits" / name / "test.safetensors").expert == name
+        assert (tmp_path / "outputs" / "tiny" / "logs" / f"{name}.log").is_file()
+    assert "balanced_acc" in out  # the parent prints the usual summary table
+
+
+def test_a_failing_expert_is_named_and_its_dependants_skipped(tmp_path):
+    proc = run(tmp_path, "recipes.ce.lr=.nan")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1
+    assert "2 of 3 experts failed; ce: exit 2: error: ce: the loss became NaN" in err
+    assert "logs/ce.log" in err
+    assert (tmp_path / "outputs" / "tiny" / "logits" / "logit_adjust" / "test.safetensors").is_file()
