@@ -212,6 +212,9 @@ class ModelConfig:
     """resnet_cifar: 6n+2: 20, 32, 44, 56, 110."""
     width: int = 16
     """resnet_cifar: channels of the first stage (16 in the paper)."""
+    zero_init_residual: bool = True
+    """resnet50 / resnext50_32x4d: start each residual branch at zero (Goyal et al. 2017), so the
+    untrained network is stable; false gives torchvision's plain initialisation."""
 
     def __post_init__(self) -> None:
         if self.arch == "resnet_cifar" and (self.depth - 2) % 6 or self.depth < 8:

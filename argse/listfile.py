@@ -92,7 +92,8 @@ class ImageList(Dataset):
         return self.transforms[0 if self.augment else 1](image), int(self.labels[i])
 
     def subset(self, idx: torch.Tensor) -> ImageList:
-        return ImageList(self.root, [self.paths[i] for i in idx.tolist()], self.labels[idx], self.transforms)
+        paths = [self.paths[i] for i in idx.tolist()]
+        return ImageList(self.root, paths, self.labels[idx], self.transforms, self.augment)
 
     def augmented(self, augment: bool = True) -> ImageList:
         return ImageList(self.root, self.paths, self.labels, self.transforms, augment)

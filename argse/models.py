@@ -69,11 +69,11 @@ class CifarResNet(BackboneClassifier):
 class TorchvisionNet(BackboneClassifier):
     """A torchvision ImageNet architecture (random init) with its ``fc`` split off."""
 
-    def __init__(self, arch: str, num_classes: int, dropout: float = 0.0) -> None:
+    def __init__(self, arch: str, num_classes: int, dropout: float = 0.0, zero_init_residual: bool = True) -> None:
         from torchvision import models
 
         super().__init__()
-        self.backbone = models.get_model(arch, weights=None)
+        self.backbone = models.get_model(arch, weights=None, zero_init_residual=zero_init_residual)
         self.feature_dim = self.backbone.fc.in_features
         self.backbone.fc = nn.Identity()
         self.dropout = nn.Dropout(dropout)
@@ -83,4 +83,4 @@ class TorchvisionNet(BackboneClassifier):
 def build_model(cfg: ModelConfig, num_classes: int, dropout: float = 0.0) -> BackboneClassifier:
     if cfg.arch == "resnet_cifar":
         return CifarResNet(num_classes, cfg.depth, cfg.width, dropout)
-    return TorchvisionNet(cfg.arch, num_classes, dropout)
+    return TorchvisionNet(cfg.arch, num_classes, dropout, cfg.zero_init_residual)

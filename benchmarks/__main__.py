@@ -340,6 +340,16 @@ def bench_cifar10_rss() -> dict:
 # ---------------------------------------------------------------- report
 
 
+def write_report(lines: list[str], out: str | None) -> None:
+    """Print the markdown report and, with ``out``, write it there (atomically)."""
+    from argse import io
+
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if out:
+        io.write_text(out, text)
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -465,12 +475,7 @@ def main(argv: list[str] | None = None) -> int:
             "|---|---|---|",
             "| (none available to this run) | | |",
         ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        from argse import io
-
-        io.write_text(args.out, text)
+    write_report(lines, args.out)
     return 0
 
 

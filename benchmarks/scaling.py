@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.__main__ import ARCHIVE, REPO, machine
+from benchmarks.__main__ import ARCHIVE, REPO, machine, write_report
 
 
 def run(procs: int, epochs: int, sets: list[str], threads: int) -> dict:
@@ -112,12 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| {r['procs']} | {r['threads'] or '-'} | {r['img_s']:.0f} | {r['img_s'] / base:.2f}x | {r['note']} |"
         for r in rows
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        from argse import io
-
-        io.write_text(args.out, text)
+    write_report(lines, args.out)
     return 0
 
 

@@ -109,20 +109,46 @@ def test_corrupt_jpeg_fails_with_one_sentence_from_a_worker(tmp_path, tiny, list
         expert.train()
 
 
-@pytest.mark.parametrize("arch", ["resnet50"])
+@pytest.mark.parametrize("arch", ["resnet50", "resnext50_32x4d"])
 def test_torchvision_backbone_trains_and_exports_on_list_lt(tmp_path, tiny, list_root, arch):
     sets = overrides(tmp_path, tiny, list_root) + [
         f"model.arch={arch}",
         "recipes.ce.batch_size=4",
         "recipes.ce.lr=0.01",
+        "recipes.ce.epochs=1",
     ]
-    cfg = load_run_config(None, sets + ["recipes.ce.epochs=1"])
+    cfg = load_run_config(None, sets)
     data = prepare_data(cfg)
+    ctx = ExpertContext(cfg, data, torch.device("cpu"))
     cls = get_expert("ce")
-    expert = cls(ExpertContext(cfg, data, torch.device("cpu")), load_recipe(cls, cfg))
+    expert = cls(ctx, load_recipe(cls, cfg))
     expert.train()
     assert expert.model.fc.in_features == 2048 and expert.model.fc.out_features == 3
     expert.calibrate()
     test = read_logits(expert.export_logits()["test"])
     assert test.logits.shape == (len(data.held_out["test"].labels), 3)
     assert torch.equal(test.indices, data.held_out["test"].indices)
+
+
+def test_decoupling_caches_augmented_views_from_the_workers(tmp_path, tiny, list_root):
+    stage2 = ["augment=true", "epochs=1", "batch_size=4", "lr=0.01"]
+    sets = overrides(tmp_path, tiny, list_root) + [
+        "model.arch=resnet50",
+        "recipes.ce.batch_size=4",
+        "recipes.ce.lr=0.01",
+        "recipes.ce.epochs=1",
+        "recipes.decoupling.stage1_from=ce",
+        "recipes.decoupling.cache_views=2",
+    ]
+    cfg = load_run_config(None, sets + [f"recipes.decoupling.stage2.{s}" for s in stage2])
+    ctx = ExpertContext(cfg, prepare_data(cfg), torch.device("cpu"))
+    for name in ("ce", "decoupling"):
+        cls = get_expert(name)
+        expert = cls(ctx, load_recipe(cls, cfg))
+        expert.train()
+    views = expert.features(ctx.data.train.images, 2)
+    n = sum(TRAIN_COUNTS)
+    assert views.shape == (2 * n, 2048)
+    assert not torch.allclose(views[:n], views[n:])  # two different random crops of every image
+    plain = expert.features(ctx.data.train.images)
+    assert torch.equal(plain, expert.features(ctx.data.train.images))  # the evaluation transform is fixed
