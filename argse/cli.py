@@ -44,7 +44,9 @@ def split_names(text: str | None) -> list[str] | None:
 def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run ``main``; a user error prints one line on stderr and returns 2."""
     try:
-        return main(argv)
+        code = main(argv)
+        distributed.shutdown()
+        return code
     except ArgseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -57,5 +59,3 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) 
             raise
         print(f"error: {lost}", file=sys.stderr)
         return 2
-    finally:
-        distributed.shutdown()

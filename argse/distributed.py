@@ -9,6 +9,7 @@ and takes its shard of each global batch, and only rank 0 writes (see :mod:`args
 from __future__ import annotations
 
 import os
+import re
 import signal
 from datetime import timedelta
 
@@ -58,6 +59,7 @@ def init(device_setting: str, timeout_s: int) -> torch.device:
 
 
 def _stopped(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
     raise ArgseError(
         f"rank {rank()} was stopped because another rank of this torchrun job failed; "
         f"rerun the same command with --resume to continue from the last complete checkpoint"
@@ -192,9 +194,10 @@ def scaled_loss(loss: torch.Tensor, logits: torch.Tensor, n_local: int, n_global
 def translate_errors(exc: BaseException) -> ArgseError | None:
     """A lost peer or a broken rendezvous becomes one actionable sentence."""
     if isinstance(exc, dist.DistError) or (isinstance(exc, RuntimeError) and "gloo" in str(exc).lower()):
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        cause = re.sub(r"^\[[^\]]*\]\s*", "", text).split(". ")[0]  # drop gloo's source location
         return ArgseError(
-            f"rank {rank()} lost contact with the other ranks ({first[:160]}); a rank died or was killed; "
+            f"rank {rank()} lost contact with the other ranks ({cause[:120]}); a rank died or was killed; "
             f"rerun the same command with --resume to continue from the last complete checkpoint"
         )
     return None
