@@ -43,3 +43,18 @@ def test_expert_trains_on_gpu_with_bf16_and_channels_last(tiny, name):
     assert expert.calibrate() > 0
     for path in expert.export_logits().values():
         assert path.is_file()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_torchrun_on_two_gpus_trains_like_one(tmp_path):
+    """NCCL + torch SyncBatchNorm: 2 GPUs vs 1 GPU, fp32 (cuDNN is not bit-deterministic)."""
+    from tests.test_distributed import finish, launch, weights
+
+    gpu = ("--set", "runtime.device=cuda", "--set", "runtime.bf16=false")
+    one, two = tmp_path / "one", tmp_path / "two"
+    for root, procs in ((one, 1), (two, 2)):
+        rc, output = finish(launch(root, procs, *gpu))
+        assert rc == 0, output[-3000:]
+    for expert in ("ce", "decoupling"):
+        a, b = weights(one, expert), weights(two, expert)
+        assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-3) for k in a), expert

@@ -36,9 +36,10 @@ def launch(root: Path, procs: int, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable]
     if procs > 1:
         cmd += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"]
-    cmd += ["-m", "argse.train_experts", "--experts", "ce,decoupling", *extra]
+    cmd += ["-m", "argse.train_experts", "--experts", "ce,decoupling"]
     for item in tiny_overrides(root) + SETTINGS:
         cmd += ["--set", item]
+    cmd += extra  # last, so its --set items win
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
