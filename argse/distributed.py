@@ -186,6 +186,8 @@ def scaled_loss(loss: torch.Tensor, logits: torch.Tensor, n_local: int, n_global
     DDP averages gradients over ranks, so each rank's mean loss is weighted by
     ``world * n_local / n_global``: uneven shards then add up to the one-process gradient.
     """
+    if not is_distributed():
+        return loss
     if n_local == 0:
         return logits.sum() * 0.0  # keeps the graph so the gradient all-reduce still runs
     return loss * (world_size() * n_local / n_global)
