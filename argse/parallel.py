@@ -47,7 +47,6 @@ def train_in_parallel(args: argparse.Namespace, plan: list[tuple[type, Any]], cf
     needs = {cls.name: [n for n in cls.requires(recipe) if n != cls.name] for cls, recipe in plan}
     waiting = [cls.name for cls, _ in plan]
     running: dict[str, tuple[subprocess.Popen, str | None, Any]] = {}
-    done: set[str] = set()
     failed: dict[str, str] = {}
     logs = cfg.out_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -68,6 +67,9 @@ def train_in_parallel(args: argparse.Namespace, plan: list[tuple[type, Any]], cf
                 )
                 running[name] = (proc, slot, log)
                 console.print(f"started {name}" + (f" on GPU {slot}" if slot is not None else ""))
+        if waiting and not running:
+            order = ", ".join(f"{n} needs {', '.join(needs[n])}" for n in waiting)
+            raise ArgseError(f"the experts wait on each other ({order}); break the cycle in their recipes")
         time.sleep(0.2)
         for name, (proc, slot, log) in list(running.items()):
             if proc.poll() is None:
@@ -76,7 +78,6 @@ def train_in_parallel(args: argparse.Namespace, plan: list[tuple[type, Any]], cf
             del running[name]
             free.append(slot)
             if proc.returncode == 0:
-                done.add(name)
                 console.print(f"finished {name}")
             else:
                 lines = (logs / f"{name}.log").read_text().strip().splitlines()

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
 
+import pytest
+from rich.console import Console
+
+from argse.config import load_run_config
+from argse.errors import ArgseError
 from argse.logits import read_logits
+from argse.parallel import train_in_parallel
 from tests.conftest import REPO, tiny_overrides
 
 
@@ -38,3 +45,14 @@ def test_a_failing_expert_is_named_and_its_dependants_skipped(tmp_path):
     assert "2 of 3 experts failed; ce: exit 2: error: ce: the loss became NaN" in err
     assert "logs/ce.log" in err
     assert (tmp_path / "outputs" / "tiny" / "logits" / "logit_adjust" / "test.safetensors").is_file()
+
+
+def test_experts_that_wait_on_each_other_are_refused(tmp_path):
+    def expert(name: str, needs: str) -> type:
+        return type(name, (), {"name": name, "requires": classmethod(lambda cls, recipe: [needs])})
+
+    args = argparse.Namespace(parallel=2, config=None, overrides=[], resume=False)
+    plan = [(expert("a", "b"), None), (expert("b", "a"), None)]
+    cfg = load_run_config(None, [f"output_dir={tmp_path}"])
+    with pytest.raises(ArgseError, match=r"the experts wait on each other \(a needs b, b needs a\)"):
+        train_in_parallel(args, plan, cfg, Console(quiet=True))
