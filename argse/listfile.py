@@ -12,13 +12,16 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
 
 from argse.errors import ArgseError
+
+if TYPE_CHECKING:  # torchvision is imported only by runs that use list files (it costs memory)
+    from torchvision.transforms import v2
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -54,11 +57,15 @@ def file_sha256(path: Path) -> str:
 
 def train_transform(size: int) -> v2.Transform:
     """The standard ImageNet training augmentation: random resized crop and horizontal flip."""
+    from torchvision.transforms import v2
+
     return v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip(), v2.PILToTensor()])
 
 
 def eval_transform(resize: int, size: int) -> v2.Transform:
     """The standard ImageNet evaluation transform: resize the shorter side, then centre crop."""
+    from torchvision.transforms import v2
+
     return v2.Compose([v2.Resize(resize, antialias=True), v2.CenterCrop(size), v2.PILToTensor()])
 
 
