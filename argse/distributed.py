@@ -195,6 +195,7 @@ def scaled_loss(loss: torch.Tensor, logits: torch.Tensor, n_local: int, n_global
 
 def translate_errors(exc: BaseException) -> ArgseError | None:
     """A lost peer or a broken rendezvous becomes one actionable sentence."""
+    # NCCL and the store raise DistError; gloo's transport raises a plain RuntimeError.
     if isinstance(exc, dist.DistError) or (isinstance(exc, RuntimeError) and "gloo" in str(exc).lower()):
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         cause = re.sub(r"^\[[^\]]*\]\s*", "", text).split(". ")[0]  # drop gloo's source location

@@ -183,11 +183,8 @@ def eval_batches(images: Images, rows: slice, normalize, device, runtime: Runtim
             part = slice(start, min(start + bs, rows.stop))
             yield normalize(images[part].to(device, non_blocking=True), crops.take(part) if crops else None)
         return
-    dataset = images.augmented(augment is not None).subset(torch.arange(rows.start, rows.stop))
-    seed = _seed_from(augment)
-    for x, _ in _loader(
-        dataset, [list(range(i, min(i + bs, len(dataset)))) for i in range(0, len(dataset), bs)], runtime, device, seed
-    ):
+    batches = [list(range(i, min(i + bs, rows.stop))) for i in range(rows.start, rows.stop, bs)]
+    for x, _ in _loader(images.augmented(augment is not None), batches, runtime, device, _seed_from(augment)):
         yield normalize(x.to(device, non_blocking=True))
 
 

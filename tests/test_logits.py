@@ -8,7 +8,7 @@ from argse.errors import ArgseError
 from argse.logits import FORMAT, read_logit_set, read_logits, write_logits
 
 
-def _write(path, n=6, c=3, **changes):
+def _write(path, n=6, c=3, indices=None, **changes):
     kw = dict(
         expert="ce",
         dataset="synthetic_lt",
@@ -20,7 +20,8 @@ def _write(path, n=6, c=3, **changes):
     )
     kw.update(changes)
     g = torch.Generator().manual_seed(0)
-    return write_logits(path, torch.randn(n, c, generator=g), torch.arange(n) % c, torch.arange(n) + 100, **kw)
+    indices = torch.arange(n) + 100 if indices is None else indices
+    return write_logits(path, torch.randn(n, c, generator=g), torch.arange(n) % c, indices, **kw)
 
 
 def test_round_trip(tmp_path):
@@ -77,19 +78,6 @@ def test_siblings_must_agree(tmp_path):
     b = _write(tmp_path / "b.safetensors", splits_sha256="other")
     with pytest.raises(ArgseError, match=r"b.safetensors: field 'splits_sha256' differs from .*a.safetensors"):
         read_logit_set([a, b])
-    c = tmp_path / "c.safetensors"
-    write_logits(
-        c,
-        torch.zeros(6, 3),
-        torch.arange(6) % 3,
-        torch.arange(6) + 101,
-        expert="x",
-        dataset="d",
-        split="test",
-        temperature=1.0,
-        class_counts=[10, 5, 2],
-        splits_sha256="abc",
-        config={},
-    )
+    c = _write(tmp_path / "c.safetensors", indices=torch.arange(6) + 101)
     with pytest.raises(ArgseError, match=r"c.safetensors: field 'indices' differs"):
         read_logit_set([a, c])
