@@ -262,6 +262,13 @@ class GatingConfig:
     """Early stopping on val NLL."""
     top_k: int = 5
     seed: int = 0
+    tune_fraction: float = 0.5
+    """Share of ``tune`` (per class, seeded by the run seed) that trains the gate; the rest fits every
+    source's rejectors in ``evaluate``, so no rejector is fitted on the samples that trained the gate."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.tune_fraction < 1:
+            raise ValueError(f"tune_fraction must lie in (0, 1), got {self.tune_fraction}")
 
 
 @dataclass
@@ -278,6 +285,16 @@ class EvaluateConfig:
     worst_step: float = 1.0
     """xi: exponentiated-gradient step of Algorithm 2."""
     seed: int = 0
+    protocol: Literal["argse", "paper"] = "argse"
+    """paper: Narasimhan et al. (2024) as published (raw softmax, lambda in {1, 6, 11}, Algorithm 2 with
+    T = 25 returning its last iterate fitted on S1); argse: calibrated probabilities, the grids above,
+    best-round beta refitted on all of the fitting sample, every power iterate a candidate."""
+    test_prior: Literal["train", "balanced"] = "train"
+    """train: every rate is taken under the training label distribution (weights pi_train(y)/pi_split(y)),
+    as in the paper; balanced: the class-balanced held-out splits as they are."""
+    search: Literal["power", "grid"] = "grid"
+    """grid: after Algorithm 1/2, search the rule's group weights directly on the fitting sample
+    (never worse there); power: Algorithm 1/2 only. protocol=paper always uses power."""
 
     def __post_init__(self) -> None:
         bad = [r for r in self.rejection_grid if not 0 <= r < 1]

@@ -1,8 +1,10 @@
 """Selective-prediction report for experts and the gated mixture.
 
 ``python -m argse.evaluate --config RUN.yaml --sources ce,gating --methods chow,plugin_balanced,plugin_worst``
-fits each rejector on ``tune`` for every target rejection rate, evaluates it on ``test`` and writes
-report.json, rc_curves.csv, rc_curves.png and summary.md under outputs/<run>/evaluation/.
+fits each rejector on the rejector part of ``tune`` (the part the gate did not train on) for every
+target rejection rate, evaluates it on ``test`` and writes report.json, rc_curves.csv,
+rc_curves.png and summary.md under outputs/<run>/evaluation/. Every rate is taken under
+``evaluate.test_prior`` (default: the training label distribution, as Narasimhan et al. 2024).
 """
 
 from __future__ import annotations
@@ -10,51 +12,62 @@ from __future__ import annotations
 import csv
 import io as pyio
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 from rich.table import Table
 
 from argse import cli, io
+from argse.config import EvaluateConfig, RunConfig
 from argse.data import head_tail_groups
 from argse.errors import ArgseError
+from argse.gating import tune_parts
 from argse.logits import LogitsFile, available_sources, load_sources
-from argse.selective import METHODS, aurc, evaluate_rule, fit_rule, group_view
+from argse.metrics import lt_weights
+from argse.selective import METHODS, FitOptions, GroupView, aurc, evaluate_rule, fit_rule, group_view
 
 # Extra sweep points past the configured grid, so that AURC over [0, 1] rests on measured errors up to 0.95.
 AURC_TAIL = (0.85, 0.9, 0.95)
 AURC_RANGES = {"0-0.8": (0.0, 0.8), "0-1": (0.0, 1.0)}
 AURC_COLUMNS = ["balanced_error@0-0.8", "worst_group_error@0-0.8", "balanced_error@0-1", "worst_group_error@0-1"]
+# Narasimhan et al. 2024, App. E.1 and F.3: with two groups the multipliers reduce to one,
+# lambda = mu_head - mu_tail, tuned over {1, 6, 11}; argse fixes mu_head = 0, so mu_tail = -lambda.
+PAPER_MU_GRID = (1.0, 6.0, 11.0)
+# App. F.3: Algorithm 1 with M = 10 power iterations; Algorithm 2 with T = 25 rounds and xi = 1.
+PAPER_POWER_ITERS, PAPER_ROUNDS, PAPER_STEP = 10, 25, 1.0
 
 
-def aurc_markdown(aurcs: dict[tuple[str, str], dict[str, float]]) -> str:
-    """AURC table, one row per (source, method)."""
-    lines = ["| source | method | " + " | ".join(AURC_COLUMNS) + " |", "|---|---|" + "---|" * len(AURC_COLUMNS)]
-    lines += [f"| {s} | {m} | " + " | ".join(f"{a[c]:.4f}" for c in AURC_COLUMNS) + " |" for (s, m), a in aurcs.items()]
-    return "\n".join(lines) + "\n"
+def fit_options(ecfg: EvaluateConfig) -> FitOptions:
+    """The rejector-fitting settings of the configured protocol."""
+    if ecfg.protocol == "paper":
+        return FitOptions(
+            PAPER_MU_GRID, PAPER_POWER_ITERS, PAPER_ROUNDS, PAPER_STEP, ecfg.seed, every_iterate=False,
+            best_round=False, refit_all=False, search="power",
+        )  # fmt: skip
+    return FitOptions(
+        tuple(ecfg.mu_grid), ecfg.power_iters, ecfg.worst_rounds, ecfg.worst_step, ecfg.seed, search=ecfg.search
+    )
 
 
-def sweep(tune: LogitsFile, test: LogitsFile, method: str, grid: list[float], cfg, tail_max_count: int) -> list[dict]:
-    groups = head_tail_groups(torch.tensor(tune.class_counts), tail_max_count)
-    class_group, k = groups.of_class.numpy(), groups.k
-    views = {
-        name: group_view(f.probs.numpy(), f.labels.numpy(), class_group, k)
-        for name, f in (("tune", tune), ("test", test))
-    }
+def source_view(f: LogitsFile, positions: torch.Tensor, class_group: np.ndarray, k: int, ecfg: EvaluateConfig):
+    """The rows ``positions`` of one logits file as a GroupView under the configured prior and protocol."""
+    # The paper uses the softmax of the trained model as it is; argse its temperature-calibrated version.
+    probs = torch.softmax(f.logits.double(), 1) if ecfg.protocol == "paper" else f.probs
+    labels = f.labels[positions]
+    weight = None
+    if ecfg.test_prior == "train":
+        weight = lt_weights(labels, torch.tensor(f.class_counts)).numpy()
+    return group_view(probs[positions].numpy(), labels.numpy(), class_group, k, weight)
+
+
+def sweep(fit: GroupView, test: GroupView, method: str, grid: list[float], opts: FitOptions) -> list[dict]:
+    """Fit ``method`` on ``fit`` at every target rate and measure it on ``test``."""
     rows = []
     for rate in grid:
-        rule = fit_rule(
-            method,
-            views["tune"],
-            rate,
-            mu_grid=cfg.mu_grid,
-            power_iters=cfg.power_iters,
-            worst_rounds=cfg.worst_rounds,
-            worst_step=cfg.worst_step,
-            seed=cfg.seed,
-        )
-        row = {"target_rate": rate, "tune_rejection_rate": evaluate_rule(rule, views["tune"])["rejection_rate"]}
-        row |= evaluate_rule(rule, views["test"])
+        rule = fit_rule(method, fit, rate, opts)
+        row = {"target_rate": rate, "tune_rejection_rate": evaluate_rule(rule, fit)["rejection_rate"]}
+        row |= evaluate_rule(rule, test)
         row |= {"alpha": rule.alpha.tolist(), "b": rule.b.tolist(), "threshold": rule.t}
         rows.append(row)
     return rows
@@ -71,13 +84,84 @@ def curve_aurcs(rows: list[dict]) -> dict[str, float]:
     return out
 
 
-def plot(curves: dict[tuple[str, str], list[dict]], path) -> None:
+@dataclass
+class Evaluation:
+    """Curves and AURCs per (source, method), and which samples fitted and measured them."""
+
+    curves: dict[tuple[str, str], list[dict]] = field(default_factory=dict)
+    aurcs: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    samples: dict[str, dict] = field(default_factory=dict)
+    groups: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def evaluate_sources(cfg: RunConfig, sources: list[str], methods: list[str]) -> Evaluation:
+    """Fit every method on every source's rejector part of ``tune`` and measure it on ``test``."""
+    ecfg = cfg.evaluate
+    files = load_sources(cfg.out_dir, sources, ["tune", "test"])
+    tune0 = files["tune"][0]
+    groups = head_tail_groups(torch.tensor(tune0.class_counts), cfg.data.tail_max_count)
+    class_group, k = groups.of_class.numpy(), groups.k
+    gate_part, fit_part = tune_parts(tune0.labels, cfg.gating.tune_fraction, cfg.seed)
+    n_test = len(files["test"][0].labels)
+    grid = sorted(set(ecfg.rejection_grid) | set(AURC_TAIL))
+    opts = fit_options(ecfg)
+    result = Evaluation(
+        groups=groups.names,
+        samples={
+            "rejectors_fitted_on": {"split": "tune", "part": "rejector", "n": len(fit_part)},
+            "gate_trained_on": {"split": "tune", "part": "gate", "n": len(gate_part)},
+            "measured_on": {"split": "test", "n": n_test},
+        },
+    )
+    start = time.perf_counter()
+    for tune, test in zip(files["tune"], files["test"], strict=True):
+        fit = source_view(tune, fit_part, class_group, k, ecfg)
+        held_out = source_view(test, torch.arange(n_test), class_group, k, ecfg)
+        for method in methods:
+            rows = sweep(fit, held_out, method, grid, opts)
+            result.curves[(tune.expert, method)] = rows
+            result.aurcs[(tune.expert, method)] = curve_aurcs(rows)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def describe(ecfg: EvaluateConfig) -> str:
+    """One line naming the prior and protocol, for every report."""
+    prior = "training label distribution" if ecfg.test_prior == "train" else "class-balanced splits as they are"
+    return f"test prior: {ecfg.test_prior} ({prior}); protocol: {ecfg.protocol}"
+
+
+def aurc_markdown(aurcs: dict[tuple[str, str], dict[str, float]]) -> str:
+    """AURC table, one row per (source, method)."""
+    lines = ["| source | method | " + " | ".join(AURC_COLUMNS) + " |", "|---|---|" + "---|" * len(AURC_COLUMNS)]
+    lines += [f"| {s} | {m} | " + " | ".join(f"{a[c]:.4f}" for c in AURC_COLUMNS) + " |" for (s, m), a in aurcs.items()]
+    return "\n".join(lines) + "\n"
+
+
+def curves_csv(curves: dict[tuple[str, str], list[dict]], names: list[str], ecfg: EvaluateConfig) -> str:
+    """One row per (source, method, target rate), with the error and coverage of every group."""
+    rates = ["target_rate", "tune_rejection_rate", "rejection_rate", "error", "balanced_error", "worst_group_error"]
+    per_group = [f"{g}_{what}" for what in ("error", "coverage") for g in names]
+    buf = pyio.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["source", "method", "test_prior", "protocol", *rates, *per_group])
+    writer.writeheader()
+    for (s, m), rows in curves.items():
+        for r in rows:
+            groups = {f"{g}_error": r["group_error"][i] for i, g in enumerate(names)}
+            groups |= {f"{g}_coverage": r["group_coverage"][i] for i, g in enumerate(names)}
+            writer.writerow({"source": s, "method": m, "test_prior": ecfg.test_prior, "protocol": ecfg.protocol}
+                            | {f: r[f] for f in rates} | groups)  # fmt: skip
+    return buf.getvalue()
+
+
+def plot(curves: dict[tuple[str, str], list[dict]], path, subtitle: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     # One colour per source, one line style per method.
     colors = {s: f"C{i}" for i, s in enumerate(dict.fromkeys(s for s, _ in curves))}
     for (source, method), rows in curves.items():
@@ -90,12 +174,49 @@ def plot(curves: dict[tuple[str, str], list[dict]], path) -> None:
         ax.set_ylabel(title)
         ax.set_title(f"{title} vs rejection rate")
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, ncol=2)
-    fig.tight_layout()
+    fig.suptitle(subtitle, fontsize=9)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=7)  # outside the axes, covering no curve
+    fig.tight_layout(rect=(0, 0, 0.8, 1))
     buf = pyio.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     io.atomic_write(path, lambda tmp: open(tmp, "wb").write(buf.getvalue()))
+
+
+def write_reports(cfg: RunConfig, ev: Evaluation) -> dict[str, object]:
+    """report.json, rc_curves.csv, rc_curves.png and summary.md; returns their paths."""
+    ecfg, out = cfg.evaluate, cfg.out_dir / "evaluation"
+    report = {
+        "config": asdict(ecfg),
+        "test_prior": ecfg.test_prior,
+        "protocol": ecfg.protocol,
+        "fit_options": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(fit_options(ecfg)).items()},
+        "samples": ev.samples,
+        "tail_max_count": cfg.data.tail_max_count,
+        "seconds": ev.seconds,
+        "aurc_definition": "mean error over the rejection-rate range: trapezoid rule over the target rejection "
+        "rates, divided by the range width; held constant past the last rate (0.95)",
+        "results": [
+            {"source": s, "method": m, "aurc": ev.aurcs[(s, m)], "curve": ev.curves[(s, m)]} for s, m in ev.curves
+        ],
+    }
+    paths = {"report": io.write_json(out / "report.json", report)}
+    paths["curves"] = io.write_text(out / "rc_curves.csv", curves_csv(ev.curves, ev.groups, ecfg))
+    plot(ev.curves, out / "rc_curves.png", f"{cfg.name}: {describe(ecfg)}")
+    paths["plot"] = out / "rc_curves.png"
+    fitted = ev.samples["rejectors_fitted_on"]["n"]
+    md = [
+        f"# Selective prediction: {cfg.name}\n",
+        f"{describe(ecfg).capitalize()}. Rejectors fit on the rejector part of `tune` ({fitted} samples; the other "
+        f"{ev.samples['gate_trained_on']['n']} trained the gate), evaluated on `test` "
+        f"({ev.samples['measured_on']['n']} samples); AURC = mean error over the rejection-rate range (trapezoid "
+        f"rule). Fitting and evaluation took {ev.seconds:.1f} s.\n",
+        aurc_markdown(ev.aurcs),
+        "![risk-coverage curves](rc_curves.png)\n",
+    ]
+    paths["summary"] = io.write_text(out / "summary.md", "\n".join(md))
+    return paths
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,85 +225,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=None, help=f"comma list of {', '.join(METHODS)}")
     args = parser.parse_args(argv)
     cfg = cli.load_config(args)
-    ecfg = cfg.evaluate
-    methods = cli.split_names(args.methods) or ecfg.methods
+    methods = cli.split_names(args.methods) or cfg.evaluate.methods
     for m in methods:
         if m not in METHODS:
             raise ArgseError(f"unknown method '{m}'; available methods: {', '.join(METHODS)}")
-    sources = cli.split_names(args.sources) or ecfg.sources or available_sources(cfg.out_dir)
+    sources = cli.split_names(args.sources) or cfg.evaluate.sources or available_sources(cfg.out_dir)
     if not sources:
         raise ArgseError(f"no exported logits under {cfg.out_dir / 'logits'}; run make experts first")
-    files = load_sources(cfg.out_dir, sources, ["tune", "test"])
-    grid = sorted(set(ecfg.rejection_grid) | set(AURC_TAIL))
+    ev = evaluate_sources(cfg, sources, methods)
+    paths = write_reports(cfg, ev)
 
-    start = time.perf_counter()
-    curves, aurcs = {}, {}
-    for i, source in enumerate(sources):
-        for method in methods:
-            rows = sweep(files["tune"][i], files["test"][i], method, grid, ecfg, cfg.data.tail_max_count)
-            curves[(source, method)] = rows
-            aurcs[(source, method)] = curve_aurcs(rows)
-    seconds = time.perf_counter() - start
-
-    out = cfg.out_dir / "evaluation"
-    report = {
-        "config": asdict(ecfg),
-        "tail_max_count": cfg.data.tail_max_count,
-        "seconds": seconds,
-        "aurc_definition": "mean error over the rejection-rate range: trapezoid rule over the target rejection "
-        "rates, divided by the range width; held constant past the last rate (0.95)",
-        "results": [{"source": s, "method": m, "aurc": aurcs[(s, m)], "curve": curves[(s, m)]} for s, m in curves],
-    }
-    io.write_json(out / "report.json", report)
-    buf = pyio.StringIO()
-    fields = [
-        "source",
-        "method",
-        "target_rate",
-        "tune_rejection_rate",
-        "rejection_rate",
-        "error",
-        "balanced_error",
-        "worst_group_error",
-        "head_error",
-        "tail_error",
-        "head_coverage",
-        "tail_coverage",
-    ]
-    writer = csv.DictWriter(buf, fieldnames=fields)
-    writer.writeheader()
-    for (s, m), rows in curves.items():
-        for r in rows:
-            writer.writerow(
-                {
-                    "source": s,
-                    "method": m,
-                    **{f: r[f] for f in fields[2:8]},
-                    "head_error": r["group_error"][0],
-                    "tail_error": r["group_error"][1],
-                    "head_coverage": r["group_coverage"][0],
-                    "tail_coverage": r["group_coverage"][1],
-                }
-            )
-    io.write_text(out / "rc_curves.csv", buf.getvalue())
-    plot(curves, out / "rc_curves.png")
-
-    md = [
-        f"# Selective prediction: {cfg.name}\n",
-        f"Rejectors fit on `tune`, evaluated on `test`; AURC = mean error "
-        f"over the rejection-rate range (trapezoid rule). Fitting and evaluation took {seconds:.1f} s.\n",
-        aurc_markdown(aurcs),
-        "![risk-coverage curves](rc_curves.png)\n",
-    ]
-    io.write_text(out / "summary.md", "\n".join(md))
-    table = Table(title=f"{cfg.name}: AURC on test (lower is better)")
+    table = Table(title=f"{cfg.name}: AURC on test (lower is better; {describe(cfg.evaluate)})")
     for c in ["source", "method", *AURC_COLUMNS]:
         table.add_column(c, justify="left" if c in ("source", "method") else "right")
-    for (s, m), a in aurcs.items():
+    for (s, m), a in ev.aurcs.items():
         table.add_row(s, m, *(f"{a[c]:.4f}" for c in AURC_COLUMNS))
     console = cli.console()
     console.print(table)
-    console.print(f"report: {out / 'report.json'} ({seconds:.1f} s for {len(curves)} curves x {len(grid)} rates)")
+    console.print(
+        f"{len(ev.curves)} curves in {ev.seconds:.1f} s; written: " + ", ".join(str(p) for p in paths.values())
+    )
     return 0
 
 

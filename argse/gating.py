@@ -134,3 +134,20 @@ def train_gate(
     gate.load_state_dict(best_state)
     gate.eval()
     return gate, {"best_val_nll": best, "epochs_run": len(history), "val_nll": history}
+
+
+def tune_parts(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions in ``tune`` that train the gate, and the rest, which fit the rejectors.
+
+    Per class, a seeded ``fraction`` of the samples (rounded; at least one on each side when the
+    class has two) goes to the gate, so both parts keep the split's class mix. Every tool that
+    reads ``tune`` calls this with the same arguments and gets the same parts.
+    """
+    g = torch.Generator().manual_seed(seed)
+    in_gate = torch.zeros(len(labels), dtype=torch.bool)
+    for c in labels.unique(sorted=True):
+        pos = (labels == c).nonzero().flatten()
+        pos = pos[torch.randperm(len(pos), generator=g)]
+        n = min(max(round(fraction * len(pos)), 1), len(pos) - 1) if len(pos) > 1 else 0
+        in_gate[pos[:n]] = True
+    return in_gate.nonzero().flatten(), (~in_gate).nonzero().flatten()

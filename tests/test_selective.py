@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from argse import cli, evaluate
-from argse.selective import Rule, aurc, evaluate_rule, fit_rule, group_view, threshold
+from argse.selective import FitOptions, Rule, aurc, evaluate_rule, fit_rule, group_rates, group_view, threshold
 
 # Three classes; groups: head = {0, 1}, tail = {2}.
 CLASS_GROUP = np.array([0, 0, 1])
@@ -16,6 +16,7 @@ PROBS = np.array(
     ]
 )
 LABELS = np.array([0, 1, 2, 2])
+MU_GRID = tuple(round(-2 + 0.1 * i, 1) for i in range(41))
 VIEW = group_view(PROBS, LABELS, CLASS_GROUP, 2)
 
 
@@ -62,12 +63,10 @@ def test_threshold_hits_the_target_rate_and_sweep_is_monotone():
     for rate in (0.0, 0.25, 0.8):
         assert (s < threshold(s, rate)).mean() == pytest.approx(rate)
     view = _underconfident_tail(2000, seed=3)
-    kw = dict(
-        mu_grid=[round(-2 + 0.1 * i, 1) for i in range(41)], power_iters=10, worst_rounds=5, worst_step=1.0, seed=0
-    )
+    opts = FitOptions(MU_GRID, power_iters=10, worst_rounds=5)
     for method in ("chow", "plugin_balanced", "plugin_worst"):
         rates = [
-            evaluate_rule(fit_rule(method, view, r, **kw), view)["rejection_rate"] for r in np.arange(0, 0.85, 0.05)
+            evaluate_rule(fit_rule(method, view, r, opts), view)["rejection_rate"] for r in np.arange(0, 0.85, 0.05)
         ]
         assert all(b >= a for a, b in zip(rates, rates[1:], strict=False)) and abs(rates[-1] - 0.8) < 0.01
 
@@ -93,12 +92,10 @@ def _underconfident_tail(n: int, seed: int, classes: int = 10, tail_from: int = 
 
 def test_plugins_beat_chow_on_an_underconfident_tail():
     tune, test = _underconfident_tail(4000, 0), _underconfident_tail(4000, 1)
-    kw = dict(
-        mu_grid=[round(-2 + 0.1 * i, 1) for i in range(41)], power_iters=10, worst_rounds=10, worst_step=1.0, seed=0
-    )
+    opts = FitOptions(MU_GRID, power_iters=10, worst_rounds=10)
     grid = [round(0.05 * i, 2) for i in range(17)]
     curves = {
-        m: [evaluate_rule(fit_rule(m, tune, r, **kw), test) for r in grid]
+        m: [evaluate_rule(fit_rule(m, tune, r, opts), test) for r in grid]
         for m in ("chow", "plugin_balanced", "plugin_worst")
     }
     area = {
@@ -129,3 +126,93 @@ def test_evaluate_end_to_end_and_bad_input(tmp_path, capsys):
         capsys.readouterr()
         assert cli.run(evaluate.main, base + argv) == 2
         assert msg in capsys.readouterr().err
+
+
+# Today's rules on balanced data, printed by the implementation before sample weights existed
+# (commit 1af9675): with no weights (test_prior: balanced) every number must stay exactly the same.
+BEFORE_WEIGHTS = {
+    ("chow", 0.0): (0.0, 0.610847047689153, 0.8197802197802198),
+    ("chow", 0.2): (0.21666666666666667, 0.5662857142857143, 0.8),
+    ("chow", 0.5): (0.5113333333333333, 0.4871235155011564, 0.7795275590551181),
+    ("plugin_balanced", 0.0): (0.0, 0.5568589305431411, 0.7098901098901099),
+    ("plugin_balanced", 0.2): (0.22533333333333339, 0.4677070961995249, 0.621875),
+    ("plugin_balanced", 0.5): (0.5073333333333334, 0.2869704361604537, 0.39880952380952384),
+    ("plugin_worst", 0.0): (0.0, 0.48872706241127295, 0.5736263736263736),
+    ("plugin_worst", 0.2): (0.21999999999999997, 0.39998777927940876, 0.48493975903614456),
+    ("plugin_worst", 0.5): (0.5033333333333334, 0.2533566841798015, 0.3333333333333333),
+}
+
+
+def test_balanced_prior_reproduces_the_unweighted_rules_exactly():
+    tune, test = _underconfident_tail(1500, 5), _underconfident_tail(1500, 6)
+    opts = FitOptions(MU_GRID, power_iters=10, worst_rounds=5, search="power")
+    for (method, rate), expected in BEFORE_WEIGHTS.items():
+        m = evaluate_rule(fit_rule(method, tune, rate, opts), test)
+        assert (m["rejection_rate"], m["balanced_error"], m["worst_group_error"]) == expected, (method, rate)
+
+
+def test_weighted_quantile_by_hand():
+    s, w = np.array([3.0, 1.0, 4.0, 2.0]), np.array([1.0, 1.0, 5.0, 1.0])  # sorted: 1 2 3 4, weights 1 1 1 5
+    assert threshold(s, 0.25, w) == 3.0  # weight 2 of 8 lies below 3
+    assert threshold(s, 0.3, w) == 3.0  # 3 of 8 (0.375) would exceed the rate
+    assert threshold(s, 0.375, w) == 4.0
+    assert threshold(s, 0.0, w) == 1.0 and threshold(s, 0.99, w) == 4.0
+    stacked = threshold(np.stack([s, -s]), 0.25, w)  # rules stacked in leading dims: -s sorted is -4 -3 -2 -1
+    assert stacked.tolist() == [3.0, -4.0]  # -4 carries weight 5: rejecting it would exceed 2 of 8
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 101))
+    assert np.array_equal(threshold(x, 0.3, np.full(101, 2.0)), threshold(x, 0.3))
+
+
+def test_weighted_group_errors_by_hand():
+    # Groups 0 0 1 1, weights 1 3 2 2; samples 0-2 accepted, sample 1 wrong.
+    view = group_view(PROBS, LABELS, np.array([0, 0, 1]), 2, weight=np.array([1.0, 3.0, 2.0, 2.0]))
+    view.group[:] = [0, 0, 1, 1]
+    accepted, correct = np.array([True, True, True, False]), np.array([True, False, True, True])
+    err, cov, joint = group_rates(accepted, correct, view.group, 2, view.weight)
+    assert err.tolist() == [0.75, 0.0] and cov.tolist() == [1.0, 0.5] and joint.tolist() == [0.5, 0.25]
+    # Rule accepting max p >= 0.35 accepts all four: weighted error = sample 1's weight 3 of 8.
+    m = evaluate_rule(Rule(np.ones(2), np.ones(2), -0.65), view)
+    assert m["rejection_rate"] == 0 and m["error"] == 3 / 8 and m["group_error"] == [0.75, 0.0]
+    m = evaluate_rule(Rule(np.ones(2), np.ones(2), -0.5), view)  # rejects samples 1 and 2 (weight 5 of 8)
+    assert m["rejection_rate"] == pytest.approx(5 / 8) and m["error"] == 0.0 and m["group_coverage"] == [0.25, 0.5]
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_grid_search_is_never_worse_than_algorithm_1_on_the_fitting_sample(weighted):
+    view = _underconfident_tail(1500, 7)
+    if weighted:
+        view.weight = np.where(view.group == 1, 0.05, 1.0)
+    power, grid = (FitOptions(MU_GRID, 10, 5, search=s) for s in ("power", "grid"))
+    for method, metric in (("plugin_balanced", "balanced_error"), ("plugin_worst", "worst_group_error")):
+        for rate in (0.0, 0.3, 0.6):
+            a = evaluate_rule(fit_rule(method, view, rate, power), view)[metric]
+            b = evaluate_rule(fit_rule(method, view, rate, grid), view)[metric]
+            chow = evaluate_rule(fit_rule("chow", view, rate, power), view)[metric]
+            assert b <= min(a, chow) + 1e-12, (method, rate, a, b, chow)
+
+
+def _cao_lt_problem(per_class: int, seed: int, classes: int = 100, if_: float = 100.0):
+    """Held-out samples of a CIFAR-100-LT-like problem (Cao profile, IF 100, tail = <= 20 images) scored
+    by a CE-like model (its posterior carries the training prior), weighted to the training prior."""
+    counts = np.floor(500 * if_ ** (-np.arange(classes) / (classes - 1)))
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(classes), per_class)
+    logits = rng.normal(size=(len(labels), classes))
+    logits[np.arange(len(labels)), labels] += rng.uniform(0, 6, len(labels))
+    logits += np.log(counts / counts.sum())
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    weight = (counts / counts.sum())[labels] * classes  # pi_train(y) / pi_split(y), the split being balanced
+    return group_view(probs, labels, (counts <= 20).astype(int), 2, weight)
+
+
+def test_paper_result_under_the_training_prior_plugin_well_below_chow():
+    tune, test = _cao_lt_problem(30, 0), _cao_lt_problem(50, 1)
+    opts = FitOptions((1.0, 6.0, 11.0), 10, 25, every_iterate=False, best_round=False, refit_all=False)
+    grid = [round(0.05 * i, 2) for i in range(17)]
+    area = {
+        m: aurc(grid, [evaluate_rule(fit_rule(m, tune, r, opts), test)["balanced_error"] for r in grid], 0, 0.8)
+        for m in ("chow", "plugin_balanced")
+    }
+    assert area["plugin_balanced"] < 0.8 * area["chow"], area
