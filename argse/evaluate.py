@@ -109,7 +109,12 @@ def evaluate_sources(cfg: RunConfig, sources: list[str], methods: list[str]) -> 
     result = Evaluation(
         groups=groups.names,
         samples={
-            "rejectors_fitted_on": {"split": "tune", "part": "rejector", "n": len(fit_part)},
+            "rejectors_fitted_on": {
+                "split": "tune",
+                "part": "rejector",
+                "n": len(fit_part),
+                "indices": tune0.indices[fit_part].tolist(),
+            },
             "gate_trained_on": {"split": "tune", "part": "gate", "n": len(gate_part)},
             "measured_on": {"split": "test", "n": n_test},
         },

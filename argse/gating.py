@@ -151,3 +151,39 @@ def tune_parts(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.
         n = min(max(round(fraction * len(pos)), 1), len(pos) - 1) if len(pos) > 1 else 0
         in_gate[pos[:n]] = True
     return in_gate.nonzero().flatten(), (~in_gate).nonzero().flatten()
+
+
+def constant_weights(label_logp: torch.Tensor, sample_w: torch.Tensor, steps: int = 200) -> torch.Tensor:
+    """The one mixture weight vector [E] that minimises the (sample-weighted) mixture NLL.
+
+    ``label_logp`` [N, E] is each expert's log-probability of the label. The NLL is convex in
+    the weights, so softmax-parameterised L-BFGS finds the optimum; it is the fixed-weight
+    baseline a per-sample gate has to beat.
+    """
+    theta = torch.zeros(label_logp.shape[1], dtype=torch.float64, requires_grad=True)
+    lp, sw = label_logp.double(), sample_w.double()
+    opt = torch.optim.LBFGS([theta], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = -(sw * torch.logsumexp(F.log_softmax(theta, 0) + lp, dim=1)).mean()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return torch.softmax(theta.detach(), 0)
+
+
+def routing_stats(weights: torch.Tensor, group_of: dict[str, torch.Tensor], names: list[str]) -> dict:
+    """Spread of the per-sample gate weights [N, E]: mean and 10th / 90th percentiles per group and expert."""
+    out = {}
+    for g, mask in group_of.items():
+        w = weights[mask].double()
+        if len(w) == 0:
+            continue
+        q = torch.quantile(w, torch.tensor([0.1, 0.9], dtype=torch.float64), dim=0)
+        out[g] = {
+            n: {"mean": float(w[:, i].mean()), "p10": float(q[0, i]), "p90": float(q[1, i])}
+            for i, n in enumerate(names)
+        }
+    return out

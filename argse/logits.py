@@ -177,6 +177,13 @@ def load_sources(out_dir: Path, sources: list[str], splits: list[str]) -> dict[s
                 )
             paths.append(p)
         result[split] = read_logit_set(paths)
+    first = [files[0] for files in result.values()]
+    for f in first[1:]:
+        if f.splits_sha256 != first[0].splits_sha256:
+            raise ArgseError(
+                f"logits file {f.path}: field 'splits_sha256' differs from {first[0].path}; "
+                f"export every split from the same run"
+            )
     return result
 
 

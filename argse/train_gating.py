@@ -1,7 +1,9 @@
 """Train the gating network on exported expert logits and export the mixture.
 
 ``python -m argse.train_gating --config RUN.yaml [--experts ce,logit_adjust,...]``
-(default: every expert with exported logits in the run). Reads only logits files.
+(default: every expert with exported logits in the run). Reads only logits files. The gate trains
+on the gate part of ``tune`` (``gating.tune_fraction``); the rest of ``tune`` is left for the
+rejectors that ``evaluate`` fits, so no rejector is fitted on the samples that trained the gate.
 """
 
 from __future__ import annotations
@@ -16,11 +18,107 @@ from rich.table import Table
 from argse import cli, io
 from argse.data import head_tail_groups, shot_groups
 from argse.errors import ArgseError
-from argse.gating import gating_features, mixture_log_probs, train_gate
+from argse.gating import (
+    constant_weights,
+    gating_features,
+    mixture_log_probs,
+    routing_stats,
+    sample_weights,
+    train_gate,
+    tune_parts,
+)
 from argse.logits import available_sources, load_sources, logits_path, write_logits
 from argse.metrics import classification_report
 
 SPLITS = ("tune", "val", "test")
+
+
+def expert_names(cfg, requested: str | None) -> list[str]:
+    names = cli.split_names(requested) or [s for s in available_sources(cfg.out_dir) if s != "gating"]
+    if not names:
+        raise ArgseError(f"no exported expert logits under {cfg.out_dir / 'logits'}; run make experts first")
+    if "gating" in names:
+        raise ArgseError("the gate mixes experts; remove 'gating' from --experts")
+    return names
+
+
+def learned_weights(cfg, logp: dict, labels: dict, gate_part: torch.Tensor) -> tuple[dict, dict, object]:
+    """Train the gate on the gate part of tune; per-split log weights [N, E], info and the gate."""
+    gcfg, num_experts = cfg.gating, logp["tune"].shape[0]
+    feats = {s: gating_features(logp[s].exp(), gcfg.top_k, gcfg.features == "rich+posteriors") for s in SPLITS}
+    label_logp = {
+        s: logp[s].gather(2, labels[s].view(1, -1, 1).expand(num_experts, -1, 1)).squeeze(2).t().float() for s in SPLITS
+    }
+    fit = {"tune": feats["tune"][gate_part], "val": feats["val"]}
+    gate, info = train_gate(
+        fit, {"tune": label_logp["tune"][gate_part], "val": label_logp["val"]},
+        {"tune": labels["tune"][gate_part], "val": labels["val"]}, logp["tune"].shape[2], gcfg,
+    )  # fmt: skip
+    with torch.no_grad():
+        log_w = {s: F.log_softmax(gate(feats[s]), dim=1).double() for s in SPLITS}
+    return log_w, info | {"feature_dim": feats["tune"].shape[1], "features": gcfg.features}, gate
+
+
+def fixed_weights(cfg, names: list[str], sizes: dict[str, int]) -> dict:
+    """Log weights of the uniform or the configured fixed mixture, per split."""
+    gcfg, e = cfg.gating, len(names)
+    if gcfg.gate == "uniform":
+        w = torch.full((e,), 1.0 / e, dtype=torch.float64)
+    else:
+        if len(gcfg.fixed_weights) != e or min(gcfg.fixed_weights, default=-1) < 0 or sum(gcfg.fixed_weights) <= 0:
+            raise ArgseError(
+                f"gating.fixed_weights must hold {e} non-negative weights (one per expert: "
+                f"{', '.join(names)}), got {gcfg.fixed_weights}"
+            )
+        w = torch.tensor(gcfg.fixed_weights, dtype=torch.float64)
+        w = w / w.sum()
+    return {s: w.clamp_min(1e-300).log().expand(n, -1) for s, n in sizes.items()}
+
+
+def export_mixture(cfg, files: dict, log_w: dict, logp: dict, names: list[str]) -> None:
+    for s in SPLITS:
+        f = files[s][0]
+        write_logits(
+            logits_path(cfg.out_dir, "gating", s),
+            mixture_log_probs(log_w[s], logp[s]).float(),
+            f.labels, f.indices, expert="gating", dataset=f.dataset, split=s, temperature=1.0,
+            class_counts=f.class_counts, splits_sha256=f.splits_sha256, config={"experts": names, **asdict(cfg.gating)},
+        )  # fmt: skip
+
+
+def test_reports(cfg, names, logp, labels, log_w, const_w, counts) -> dict[str, dict]:
+    """Each expert, the uniform average, the best constant mixture and the gate, on test."""
+    groups = head_tail_groups(counts, cfg.data.tail_max_count)
+    shots = shot_groups(counts, cfg.data.many_min_count, cfg.data.few_max_count)
+    y, lp, e = labels["test"], logp["test"], len(names)
+    candidates = {n: lp[i] for i, n in enumerate(names)}
+    candidates["uniform"] = mixture_log_probs(torch.full((len(y), e), -math.log(e), dtype=torch.float64), lp)
+    candidates["constant (fitted)"] = mixture_log_probs(const_w.log().expand(len(y), -1), lp)
+    candidates[f"gating ({cfg.gating.gate})"] = mixture_log_probs(log_w["test"], lp)
+    reports = {}
+    for name, mix in candidates.items():
+        rep = classification_report(mix, y, counts, groups, shots)
+        rep["nll"] = float(-mix.gather(1, y.view(-1, 1)).mean())
+        reports[name] = rep
+    return reports
+
+
+def print_tables(cfg, names: list[str], reports: dict, routing: dict) -> None:
+    console = cli.console()
+    table = Table(title=f"{cfg.name}: gating on test (%; NLL in nats)")
+    for col in ("source", "acc", "balanced_acc", "head", "tail", "nll"):
+        table.add_column(col, justify="right" if col != "source" else "left")
+    for name, rep in reports.items():
+        cells = (f"{100 * rep[c]:.2f}" for c in ("acc", "balanced_acc", "head", "tail"))
+        table.add_row(name, *cells, f"{rep['nll']:.3f}")
+    console.print(table)
+    wt = Table(title="gate weight per group on test: mean [10th, 90th percentile]")
+    wt.add_column("group")
+    for n in names:
+        wt.add_column(n, justify="right")
+    for g, per_expert in routing.items():
+        wt.add_row(g, *(f"{s['mean']:.3f} [{s['p10']:.3f}, {s['p90']:.3f}]" for s in per_expert.values()))
+    console.print(wt)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,115 +126,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experts", default=None, help="comma list of experts to mix (default: all exported)")
     args = parser.parse_args(argv)
     cfg = cli.load_config(args)
-    gcfg = cfg.gating
-    names = cli.split_names(args.experts) or [s for s in available_sources(cfg.out_dir) if s != "gating"]
-    if not names:
-        raise ArgseError(f"no exported expert logits under {cfg.out_dir / 'logits'}; run make experts first")
-    if "gating" in names:
-        raise ArgseError("the gate mixes experts; remove 'gating' from --experts")
+    names = expert_names(cfg, args.experts)
     files = load_sources(cfg.out_dir, names, list(SPLITS))
-    ref = files["tune"][0]
-    for split in SPLITS:
-        if files[split][0].splits_sha256 != ref.splits_sha256:
-            raise ArgseError(
-                f"logits file {files[split][0].path}: field 'splits_sha256' differs from {ref.path}; "
-                f"export every split from the same run"
-            )
-
     labels = {s: files[s][0].labels for s in SPLITS}
     logp = {s: torch.stack([F.log_softmax(f.calibrated.double(), dim=1) for f in files[s]]) for s in SPLITS}
-    num_experts, num_classes = len(names), ref.num_classes
-    info: dict = {"experts": names, "gate": gcfg.gate, "config": asdict(gcfg)}
-
-    if gcfg.gate == "learned":
-        feats = {s: gating_features(logp[s].exp(), gcfg.top_k, gcfg.features == "rich+posteriors") for s in SPLITS}
-        label_logp = {
-            s: logp[s].gather(2, labels[s].view(1, -1, 1).expand(num_experts, -1, 1)).squeeze(2).t().float()
-            for s in SPLITS
-        }
-        gate, fit_info = train_gate(feats, label_logp, labels, num_classes, gcfg)
-        with torch.no_grad():
-            log_w = {s: F.log_softmax(gate(feats[s]), dim=1).double() for s in SPLITS}
-        info |= fit_info | {"feature_dim": feats["tune"].shape[1], "features": gcfg.features}
-        io.save_tensors(
-            cfg.out_dir / "gating" / "gate.safetensors",
-            gate.state_dict(),
-            {"format": "argse.gate/1", "experts": ",".join(names)},
-        )
+    gate_part, rejector_part = tune_parts(labels["tune"], cfg.gating.tune_fraction, cfg.seed)
+    tune_idx = files["tune"][0].indices
+    info: dict = {
+        "experts": names, "gate": cfg.gating.gate, "config": asdict(cfg.gating),
+        "samples": {"gate_trained_on": {"split": "tune", "indices": tune_idx[gate_part].tolist()},
+                    "left_for_rejectors": {"split": "tune", "indices": tune_idx[rejector_part].tolist()}},
+    }  # fmt: skip
+    if cfg.gating.gate == "learned":
+        log_w, fit_info, gate = learned_weights(cfg, logp, labels, gate_part)
+        info |= fit_info
+        meta = {"format": "argse.gate/1", "experts": ",".join(names)}
+        io.save_tensors(cfg.out_dir / "gating" / "gate.safetensors", gate.state_dict(), meta)
     else:
-        if gcfg.gate == "uniform":
-            w = torch.full((num_experts,), 1.0 / num_experts, dtype=torch.float64)
-        else:
-            if (
-                len(gcfg.fixed_weights) != num_experts
-                or min(gcfg.fixed_weights, default=-1) < 0
-                or sum(gcfg.fixed_weights) <= 0
-            ):
-                raise ArgseError(
-                    f"gating.fixed_weights must hold {num_experts} non-negative weights (one per expert: "
-                    f"{', '.join(names)}), got {gcfg.fixed_weights}"
-                )
-            w = torch.tensor(gcfg.fixed_weights, dtype=torch.float64)
-            w = w / w.sum()
-        log_w = {s: w.clamp_min(1e-300).log().expand(len(labels[s]), -1) for s in SPLITS}
+        log_w = fixed_weights(cfg, names, {s: len(labels[s]) for s in SPLITS})
+    export_mixture(cfg, files, log_w, logp, names)
 
-    for s in SPLITS:
-        mix = mixture_log_probs(log_w[s], logp[s])
-        f = files[s][0]
-        write_logits(
-            logits_path(cfg.out_dir, "gating", s),
-            mix.float(),
-            f.labels,
-            f.indices,
-            expert="gating",
-            dataset=f.dataset,
-            split=s,
-            temperature=1.0,
-            class_counts=f.class_counts,
-            splits_sha256=f.splits_sha256,
-            config={"experts": names, **asdict(gcfg)},
-        )
-
-    # Report on test: each expert, the uniform average, the gated mixture.
-    counts = torch.tensor(ref.class_counts)
+    # The baseline a gate must beat to be routing: one weight vector for every sample, fitted on its data.
+    y_gate = labels["tune"][gate_part]
+    label_logp = logp["tune"][:, gate_part].gather(2, y_gate.view(1, -1, 1).expand(len(names), -1, 1))
+    balanced = cfg.gating.objective == "balanced_nll"
+    const_w = constant_weights(label_logp.squeeze(2).t(), sample_weights(y_gate, logp["tune"].shape[2], balanced))
+    counts = torch.tensor(files["tune"][0].class_counts)
     groups = head_tail_groups(counts, cfg.data.tail_max_count)
-    shots = shot_groups(counts, cfg.data.many_min_count, cfg.data.few_max_count)
-    y = labels["test"]
-    candidates = {n: logp["test"][i] for i, n in enumerate(names)}
-    candidates["uniform"] = mixture_log_probs(
-        torch.full((len(y), num_experts), -math.log(num_experts), dtype=torch.float64), logp["test"]
-    )
-    candidates[f"gating ({gcfg.gate})"] = mixture_log_probs(log_w["test"], logp["test"])
-    reports = {}
-    for name, lp in candidates.items():
-        rep = classification_report(lp, y, counts, groups, shots)
-        rep["nll"] = float(-lp.gather(1, y.view(-1, 1)).mean())
-        reports[name] = rep
-    weights = log_w["test"].exp()
-    group_weights = {g: weights[groups.of_class[y] == k].mean(0).tolist() for k, g in enumerate(groups.names)}
-    info |= {
-        "test": reports,
-        "mean_weight_by_group": {g: dict(zip(names, group_weights[g], strict=True)) for g in groups.names},
-    }
-    io.write_json(cfg.out_dir / "gating" / "gate.json", info)
-
-    console = cli.console()
-    table = Table(title=f"{cfg.name}: gating on test (%; NLL in nats)")
-    for col in ("source", "acc", "balanced_acc", "head", "tail", "nll"):
-        table.add_column(col, justify="right" if col != "source" else "left")
-    for name, rep in reports.items():
-        table.add_row(
-            name, *(f"{100 * rep[c]:.2f}" for c in ("acc", "balanced_acc", "head", "tail")), f"{rep['nll']:.3f}"
-        )
-    console.print(table)
-    wt = Table(title="mean gate weight per group (test)")
-    wt.add_column("group")
-    for n in names:
-        wt.add_column(n, justify="right")
-    for g in groups.names:
-        wt.add_row(g, *(f"{v:.3f}" for v in group_weights[g]))
-    console.print(wt)
-    console.print(f"mixture logits in {logits_path(cfg.out_dir, 'gating', 'test').parent}")
+    group_of = {g: groups.of_class[labels["test"]] == k for k, g in enumerate(groups.names)}
+    routing = routing_stats(log_w["test"].exp(), group_of, names)
+    reports = test_reports(cfg, names, logp, labels, log_w, const_w, counts)
+    info |= {"test": reports, "constant_weights": dict(zip(names, const_w.tolist(), strict=True)), "routing": routing}
+    info["mean_weight_by_group"] = {g: {n: s["mean"] for n, s in r.items()} for g, r in routing.items()}
+    gate_json = io.write_json(cfg.out_dir / "gating" / "gate.json", info)
+    print_tables(cfg, names, reports, routing)
+    cli.console().print(f"mixture logits in {logits_path(cfg.out_dir, 'gating', 'test').parent}; report: {gate_json}")
     return 0
 
 

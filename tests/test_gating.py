@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from argse import cli, io, train_gating
 from argse.config import load_run_config
 from argse.errors import ArgseError
+from argse.gating import constant_weights, tune_parts
 from argse.logits import logits_path, read_logit_set, read_logits, write_logits
 from tests.logit_factory import peaked, write_run
 
@@ -62,6 +63,43 @@ def test_learned_gate_beats_each_expert_and_the_uniform_average(tmp_path, run):
     )
     w = _report(tmp_path)["mean_weight_by_group"]
     assert w["head"]["a_head"] > 0.5 > w["tail"]["a_head"]
+    # A routing gate beats the best constant mixture fitted on its own training data ...
+    assert gated > rep["constant (fitted)"]["balanced_acc"] + 0.05
+    # ... and its weights spread: head samples mostly to a_head, tail samples mostly to b_tail.
+    routing = _report(tmp_path)["routing"]
+    assert routing["head"]["a_head"]["p10"] > 0.5 > routing["tail"]["a_head"]["p90"]
+
+
+def test_constant_weights_minimise_the_mixture_nll():
+    # Expert 0 gives the label probability 0.8 on 3 samples and 0.1 on 1; expert 1 the reverse.
+    # NLL(w) = -(3 log(0.1 + 0.7 w) + log(0.8 - 0.7 w)) / 4; its derivative vanishes at w = 23/28.
+    lp = torch.tensor([[0.8, 0.1]] * 3 + [[0.1, 0.8]]).log()
+    w = constant_weights(lp, torch.ones(4))
+    assert w[0].item() == pytest.approx(23 / 28, abs=1e-5) and w.sum().item() == pytest.approx(1.0)
+
+
+def test_gate_and_rejectors_use_disjoint_parts_of_tune(tmp_path, run):
+    from argse import evaluate
+
+    assert train_gating.main(run) == 0
+    assert evaluate.main(run + ["--methods", "chow"]) == 0
+    gate = set(_report(tmp_path)["samples"]["gate_trained_on"]["indices"])
+    report = json.loads((tmp_path / "outputs" / "g" / "evaluation" / "report.json").read_text())
+    rejectors = set(report["samples"]["rejectors_fitted_on"]["indices"])
+    tune = set(read_logits(logits_path(tmp_path / "outputs" / "g", "a_head", "tune")).indices.tolist())
+    assert gate and rejectors and not gate & rejectors and gate | rejectors == tune
+    assert set(_report(tmp_path)["samples"]["left_for_rejectors"]["indices"]) == rejectors
+    assert len(gate) == len(tune) // 2  # gating.tune_fraction = 0.5 of 40 per class
+
+
+def test_tune_parts_keep_the_class_mix():
+    labels = torch.arange(4).repeat_interleave(torch.tensor([10, 7, 2, 1]))
+    gate, rest = tune_parts(labels, 0.3, seed=0)
+    assert torch.bincount(labels[gate], minlength=4).tolist() == [3, 2, 1, 0]
+    assert sorted(gate.tolist() + rest.tolist()) == list(range(len(labels)))
+    assert torch.equal(tune_parts(labels, 0.3, seed=0)[0], gate) and not torch.equal(
+        tune_parts(labels, 0.3, 1)[0], gate
+    )
 
 
 def test_exported_mixture_passes_the_reader_and_sums_to_one(tmp_path, run):

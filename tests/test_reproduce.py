@@ -11,9 +11,8 @@ def _model(strength):
     return fn
 
 
-def test_results_page_from_exported_logits(tmp_path):
-    write_run(tmp_path / "o" / "r", {"ce": _model(1.0), "logit_adjust": _model(3.0)}, 4, [100, 50, 10, 5])
-    argv = ["--skip-training", "--docs", str(tmp_path / "docs")]
+def _argv(tmp_path, *extra):
+    argv = ["--skip-training", "--docs", str(tmp_path / "docs"), *extra]
     for s in (
         f"output_dir={tmp_path / 'o'}",
         "name=r",
@@ -22,9 +21,30 @@ def test_results_page_from_exported_logits(tmp_path):
         "gating.epochs=20",
     ):
         argv += ["--set", s]
-    assert reproduce.main(argv) == 0
+    return argv
+
+
+def test_results_page_from_exported_logits(tmp_path):
+    write_run(tmp_path / "o" / "r", {"ce": _model(1.0), "logit_adjust": _model(3.0)}, 4, [100, 50, 10, 5])
+    assert reproduce.main(_argv(tmp_path)) == 0
     page = (tmp_path / "docs" / "r.md").read_text()
     assert (tmp_path / "docs" / "r.png").stat().st_size > 1000
     assert "| logit_adjust |" in page and "| gating |" in page and "plugin_worst" in page
-    assert "- PASS: `logit_adjust` tail" in page  # the stronger expert wins on the tail
-    assert "## Published CIFAR-10-LT" in page
+    assert "- PASS: `logit_adjust` vs ce: tail +" in page  # the stronger expert wins on the tail
+    for view in ("(train, argse)", "(train, paper)", "(balanced, argse)", "(balanced, paper)"):
+        assert f"balanced {view}" in page and f"worst_group {view}" in page
+    assert "Narasimhan et al. 2024, Table 2" in page
+    row = next(line for line in page.splitlines() if line.startswith("| ce | chow |"))
+    assert "±" not in row  # one seed: no standard error
+
+
+def test_results_page_over_seeds_reports_standard_errors(tmp_path):
+    for seed in (0, 1):
+        models = {"ce": _model(1.0), "logit_adjust": _model(3.0)}
+        write_run(tmp_path / "o" / f"r_seed{seed}", models, 4, [100, 50, 10, 5], seed=seed)
+    assert reproduce.main(_argv(tmp_path, "--seeds", "0,1")) == 0
+    page = (tmp_path / "docs" / "r.md").read_text()
+    assert "Seeds: 0, 1 (2 run(s)" in page
+    row = next(line for line in page.splitlines() if line.startswith("| logit_adjust | plugin_balanced |"))
+    assert row.count("±") == 8  # mean ± standard error in every AURC column
+    assert (tmp_path / "o" / "r_seed1" / "evaluation" / "report.json").is_file()
