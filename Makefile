@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 CONFIG ?= configs/cifar100_lt.yaml
 EXPERTS ?= ce,logit_adjust,balanced_softmax,decoupling
 ARGS ?=
+# SEEDS=0,1,2: make reproduce runs the pipeline once per seed and reports mean ± standard error.
+SEEDS ?=
 # PARALLEL=1: train the experts at once, one process per visible GPU; PARALLEL=N: N processes.
 PARALLEL ?=
 PARALLEL_FLAG = $(if $(filter-out 0,$(PARALLEL)),--parallel $(filter-out 1,$(PARALLEL)))
@@ -44,7 +46,7 @@ lint: $(VENV)/.stamp
 
 # Experts, gate, evaluation and docs/results/<name>.md for one config.
 reproduce: $(VENV)/.stamp
-	$(PY) -m argse.reproduce --config $(CONFIG) $(ARGS)
+	$(PY) -m argse.reproduce --config $(CONFIG) $(if $(SEEDS),--seeds $(SEEDS)) $(ARGS)
 
 bench: $(VENV)/.stamp
 	$(PY) -m benchmarks --out docs/performance.md

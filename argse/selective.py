@@ -205,7 +205,7 @@ def fit_worst(view: GroupView, rate: float, opts: FitOptions) -> Rule:
     return fit_plugin(view, best[1], rate, opts) if opts.refit_all else best[2]
 
 
-def refine(view: GroupView, rule: Rule, rate: float, beta: np.ndarray | None, points: int = 21, zooms: int = 4) -> Rule:
+def refine(view: GroupView, rule: Rule, rate: float, beta: np.ndarray | None, points: int = 15, zooms: int = 3) -> Rule:
     """Search the rule family directly on the fitting sample, starting from ``rule``.
 
     A rule is invariant to scaling (alpha, b, t) and to adding a constant to b (absorbed by t at a
