@@ -167,19 +167,24 @@ def plot(curves: dict[tuple[str, str], list[dict]], path, subtitle: str) -> None
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
-    # One colour per source, one line style per method.
-    colors = {s: f"C{i}" for i, s in enumerate(dict.fromkeys(s for s, _ in curves))}
+    # One colour and marker per source (identical sources stay visible), one line style per method.
+    sources = list(dict.fromkeys(s for s, _ in curves))
+    looks = {s: (f"C{i}", "os^Dvx*P"[i % 8]) for i, s in enumerate(sources)}
     for (source, method), rows in curves.items():
+        # A point where some group accepts nothing is not drawn: its error is a convention (1), not a measurement.
+        rows = [r for r in rows if min(r["group_coverage"]) > 0]
         x = [r["rejection_rate"] for r in rows]
         style = {"chow": ":", "plugin_balanced": "--", "plugin_worst": "-"}.get(method, "-")
+        color, marker = looks[source]
         for ax, metric in zip(axes, ("balanced_error", "worst_group_error"), strict=True):
-            ax.plot(x, [r[metric] for r in rows], style, color=colors[source], marker=".", label=f"{source} / {method}")
+            ax.plot(x, [r[metric] for r in rows], style, color=color, marker=marker, markersize=3,
+                    markerfacecolor="none", label=f"{source} / {method}")  # fmt: skip
     for ax, title in zip(axes, ("balanced error", "worst-group error"), strict=True):
         ax.set_xlabel("rejection rate (test)")
         ax.set_ylabel(title)
         ax.set_title(f"{title} vs rejection rate")
         ax.grid(alpha=0.3)
-    fig.suptitle(subtitle, fontsize=9)
+    fig.suptitle(f"{subtitle}; points where a group accepts nothing are not drawn", fontsize=9)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=7)  # outside the axes, covering no curve
     fig.tight_layout(rect=(0, 0, 0.8, 1))
