@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experts", default=None, help="comma list of experts to mix (default: all exported)")
     args = parser.parse_args(argv)
     cfg = cli.load_config(args)
+    cli.lock_run(cfg, "train_gating")
     gcfg = cfg.gating
     names = cli.split_names(args.experts) or [s for s in available_sources(cfg.out_dir) if s != "gating"]
     if not names:
@@ -136,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     for g in groups.names:
         wt.add_row(g, *(f"{v:.3f}" for v in group_weights[g]))
     console.print(wt)
-    console.print(f"mixture logits in {logits_path(cfg.out_dir, 'gating', 'test').parent}")
+    gate_files = "gate.json, gate.safetensors" if gcfg.gate == "learned" else "gate.json"
+    console.print(f"gate: {cfg.out_dir / 'gating'}/ ({gate_files})")
+    console.print(f"mixture logits: {logits_path(cfg.out_dir, 'gating', 'test').parent}/{{val,tune,test}}.safetensors")
     return 0
 
 
