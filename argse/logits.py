@@ -172,11 +172,11 @@ def check_against_run(f: LogitsFile, split: str, manifest: dict, sha: str, manif
         ("splits_sha256", f.splits_sha256 == sha, f"{f.splits_sha256[:12]}... instead of {sha[:12]}..."),
         ("split", f.split == split, f"{f.split!r} instead of {split!r}"),
         ("dataset", f.dataset == manifest.get("dataset"), f"{f.dataset!r} instead of {manifest.get('dataset')!r}"),
-        ("class_counts", f.class_counts == manifest.get("class_counts"), "differs"),
-        ("indices", rows is not None and f.indices.tolist() == rows, "differs (rows missing, added or reordered)"),
+        ("class_counts", f.class_counts == manifest.get("class_counts"), "other training counts"),
+        ("indices", rows is not None and f.indices.tolist() == rows, "rows missing, added or reordered"),
     ]
     if labels is not None:
-        checks.append(("labels", f.labels.tolist() == labels, "differs"))
+        checks.append(("labels", f.labels.tolist() == labels, "a sample's label differs"))
     else:  # a manifest from before labels were stored: held-out rows come class by class
         checks.append(("labels", bool((f.labels[1:] >= f.labels[:-1]).all()), "is not in class order"))
     for field, ok, detail in checks:

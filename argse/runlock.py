@@ -57,7 +57,7 @@ def _acquire(path: Path, command: str) -> int:
         holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
         os.close(fd)
         raise ArgseError(
-            f"run '{path.parent.name}' is in use by {holder} (lock {path}); wait for it to finish "
+            f"run '{path.parent.name}' is in use by {holder}, which holds {path}; wait for it to finish "
             f"or use another run name (--set name=...)"
         ) from None
     os.ftruncate(fd, 0)

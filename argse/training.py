@@ -340,8 +340,9 @@ def _check_resumable(path: Path, tensors: dict, meta: dict, keys: list[str], rng
     missing = [k for k in keys if k not in meta] + [k for k in ["rng.torch", *rng] if k not in tensors]
     if missing:
         raise ArgseError(
-            f"checkpoint {path} holds no full training state (no '{missing[0]}'; best.safetensors keeps "
-            f"weights only), so it cannot be resumed; restore the original last.safetensors or rerun without --resume"
+            f"checkpoint {path} holds weights only, not the training state --resume needs (it lacks "
+            f"'{missing[0]}'; best.safetensors is such a file); restore the original last.safetensors "
+            f"or rerun without --resume"
         )
 
 
