@@ -43,14 +43,14 @@ def split_names(text: str | None) -> list[str] | None:
     if not text:
         return None
     names = [s.strip() for s in text.split(",") if s.strip()]
-    check_unique(names, text)
+    check_unique(names, f"'{text}'")
     return names
 
 
-def check_unique(names: list[str], given: str) -> None:
+def check_unique(names: list[str], where: str) -> None:
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
-        raise ArgseError(f"'{twice[0]}' is named twice in {given!r}; name each expert once")
+        raise ArgseError(f"'{twice[0]}' is named twice in {where}; name each expert once")
 
 
 def lock_run(cfg: RunConfig, command: str) -> None:

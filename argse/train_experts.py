@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = cli.load_config(args)
     load_plugins(cfg.plugins)
     names = cli.split_names(args.experts) or cfg.experts
-    cli.check_unique(names, f"experts: {names}")
+    cli.check_unique(names, "the config's 'experts' list")
     for key in cfg.recipes:
         if key not in list_experts():
             raise ArgseError(
