@@ -60,7 +60,7 @@ def lock_run(cfg: RunConfig, command: str) -> None:
 
 def file_system_error(exc: Exception) -> ArgseError | None:
     """An unwritable folder or a full disk met outside argse.io, as one sentence naming the path."""
-    code = io._os_errno(exc)
+    code = io.os_errno(exc)
     if code not in io.FS_ERRORS:
         return None
     path = getattr(exc, "filename", None) or "a file"

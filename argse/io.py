@@ -46,7 +46,7 @@ def fs_error(path: str | Path, code: int) -> ArgseError:
     )
 
 
-def _os_errno(exc: Exception) -> int | None:
+def os_errno(exc: Exception) -> int | None:
     """The errno of an OSError, or of a safetensors error that reports one as '(os error N)'."""
     if isinstance(exc, OSError):
         return exc.errno
@@ -68,8 +68,8 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except (OSError, SafetensorError) as exc:
-        if _os_errno(exc) in FS_ERRORS:
-            raise fs_error(path, _os_errno(exc)) from None
+        if os_errno(exc) in FS_ERRORS:
+            raise fs_error(path, os_errno(exc)) from None
         raise
     finally:
         if tmp is not None and os.path.exists(tmp):

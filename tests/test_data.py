@@ -153,7 +153,7 @@ def test_image_folder_cache_notices_a_changed_image_inside_a_class_folder(tmp_pa
     root = _folder_tree(tmp_path / "tree")
     first = prepare_data(_folder_cfg(tmp_path, tiny, root))
     image = root / "train" / "a" / "0.jpg"
-    image.write_bytes(_jpeg(250))  # same size on disk is not needed: only the folder's own stat stayed the same
+    image.write_bytes(_jpeg(250))  # the root folder's own size and mtime stay the same
     again = prepare_data(_folder_cfg(tmp_path, tiny, root))
     assert not torch.equal(first.train.images, again.train.images)
     image.write_bytes(b"not a jpeg any more")
