@@ -421,11 +421,11 @@ CASES = [
         needs="unshare",
     ),
     Case(
-        "output folder of another user (EACCES)",
+        "output folder not writable (EACCES)",
         5,
         not_permitted,
         "Permission denied; make its folder writable",
-        needs="unshare",
+        needs="user",
     ),
     Case(
         "full disk: 48 KiB tmpfs (ENOSPC)",
