@@ -7,8 +7,9 @@ import sys
 from collections.abc import Callable
 
 from rich.console import Console
+from safetensors import SafetensorError
 
-from argse import distributed
+from argse import distributed, io, runlock
 from argse.config import RunConfig, load_run_config
 from argse.errors import ArgseError
 
@@ -38,7 +39,32 @@ def console() -> Console:
 
 
 def split_names(text: str | None) -> list[str] | None:
-    return [s.strip() for s in text.split(",") if s.strip()] if text else None
+    """``a,b`` -> ['a', 'b']; a name given twice is an error (it would be trained or mixed twice)."""
+    if not text:
+        return None
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    check_unique(names, f"'{text}'")
+    return names
+
+
+def check_unique(names: list[str], where: str) -> None:
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ArgseError(f"'{twice[0]}' is named twice in {where}; name each expert once")
+
+
+def lock_run(cfg: RunConfig, command: str) -> None:
+    """Hold the run's lock (outputs/NAME/.lock) until this process ends: one process per run name."""
+    runlock.lock_run(cfg.out_dir, command)
+
+
+def file_system_error(exc: Exception) -> ArgseError | None:
+    """An unwritable folder or a full disk met outside argse.io, as one sentence naming the path."""
+    code = io.os_errno(exc)
+    if code not in io.FS_ERRORS:
+        return None
+    path = getattr(exc, "filename", None) or "a file"
+    return io.fs_error(path, code)
 
 
 def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
@@ -53,9 +79,17 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) 
     except KeyboardInterrupt:
         print("interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr)
         return 130
+    except (OSError, SafetensorError) as exc:
+        known = file_system_error(exc) or distributed.translate_errors(exc)
+        if known is None:
+            raise
+        print(f"error: {known}", file=sys.stderr)
+        return 2
     except Exception as exc:
         lost = distributed.translate_errors(exc)
         if lost is None:
             raise
         print(f"error: {lost}", file=sys.stderr)
         return 2
+    finally:
+        runlock.release_all()

@@ -104,12 +104,36 @@ def to_dict(obj: Any) -> Any:
     return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
 
 
+def unshare(data: Any) -> Any:
+    """A copy in which no two places are one object.
+
+    YAML anchors (``ce: &short {...}`` then ``logit_adjust: *short``) load as one shared dict, and
+    ``copy.deepcopy`` keeps that sharing, so an override of one expert would change the others.
+    """
+    if isinstance(data, dict):
+        return {k: unshare(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [unshare(v) for v in data]
+    return copy.deepcopy(data)
+
+
+def read_text(path: Path, what: str) -> str:
+    """A text file that must be UTF-8; anything else is one sentence naming the file and the byte."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ArgseError(
+            f"{what} {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+            f"save it as UTF-8"
+        ) from None
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ArgseError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = unshare(yaml.safe_load(read_text(path, "config file")))
     except yaml.YAMLError as exc:
         raise ArgseError(f"config file {path} is not valid YAML: {exc}".replace("\n", " ")) from None
     if data is None:
@@ -121,7 +145,7 @@ def read_yaml(path: str | Path) -> dict:
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Apply ``a.b.c=value`` strings (values parsed as YAML) to a nested dict copy."""
-    data = copy.deepcopy(data)
+    data = unshare(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -143,9 +167,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 
 def deep_merge(base: dict, extra: dict) -> dict:
-    out = copy.deepcopy(base)
+    out = unshare(base)
     for k, v in extra.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else unshare(v)
     return out
 
 
@@ -267,8 +291,7 @@ class GatingConfig:
     source's rejectors in ``evaluate``, so no rejector is fitted on the samples that trained the gate."""
 
     def __post_init__(self) -> None:
-        if not 0 < self.tune_fraction < 1:
-            raise ValueError(f"tune_fraction must lie in (0, 1), got {self.tune_fraction}")
+        check_gating(self)
 
 
 @dataclass
@@ -300,6 +323,40 @@ class EvaluateConfig:
         bad = [r for r in self.rejection_grid if not 0 <= r < 1]
         if bad:
             raise ValueError(f"rejection_grid values must lie in [0, 1), got {bad[0]}")
+        check_evaluate(self)
+
+
+# ---------------------------------------------------------------- value checks of gating / evaluate
+# Values that would crash deep inside a run, or silently do nothing, are refused at load time
+# (ValueError here; from_dict turns it into "invalid config in 'gating': ...").
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def check_gating(g: GatingConfig) -> None:
+    _require(g.lr > 0, f"lr must be > 0, got {g.lr}")
+    _require(0 <= g.dropout < 1, f"dropout must lie in [0, 1), got {g.dropout}")
+    _require(g.weight_decay >= 0, f"weight_decay must be >= 0, got {g.weight_decay}")
+    _require(
+        g.epochs >= 1 or g.gate != "learned",
+        f"epochs must be >= 1 for gate 'learned' (got {g.epochs}); use gate: uniform or fixed for an untrained gate",
+    )
+    _require(g.batch_size >= 0, f"batch_size must be >= 0 (0 = full batch), got {g.batch_size}")
+    _require(g.patience >= 1, f"patience must be >= 1, got {g.patience}")
+    _require(g.top_k >= 1, f"top_k must be >= 1, got {g.top_k}")
+    _require(all(h >= 1 for h in g.hidden), f"hidden sizes must be >= 1, got {g.hidden}")
+    _require(0 < g.tune_fraction < 1, f"tune_fraction must lie in (0, 1), got {g.tune_fraction}")
+
+
+def check_evaluate(e: EvaluateConfig) -> None:
+    _require(bool(e.rejection_grid), "rejection_grid must hold at least one rejection rate, e.g. [0.0, 0.1, 0.2]")
+    _require(bool(e.mu_grid), "mu_grid must hold at least one value, e.g. [-1.0, 0.0, 1.0]")
+    _require(e.power_iters >= 1, f"power_iters must be >= 1, got {e.power_iters}")
+    _require(e.worst_rounds >= 1, f"worst_rounds must be >= 1, got {e.worst_rounds}")
+    _require(e.worst_step > 0, f"worst_step must be > 0, got {e.worst_step}")
 
 
 @dataclass

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from argse import io
-from argse.config import DataConfig, RunConfig
+from argse.config import DataConfig, RunConfig, read_text
 from argse.errors import ArgseError
 from argse.listfile import (
     IMAGENET_MEAN,
@@ -31,6 +31,8 @@ from argse.listfile import (
 )
 
 HELD_OUT = ("val", "tune", "test")
+CACHE_VERSION = 2
+"""Of the decoded image-tree cache; raised when what is decoded changes."""
 
 Images = torch.Tensor | ImageList
 """uint8 [N, 3, H, W] in memory (moved to the training device), or JPEG files decoded in DataLoader workers."""
@@ -154,17 +156,26 @@ def _cifar(cfg: DataConfig, num_classes: int) -> Source:
 
 
 def _image_entries(root: Path):
-    """Yield (part, class, name, bytes-reader) for train/<class>/<img> and test/<class>/<img>."""
+    """Yield (part, class, name, bytes-reader) for train/<class>/<img> and test/<class>/<img>.
+
+    A class folder without images is yielded once as (part, class, None, None).
+    """
     if root.is_dir():
-        for path in sorted(root.glob("*/*/*")):
-            rel = path.relative_to(root).parts
-            if rel[0] in ("train", "test") and path.is_file():
-                yield rel[0], rel[1], path.name, path.read_bytes
+        for folder in sorted(root.glob("*/*")):
+            part = folder.parent.name
+            if part not in ("train", "test") or not folder.is_dir():
+                continue
+            files = sorted(p for p in folder.iterdir() if p.is_file())
+            yield from ((part, folder.name, p.name, p.read_bytes) for p in files)
+            if not files:
+                yield part, folder.name, None, None
         return
     try:
         with tarfile.open(root, "r:*") as tar:
             for member in tar:
                 parts = Path(member.name).parts
+                if member.isdir() and len(parts) >= 2 and parts[-2] in ("train", "test"):
+                    yield parts[-2], parts[-1], None, None
                 if not member.isfile() or len(parts) < 3 or parts[-3] not in ("train", "test"):
                     continue
                 data = tar.extractfile(member).read()
@@ -173,12 +184,33 @@ def _image_entries(root: Path):
         raise ArgseError(f"{root} is not a readable .tar.gz image tree ({exc})") from None
 
 
+def _check_image_classes(root: Path, items: dict[str, list], folders: dict[str, set[str]]) -> list[str]:
+    """The classes of an image tree: every class folder must hold train and test images."""
+    have = {part: {c for c, _, _ in rows} for part, rows in items.items()}
+    for part in ("train", "test"):
+        empty = sorted(folders[part] - have[part])
+        if empty:
+            raise ArgseError(f"{root}: class folder {part}/{empty[0]} holds no images; add images or remove it")
+    for part, other in (("test", "train"), ("train", "test")):
+        alone = sorted(have[part] - have[other])
+        if alone:
+            raise ArgseError(
+                f"{root}: class '{alone[0]}' has {part} images but no {other}/{alone[0]} folder; "
+                f"every class needs both train and test images"
+            )
+    return sorted(have["train"])
+
+
 def _decode_image_tree(root: Path) -> Source:
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     items: dict[str, list[tuple[str, str, torch.Tensor]]] = {"train": [], "test": []}
+    folders: dict[str, set[str]] = {"train": set(), "test": set()}
     for part, cls, name, read in _image_entries(root):
+        folders[part].add(cls)
+        if name is None:
+            continue
         try:
             with Image.open(pyio.BytesIO(read())) as im:
                 img = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)
@@ -187,16 +219,30 @@ def _decode_image_tree(root: Path) -> Source:
         items[part].append((cls, name, img))
     if not items["train"] or not items["test"]:
         raise ArgseError(f"{root} is not an image tree: expected train/<class>/<image> and test/<class>/<image>")
-    classes = sorted({c for c, _, _ in items["train"]})
+    classes = _check_image_classes(root, items, folders)
     index = {c: i for i, c in enumerate(classes)}
     out = []
     for part in ("train", "test"):
-        rows = sorted((r for r in items[part] if r[0] in index), key=lambda r: (index[r[0]], r[1]))
+        rows = sorted(items[part], key=lambda r: (index[r[0]], r[1]))
         shapes = {tuple(r[2].shape) for r in rows}
         if len(shapes) != 1:
             raise ArgseError(f"{root}: images of {part}/ differ in size {sorted(shapes)[:2]}; resize them first")
         out += [torch.stack([r[2] for r in rows]), torch.tensor([index[r[0]] for r in rows])]
     return Source(*out, classes)
+
+
+def _tree_key(root: Path) -> str:
+    """What the decoded cache depends on: path, size and mtime of every file (of the archive itself).
+
+    A folder's own mtime does not change when a file inside one of its class folders does, so a
+    folder is keyed on all of its files (one stat each); an archive changes as a whole.
+    """
+    digest = hashlib.sha256(f"{CACHE_VERSION}|{root.resolve()}".encode())
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    for path in files:
+        st = path.stat()
+        digest.update(f"|{path.relative_to(root) if root.is_dir() else ''}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
 
 
 def _imagefolder(cfg: DataConfig) -> Source:
@@ -206,9 +252,7 @@ def _imagefolder(cfg: DataConfig) -> Source:
             f"imagefolder_lt root '{root}' does not exist; set data.root to a train/ + test/ image tree "
             f"or its .tar.gz (e.g. ../shared/datasets/cifar10-jpeg.tar.gz)"
         )
-    stat = root.stat()
-    key = hashlib.sha256(f"{root.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    cache = Path(cfg.cache_dir) / f"imagefolder-{key}.safetensors"
+    cache = Path(cfg.cache_dir) / f"imagefolder-{_tree_key(root)}.safetensors"
     if cache.is_file():
         t, meta = io.load_tensors(cache, "image cache")
         return Source(
@@ -275,7 +319,10 @@ def make_manifest(src: Source, cfg: DataConfig, seed: int) -> dict:
     g = torch.Generator().manual_seed(seed)
     num_classes = len(src.classes)
     have = torch.bincount(src.train_labels, minlength=num_classes)
-    counts = have.tolist() if src.long_tailed else lt_counts(int(have.max()), num_classes, cfg.imbalance_factor)
+    counts = have.tolist()
+    if not src.long_tailed:  # the profile, capped by what a class has (a folder may hold fewer images)
+        profile = lt_counts(int(have.max()), num_classes, cfg.imbalance_factor)
+        counts = [min(n, h) for n, h in zip(profile, counts, strict=True)]
     splits: dict[str, list[int]] = {name: [] for name in ("train", *HELD_OUT)}
     for c in range(num_classes):
         pool = torch.nonzero(src.train_labels == c).flatten()
@@ -288,6 +335,7 @@ def make_manifest(src: Source, cfg: DataConfig, seed: int) -> dict:
         bounds = {"val": (0, n_val), "tune": (n_val, n_val + n_tune), "test": (n_val + n_tune, n_val + n_tune + n_test)}
         for name, (a, b) in bounds.items():
             splits[name] += pool[a:b].sort().values.tolist()
+    check_counts(src.classes, counts, cfg)
     return {
         "format": "argse.splits/1",
         "dataset": cfg.dataset,
@@ -297,11 +345,37 @@ def make_manifest(src: Source, cfg: DataConfig, seed: int) -> dict:
         "fractions": [cfg.val_fraction, cfg.tune_fraction, cfg.test_fraction],
         "class_counts": counts,
         "splits": splits,
+        # The label of every held-out sample, so a reader can check a logits file's labels on its own.
+        "labels": {name: src.test_labels[splits[name]].tolist() for name in HELD_OUT},
     } | ({"source": src.origin} if src.origin else {})
+
+
+def check_counts(classes: list[str], counts: list[int], cfg: DataConfig) -> None:
+    """Every class keeps at least one training image after the long-tailed subsampling."""
+    empty = [c for c, n in zip(classes, counts, strict=True) if n == 0]
+    if empty:
+        raise ArgseError(
+            f"data.imbalance_factor={cfg.imbalance_factor:g} leaves class '{empty[0]}' "
+            f"({len(empty)} class{'es' if len(empty) > 1 else ''} in all) with 0 training images; "
+            f"lower the imbalance factor or add training images"
+        )
 
 
 def manifest_sha256(manifest: dict) -> str:
     return hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def read_manifest(path: Path) -> dict:
+    """A run's split manifest; a missing, non-UTF-8 or corrupt file is one sentence."""
+    if not path.is_file():
+        raise ArgseError(f"split manifest {path} does not exist; train the run's experts first (make experts)")
+    try:
+        manifest = json.loads(read_text(path, "split manifest"))
+    except json.JSONDecodeError:
+        manifest = None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("splits"), dict):
+        raise ArgseError(f"split manifest {path} is corrupt; delete it to rebuild the splits")
+    return manifest
 
 
 def prepare_data(run: RunConfig) -> LTData:
@@ -309,19 +383,19 @@ def prepare_data(run: RunConfig) -> LTData:
     cfg = run.data
     src = load_source(cfg)
     manifest = make_manifest(src, cfg, run.seed)
-    sha = manifest_sha256(manifest)
     path = run.out_dir / "splits.json"
     if path.is_file():
-        try:
-            old_sha = manifest_sha256(json.loads(path.read_text()))
-        except json.JSONDecodeError:
-            raise ArgseError(f"split manifest {path} is corrupt; delete it to rebuild the splits") from None
-        if old_sha != sha:
+        old = read_manifest(path)
+        if "labels" not in old:  # written before manifests held labels: keep it as it is
+            manifest.pop("labels")
+        sha = manifest_sha256(manifest)
+        if manifest_sha256(old) != sha:
             raise ArgseError(
                 f"the data or split settings differ from the run's manifest {path}; "
                 f"use a new run name (name=...) or delete {run.out_dir} to start over"
             )
     else:
+        sha = manifest_sha256(manifest)
         io.write_json(path, manifest)
 
     def take(images: Images, labels, idx) -> Split:

@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=None, help=f"comma list of {', '.join(METHODS)}")
     args = parser.parse_args(argv)
     cfg = cli.load_config(args)
+    cli.lock_run(cfg, "evaluate")
     methods = cli.split_names(args.methods) or cfg.evaluate.methods
     for m in methods:
         if m not in METHODS:

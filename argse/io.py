@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -26,21 +28,64 @@ def is_writer() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
+# Errors of the file system the user can fix: permissions, a read-only mount, a full disk or quota.
+FS_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
+def fs_error(path: str | Path, code: int) -> ArgseError:
+    """One sentence for a write that the file system refused (see FS_ERRORS)."""
+    why = os.strerror(code)
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return ArgseError(
+            f"cannot write {path}: {why}; files written before are intact, free some space and rerun "
+            f"(training continues with --resume)"
+        )
+    return ArgseError(
+        f"cannot write {path}: {why}; make its folder writable or point output_dir / checkpoint_dir "
+        f"(--set output_dir=...) elsewhere"
+    )
+
+
+def os_errno(exc: Exception) -> int | None:
+    """The errno of an OSError, or of a safetensors error that reports one as '(os error N)'."""
+    if isinstance(exc, OSError):
+        return exc.errno
+    found = re.search(r"\(os error (\d+)\)", str(exc)) if isinstance(exc, SafetensorError) else None
+    return int(found.group(1)) if found else None
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` then rename onto ``path``: a killed run leaves the old file intact."""
     path = Path(path)
     if not is_writer():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         write(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
+    except (OSError, SafetensorError) as exc:
+        if os_errno(exc) in FS_ERRORS:
+            raise fs_error(path, os_errno(exc)) from None
+        raise
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+    return path
+
+
+def make_dir(path: str | Path) -> Path:
+    """``mkdir -p``; a refusal of the file system is one sentence naming the folder."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if exc.errno in FS_ERRORS:
+            raise fs_error(path, exc.errno) from None
+        raise
     return path
 
 

@@ -18,6 +18,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from argse.config import read_text
 from argse.errors import ArgseError
 
 if TYPE_CHECKING:  # torchvision is imported only by runs that use list files (it costs memory)
@@ -32,23 +33,35 @@ def read_list(path: Path, root: Path) -> tuple[list[str], list[int]]:
     if not path.is_file():
         raise ArgseError(f"list file {path} does not exist; set data.root and the list names in data.*_list(s)")
     paths, labels = [], []
-    with path.open() as f:
-        for number, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            parts = line.rsplit(maxsplit=1)
-            if len(parts) != 2 or not parts[1].isdigit():
-                raise ArgseError(
-                    f"{path} line {number}: expected 'relative/path/to/image.jpg <class index>', got {line[:80]!r}"
-                )
-            if not os.path.isfile(root / parts[0]):
-                raise ArgseError(f"{path} line {number}: image {root / parts[0]} does not exist")
-            paths.append(parts[0])
-            labels.append(int(parts[1]))
+    for number, line in enumerate(read_text(path, "list file").split("\n"), 1):
+        if line.strip():
+            rel, label = _parse_line(line.strip(), path, number, root)
+            paths.append(rel)
+            labels.append(label)
     if not paths:
         raise ArgseError(f"list file {path} has no entries")
     return paths, labels
+
+
+def _parse_line(line: str, path: Path, number: int, root: Path) -> tuple[str, int]:
+    parts = line.rsplit(maxsplit=1)
+    if len(parts) != 2 or not parts[1].isdigit():
+        raise ArgseError(
+            f"{path} line {number}: expected 'relative/path/to/image.jpg <class index>', got {line[:80]!r}"
+        )
+    if _leaves_root(parts[0]):
+        raise ArgseError(
+            f"{path} line {number}: image path {parts[0]!r} leaves data.root {root}; "
+            f"list paths must be relative paths inside the root"
+        )
+    if not os.path.isfile(root / parts[0]):
+        raise ArgseError(f"{path} line {number}: image {root / parts[0]} does not exist")
+    return parts[0], int(parts[1])
+
+
+def _leaves_root(rel: str) -> bool:
+    """An absolute path, or one whose '..' climbs above the root (checked on the text: symlinks may point anywhere)."""
+    return os.path.isabs(rel) or os.path.normpath(rel).split(os.sep)[0] == ".."
 
 
 def file_sha256(path: Path) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from argse import __version__, io
+from argse.data import manifest_sha256, read_manifest
 from argse.errors import ArgseError
 
 FORMAT = "argse.logits/1"
@@ -163,8 +164,37 @@ def read_logit_set(paths: list[str | Path]) -> list[LogitsFile]:
     return files
 
 
+def check_against_run(f: LogitsFile, split: str, manifest: dict, sha: str, manifest_path: Path) -> None:
+    """One file against its run's split manifest: a lone source cannot be another split's or run's."""
+    rows = manifest["splits"].get(split)
+    labels = manifest.get("labels", {}).get(split)
+    checks = [
+        ("splits_sha256", f.splits_sha256 == sha, f"{f.splits_sha256[:12]}... instead of {sha[:12]}..."),
+        ("split", f.split == split, f"{f.split!r} instead of {split!r}"),
+        ("dataset", f.dataset == manifest.get("dataset"), f"{f.dataset!r} instead of {manifest.get('dataset')!r}"),
+        ("class_counts", f.class_counts == manifest.get("class_counts"), "other training counts"),
+        ("indices", rows is not None and f.indices.tolist() == rows, "rows missing, added or reordered"),
+    ]
+    if labels is not None:
+        checks.append(("labels", f.labels.tolist() == labels, "a sample's label differs"))
+    else:  # a manifest from before labels were stored: held-out rows come class by class
+        checks.append(("labels", bool((f.labels[1:] >= f.labels[:-1]).all()), "is not in class order"))
+    for field, ok, detail in checks:
+        if not ok:
+            raise ArgseError(
+                f"logits file {f.path}: field '{field}' does not match the run's split manifest "
+                f"{manifest_path} ({detail}); re-export it from this run with train_experts"
+            )
+
+
 def load_sources(out_dir: Path, sources: list[str], splits: list[str]) -> dict[str, list[LogitsFile]]:
-    """Load and cross-validate the logits of ``sources`` for each split: {split: [file per source]}."""
+    """Load and validate the logits of ``sources`` for each split: {split: [file per source]}.
+
+    The files of one split must agree with each other and with the run's ``splits.json``.
+    """
+    manifest_path = Path(out_dir) / "splits.json"
+    manifest = read_manifest(manifest_path)
+    sha = manifest_sha256(manifest)
     result = {}
     for split in splits:
         paths = []
@@ -177,13 +207,8 @@ def load_sources(out_dir: Path, sources: list[str], splits: list[str]) -> dict[s
                 )
             paths.append(p)
         result[split] = read_logit_set(paths)
-    first = [files[0] for files in result.values()]
-    for f in first[1:]:
-        if f.splits_sha256 != first[0].splits_sha256:
-            raise ArgseError(
-                f"logits file {f.path}: field 'splits_sha256' differs from {first[0].path}; "
-                f"export every split from the same run"
-            )
+        for f in result[split]:
+            check_against_run(f, split, manifest, sha, manifest_path)
     return result
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from argse import io, runlock
 from argse.config import RunConfig
 from argse.errors import ArgseError
 
@@ -49,7 +50,10 @@ def train_in_parallel(args: argparse.Namespace, plan: list[tuple[type, Any]], cf
     running: dict[str, tuple[subprocess.Popen, str | None, Any]] = {}
     failed: dict[str, str] = {}
     logs = cfg.out_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    io.make_dir(logs)
+    # The children share this process's run lock (runlock.py) instead of waiting for it.
+    lock = runlock.held_fd(cfg.out_dir)
+    shared = {runlock.ENV: str(lock)} if lock is not None else {}
     console.print(f"training {len(waiting)} experts in {len(free)} processes; logs in {logs}")
     while waiting or running:
         for name in list(waiting):
@@ -60,10 +64,14 @@ def train_in_parallel(args: argparse.Namespace, plan: list[tuple[type, Any]], cf
             elif not blocked and free:
                 waiting.remove(name)
                 slot = free.pop(0)
-                env = os.environ | ({"CUDA_VISIBLE_DEVICES": slot} if slot is not None else {})
+                env = os.environ | shared | ({"CUDA_VISIBLE_DEVICES": slot} if slot is not None else {})
                 log = (logs / f"{name}.log").open("w")
                 proc = subprocess.Popen(
-                    child_command(args, name, threads), stdout=log, stderr=subprocess.STDOUT, env=env
+                    child_command(args, name, threads),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    pass_fds=() if lock is None else (lock,),
                 )
                 running[name] = (proc, slot, log)
                 console.print(f"started {name}" + (f" on GPU {slot}" if slot is not None else ""))

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = cli.load_config(args)
     load_plugins(cfg.plugins)
     names = cli.split_names(args.experts) or cfg.experts
+    cli.check_unique(names, "the config's 'experts' list")
     for key in cfg.recipes:
         if key not in list_experts():
             raise ArgseError(
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = [(get_expert(n), load_recipe(get_expert(n), cfg)) for n in names]
     if args.parallel is not None and distributed.launched():
         raise ArgseError("--parallel starts its own processes; run it without torchrun")
+    cli.lock_run(cfg, "train_experts")  # one process per run name (rank 0 under torchrun)
 
     device = resolve_device(cfg.runtime)
     console = cli.console()  # after joining torchrun: only rank 0 prints
@@ -75,7 +77,18 @@ def main(argv: list[str] | None = None) -> int:
         d = cfg.data
         reports = {f.expert: source_report(f, d.tail_max_count, d.many_min_count, d.few_max_count) for f in files}
         console.print(reports_table(f"{cfg.name}: test split, % (ECE before / after temperature scaling)", reports))
+        print_outputs(console, cfg, names)
     return 0
+
+
+def print_outputs(console, cfg, names: list[str]) -> None:
+    """Where everything of this command went."""
+    console.print(f"[bold]outputs of {', '.join(names)}[/]:")
+    console.print(f"  split manifest   {cfg.out_dir / 'splits.json'}")
+    console.print(f"  run config       {cfg.out_dir / 'config.yaml'}")
+    for name in names:
+        console.print(f"  {name + ' logits':<16} {cfg.out_dir / 'logits' / name}/{{val,tune,test}}.safetensors")
+        console.print(f"  {name + ' checkpoints':<16} {cfg.ckpt_dir / name}/ (best / last .safetensors, metrics.jsonl)")
 
 
 if __name__ == "__main__":

@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experts", default=None, help="comma list of experts to mix (default: all exported)")
     args = parser.parse_args(argv)
     cfg = cli.load_config(args)
+    cli.lock_run(cfg, "train_gating")
     names = expert_names(cfg, args.experts)
     files = load_sources(cfg.out_dir, names, list(SPLITS))
     labels = {s: files[s][0].labels for s in SPLITS}
@@ -160,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     info["mean_weight_by_group"] = {g: {n: s["mean"] for n, s in r.items()} for g, r in routing.items()}
     gate_json = io.write_json(cfg.out_dir / "gating" / "gate.json", info)
     print_tables(cfg, names, reports, routing)
-    cli.console().print(f"mixture logits in {logits_path(cfg.out_dir, 'gating', 'test').parent}; report: {gate_json}")
+    console = cli.console()
+    gate_files = "gate.json, gate.safetensors" if cfg.gating.gate == "learned" else "gate.json"
+    console.print(f"gate: {gate_json.parent}/ ({gate_files})")
+    console.print(f"mixture logits: {logits_path(cfg.out_dir, 'gating', 'test').parent}/{{val,tune,test}}.safetensors")
     return 0
 
 

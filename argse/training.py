@@ -335,6 +335,17 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, json.loads(metadata["meta"])
 
 
+def _check_resumable(path: Path, tensors: dict, meta: dict, keys: list[str], rng: list[str]) -> None:
+    """A weights-only file (e.g. best.safetensors copied over last.safetensors) cannot be resumed."""
+    missing = [k for k in keys if k not in meta] + [k for k in ["rng.torch", *rng] if k not in tensors]
+    if missing:
+        raise ArgseError(
+            f"checkpoint {path} holds weights only, not the training state --resume needs (it lacks "
+            f"'{missing[0]}'; best.safetensors is such a file); restore the original last.safetensors "
+            f"or rerun without --resume"
+        )
+
+
 # ---------------------------------------------------------------- the loop
 
 
@@ -386,6 +397,7 @@ def fit(
 
     if resume and last_path.is_file():
         tensors, meta = load_checkpoint(last_path)
+        _check_resumable(last_path, tensors, meta, [*state, "optim", "scheduler"], [f"rng.{n}" for n in gens])
         if meta["fingerprint"] != task.fingerprint or meta["recipe"] != asdict(recipe):
             raise ArgseError(
                 f"checkpoint {last_path} was made with another recipe, data or model; "

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from argse import io
+from argse.data import manifest_sha256
 from argse.logits import logits_path, write_logits
 
 SPLIT_SIZES = {"val": 20, "tune": 40, "test": 40}  # per class
@@ -29,11 +31,34 @@ def peaked(
     return p.log()
 
 
-def write_run(out_dir: Path, experts: dict, num_classes: int, class_counts: list[int], seed: int = 0) -> None:
-    """``experts``: name -> fn(labels, generator) -> logits [N, C]. Writes every held-out split."""
+def split_rows(num_classes: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """(labels, indices) of every held-out split, class by class as the data core makes them."""
+    rows = {}
     for s, (split, per_class) in enumerate(SPLIT_SIZES.items()):
         labels = torch.arange(num_classes).repeat_interleave(per_class)
-        indices = torch.arange(len(labels)) + 1000 * s
+        rows[split] = labels, torch.arange(len(labels)) + 1000 * s
+    return rows
+
+
+def write_manifest(out_dir: Path, num_classes: int, class_counts: list[int]) -> str:
+    """The run's splits.json for these hand-made splits; returns its sha256."""
+    rows = split_rows(num_classes)
+    manifest = {
+        "format": "argse.splits/1",
+        "dataset": "synthetic_lt",
+        "classes": [f"class_{c}" for c in range(num_classes)],
+        "class_counts": class_counts,
+        "splits": {"train": []} | {split: idx.tolist() for split, (_, idx) in rows.items()},
+        "labels": {split: y.tolist() for split, (y, _) in rows.items()},
+    }
+    io.write_json(Path(out_dir) / "splits.json", manifest)
+    return manifest_sha256(manifest)
+
+
+def write_run(out_dir: Path, experts: dict, num_classes: int, class_counts: list[int], seed: int = 0) -> None:
+    """``experts``: name -> fn(labels, generator) -> logits [N, C]. Writes every held-out split and splits.json."""
+    sha = write_manifest(out_dir, num_classes, class_counts)
+    for s, (split, (labels, indices)) in enumerate(split_rows(num_classes).items()):
         for name, fn in experts.items():
             g = torch.Generator().manual_seed(seed + 17 * s + len(name))
             write_logits(
@@ -46,6 +71,6 @@ def write_run(out_dir: Path, experts: dict, num_classes: int, class_counts: list
                 split=split,
                 temperature=1.0,
                 class_counts=class_counts,
-                splits_sha256="sha",
+                splits_sha256=sha,
                 config={},
             )

@@ -24,6 +24,9 @@ def _argv(tiny, *extra):
         (["--set", "recipes.ce.epoch=3"], "unknown config key 'recipes.ce.epoch'"),
         (["--set", "recipes.xyz.epochs=3"], "config 'recipes' names unknown expert 'xyz'"),
         (["--config", "missing.yaml"], "config file missing.yaml does not exist"),
+        (["--experts", "ce,ce"], "'ce' is named twice in 'ce,ce'; name each expert once"),
+        (["--set", "plugins=[tests.plugins.duplicate_ce]"], "expert 'ce' is registered twice: by argse.experts.ce"),
+        (["--set", "experts=[ce, ce]", "--set", "name=x"], "'ce' is named twice in the config's 'experts' list"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(tiny, capsys, extra, message):

@@ -53,3 +53,47 @@ def test_from_dict_round_trips_to_dict():
 
     cfg = load_run_config(None, ["name=x"])
     assert from_dict(RunConfig, asdict(cfg)) == cfg
+
+
+def test_set_does_not_leak_through_yaml_anchors():
+    # configs/demo.yaml gives ce, logit_adjust and balanced_softmax one `&short` anchor.
+    cfg = load_run_config(REPO / "configs" / "demo.yaml", ["recipes.ce.epochs=2", "recipes.logit_adjust.tau=0.5"])
+    assert cfg.recipes["ce"]["epochs"] == 2
+    assert cfg.recipes["logit_adjust"]["epochs"] == cfg.recipes["balanced_softmax"]["epochs"] == 15
+    assert "tau" not in cfg.recipes["ce"] and "tau" not in cfg.recipes["balanced_softmax"]
+
+
+def test_anchored_yaml_loads_as_separate_objects(tmp_path):
+    path = tmp_path / "a.yaml"
+    path.write_text("recipes:\n  ce: &s {milestones: [1, 2]}\n  logit_adjust: *s\n")
+    cfg = load_run_config(path)
+    assert cfg.recipes["ce"] is not cfg.recipes["logit_adjust"]
+    assert cfg.recipes["ce"]["milestones"] is not cfg.recipes["logit_adjust"]["milestones"]
+
+
+def test_config_that_is_not_utf8_is_one_sentence(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ArgseError, match=r"config file .*latin1\.yaml is not UTF-8 text \(byte 0xe9 at offset 9\)"):
+        load_run_config(path)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("gating.lr=-1", r"invalid config in 'gating': lr must be > 0, got -1\.0"),
+        ("gating.dropout=1.5", r"invalid config in 'gating': dropout must lie in \[0, 1\), got 1\.5"),
+        ("gating.epochs=0", r"invalid config in 'gating': epochs must be >= 1 for gate 'learned' \(got 0\)"),
+        ("evaluate.rejection_grid=[]", r"invalid config in 'evaluate': rejection_grid must hold at least one"),
+        ("evaluate.mu_grid=[]", r"invalid config in 'evaluate': mu_grid must hold at least one value"),
+        ("evaluate.power_iters=0", r"invalid config in 'evaluate': power_iters must be >= 1, got 0"),
+        ("evaluate.worst_rounds=0", r"invalid config in 'evaluate': worst_rounds must be >= 1, got 0"),
+    ],
+)
+def test_gating_and_evaluate_values_are_checked_on_load(override, message):
+    with pytest.raises(ArgseError, match=message):
+        load_run_config(None, [override])
+
+
+def test_untrained_gate_is_fine_when_not_learned():
+    assert load_run_config(None, ["gating.epochs=0", "gating.gate=uniform"]).gating.epochs == 0

@@ -101,3 +101,92 @@ def test_missing_cifar_names_where_to_put_it(tmp_path, tiny):
         ArgseError, match=r"CIFAR-100 was not found under .* put the extracted 'cifar-100-python/' folder"
     ):
         prepare_data(cfg)
+
+
+# ---------------------------------------------------------------- image folders (issue 14)
+
+
+def _folder_tree(root, counts=None, test_per_class=4):
+    counts = counts or {"a": 6, "b": 6}
+    for k, (cls, n) in enumerate(counts.items()):
+        for part, m in (("train", n), ("test", test_per_class)):
+            folder = root / part / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(m):
+                (folder / f"{i}.jpg").write_bytes(_jpeg(40 + 100 * k))
+    return root
+
+
+def _folder_cfg(tmp_path, tiny, root, *extra):
+    sets = [
+        "data.dataset=imagefolder_lt",
+        f"data.root={root}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "data.imbalance_factor=2",
+    ]
+    return load_run_config(None, tiny + sets + list(extra))
+
+
+def test_manifest_stores_the_labels_of_every_held_out_split(tiny_cfg):
+    d = prepare_data(tiny_cfg)
+    for split in ("val", "tune", "test"):
+        assert d.manifest["labels"][split] == d.held_out[split].labels.tolist()
+
+
+def test_manifest_written_before_labels_were_stored_is_still_accepted(tiny_cfg):
+    d = prepare_data(tiny_cfg)
+    old = {k: v for k, v in d.manifest.items() if k != "labels"}
+    (tiny_cfg.out_dir / "splits.json").write_text(__import__("json").dumps(old))
+    again = prepare_data(tiny_cfg)
+    assert again.sha256 == manifest_sha256(old) and "labels" not in again.manifest
+
+
+def test_split_manifest_that_is_not_utf8_is_one_sentence(tiny_cfg):
+    path = tiny_cfg.out_dir / "splits.json"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b'{"format": "caf\xe9"}')
+    with pytest.raises(ArgseError, match=r"split manifest .*splits\.json is not UTF-8 text \(byte 0xe9"):
+        prepare_data(tiny_cfg)
+
+
+def test_image_folder_cache_notices_a_changed_image_inside_a_class_folder(tmp_path, tiny):
+    root = _folder_tree(tmp_path / "tree")
+    first = prepare_data(_folder_cfg(tmp_path, tiny, root))
+    image = root / "train" / "a" / "0.jpg"
+    image.write_bytes(_jpeg(250))  # the root folder's own size and mtime stay the same
+    again = prepare_data(_folder_cfg(tmp_path, tiny, root))
+    assert not torch.equal(first.train.images, again.train.images)
+    image.write_bytes(b"not a jpeg any more")
+    with pytest.raises(ArgseError, match=r"train/a/0.jpg is not a decodable image"):
+        prepare_data(_folder_cfg(tmp_path, tiny, root))
+
+
+def test_image_folder_cache_notices_an_emptied_class(tmp_path, tiny):
+    root = _folder_tree(tmp_path / "tree")
+    prepare_data(_folder_cfg(tmp_path, tiny, root))
+    for image in (root / "train" / "b").iterdir():
+        image.unlink()
+    with pytest.raises(ArgseError, match=r"class folder train/b holds no images; add images or remove it"):
+        prepare_data(_folder_cfg(tmp_path, tiny, root))
+
+
+def test_image_folder_class_only_in_test_is_an_error(tmp_path, tiny):
+    root = _folder_tree(tmp_path / "tree")
+    (root / "test" / "c").mkdir()
+    (root / "test" / "c" / "0.jpg").write_bytes(_jpeg(10))
+    with pytest.raises(ArgseError, match=r"class 'c' has test images but no train/c folder"):
+        prepare_data(_folder_cfg(tmp_path, tiny, root))
+
+
+def test_class_left_without_training_images_by_the_profile_is_an_error(tmp_path, tiny):
+    root = _folder_tree(tmp_path / "tree", {"a": 6, "b": 6, "c": 6})
+    with pytest.raises(
+        ArgseError, match=r"data.imbalance_factor=10 leaves class 'c' \(1 class in all\) with 0 training"
+    ):
+        prepare_data(_folder_cfg(tmp_path, tiny, root, "data.imbalance_factor=10"))
+
+
+def test_profile_is_capped_by_what_a_class_folder_holds(tmp_path, tiny):
+    root = _folder_tree(tmp_path / "tree", {"a": 6, "b": 2, "c": 6})
+    d = prepare_data(_folder_cfg(tmp_path, tiny, root))  # the profile asks 6, 4, 3
+    assert d.class_counts.tolist() == [6, 2, 3] == torch.bincount(d.train.labels).tolist()

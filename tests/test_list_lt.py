@@ -152,3 +152,26 @@ def test_decoupling_caches_augmented_views_from_the_workers(tmp_path, tiny, list
     assert not torch.allclose(views[:n], views[n:])  # two different random crops of every image
     plain = expert.features(ctx.data.train.images)
     assert torch.equal(plain, expert.features(ctx.data.train.images))  # the evaluation transform is fixed
+
+
+@pytest.mark.parametrize(
+    "line", ["../outside.jpg 0", "{outside} 0", "train/../../outside.jpg 0", "../../../etc/passwd 0"]
+)
+def test_list_paths_outside_the_root_are_refused(tmp_path, tiny, list_root, line):
+    outside = list_root.parent / "outside.jpg"
+    outside.write_bytes((list_root / "train" / "n000" / "0.jpg").read_bytes())  # a real image: not a missing file
+    path = list_root / "LT_train.txt"
+    lines = path.read_text().splitlines()
+    lines.insert(2, line.format(outside=outside))
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ArgseError, match=r"LT_train.txt line 3: image path .* leaves data.root .*; list paths must"):
+        prepare_data(load_run_config(None, overrides(tmp_path, tiny, list_root)))
+
+
+def test_symlinked_image_inside_the_root_is_still_read(tmp_path, tiny, list_root):
+    # Datasets are often a folder of symlinks to another disk: only the path as written must stay inside.
+    target = tmp_path / "elsewhere"
+    (list_root / "train" / "n002").rename(target)
+    (list_root / "train" / "n002").symlink_to(target)
+    data = prepare_data(load_run_config(None, overrides(tmp_path, tiny, list_root)))
+    assert data.class_counts.tolist() == TRAIN_COUNTS

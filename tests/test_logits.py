@@ -81,3 +81,79 @@ def test_siblings_must_agree(tmp_path):
     c = _write(tmp_path / "c.safetensors", indices=torch.arange(6) + 101)
     with pytest.raises(ArgseError, match=r"c.safetensors: field 'indices' differs"):
         read_logit_set([a, c])
+
+
+# ---------------------------------------------------------------- one source against its run (issue 14)
+
+
+def _run(tmp_path, name="r"):
+    from tests.logit_factory import write_run
+
+    out = tmp_path / name
+    write_run(out, {"ce": lambda labels, g: torch.randn(len(labels), 4, generator=g)}, 4, [100, 50, 10, 5])
+    return out
+
+
+def _rewrite(path, **changes):
+    f = read_logits(path)
+    tensors = {k: changes.pop(k, getattr(f, k)) for k in ("logits", "labels", "indices")}
+    meta = dict(
+        expert=f.expert,
+        dataset=f.dataset,
+        split=f.split,
+        temperature=f.temperature,
+        class_counts=f.class_counts,
+        splits_sha256=f.splits_sha256,
+        config=f.config,
+    )
+    write_logits(path, **tensors, **(meta | changes))
+
+
+def _one_label_changed(f):
+    labels = f.labels.clone()
+    labels[7] = (labels[7] + 1) % 4
+    return {"labels": labels}
+
+
+def _shuffled(f):
+    order = torch.randperm(len(f.labels), generator=torch.Generator().manual_seed(0))
+    return {"logits": f.logits[order], "labels": f.labels[order], "indices": f.indices[order]}
+
+
+@pytest.mark.parametrize(
+    "breakage, field",
+    [
+        ("val copied over test", "split"),
+        ("another run's file", "splits_sha256"),
+        ("one label changed", "labels"),
+        ("rows shuffled", "indices"),
+        ("10 rows removed", "indices"),
+    ],
+)
+def test_a_single_source_is_checked_against_its_run(tmp_path, breakage, field):
+    from argse.logits import load_sources, logits_path
+
+    out = _run(tmp_path)
+    test = logits_path(out, "ce", "test")
+    f = read_logits(test)
+    if breakage == "val copied over test":
+        test.write_bytes(logits_path(out, "ce", "val").read_bytes())
+    elif breakage == "another run's file":
+        _rewrite(test, splits_sha256="0" * 64)  # what a file of another run's splits carries
+    elif breakage == "one label changed":
+        _rewrite(test, **_one_label_changed(f))
+    elif breakage == "rows shuffled":
+        _rewrite(test, **_shuffled(f))
+    else:
+        _rewrite(test, logits=f.logits[10:], labels=f.labels[10:], indices=f.indices[10:])
+    with pytest.raises(ArgseError, match=rf"logits file .*test.safetensors: field '{field}' does not match the run's"):
+        load_sources(out, ["ce"], ["tune", "test"])
+
+
+def test_a_source_without_its_run_manifest_is_refused(tmp_path):
+    from argse.logits import load_sources
+
+    out = _run(tmp_path)
+    (out / "splits.json").unlink()
+    with pytest.raises(ArgseError, match=r"split manifest .*splits.json does not exist"):
+        load_sources(out, ["ce"], ["test"])

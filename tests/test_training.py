@@ -1,3 +1,5 @@
+import shutil
+
 import pytest
 import torch
 
@@ -131,4 +133,14 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, tiny):
     expert.ckpt_dir.mkdir(parents=True)
     (expert.ckpt_dir / "last.safetensors").write_bytes(b"garbage")
     with pytest.raises(ArgseError, match=r"checkpoint .*last.safetensors is corrupt or not a safetensors file"):
+        expert.train()
+
+
+def test_best_copied_over_last_then_resume_is_a_clear_error(tmp_path, tiny):
+    expert = _ce(tiny)
+    expert.ctx.resume = False
+    expert.train()
+    shutil.copy(expert.ckpt_dir / "best.safetensors", expert.ckpt_dir / "last.safetensors")
+    expert.ctx.resume = True
+    with pytest.raises(ArgseError, match=r"checkpoint .*last.safetensors holds weights only, not the training state"):
         expert.train()

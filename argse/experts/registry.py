@@ -19,12 +19,19 @@ def _where(cls: type) -> str:
         return f"{cls.__module__}.{cls.__qualname__}"
 
 
+class DuplicateExpertError(ArgseError, ValueError):
+    """A name registered twice: a user error (one sentence), and a ValueError as before."""
+
+
 def register_expert(name: str):
     """Class decorator: add an expert under ``name``; the class is returned unchanged (``name`` set)."""
 
     def decorator(cls: type) -> type:
         if name in _EXPERTS and _EXPERTS[name] is not cls:
-            raise ValueError(f"expert '{name}' is registered twice: by {_where(_EXPERTS[name])} and by {_where(cls)}")
+            raise DuplicateExpertError(
+                f"expert '{name}' is registered twice: by {_where(_EXPERTS[name])} and by {_where(cls)}; "
+                f"rename one of them"
+            )
         cls.name = name
         _EXPERTS[name] = cls
         return cls
