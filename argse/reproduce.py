@@ -150,8 +150,9 @@ def write_page(args, cfgs: list[RunConfig], runs: list[dict], minutes: float) ->
         f"{d.tail_max_count} training images. Seeds: {seeds} ({len(cfgs)} run(s); values are mean ± standard "
         f"error over seeds). Recipes: `experts/*.yaml` overridden by `recipes` in `{args.config}`.\n",
         "## Accuracy on `test` (%)\n",
-        "ECE (15 bins) before (`ece_raw`) and after (`ece_cal`) temperature scaling on `val`; `acc_lt` re-weights "
-        "the balanced test split to the training label distribution.\n",
+        "ECE (15 bins) before (`ece_raw`) and after (`ece_cal`) temperature scaling on `val`. T minimises NLL on "
+        "`val`, not ECE on `test`, so an already well-calibrated source can end slightly above its raw ECE. "
+        "`acc_lt` re-weights the balanced test split to the training label distribution.\n",
         accuracy_table(runs),
         "## Selective prediction: AURC over rejection rates [0, 0.8] on `test` (lower is better)\n",
         "Rejectors fit on the rejector part of `tune` (the gate trains on the other part). Columns: error "
