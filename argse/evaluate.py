@@ -31,8 +31,9 @@ from argse.selective import METHODS, FitOptions, GroupView, aurc, evaluate_rule,
 AURC_TAIL = (0.85, 0.9, 0.95)
 AURC_RANGES = {"0-0.8": (0.0, 0.8), "0-1": (0.0, 1.0)}
 AURC_COLUMNS = ["balanced_error@0-0.8", "worst_group_error@0-0.8", "balanced_error@0-1", "worst_group_error@0-1"]
-# Narasimhan et al. 2024, App. E.1 and F.3: with two groups the multipliers reduce to one,
-# lambda = mu_head - mu_tail, tuned over {1, 6, 11}; argse fixes mu_head = 0, so mu_tail = -lambda.
+# Narasimhan et al. 2024, App. E.1 and F.3: with two groups the multipliers reduce to one difference, lambda,
+# tuned over {1, 6, 11}. Its sign is not legible in the text we could read; argse sets mu_head = 0 and
+# mu_tail = lambda, the orientation that accepts tail predictions more readily, measured in docs/selective.md.
 PAPER_MU_GRID = (1.0, 6.0, 11.0)
 # App. F.3: Algorithm 1 with M = 10 power iterations; Algorithm 2 with T = 25 rounds and xi = 1.
 PAPER_POWER_ITERS, PAPER_ROUNDS, PAPER_STEP = 10, 25, 1.0
