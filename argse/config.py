@@ -250,7 +250,10 @@ class GatingConfig:
     fixed_weights: list[float] = field(default_factory=list)
     """Weights per expert (in --experts order) when gate=fixed."""
     features: Literal["rich", "rich+posteriors"] = "rich"
-    objective: Literal["nll", "balanced_nll"] = "balanced_nll"
+    objective: Literal["nll", "balanced_nll", "selective_balanced", "selective_worst"] = "balanced_nll"
+    """nll / balanced_nll: the mixture's (class-balanced) NLL. selective_balanced / selective_worst: after a
+    balanced-NLL warm-up, the gate is trained jointly with a plug-in rule (group weights and threshold per
+    target rejection rate) on a smooth surrogate of the balanced / worst-group selective error (README, Gating)."""
     hidden: list[int] = field(default_factory=lambda: [64, 64])
     dropout: float = 0.1
     lr: float = 3e-3
@@ -265,10 +268,27 @@ class GatingConfig:
     tune_fraction: float = 0.5
     """Share of ``tune`` (per class, seeded by the run seed) that trains the gate; the rest fits every
     source's rejectors in ``evaluate``, so no rejector is fitted on the samples that trained the gate."""
+    # selective objectives only
+    selective_rates: list[float] = field(default_factory=lambda: [0.2, 0.4, 0.6])
+    """Target rejection rates the gate is trained for; each gets its own rule (alpha, b, t)."""
+    selective_temperature: float = 0.05
+    """Smoothness of the surrogate: acceptance sigmoid((score - t) / T) and a softmax(alpha p / T) prediction."""
+    selective_coverage_weight: float = 10.0
+    """Weight of the squared gap between the soft rejection rate and its target."""
+    selective_warmup_epochs: int = 30
+    """Epochs of balanced-NLL training before the selective objective takes over."""
+    selective_rule_lr: float = 0.02
+    """Adam step for the rule's parameters (log alpha, mu, t); the gate keeps ``lr``."""
+    selective_eg_step: float = 1.0
+    """selective_worst: exponentiated-gradient step of the group weights, once per epoch."""
 
     def __post_init__(self) -> None:
         if not 0 < self.tune_fraction < 1:
             raise ValueError(f"tune_fraction must lie in (0, 1), got {self.tune_fraction}")
+        if not self.selective_rates or not all(0 < r < 1 for r in self.selective_rates):
+            raise ValueError(f"selective_rates must be non-empty and lie in (0, 1), got {self.selective_rates}")
+        if self.selective_temperature <= 0:
+            raise ValueError(f"selective_temperature must be positive, got {self.selective_temperature}")
 
 
 @dataclass
