@@ -93,7 +93,9 @@ def gate_rules(cfg: RunConfig) -> list[dict] | None:
     return json.loads(path.read_text()).get("rules") if path.is_file() else None
 
 
-def sweep(fit: GroupView, test: GroupView, fit_one: Callable[[GroupView, float], Rule], grid: list[float]) -> list[dict]:
+def sweep(
+    fit: GroupView, test: GroupView, fit_one: Callable[[GroupView, float], Rule], grid: list[float]
+) -> list[dict]:
     """Fit a rule on ``fit`` at every target rate with ``fit_one(view, rate)`` and measure it on ``test``."""
     rows = []
     for rate in grid:
@@ -160,7 +162,7 @@ def evaluate_sources(cfg: RunConfig, sources: list[str], methods: list[str]) -> 
         fitters = {m: (lambda view, rate, m=m: fit_rule(m, view, rate, opts)) for m in methods}
         rules = gate_rules(cfg) if tune.expert == "gating" else None
         if rules:
-            fitters[GATE_RULE] = lambda view, rate: fit_gate_rule(rules, view, rate)
+            fitters[GATE_RULE] = lambda view, rate, rules=rules: fit_gate_rule(rules, view, rate)
         for method, fit_one in fitters.items():
             rows = sweep(fit, held_out, fit_one, grid)
             result.curves[(tune.expert, method)] = rows

@@ -69,7 +69,9 @@ def rule_errors(
     s = weighted.max(2).values - (bc[:, None, :] * probs[None]).sum(2)  # [R, N]
     if temperature > 0:
         accept = torch.sigmoid((s - t[:, None]) / temperature)
-        wrong = 1 - torch.softmax(weighted / temperature, 2).gather(2, labels.view(1, -1, 1).expand(len(t), -1, 1))[..., 0]
+        wrong = (
+            1 - torch.softmax(weighted / temperature, 2).gather(2, labels.view(1, -1, 1).expand(len(t), -1, 1))[..., 0]
+        )
     else:
         accept = (s >= t[:, None]).to(probs.dtype)
         wrong = (weighted.argmax(2) != labels[None]).to(probs.dtype)
@@ -220,4 +222,3 @@ def train_selective_gate(
 def nearest_rule(rules: list[dict], rate: float) -> dict:
     """The learned rule whose training rate is closest to ``rate`` (ties: the lower rate)."""
     return min(rules, key=lambda r: (abs(r["rate"] - rate), r["rate"]))
-

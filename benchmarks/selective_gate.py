@@ -47,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--experts", default="ce,logit_adjust,decoupling")
     args = p.parse_args(argv)
     experts = args.experts.split(",")
-    rows = ["| test prior | gate objective | source | method | balanced AURC | worst-group AURC |", "|---|---|---|---|---|---|"]
+    rows = [
+        "| test prior | gate objective | source | method | balanced AURC | worst-group AURC |",
+        "|---|---|---|---|---|---|",
+    ]
     for prior in PRIORS:
         for objective in OBJECTIVES:
             for (source, method), a in run_one(args, prior, objective, experts).items():

@@ -23,7 +23,9 @@ def _random_case(n=300, c=6, seed=0):
 def test_hard_surrogate_is_the_error_of_selective_py(alpha, b, t):
     probs, labels, class_group, weight = _random_case()
     a_t, b_t = torch.tensor([alpha], dtype=torch.float64), torch.tensor([b], dtype=torch.float64)
-    err, reject = rule_errors(probs, labels, class_group, 2, a_t, b_t, torch.tensor([t], dtype=torch.float64), weight, 0)
+    err, reject = rule_errors(
+        probs, labels, class_group, 2, a_t, b_t, torch.tensor([t], dtype=torch.float64), weight, 0
+    )
     view = group_view(probs.numpy(), labels.numpy(), class_group.numpy(), 2, weight.numpy())
     ref = evaluate_rule(Rule(np.array(alpha), np.array(b), t), view)
     assert err[0].tolist() == pytest.approx(ref["group_error"], abs=1e-12)
@@ -56,7 +58,9 @@ def test_selective_gate_trains_and_evaluate_adds_its_rule(tmp_path, run, objecti
     out = tmp_path / "outputs" / "g" / "evaluation"
     report = json.loads((out / "report.json").read_text())
     assert {(r["source"], r["method"]) for r in report["results"]} == {
-        ("gating", "chow"), ("gating", "gate_rule"), ("a_head", "chow")
+        ("gating", "chow"),
+        ("gating", "gate_rule"),
+        ("a_head", "chow"),
     }
     curve = next(r["curve"] for r in report["results"] if r["method"] == "gate_rule")
     # t is refitted to the target rate on the rejector part of tune, as for every other method.
