@@ -35,7 +35,14 @@ from argse.gating import GateMLP, gating_features, mixture_log_probs
 from argse.logits import logits_path, read_logits
 from argse.models import build_model
 from argse.selective import decide
-from argse.training import Normalize, load_checkpoint, load_module_weights, make_progress, resolve_device
+from argse.training import (
+    Normalize,
+    autocast,
+    load_checkpoint,
+    load_module_weights,
+    make_progress,
+    resolve_device,
+)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 
@@ -166,10 +173,11 @@ def decode(path: Path, prep: dict) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def source_probs(team: Team, x: torch.Tensor, protocol: str) -> tuple[np.ndarray, np.ndarray | None]:
+def source_probs(team: Team, x: torch.Tensor, protocol: str, runtime) -> tuple[np.ndarray, np.ndarray | None]:
     """Class probabilities of the source for a normalised batch, computed as the evaluation computed them
-    from the exported logits (float32 logits, then float64), and the gate weights [B, E] if any."""
-    logits = [m(x).float().cpu() for m in team.models]
+    from the exported logits (the same autocast, float32 logits, then float64), and the gate weights [B, E]."""
+    with autocast(x.device, runtime):
+        logits = [m(x).float().cpu() for m in team.models]
     if team.gate_info is None:
         raw = logits[0] if protocol == "paper" else logits[0] / team.temperatures[0]
         return torch.softmax(raw.double(), 1).numpy(), None
@@ -231,7 +239,7 @@ def predict_images(cfg: RunConfig, paths: list[Path], source: str | None, method
                     skipped.append(f"image {p} cannot be decoded ({type(exc).__name__}: {exc}); skipped")
             if images:
                 x = normalize(torch.stack(images).to(device))
-                probs, weights = source_probs(team, x, rules["protocol"])
+                probs, weights = source_probs(team, x, rules["protocol"], cfg.runtime)
                 pred, s = decide(probs, class_group, k, alpha, b)
                 for i, p in enumerate(batch):
                     row = {"path": str(p), "class": classes[pred[i]], "class_index": int(pred[i]),

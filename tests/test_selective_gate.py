@@ -45,8 +45,8 @@ def test_nearest_rule():
 
 @pytest.mark.parametrize("objective", ["selective_balanced", "selective_worst"])
 def test_selective_gate_trains_and_evaluate_adds_its_rule(tmp_path, run, objective):  # noqa: F811
-    sets = run + ["--set", f"gating.objective={objective}", "--set", "gating.epochs=60", "--set",
-                  "gating.selective_warmup_epochs=20"]  # fmt: skip
+    sets = run + ["--set", f"gating.objective={objective}", "--set", "gating.epochs=25", "--set",
+                  "gating.selective_warmup_epochs=5"]  # fmt: skip
     assert train_gating.main(sets) == 0
     gate = json.loads((tmp_path / "outputs" / "g" / "gating" / "gate.json").read_text())
     assert gate["objective"] == objective
