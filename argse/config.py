@@ -275,8 +275,9 @@ class GatingConfig:
     """Smoothness of the surrogate: acceptance sigmoid((score - t) / T) and a softmax(alpha p / T) prediction."""
     selective_coverage_weight: float = 10.0
     """Weight of the squared gap between the soft rejection rate and its target."""
-    selective_warmup_epochs: int = 30
-    """Epochs of balanced-NLL training before the selective objective takes over."""
+    selective_warmup_epochs: int = 100
+    """Epochs (at most; early-stopped on val NLL) of balanced-NLL training before the selective objective
+    takes over. The default is the NLL gate's own schedule, so the selective gate starts from it."""
     selective_rule_lr: float = 0.02
     """Adam step for the rule's parameters (log alpha, mu, t); the gate keeps ``lr``."""
     selective_eg_step: float = 1.0

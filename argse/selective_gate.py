@@ -7,11 +7,15 @@ on a smooth version of the error that ``evaluate`` measures:
 
     accept_i  = sigmoid((s_i - t) / T)                  (the indicator s_i >= t as T -> 0)
     wrong_i   = 1 - softmax(alpha_[.] p_i / T)[y_i]     (the 0-1 error of argmax_y alpha_[y] p_y as T -> 0)
-    e_k       = sum_i w_i accept_i wrong_i [g_i = k] / sum_i w_i accept_i [g_i = k]
+    e_k       = (sum_i w_i accept_i wrong_i [g_i = k] + c_k) / (sum_i w_i accept_i [g_i = k] + c_k)
     loss_r    = sum_k beta_k e_k + lambda (soft rejection rate - r)^2
 
-w_i are the sample weights of ``evaluate.test_prior`` (pi_train / pi_split under ``train``), so
-the surrogate's group errors and rejection rate are those of the report. beta = 1/K gives the
+c_k, the weight of one average sample of group k, is a pseudo-sample that is always accepted and
+always wrong: it is negligible while the group keeps accepted samples, and it takes e_k to 1 when
+the group is rejected entirely, as the hard error counts an empty group. Without it the surrogate
+could empty a group to zero its error. w_i are the sample weights of ``evaluate.test_prior``
+(pi_train / pi_split under ``train``), so the surrogate's group errors and rejection rate are
+those of the report. beta = 1/K gives the
 balanced error; for the worst-group error beta follows exponentiated-gradient updates on the hard
 group errors (Narasimhan et al. 2024, Algorithm 2: the max over groups is the max over beta of
 sum_k beta_k e_k). Only labels of the gate part of ``tune`` enter training and only ``val`` picks
@@ -79,7 +83,8 @@ def rule_errors(
     acc_k = accept @ onehot  # [R, K]
     err_k = (accept * wrong) @ onehot
     if temperature > 0:
-        err = err_k / acc_k.clamp_min(1e-12)
+        pseudo = onehot.sum(0) / onehot.gt(0).sum(0).clamp_min(1)  # one average sample of each group
+        err = (err_k + pseudo) / (acc_k + pseudo).clamp_min(1e-12)
     else:
         err = torch.where(acc_k > 0, err_k / acc_k.clamp_min(1e-300), torch.full_like(acc_k, EMPTY_GROUP_ERROR))
     return err, 1 - (accept @ weight) / weight.sum()
