@@ -11,7 +11,12 @@ SEEDS ?=
 PARALLEL ?=
 PARALLEL_FLAG = $(if $(filter-out 0,$(PARALLEL)),--parallel $(filter-out 1,$(PARALLEL)))
 
-.PHONY: demo experts gating evaluate reproduce test test-all lint bench clean
+# make predict INPUT=image|folder|list.txt [RATE=0.2] [METHOD=plugin_worst]: classify images with the run's team.
+INPUT ?=
+RATE ?= 0.2
+METHOD ?= plugin_worst
+
+.PHONY: demo experts gating evaluate predict reproduce test test-all lint bench clean
 
 # The venv is rebuilt when the dependencies change.
 $(VENV)/.stamp: pyproject.toml constraints.txt
@@ -33,6 +38,9 @@ gating: $(VENV)/.stamp
 
 evaluate: $(VENV)/.stamp
 	$(PY) -m argse.evaluate --config $(CONFIG) $(ARGS)
+
+predict: $(VENV)/.stamp
+	$(PY) -m argse.predict --config $(CONFIG) $(INPUT) --rate $(RATE) --method $(METHOD) $(ARGS)
 
 test: $(VENV)/.stamp
 	$(PY) -m pytest -q

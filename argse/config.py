@@ -274,7 +274,10 @@ class GatingConfig:
     fixed_weights: list[float] = field(default_factory=list)
     """Weights per expert (in --experts order) when gate=fixed."""
     features: Literal["rich", "rich+posteriors"] = "rich"
-    objective: Literal["nll", "balanced_nll"] = "balanced_nll"
+    objective: Literal["nll", "balanced_nll", "selective_balanced", "selective_worst"] = "balanced_nll"
+    """nll / balanced_nll: the mixture's (class-balanced) NLL. selective_balanced / selective_worst: after a
+    balanced-NLL warm-up, the gate is trained jointly with a plug-in rule (group weights and threshold per
+    target rejection rate) on a smooth surrogate of the balanced / worst-group selective error (README, Gating)."""
     hidden: list[int] = field(default_factory=lambda: [64, 64])
     dropout: float = 0.1
     lr: float = 3e-3
@@ -289,6 +292,20 @@ class GatingConfig:
     tune_fraction: float = 0.5
     """Share of ``tune`` (per class, seeded by the run seed) that trains the gate; the rest fits every
     source's rejectors in ``evaluate``, so no rejector is fitted on the samples that trained the gate."""
+    # selective objectives only
+    selective_rates: list[float] = field(default_factory=lambda: [0.2, 0.4, 0.6])
+    """Target rejection rates the gate is trained for; each gets its own rule (alpha, b, t)."""
+    selective_temperature: float = 0.05
+    """Smoothness of the surrogate: acceptance sigmoid((score - t) / T) and a softmax(alpha p / T) prediction."""
+    selective_coverage_weight: float = 10.0
+    """Weight of the squared gap between the soft rejection rate and its target."""
+    selective_warmup_epochs: int = 100
+    """Epochs (at most; early-stopped on val NLL) of balanced-NLL training before the selective objective
+    takes over. The default is the NLL gate's own schedule, so the selective gate starts from it."""
+    selective_rule_lr: float = 0.02
+    """Adam step for the rule's parameters (log alpha, mu, t); the gate keeps ``lr``."""
+    selective_eg_step: float = 1.0
+    """selective_worst: exponentiated-gradient step of the group weights, once per epoch."""
 
     def __post_init__(self) -> None:
         check_gating(self)
@@ -349,6 +366,11 @@ def check_gating(g: GatingConfig) -> None:
     _require(g.top_k >= 1, f"top_k must be >= 1, got {g.top_k}")
     _require(all(h >= 1 for h in g.hidden), f"hidden sizes must be >= 1, got {g.hidden}")
     _require(0 < g.tune_fraction < 1, f"tune_fraction must lie in (0, 1), got {g.tune_fraction}")
+    _require(
+        bool(g.selective_rates) and all(0 < r < 1 for r in g.selective_rates),
+        f"selective_rates must be non-empty and lie in (0, 1), got {g.selective_rates}",
+    )
+    _require(g.selective_temperature > 0, f"selective_temperature must be positive, got {g.selective_temperature}")
 
 
 def check_evaluate(e: EvaluateConfig) -> None:

@@ -425,3 +425,17 @@ def prepare_data(run: RunConfig) -> LTData:
         groups=head_tail_groups(counts, cfg.tail_max_count),
         shots=shot_groups(counts, cfg.many_min_count, cfg.few_max_count),
     )
+
+
+PREPROCESS_FORMAT = "argse.preprocess/1"
+
+
+def preprocess_record(data: LTData, cfg: DataConfig) -> dict:
+    """What turns an image file into model input, so prediction needs no training data:
+    class names, the normalisation (computed from the training images) and the image size."""
+    images = data.train.images
+    record = {"format": PREPROCESS_FORMAT, "dataset": data.dataset, "classes": data.classes,
+              "mean": list(data.mean), "std": list(data.std)}  # fmt: skip
+    if isinstance(images, ImageList):  # list_lt resizes and centre-crops any image
+        return record | {"image_size": None, "resize": cfg.resize, "crop": cfg.image_size}
+    return record | {"image_size": list(images.shape[2:]), "resize": None, "crop": None}

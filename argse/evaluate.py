@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import csv
 import io as pyio
+import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -25,12 +27,27 @@ from argse.errors import ArgseError
 from argse.gating import tune_parts
 from argse.logits import LogitsFile, available_sources, load_sources
 from argse.metrics import lt_weights
-from argse.selective import METHODS, FitOptions, GroupView, aurc, evaluate_rule, fit_rule, group_view
+from argse.selective import (
+    METHODS,
+    FitOptions,
+    GroupView,
+    Rule,
+    aurc,
+    evaluate_rule,
+    fit_rule,
+    group_view,
+    score,
+    threshold,
+)
+from argse.selective_gate import nearest_rule
 
 # Extra sweep points past the configured grid, so that AURC over [0, 1] rests on measured errors up to 0.95.
 AURC_TAIL = (0.85, 0.9, 0.95)
 AURC_RANGES = {"0-0.8": (0.0, 0.8), "0-1": (0.0, 1.0)}
 AURC_COLUMNS = ["balanced_error@0-0.8", "worst_group_error@0-0.8", "balanced_error@0-1", "worst_group_error@0-1"]
+# The rejector a selective gate learned with itself (gating.objective: selective_*), for the gating source only.
+GATE_RULE = "gate_rule"
+RULES_FORMAT = "argse.rules/1"
 # Narasimhan et al. 2024, App. E.1 and F.3: with two groups the multipliers reduce to one difference, lambda,
 # tuned over {1, 6, 11}. Its sign is not legible in the text we could read; argse sets mu_head = 0 and
 # mu_tail = lambda, the orientation that accepts tail predictions more readily, measured in docs/selective.md.
@@ -62,11 +79,28 @@ def source_view(f: LogitsFile, positions: torch.Tensor, class_group: np.ndarray,
     return group_view(probs[positions].numpy(), labels.numpy(), class_group, k, weight)
 
 
-def sweep(fit: GroupView, test: GroupView, method: str, grid: list[float], opts: FitOptions) -> list[dict]:
-    """Fit ``method`` on ``fit`` at every target rate and measure it on ``test``."""
+def fit_gate_rule(rules: list[dict], view: GroupView, rate: float) -> Rule:
+    """The selective gate's learned (alpha, b) nearest to ``rate``; only t is refitted, on ``view``, to the
+    target rate, exactly as every other method's t is, so the curves are comparable."""
+    learned = nearest_rule(rules, rate)
+    alpha, b = np.asarray(learned["alpha"], float), np.asarray(learned["b"], float)
+    s, _ = score(view, alpha, b)
+    return Rule(alpha, b, float(threshold(s, rate, view.weight)))
+
+
+def gate_rules(cfg: RunConfig) -> list[dict] | None:
+    """The rules a selective gate learned (gate.json), or None for an NLL gate or no gate."""
+    path = cfg.out_dir / "gating" / "gate.json"
+    return json.loads(path.read_text()).get("rules") if path.is_file() else None
+
+
+def sweep(
+    fit: GroupView, test: GroupView, fit_one: Callable[[GroupView, float], Rule], grid: list[float]
+) -> list[dict]:
+    """Fit a rule on ``fit`` at every target rate with ``fit_one(view, rate)`` and measure it on ``test``."""
     rows = []
     for rate in grid:
-        rule = fit_rule(method, fit, rate, opts)
+        rule = fit_one(fit, rate)
         row = {"target_rate": rate, "tune_rejection_rate": evaluate_rule(rule, fit)["rejection_rate"]}
         row |= evaluate_rule(rule, test)
         row |= {"alpha": rule.alpha.tolist(), "b": rule.b.tolist(), "threshold": rule.t}
@@ -93,6 +127,7 @@ class Evaluation:
     aurcs: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
     samples: dict[str, dict] = field(default_factory=dict)
     groups: list[str] = field(default_factory=list)
+    class_group: list[int] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -109,6 +144,7 @@ def evaluate_sources(cfg: RunConfig, sources: list[str], methods: list[str]) -> 
     opts = fit_options(ecfg)
     result = Evaluation(
         groups=groups.names,
+        class_group=class_group.tolist(),
         samples={
             "rejectors_fitted_on": {
                 "split": "tune",
@@ -124,8 +160,12 @@ def evaluate_sources(cfg: RunConfig, sources: list[str], methods: list[str]) -> 
     for tune, test in zip(files["tune"], files["test"], strict=True):
         fit = source_view(tune, fit_part, class_group, k, ecfg)
         held_out = source_view(test, torch.arange(n_test), class_group, k, ecfg)
-        for method in methods:
-            rows = sweep(fit, held_out, method, grid, opts)
+        fitters = {m: (lambda view, rate, m=m: fit_rule(m, view, rate, opts)) for m in methods}
+        rules = gate_rules(cfg) if tune.expert == "gating" else None
+        if rules:
+            fitters[GATE_RULE] = lambda view, rate, rules=rules: fit_gate_rule(rules, view, rate)
+        for method, fit_one in fitters.items():
+            rows = sweep(fit, held_out, fit_one, grid)
             result.curves[(tune.expert, method)] = rows
             result.aurcs[(tune.expert, method)] = curve_aurcs(rows)
     result.seconds = time.perf_counter() - start
@@ -175,7 +215,7 @@ def plot(curves: dict[tuple[str, str], list[dict]], path, subtitle: str) -> None
         # A point where some group accepts nothing is not drawn: its error is a convention (1), not a measurement.
         rows = [r for r in rows if min(r["group_coverage"]) > 0]
         x = [r["rejection_rate"] for r in rows]
-        style = {"chow": ":", "plugin_balanced": "--", "plugin_worst": "-"}.get(method, "-")
+        style = {"chow": ":", "plugin_balanced": "--", "plugin_worst": "-", GATE_RULE: "-."}.get(method, "-")
         color, marker = looks[source]
         for ax, metric in zip(axes, ("balanced_error", "worst_group_error"), strict=True):
             ax.plot(x, [r[metric] for r in rows], style, color=color, marker=marker, markersize=3,
@@ -193,6 +233,26 @@ def plot(curves: dict[tuple[str, str], list[dict]], path, subtitle: str) -> None
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     io.atomic_write(path, lambda tmp: open(tmp, "wb").write(buf.getvalue()))
+
+
+def rules_file(ev: Evaluation, ecfg: EvaluateConfig) -> dict:
+    """Every fitted rule, for ``argse.predict``: per source, method and target rate, alpha and b per group
+    and the threshold t. With probabilities p_y(x) of the source and groups [y] = class_group[y]:
+    predict argmax_y alpha_[y] p_y(x); accept iff max_y alpha_[y] p_y(x) - sum_y b_[y] p_y(x) >= t."""
+    return {
+        "format": RULES_FORMAT,
+        "test_prior": ecfg.test_prior,
+        "protocol": ecfg.protocol,
+        # protocol paper scores the softmax of the raw logits; argse the temperature-calibrated one
+        "probabilities": "softmax" if ecfg.protocol == "paper" else "calibrated",
+        "groups": ev.groups,
+        "class_group": ev.class_group,
+        "rules": {
+            s: {m: [{"rate": r["target_rate"], "alpha": r["alpha"], "b": r["b"], "t": r["threshold"]}
+                    for r in ev.curves[(s, m)]] for (s2, m) in ev.curves if s2 == s}
+            for s in dict.fromkeys(s for s, _ in ev.curves)
+        },
+    }  # fmt: skip
 
 
 def write_reports(cfg: RunConfig, ev: Evaluation) -> dict[str, object]:
@@ -213,6 +273,7 @@ def write_reports(cfg: RunConfig, ev: Evaluation) -> dict[str, object]:
         ],
     }
     paths = {"report": io.write_json(out / "report.json", report)}
+    paths["rules"] = io.write_json(out / "rules.json", rules_file(ev, ecfg))
     paths["curves"] = io.write_text(out / "rc_curves.csv", curves_csv(ev.curves, ev.groups, ecfg))
     plot(ev.curves, out / "rc_curves.png", f"{cfg.name}: {describe(ecfg)}")
     paths["plot"] = out / "rc_curves.png"
@@ -241,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     cli.lock_run(cfg, "evaluate")
     methods = cli.split_names(args.methods) or cfg.evaluate.methods
     for m in methods:
+        if m == GATE_RULE:
+            raise ArgseError(f"'{GATE_RULE}' is added by itself for the gating source when its gate learned rules "
+                             f"(gating.objective: selective_*); choose among {', '.join(METHODS)}")  # fmt: skip
         if m not in METHODS:
             raise ArgseError(f"unknown method '{m}'; available methods: {', '.join(METHODS)}")
     sources = cli.split_names(args.sources) or cfg.evaluate.sources or available_sources(cfg.out_dir)

@@ -77,6 +77,26 @@ def score(view: GroupView, alpha: np.ndarray, b: np.ndarray) -> tuple[np.ndarray
     return s + best, correct
 
 
+def decide(
+    probs: np.ndarray, class_group: np.ndarray, k: int, alpha: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted class and score s(x) of one rule for unlabelled ``probs`` [N, C], computed exactly as
+    :func:`score` computes them (the same group-by-group order, so ties resolve the same way)."""
+    view = group_view(probs, np.zeros(len(probs), dtype=np.int64), class_group, k)
+    s, _ = score(view, alpha, b)
+    top_class = np.zeros((len(probs), k), dtype=np.int64)
+    for g in range(k):
+        cls = np.flatnonzero(class_group == g)
+        if len(cls):
+            top_class[:, g] = cls[probs[:, cls].argmax(1)]
+    pred, best = top_class[:, 0], alpha[0] * view.top[:, 0]
+    for g in range(1, k):
+        weighted = alpha[g] * view.top[:, g]
+        better = weighted > best  # ties keep the earlier group, as in score()
+        pred, best = np.where(better, top_class[:, g], pred), np.where(better, weighted, best)
+    return pred, s
+
+
 def threshold(s: np.ndarray, rate: float, weight: np.ndarray | None = None) -> np.ndarray:
     """Weighted rate-quantile of s along the last axis: the t at the first sorted position whose
     preceding weight exceeds ``rate`` of the total, so about that share of the weight lies below t.

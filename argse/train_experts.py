@@ -10,7 +10,7 @@ from dataclasses import asdict
 
 from argse import cli, distributed, io
 from argse.config import dump_yaml
-from argse.data import prepare_data
+from argse.data import prepare_data, preprocess_record
 from argse.errors import ArgseError
 from argse.experts import ExpertContext, get_expert, list_experts, load_plugins, load_recipe
 from argse.logits import load_sources
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{int((data.groups.of_class == 1).sum())} tail classes, device {where}"
     )
     io.write_text(cfg.out_dir / "config.yaml", dump_yaml(asdict(cfg)))
+    io.write_json(cfg.out_dir / "preprocess.json", preprocess_record(data, cfg.data))  # for argse.predict
     if args.parallel is not None:
         train_in_parallel(args, plan, cfg, console)
     else:

@@ -28,7 +28,8 @@ from argse.gating import (
     tune_parts,
 )
 from argse.logits import available_sources, load_sources, logits_path, write_logits
-from argse.metrics import classification_report
+from argse.metrics import classification_report, lt_weights
+from argse.selective_gate import train_selective_gate
 
 SPLITS = ("tune", "val", "test")
 
@@ -42,7 +43,20 @@ def expert_names(cfg, requested: str | None) -> list[str]:
     return names
 
 
-def learned_weights(cfg, logp: dict, labels: dict, gate_part: torch.Tensor) -> tuple[dict, dict, object]:
+def selective_gate(cfg, logp: dict, feats: dict, labels: dict, gate_part: torch.Tensor, counts: torch.Tensor):
+    """The gate and its rules trained for the selective objective, under evaluate's test prior and groups."""
+    groups = head_tail_groups(counts, cfg.data.tail_max_count)
+    probs = {"tune": logp["tune"][:, gate_part].exp(), "val": logp["val"].exp()}
+    if cfg.evaluate.test_prior == "train":
+        weights = {s: lt_weights(y, counts) for s, y in labels.items()}
+    else:
+        weights = {s: torch.ones(len(y), dtype=torch.float64) for s, y in labels.items()}
+    return train_selective_gate(feats, probs, labels, weights, groups.of_class, groups.k, cfg.gating)
+
+
+def learned_weights(
+    cfg, logp: dict, labels: dict, gate_part: torch.Tensor, counts: torch.Tensor
+) -> tuple[dict, dict, object]:
     """Train the gate on the gate part of tune; per-split log weights [N, E], info and the gate."""
     gcfg, num_experts = cfg.gating, logp["tune"].shape[0]
     feats = {s: gating_features(logp[s].exp(), gcfg.top_k, gcfg.features == "rich+posteriors") for s in SPLITS}
@@ -50,10 +64,15 @@ def learned_weights(cfg, logp: dict, labels: dict, gate_part: torch.Tensor) -> t
         s: logp[s].gather(2, labels[s].view(1, -1, 1).expand(num_experts, -1, 1)).squeeze(2).t().float() for s in SPLITS
     }
     fit = {"tune": feats["tune"][gate_part], "val": feats["val"]}
-    gate, info = train_gate(
-        fit, {"tune": label_logp["tune"][gate_part], "val": label_logp["val"]},
-        {"tune": labels["tune"][gate_part], "val": labels["val"]}, logp["tune"].shape[2], gcfg,
-    )  # fmt: skip
+    fit_labels = {"tune": labels["tune"][gate_part], "val": labels["val"]}
+    if gcfg.objective.startswith("selective_"):
+        gate, rules, info = selective_gate(cfg, logp, fit, fit_labels, gate_part, counts)
+        info = {"selective": info, "rules": rules}
+    else:
+        gate, info = train_gate(
+            fit, {"tune": label_logp["tune"][gate_part], "val": label_logp["val"]}, fit_labels,
+            logp["tune"].shape[2], gcfg,
+        )  # fmt: skip
     with torch.no_grad():
         log_w = {s: F.log_softmax(gate(feats[s]), dim=1).double() for s in SPLITS}
     return log_w, info | {"feature_dim": feats["tune"].shape[1], "features": gcfg.features}, gate
@@ -134,12 +153,14 @@ def main(argv: list[str] | None = None) -> int:
     gate_part, rejector_part = tune_parts(labels["tune"], cfg.gating.tune_fraction, cfg.seed)
     tune_idx = files["tune"][0].indices
     info: dict = {
-        "experts": names, "gate": cfg.gating.gate, "config": asdict(cfg.gating),
+        "experts": names, "gate": cfg.gating.gate, "objective": cfg.gating.objective, "config": asdict(cfg.gating),
+        "test_prior": cfg.evaluate.test_prior,
         "samples": {"gate_trained_on": {"split": "tune", "indices": tune_idx[gate_part].tolist()},
                     "left_for_rejectors": {"split": "tune", "indices": tune_idx[rejector_part].tolist()}},
     }  # fmt: skip
     if cfg.gating.gate == "learned":
-        log_w, fit_info, gate = learned_weights(cfg, logp, labels, gate_part)
+        counts = torch.tensor(files["tune"][0].class_counts)
+        log_w, fit_info, gate = learned_weights(cfg, logp, labels, gate_part, counts)
         info |= fit_info
         meta = {"format": "argse.gate/1", "experts": ",".join(names)}
         io.save_tensors(cfg.out_dir / "gating" / "gate.safetensors", gate.state_dict(), meta)
@@ -150,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     # The baseline a gate must beat to be routing: one weight vector for every sample, fitted on its data.
     y_gate = labels["tune"][gate_part]
     label_logp = logp["tune"][:, gate_part].gather(2, y_gate.view(1, -1, 1).expand(len(names), -1, 1))
-    balanced = cfg.gating.objective == "balanced_nll"
+    balanced = cfg.gating.objective != "nll"
     const_w = constant_weights(label_logp.squeeze(2).t(), sample_weights(y_gate, logp["tune"].shape[2], balanced))
     counts = torch.tensor(files["tune"][0].class_counts)
     groups = head_tail_groups(counts, cfg.data.tail_max_count)

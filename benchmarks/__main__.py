@@ -262,9 +262,12 @@ def bench_gating(repeats: int) -> dict:
 
 
 def bench_selective(repeats: int) -> dict:
+    import numpy as np
+
     from argse.config import EvaluateConfig
-    from argse.evaluate import AURC_TAIL, sweep
+    from argse.evaluate import AURC_TAIL, fit_options, source_view, sweep
     from argse.logits import LogitsFile
+    from argse.selective import fit_rule
 
     counts = [int(500 * 100 ** (-i / 99)) for i in range(100)]
 
@@ -276,10 +279,15 @@ def bench_selective(repeats: int) -> dict:
     ecfg = EvaluateConfig()
     grid = sorted(set(ecfg.rejection_grid) | set(AURC_TAIL))
 
+    opts = fit_options(ecfg)
+    class_group = (np.asarray(counts) <= 20).astype(np.int64)
+
     def run() -> None:
         for tune, test in sources:
+            fit = source_view(tune, torch.arange(len(tune.labels)), class_group, 2, ecfg)
+            held = source_view(test, torch.arange(len(test.labels)), class_group, 2, ecfg)
             for method in ("chow", "plugin_balanced", "plugin_worst"):
-                sweep(tune, test, method, grid, ecfg, 20)
+                sweep(fit, held, lambda v, r, m=method: fit_rule(m, v, r, opts), grid)
 
     return {
         "sources": 5,
