@@ -131,6 +131,17 @@ class Evaluation:
     seconds: float = 0.0
 
 
+def check_gate_split(cfg: RunConfig, rejector_indices: list[int]) -> None:
+    """The rejector part must be what the gate left untouched: refuse a split that differs from gate.json's."""
+    path = cfg.out_dir / "gating" / "gate.json"
+    left = json.loads(path.read_text()).get("samples", {}).get("left_for_rejectors") if path.is_file() else None
+    if left is not None and sorted(left["indices"]) != sorted(rejector_indices):
+        raise ArgseError(
+            f"the gate in {path} was trained on another part of tune than the one left for the rejectors now "
+            f"(gating.tune_fraction or seed differ from when it was trained); rerun train_gating with these settings"
+        )
+
+
 def evaluate_sources(cfg: RunConfig, sources: list[str], methods: list[str]) -> Evaluation:
     """Fit every method on every source's rejector part of ``tune`` and measure it on ``test``."""
     ecfg = cfg.evaluate
@@ -139,6 +150,8 @@ def evaluate_sources(cfg: RunConfig, sources: list[str], methods: list[str]) -> 
     groups = head_tail_groups(torch.tensor(tune0.class_counts), cfg.data.tail_max_count)
     class_group, k = groups.of_class.numpy(), groups.k
     gate_part, fit_part = tune_parts(tune0.labels, cfg.gating.tune_fraction, cfg.seed)
+    if "gating" in sources:
+        check_gate_split(cfg, tune0.indices[fit_part].tolist())
     n_test = len(files["test"][0].labels)
     grid = sorted(set(ecfg.rejection_grid) | set(AURC_TAIL))
     opts = fit_options(ecfg)

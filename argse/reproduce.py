@@ -60,8 +60,7 @@ def run_seed(args, sets: list[str], cfg: RunConfig) -> dict:
     """Train (unless skipped), gate and evaluate one seed; its accuracy reports and AURCs per view."""
     argv = (["--config", args.config] if args.config else []) + [x for s in sets for x in ("--set", s)]
     steps = [] if args.skip_training else [(train_experts.main, ["--resume"] if args.resume else [])]
-    steps += [(train_gating.main, []), (evaluate.main, [])]  # evaluate: the run's own report, in its configured view
-    for step, extra in steps:
+    for step, extra in [*steps, (train_gating.main, [])]:
         if step(argv + extra) != 0:
             raise ArgseError(f"{step.__module__} failed for {cfg.name}; see the lines above")
     names = cfg.experts + ["gating"]
@@ -73,6 +72,8 @@ def run_seed(args, sets: list[str], cfg: RunConfig) -> dict:
         view = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, test_prior=prior, protocol=protocol))
         ev = evaluate.evaluate_sources(view, names, cfg.evaluate.methods)
         aurcs[(prior, protocol)] = ev.aurcs
+        if (prior, protocol) == (cfg.evaluate.test_prior, cfg.evaluate.protocol):
+            evaluate.write_reports(cfg, ev)  # the run's own report, in its configured view
     return {"reports": reports, "aurcs": aurcs}
 
 

@@ -231,7 +231,7 @@ def refine(view: GroupView, rule: Rule, rate: float, beta: np.ndarray | None, po
     A rule is invariant to scaling (alpha, b, t) and to adding a constant to b (absorbed by t at a
     fixed rate), so with alpha_0 = 1 and b_0 fixed each other group k has two free weights:
     log alpha_k and mu_k = alpha_k - b_k. For each such group in turn, a 2-D grid of those two
-    around the incumbent is scored and zoomed in; with two groups this searches the whole family.
+    around the incumbent is scored and zoomed in (a local search: with two groups it moves both free weights).
     The search starts from the better of ``rule`` and Chow's rule, and a candidate replaces the
     incumbent only if it lowers the objective, so the result is never worse than either on ``view``.
     """

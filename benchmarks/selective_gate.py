@@ -11,6 +11,7 @@ measures.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def run_one(args, prior: str, objective: str, experts: list[str]) -> dict:
     sources = ",".join([*experts, "gating"] if objective == "balanced_nll" else ["gating"])
     evaluate.main(common + ["--sources", sources])
     cfg = load_run_config(args.config, sets)
-    ev = evaluate.json.loads((cfg.out_dir / "evaluation" / "report.json").read_text())
+    ev = json.loads((cfg.out_dir / "evaluation" / "report.json").read_text())
     return {(r["source"], r["method"]): r["aurc"] for r in ev["results"]}
 
 

@@ -90,6 +90,9 @@ def test_gate_and_rejectors_use_disjoint_parts_of_tune(tmp_path, run):
     assert gate and rejectors and not gate & rejectors and gate | rejectors == tune
     assert set(_report(tmp_path)["samples"]["left_for_rejectors"]["indices"]) == rejectors
     assert len(gate) == len(tune) // 2  # gating.tune_fraction = 0.5 of 40 per class
+    # Evaluating with another split than the gate's would fit rejectors on its training samples: refused.
+    assert cli.run(evaluate.main, run + ["--methods", "chow", "--set", "gating.tune_fraction=0.3"]) == 2
+    assert cli.run(evaluate.main, run + ["--methods", "chow", "--set", "seed=1"]) == 2
 
 
 def test_tune_parts_keep_the_class_mix():

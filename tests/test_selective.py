@@ -167,7 +167,6 @@ def test_weighted_quantile_by_hand():
 def test_weighted_group_errors_by_hand():
     # Groups 0 0 1 1, weights 1 3 2 2; samples 0-2 accepted, sample 1 wrong.
     view = group_view(PROBS, LABELS, np.array([0, 0, 1]), 2, weight=np.array([1.0, 3.0, 2.0, 2.0]))
-    view.group[:] = [0, 0, 1, 1]
     accepted, correct = np.array([True, True, True, False]), np.array([True, False, True, True])
     err, cov, joint = group_rates(accepted, correct, view.group, 2, view.weight)
     assert err.tolist() == [0.75, 0.0] and cov.tolist() == [1.0, 0.5] and joint.tolist() == [0.5, 0.25]

@@ -1,0 +1,46 @@
+"""Which way round is the paper's lambda? Both orientations of {1, 6, 11}, judged on the fitting sample.
+
+    python -m benchmarks.paper_lambda_sign --config configs/cifar10_lt.yaml [--source ce]
+
+With ``protocol: paper`` and the run's test prior, fits ``plugin_balanced`` on the rejector part of
+``tune`` with mu_tail = +lambda and with mu_tail = -lambda, and prints each one's balanced AURC
+over [0, 0.8] on that same part. ``test`` is not read. Writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import torch
+
+from argse import cli, evaluate
+from argse.config import load_run_config
+from argse.data import head_tail_groups
+from argse.gating import tune_parts
+from argse.logits import load_sources
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True)
+    p.add_argument("--source", default="ce")
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    args = p.parse_args(argv)
+    cfg = load_run_config(args.config, [*args.overrides, "evaluate.protocol=paper"])
+    f = load_sources(cfg.out_dir, [args.source], ["tune"])["tune"][0]
+    groups = head_tail_groups(torch.tensor(f.class_counts), cfg.data.tail_max_count)
+    _, part = tune_parts(f.labels, cfg.gating.tune_fraction, cfg.seed)
+    view = evaluate.source_view(f, part, groups.of_class.numpy(), groups.k, cfg.evaluate)
+    rates = [round(0.05 * i, 2) for i in range(17)]
+    for sign in (1.0, -1.0):
+        opts = dataclasses.replace(evaluate.fit_options(cfg.evaluate), mu_grid=tuple(sign * x for x in (1, 6, 11)))
+        rows = evaluate.sweep(view, view, lambda v, r, o=opts: evaluate.fit_rule("plugin_balanced", v, r, o), rates)
+        aurc = evaluate.curve_aurcs(rows)["balanced_error@0-0.8"]
+        cli.console().print(f"mu_tail = {'+' if sign > 0 else '-'}lambda: {args.source} plugin_balanced balanced AURC "
+                            f"[0, 0.8] on its fitting sample (rejector part of tune): {aurc:.4f}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run(main))
