@@ -112,6 +112,80 @@ def hard_objective(err: torch.Tensor, worst: bool) -> float:
     return float((err.max(1).values if worst else err.mean(1)).mean())
 
 
+@dataclass
+class _Fit:
+    """What the joint training of a gate and its rules works on (float32 tensors, gate part of tune and val)."""
+
+    gate: GateMLP
+    rule: RuleParams
+    feats: dict[str, torch.Tensor]
+    probs: dict[str, torch.Tensor]
+    labels: dict[str, torch.Tensor]
+    weights: dict[str, torch.Tensor]
+    class_group: torch.Tensor
+    k: int
+    rates: torch.Tensor
+    worst: bool
+
+    def errors(self, split: str, temperature: float, t: torch.Tensor | None = None, idx=None):
+        """Group errors and rejection rates of the current gate and rules on ``split`` (rows ``idx``)."""
+        feats, probs, labels, w = self.feats[split], self.probs[split], self.labels[split], self.weights[split]
+        if idx is not None:
+            feats, probs, labels, w = feats[idx], probs[:, idx], labels[idx], w[idx]
+        alpha, b = self.rule.alpha_b()
+        mix = mixture(self.gate, feats, probs)
+        if t is None:  # judged at the target rates exactly: t is the split's own quantile, as evaluate does
+            t = quantile_t(mix, alpha, b, self.rates.tolist(), w, self.class_group)
+        return rule_errors(mix, labels, self.class_group, self.k, alpha, b, t, w, temperature)
+
+    def val_objective(self) -> float:
+        with torch.no_grad():
+            return hard_objective(self.errors("val", 0.0)[0], self.worst)
+
+    def snapshot(self, val: float, beta: torch.Tensor) -> tuple:
+        return val, copy.deepcopy(self.gate.state_dict()), [x.detach().clone() for x in self.rule.tensors()], beta
+
+
+def _start(feats, probs, labels, weights, class_group, k, cfg: GatingConfig) -> tuple[_Fit, dict]:
+    """Warm the gate up on balanced NLL; every rule starts as Chow's rule at its rate's quantile."""
+    label_logp = {s: probs[s].gather(2, labels[s].view(1, -1, 1).expand(len(probs[s]), -1, 1))[..., 0].t()
+                  for s in probs}  # fmt: skip
+    warm = replace(cfg, objective="balanced_nll", epochs=cfg.selective_warmup_epochs)
+    gate, warm_info = train_gate(
+        feats, {s: v.clamp_min(1e-30).log() for s, v in label_logp.items()}, labels, probs["tune"].shape[2], warm
+    )
+    rates = torch.tensor(cfg.selective_rates, dtype=torch.float32)
+    p = {s: v.to(torch.float32) for s, v in probs.items()}
+    w = {s: v.to(torch.float32) for s, v in weights.items()}
+    one = torch.ones(len(rates), k, dtype=torch.float32)
+    with torch.no_grad():
+        t0 = quantile_t(mixture(gate, feats["tune"], p["tune"]), one, one, rates.tolist(), w["tune"], class_group)
+    zeros = [torch.zeros(len(rates), k - 1, requires_grad=True) for _ in range(2)]
+    rule = RuleParams(*zeros, t0.clone().requires_grad_(True))
+    fit = _Fit(gate, rule, feats, p, labels, w, class_group, k, rates, cfg.objective == "selective_worst")
+    return fit, warm_info
+
+
+def _epoch(fit: _Fit, opt, beta: torch.Tensor, cfg: GatingConfig, g: torch.Generator) -> dict:
+    """One pass over the gate part of tune on the surrogate; then its soft and hard figures there."""
+    n = len(fit.labels["tune"])
+    batch = cfg.batch_size or n
+    fit.gate.train()
+    order = torch.randperm(n, generator=g) if batch < n else torch.arange(n)
+    for start in range(0, n, batch):
+        opt.zero_grad(set_to_none=True)
+        err, reject = fit.errors("tune", cfg.selective_temperature, fit.rule.t, order[start : start + batch])
+        surrogate_loss(err, reject, fit.rates, beta, cfg.selective_coverage_weight).backward()
+        opt.step()
+    fit.gate.eval()
+    with torch.no_grad():
+        soft_err, soft_rej = fit.errors("tune", cfg.selective_temperature, fit.rule.t)
+        hard_err, hard_rej = fit.errors("tune", 0.0, fit.rule.t)
+    surrogate = float(surrogate_loss(soft_err, soft_rej, fit.rates, beta, cfg.selective_coverage_weight))
+    return {"surrogate": surrogate, "hard_err": hard_err, "train_objective": hard_objective(hard_err, fit.worst),
+            "train_rejection": hard_rej.tolist()}  # fmt: skip
+
+
 def train_selective_gate(
     feats: dict[str, torch.Tensor],
     probs: dict[str, torch.Tensor],
@@ -127,101 +201,45 @@ def train_selective_gate(
     test-prior sample weights; splits are ``tune`` (the gate part) and ``val``. Returns the gate,
     one rule per rate ({rate, alpha, b, t}) and training information.
     """
-    worst = cfg.objective == "selective_worst"
-    label_logp = {s: probs[s].gather(2, labels[s].view(1, -1, 1).expand(len(probs[s]), -1, 1))[..., 0].t()
-                  for s in probs}  # fmt: skip
-    warm = replace(cfg, objective="balanced_nll", epochs=cfg.selective_warmup_epochs)
-    gate, warm_info = train_gate(
-        feats, {s: v.clamp_min(1e-30).log() for s, v in label_logp.items()}, labels, probs["tune"].shape[2], warm
-    )
-    rates = torch.tensor(cfg.selective_rates, dtype=torch.float32)
-    r_n = len(rates)
-    dtype = torch.float32
-    p = {s: v.to(dtype) for s, v in probs.items()}
-    w = {s: v.to(dtype) for s, v in weights.items()}
-    one = torch.ones(r_n, k, dtype=dtype)
-    with torch.no_grad():
-        t0 = quantile_t(mixture(gate, feats["tune"], p["tune"]), one, one, rates.tolist(), w["tune"], class_group)
-    # Every rule starts as Chow's rule (alpha = b = 1) at its rate's quantile.
-    rule = RuleParams(torch.zeros(r_n, k - 1, requires_grad=True), torch.zeros(r_n, k - 1, requires_grad=True),
-                      t0.clone().requires_grad_(True))  # fmt: skip
+    fit, warm_info = _start(feats, probs, labels, weights, class_group, k, cfg)
     opt = torch.optim.AdamW(
         [
-            {"params": gate.parameters(), "lr": cfg.lr, "weight_decay": cfg.weight_decay},
-            {"params": rule.tensors(), "lr": cfg.selective_rule_lr, "weight_decay": 0.0},
+            {"params": fit.gate.parameters(), "lr": cfg.lr, "weight_decay": cfg.weight_decay},
+            {"params": fit.rule.tensors(), "lr": cfg.selective_rule_lr, "weight_decay": 0.0},
         ]
     )
-    beta = torch.full((r_n, k), 1.0 / k, dtype=dtype)
-    n = len(labels["tune"])
-    batch = cfg.batch_size or n
+    beta = torch.full((len(fit.rates), k), 1.0 / k, dtype=torch.float32)
     g = torch.Generator().manual_seed(cfg.seed)
-    tune_labels, val_labels = labels["tune"], labels["val"]
-
-    def val_objective() -> float:
-        # The rule's own t holds the rate on its training samples; on val, t is reset to the val quantile
-        # so that every epoch is judged at the target rates exactly, as evaluate judges a rule.
-        with torch.no_grad():
-            mix = mixture(gate, feats["val"], p["val"])
-            alpha, b = rule.alpha_b()
-            t = quantile_t(mix, alpha, b, rates.tolist(), w["val"], class_group)
-            err, _ = rule_errors(mix, val_labels, class_group, k, alpha, b, t, w["val"], 0.0)
-        return hard_objective(err, worst)
-
-    gate.eval()
-    best = (val_objective(), copy.deepcopy(gate.state_dict()), [x.detach().clone() for x in rule.tensors()], beta)
-    history: list[dict] = []
-    since = 0
+    fit.gate.eval()
+    best, history, since = fit.snapshot(fit.val_objective(), beta), [], 0
     for _ in range(cfg.epochs):
-        gate.train()
-        order = torch.randperm(n, generator=g) if batch < n else torch.arange(n)
-        for start in range(0, n, batch):
-            idx = order[start : start + batch]
-            opt.zero_grad(set_to_none=True)
-            alpha, b = rule.alpha_b()
-            mix = mixture(gate, feats["tune"][idx], p["tune"][:, idx])
-            err, reject = rule_errors(
-                mix, tune_labels[idx], class_group, k, alpha, b, rule.t, w["tune"][idx], cfg.selective_temperature
-            )
-            loss = surrogate_loss(err, reject, rates, beta, cfg.selective_coverage_weight)
-            loss.backward()
-            opt.step()
-        gate.eval()
-        with torch.no_grad():
-            alpha, b = rule.alpha_b()
-            mix = mixture(gate, feats["tune"], p["tune"])
-            args = (mix, tune_labels, class_group, k, alpha, b, rule.t, w["tune"])
-            soft_err, soft_rej = rule_errors(*args, cfg.selective_temperature)
-            surrogate = float(surrogate_loss(soft_err, soft_rej, rates, beta, cfg.selective_coverage_weight))
-            hard_err, hard_rej = rule_errors(*args, 0.0)
-        if worst:  # exponentiated gradient: weight moves to the groups whose (hard) error is highest
-            beta = beta * torch.exp(cfg.selective_eg_step * hard_err)
+        stats = _epoch(fit, opt, beta, cfg, g)
+        if fit.worst:  # exponentiated gradient: weight moves to the groups whose (hard) error is highest
+            beta = beta * torch.exp(cfg.selective_eg_step * stats.pop("hard_err"))
             beta = beta / beta.sum(1, keepdim=True)
-        val = val_objective()
-        history.append({"surrogate": surrogate, "train_objective": hard_objective(hard_err, worst), "val_objective": val,
-                        "train_rejection": hard_rej.tolist()})  # fmt: skip
+        stats.pop("hard_err", None)
+        val = fit.val_objective()
+        history.append({"surrogate": stats["surrogate"], "train_objective": stats["train_objective"],
+                        "val_objective": val, "train_rejection": stats["train_rejection"]})  # fmt: skip
         if val < best[0] - 1e-6:
-            best, since = (val, copy.deepcopy(gate.state_dict()), [x.detach().clone() for x in rule.tensors()], beta), 0
+            best, since = fit.snapshot(val, beta), 0
         else:
             since += 1
             if since >= cfg.patience:
                 break
-    gate.load_state_dict(best[1])
-    gate.eval()
-    final = RuleParams(*best[2])
-    alpha, b = final.alpha_b()
-    rules = [
-        {"rate": r, "alpha": alpha[i].tolist(), "b": b[i].tolist(), "t": float(final.t[i]),
-         "beta": best[3][i].tolist()}
-        for i, r in enumerate(cfg.selective_rates)
-    ]  # fmt: skip
+    fit.gate.load_state_dict(best[1])
+    fit.gate.eval()
+    alpha, b = RuleParams(*best[2]).alpha_b()
+    rules = [{"rate": r, "alpha": alpha[i].tolist(), "b": b[i].tolist(), "t": float(best[2][2][i]),
+              "beta": best[3][i].tolist()} for i, r in enumerate(cfg.selective_rates)]  # fmt: skip
     info = {
         "warmup": {"epochs_run": warm_info["epochs_run"], "best_val_nll": warm_info["best_val_nll"]},
         "best_val_objective": best[0],
-        "val_objective_metric": "worst_group_error" if worst else "balanced_error",
+        "val_objective_metric": "worst_group_error" if fit.worst else "balanced_error",
         "epochs_run": len(history),
         "history": history,
     }
-    return gate, rules, info
+    return fit.gate, rules, info
 
 
 def nearest_rule(rules: list[dict], rate: float) -> dict:
