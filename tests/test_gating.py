@@ -8,8 +8,9 @@ from argse import cli, io, train_gating
 from argse.config import load_run_config
 from argse.errors import ArgseError
 from argse.gating import constant_weights, tune_parts
-from argse.logits import logits_path, read_logit_set, read_logits, write_logits
+from argse.logits import logits_path, read_logit_set, read_logits
 from tests.logit_factory import peaked, write_run
+from tests.test_logits import _rewrite
 
 C, HEAD = 10, 7
 COUNTS = [500, 300, 200, 120, 80, 60, 40, 10, 8, 5]  # tail (<= 20): classes 7, 8, 9
@@ -140,22 +141,7 @@ def test_fixed_weights(tmp_path, run):
 
 
 def _break(tmp_path, expert, split, **changes):
-    path = logits_path(tmp_path / "outputs" / "g", expert, split)
-    f = read_logits(path)
-    values = dict(logits=f.logits, labels=f.labels, indices=f.indices) | {
-        k: v for k, v in changes.items() if k in ("logits", "labels", "indices")
-    }
-    meta = dict(
-        expert=f.expert,
-        dataset=f.dataset,
-        split=f.split,
-        temperature=f.temperature,
-        class_counts=f.class_counts,
-        splits_sha256=f.splits_sha256,
-        config={},
-    )
-    meta |= {k: v for k, v in changes.items() if k in meta}
-    write_logits(path, values["logits"], values["labels"], values["indices"], **meta)
+    _rewrite(logits_path(tmp_path / "outputs" / "g", expert, split), **changes)
 
 
 @pytest.mark.parametrize(
