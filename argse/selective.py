@@ -101,13 +101,15 @@ def threshold(s: np.ndarray, rate: float, weight: np.ndarray | None = None) -> n
     """Weighted rate-quantile of s along the last axis: the t at the first sorted position whose
     preceding weight exceeds ``rate`` of the total, so about that share of the weight lies below t.
 
-    With equal weights this is the floor(rate * N)-th smallest value, found by a partition.
+    Put differently, t is the largest value v with weight(s < v) <= rate * total, which does not
+    depend on how tied values are ordered, so the sort need not be stable. With equal weights this
+    is the floor(rate * N)-th smallest value, found by a partition.
     """
     n = s.shape[-1]
     if weight is None or np.all(weight == weight[0]):
         kth = min(int(np.floor(rate * n)), n - 1)
         return np.partition(s, kth, axis=-1)[..., kth]
-    order = np.argsort(s, axis=-1, kind="stable")
+    order = np.argsort(s, axis=-1)  # any order of ties gives the same t: see the docstring
     w = weight[order]
     before = np.cumsum(w, axis=-1) - w  # weight strictly before each sorted position
     kth = np.clip((before <= rate * weight.sum() * (1 + 1e-12)).sum(-1, keepdims=True) - 1, 0, n - 1)
