@@ -30,24 +30,9 @@ from unittest import mock
 from safetensors import SafetensorError
 
 from argse import cli, evaluate, train_experts, train_gating
+from tests.tiny_run import REPO, TINY_RUN
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = {
-    "name": "tiny",
-    "recipes_dir": str(REPO / "experts"),
-    "data.dataset": "synthetic_lt",
-    "data.synthetic_classes": "4",
-    "data.synthetic_max_per_class": "40",
-    "data.synthetic_test_per_class": "20",
-    "data.synthetic_image_size": "8",
-    "data.imbalance_factor": "10",
-    "data.tail_max_count": "8",
-    "data.many_min_count": "30",
-    "data.few_max_count": "10",
-    "model.depth": "8",
-    "model.width": "4",
-    "runtime.device": "cpu",
-    "runtime.progress": "false",
+TINY = TINY_RUN | {
     "runtime.eval_batch_size": "64",
     "recipes.ce.epochs": "1",
     "recipes.ce.batch_size": "32",

@@ -7,32 +7,17 @@ from pathlib import Path
 import pytest
 
 from argse.config import load_run_config
+from tests.tiny_run import REPO, TINY_RUN
 
-REPO = Path(__file__).resolve().parents[1]
 SHARED_CIFAR10 = REPO.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
 
 TINY_SCHEDULE = {"epochs": 2, "batch_size": 16, "warmup_epochs": 1, "milestones": [1], "gamma": 0.1, "lr": 0.05}
 
 
 def tiny_overrides(tmp_path: Path, **extra: str) -> list[str]:
-    sets = {
-        "name": "tiny",
+    sets = TINY_RUN | {
         "output_dir": str(tmp_path / "outputs"),
         "checkpoint_dir": str(tmp_path / "checkpoints"),
-        "recipes_dir": str(REPO / "experts"),
-        "data.dataset": "synthetic_lt",
-        "data.synthetic_classes": "4",
-        "data.synthetic_max_per_class": "40",
-        "data.synthetic_test_per_class": "20",
-        "data.synthetic_image_size": "8",
-        "data.imbalance_factor": "10",
-        "data.tail_max_count": "8",
-        "data.many_min_count": "30",
-        "data.few_max_count": "10",
-        "model.depth": "8",
-        "model.width": "4",
-        "runtime.device": "cpu",
-        "runtime.progress": "false",
         "runtime.eval_batch_size": "32",
     }
     for name in ("ce", "logit_adjust", "balanced_softmax"):

@@ -1,0 +1,26 @@
+"""The tiny synthetic run shared by the test fixtures and the fault script: 4 classes of 8x8 images,
+a depth-8 ResNet of width 4, on the CPU, so an epoch takes well under a second."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_RUN = {
+    "name": "tiny",
+    "recipes_dir": str(REPO / "experts"),
+    "data.dataset": "synthetic_lt",
+    "data.synthetic_classes": "4",
+    "data.synthetic_max_per_class": "40",
+    "data.synthetic_test_per_class": "20",
+    "data.synthetic_image_size": "8",
+    "data.imbalance_factor": "10",
+    "data.tail_max_count": "8",
+    "data.many_min_count": "30",
+    "data.few_max_count": "10",
+    "model.depth": "8",
+    "model.width": "4",
+    "runtime.device": "cpu",
+    "runtime.progress": "false",
+}
