@@ -9,7 +9,7 @@ from collections.abc import Callable
 from rich.console import Console
 from safetensors import SafetensorError
 
-from argse import distributed, io, runlock
+from argse import distributed, runlock, storage
 from argse.config import RunConfig, load_run_config
 from argse.errors import ArgseError
 
@@ -59,12 +59,12 @@ def lock_run(cfg: RunConfig, command: str) -> None:
 
 
 def file_system_error(exc: Exception) -> ArgseError | None:
-    """An unwritable folder or a full disk met outside argse.io, as one sentence naming the path."""
-    code = io.os_errno(exc)
-    if code not in io.FS_ERRORS:
+    """An unwritable folder or a full disk met outside argse.storage, as one sentence naming the path."""
+    code = storage.os_errno(exc)
+    if code not in storage.FS_ERRORS:
         return None
     path = getattr(exc, "filename", None) or "a file"
-    return io.fs_error(path, code)
+    return storage.fs_error(path, code)
 
 
 def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:

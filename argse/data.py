@@ -8,7 +8,7 @@ of Cao et al. (2019); the official test set is split per class into val / tune /
 from __future__ import annotations
 
 import hashlib
-import io as pyio
+import io
 import json
 import math
 import tarfile
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from argse import io
+from argse import storage
 from argse.config import DataConfig, RunConfig, read_text
 from argse.errors import ArgseError
 from argse.listfile import (
@@ -212,7 +212,7 @@ def _decode_image_tree(root: Path) -> Source:
         if name is None:
             continue
         try:
-            with Image.open(pyio.BytesIO(read())) as im:
+            with Image.open(io.BytesIO(read())) as im:
                 img = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)
         except (UnidentifiedImageError, OSError):
             raise ArgseError(f"{root}: {part}/{cls}/{name} is not a decodable image") from None
@@ -254,7 +254,7 @@ def _imagefolder(cfg: DataConfig) -> Source:
         )
     cache = Path(cfg.cache_dir) / f"imagefolder-{_tree_key(root)}.safetensors"
     if cache.is_file():
-        t, meta = io.load_tensors(cache, "image cache")
+        t, meta = storage.load_tensors(cache, "image cache")
         return Source(
             t["train_images"], t["train_labels"], t["test_images"], t["test_labels"], json.loads(meta["classes"])
         )
@@ -265,7 +265,7 @@ def _imagefolder(cfg: DataConfig) -> Source:
         "test_images": src.test_images,
         "test_labels": src.test_labels,
     }
-    io.save_tensors(cache, tensors, {"classes": json.dumps(src.classes), "root": str(root)})
+    storage.save_tensors(cache, tensors, {"classes": json.dumps(src.classes), "root": str(root)})
     return src
 
 
@@ -396,7 +396,7 @@ def prepare_data(run: RunConfig) -> LTData:
             )
     else:
         sha = manifest_sha256(manifest)
-        io.write_json(path, manifest)
+        storage.write_json(path, manifest)
 
     def take(images: Images, labels, idx) -> Split:
         idx = torch.tensor(idx, dtype=torch.long)

@@ -3,7 +3,7 @@
 Without torchrun (or with one process) every helper here is a no-op, so the same entry
 points run unchanged on one device. Under torchrun each process owns one device (GPU
 ``LOCAL_RANK``, or the CPU with the gloo backend), every rank computes the same epoch plan
-and takes its shard of each global batch, and only rank 0 writes (see :mod:`argse.io`).
+and takes its shard of each global batch, and only rank 0 writes (see :mod:`argse.storage`).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ rc_curves.png and summary.md under outputs/<run>/evaluation/. Every rate is take
 from __future__ import annotations
 
 import csv
-import io as pyio
+import io
 import json
 import time
 from collections.abc import Callable
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from rich.table import Table
 
-from argse import cli, io
+from argse import cli, storage
 from argse.config import EvaluateConfig, RunConfig
 from argse.data import head_tail_groups
 from argse.errors import ArgseError
@@ -202,7 +202,7 @@ def curves_csv(curves: dict[tuple[str, str], list[dict]], names: list[str], ecfg
     """One row per (source, method, target rate), with the error and coverage of every group."""
     rates = ["target_rate", "tune_rejection_rate", "rejection_rate", "error", "balanced_error", "worst_group_error"]
     per_group = [f"{g}_{what}" for what in ("error", "coverage") for g in names]
-    buf = pyio.StringIO()
+    buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=["source", "method", "test_prior", "protocol", *rates, *per_group])
     writer.writeheader()
     for (s, m), rows in curves.items():
@@ -242,10 +242,10 @@ def plot(curves: dict[tuple[str, str], list[dict]], path, subtitle: str) -> None
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=7)  # outside the axes, covering no curve
     fig.tight_layout(rect=(0, 0, 0.8, 1))
-    buf = pyio.BytesIO()
+    buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    io.atomic_write(path, lambda tmp: open(tmp, "wb").write(buf.getvalue()))
+    storage.atomic_write(path, lambda tmp: open(tmp, "wb").write(buf.getvalue()))
 
 
 def rules_file(ev: Evaluation, ecfg: EvaluateConfig) -> dict:
@@ -285,9 +285,9 @@ def write_reports(cfg: RunConfig, ev: Evaluation) -> dict[str, object]:
             {"source": s, "method": m, "aurc": ev.aurcs[(s, m)], "curve": ev.curves[(s, m)]} for s, m in ev.curves
         ],
     }
-    paths = {"report": io.write_json(out / "report.json", report)}
-    paths["rules"] = io.write_json(out / "rules.json", rules_file(ev, ecfg))
-    paths["curves"] = io.write_text(out / "rc_curves.csv", curves_csv(ev.curves, ev.groups, ecfg))
+    paths = {"report": storage.write_json(out / "report.json", report)}
+    paths["rules"] = storage.write_json(out / "rules.json", rules_file(ev, ecfg))
+    paths["curves"] = storage.write_text(out / "rc_curves.csv", curves_csv(ev.curves, ev.groups, ecfg))
     plot(ev.curves, out / "rc_curves.png", f"{cfg.name}: {describe(ecfg)}")
     paths["plot"] = out / "rc_curves.png"
     fitted = ev.samples["rejectors_fitted_on"]["n"]
@@ -302,7 +302,7 @@ def write_reports(cfg: RunConfig, ev: Evaluation) -> dict[str, object]:
         aurc_markdown(ev.aurcs),
         "![risk-coverage curves](rc_curves.png)\n",
     ]
-    paths["summary"] = io.write_text(out / "summary.md", "\n".join(md))
+    paths["summary"] = storage.write_text(out / "summary.md", "\n".join(md))
     return paths
 
 

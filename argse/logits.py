@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from argse import __version__, io
+from argse import __version__, storage
 from argse.data import manifest_sha256, read_manifest
 from argse.errors import ArgseError
 
@@ -87,13 +87,13 @@ def write_logits(
         "argse_version": __version__,
     }
     tensors = {"logits": logits.float(), "labels": labels.long(), "indices": indices.long()}
-    return io.save_tensors(path, tensors, meta)
+    return storage.save_tensors(path, tensors, meta)
 
 
 def read_logits(path: str | Path) -> LogitsFile:
     """Read one file and validate format, metadata, dtypes, shapes and finiteness."""
     path = Path(path)
-    tensors, meta = io.load_tensors(path, "logits file")
+    tensors, meta = storage.load_tensors(path, "logits file")
 
     def bad(field: str, why: str) -> ArgseError:
         return ArgseError(f"logits file {path}: field '{field}' {why}; re-export it with train_experts")

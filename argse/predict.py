@@ -15,7 +15,7 @@ predicted.
 from __future__ import annotations
 
 import csv
-import io as pyio
+import io
 import json
 import sys
 from dataclasses import dataclass
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from argse import cli, io
+from argse import cli, storage
 from argse.config import RunConfig
 from argse.data import PREPROCESS_FORMAT, prepare_data, preprocess_record
 from argse.errors import ArgseError
@@ -80,7 +80,7 @@ def load_preprocess(cfg: RunConfig) -> dict:
             record = preprocess_record(prepare_data(cfg), cfg.data)
         except ArgseError as exc:
             raise ArgseError(f"{path} is missing and the run's data cannot rebuild it ({exc})") from None
-        io.write_json(path, record)
+        storage.write_json(path, record)
         return record
     record = json.loads(path.read_text())
     if record.get("format") != PREPROCESS_FORMAT:
@@ -128,7 +128,7 @@ def load_team(cfg: RunConfig, source: str, num_classes: int, device: torch.devic
     loaded = [load_expert(cfg, n, num_classes, device) for n in names]
     gate = None
     if info["gate"] == "learned":
-        tensors, _ = io.load_tensors(cfg.out_dir / "gating" / "gate.safetensors", "gate")
+        tensors, _ = storage.load_tensors(cfg.out_dir / "gating" / "gate.safetensors", "gate")
         gcfg = info["config"]
         gate = GateMLP(info["feature_dim"], len(names), gcfg["hidden"], gcfg["dropout"])
         gate.mean, gate.std = tensors["mean"], tensors["std"]
@@ -203,15 +203,15 @@ def fixed_mixture(info: dict) -> list[float]:
 
 def write_rows(rows: list[dict], out: Path, fmt: str, experts: list[str] | None) -> Path:
     if fmt == "jsonl":
-        return io.write_text(out, "".join(json.dumps(r) + "\n" for r in rows))
+        return storage.write_text(out, "".join(json.dumps(r) + "\n" for r in rows))
     fields = ["path", "class", "probability", "decision", "score", "threshold"]
     fields += [f"weight_{e}" for e in experts or []]
-    buf = pyio.StringIO()
+    buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     for r in rows:
         writer.writerow(r | {f"weight_{e}": w for e, w in (r.get("gate_weights") or {}).items()})
-    return io.write_text(out, buf.getvalue())
+    return storage.write_text(out, buf.getvalue())
 
 
 def predict_images(cfg: RunConfig, paths: list[Path], source: str | None, method: str, rate: float,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from argse import cli, evaluate, io, train_experts, train_gating
+from argse import cli, evaluate, storage, train_experts, train_gating
 from argse.config import RunConfig, load_run_config
 from argse.errors import ArgseError
 from argse.logits import load_sources
@@ -139,7 +139,7 @@ def write_page(args, cfgs: list[RunConfig], runs: list[dict], minutes: float) ->
     name = cfg.name.rsplit("_seed", 1)[0] if len(cfgs) > 1 else cfg.name
     docs = Path(args.docs)
     png = (cfg.out_dir / "evaluation" / "rc_curves.png").read_bytes()
-    io.atomic_write(docs / f"{name}.png", lambda tmp: Path(tmp).write_bytes(png))
+    storage.atomic_write(docs / f"{name}.png", lambda tmp: Path(tmp).write_bytes(png))
     seeds = ", ".join(str(c.seed) for c in cfgs)
     lines = [
         f"# Results: `{name}`\n",
@@ -167,7 +167,7 @@ def write_page(args, cfgs: list[RunConfig], runs: list[dict], minutes: float) ->
         "",
         PUBLISHED,
     ]
-    return io.write_text(docs / f"{name}.md", "\n".join(lines) + "\n")
+    return storage.write_text(docs / f"{name}.md", "\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

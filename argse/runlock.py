@@ -12,7 +12,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from argse import io
+from argse import storage
 from argse.errors import ArgseError
 
 ENV = "ARGSE_RUN_LOCK_FD"
@@ -23,7 +23,7 @@ def lock_run(out_dir: str | Path, command: str) -> None:
     """Hold the lock of the run whose outputs are ``out_dir``; another holder is one sentence."""
     if int(os.environ.get("RANK", "0")) != 0:
         return
-    path = io.make_dir(out_dir) / ".lock"
+    path = storage.make_dir(out_dir) / ".lock"
     key = os.path.realpath(path)
     if key in _held:  # this process holds it already (entry points called one after another)
         return
@@ -48,8 +48,8 @@ def _acquire(path: Path, command: str) -> int:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as exc:
-        if exc.errno in io.FS_ERRORS:
-            raise io.fs_error(path, exc.errno) from None
+        if exc.errno in storage.FS_ERRORS:
+            raise storage.fs_error(path, exc.errno) from None
         raise
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from argse import cli, distributed, io
+from argse import cli, distributed, storage
 from argse.config import dump_yaml
 from argse.data import prepare_data, preprocess_record
 from argse.errors import ArgseError
 from argse.experts import ExpertContext, get_expert, list_experts, load_plugins, load_recipe
+from argse.launcher import train_in_parallel
 from argse.logits import load_sources
-from argse.parallel import train_in_parallel
 from argse.summary import reports_table, source_report
 from argse.training import resolve_device
 
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         f"images ({int(data.class_counts.max())} -> {int(data.class_counts.min())} per class), "
         f"{int((data.groups.of_class == 1).sum())} tail classes, device {where}"
     )
-    io.write_text(cfg.out_dir / "config.yaml", dump_yaml(asdict(cfg)))
-    io.write_json(cfg.out_dir / "preprocess.json", preprocess_record(data, cfg.data))  # for argse.predict
+    storage.write_text(cfg.out_dir / "config.yaml", dump_yaml(asdict(cfg)))
+    storage.write_json(cfg.out_dir / "preprocess.json", preprocess_record(data, cfg.data))  # for argse.predict
     if args.parallel is not None:
         train_in_parallel(args, plan, cfg, console)
     else:

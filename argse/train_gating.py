@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from rich.table import Table
 
-from argse import cli, io
+from argse import cli, storage
 from argse.data import head_tail_groups, shot_groups
 from argse.errors import ArgseError
 from argse.gating import (
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         log_w, fit_info, gate = learned_weights(cfg, logp, labels, gate_part, counts)
         info |= fit_info
         meta = {"format": "argse.gate/1", "experts": ",".join(names)}
-        io.save_tensors(cfg.out_dir / "gating" / "gate.safetensors", gate.state_dict(), meta)
+        storage.save_tensors(cfg.out_dir / "gating" / "gate.safetensors", gate.state_dict(), meta)
     else:
         log_w = fixed_weights(cfg, names, {s: len(labels[s]) for s in SPLITS})
     export_mixture(cfg, files, log_w, logp, names)
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     reports = test_reports(cfg, names, logp, labels, log_w, const_w, counts)
     info |= {"test": reports, "constant_weights": dict(zip(names, const_w.tolist(), strict=True)), "routing": routing}
     info["mean_weight_by_group"] = {g: {n: s["mean"] for n, s in r.items()} for g, r in routing.items()}
-    gate_json = io.write_json(cfg.out_dir / "gating" / "gate.json", info)
+    gate_json = storage.write_json(cfg.out_dir / "gating" / "gate.json", info)
     print_tables(cfg, names, reports, routing)
     console = cli.console()
     gate_files = "gate.json, gate.safetensors" if cfg.gating.gate == "learned" else "gate.json"

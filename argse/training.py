@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from argse import distributed, io
+from argse import distributed, storage
 from argse.config import RuntimeConfig
 from argse.data import Images
 from argse.errors import ArgseError
@@ -321,7 +321,7 @@ def load_module_weights(module: nn.Module, tensors: dict[str, torch.Tensor], pat
 
 
 def save_weights(path: Path, module: nn.Module, meta: dict) -> None:
-    io.save_tensors(
+    storage.save_tensors(
         path,
         {f"model.{k}": v for k, v in module.state_dict().items()},
         {"format": CHECKPOINT_FORMAT, "meta": json.dumps(meta)},
@@ -329,7 +329,7 @@ def save_weights(path: Path, module: nn.Module, meta: dict) -> None:
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    tensors, metadata = io.load_tensors(path, "checkpoint")
+    tensors, metadata = storage.load_tensors(path, "checkpoint")
     if metadata.get("format") != CHECKPOINT_FORMAT:
         raise ArgseError(f"checkpoint {path} is not an argse checkpoint (format {metadata.get('format')!r})")
     return tensors, json.loads(metadata["meta"])
@@ -422,7 +422,7 @@ def fit(
     if distributed.is_distributed():
         # Built after a resume has loaded the weights; DDP averages gradients over ranks.
         network = DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
-    with make_progress(runtime.progress and io.is_writer()) as progress:
+    with make_progress(runtime.progress and storage.is_writer()) as progress:
         bar = progress.add_task(task.name, total=recipe.epochs * steps, completed=state["epoch"] * steps, info="")
         for epoch in range(state["epoch"], recipe.epochs):
             start = time.perf_counter()
@@ -473,8 +473,8 @@ def fit(
                 save_weights(best_path, task.module, {"fingerprint": task.fingerprint, "epoch": epoch + 1, "val": val})
             tensors, optim_meta = _state_tensors(task.module, opt, gens)
             meta = state | {"optim": optim_meta, "scheduler": sched.state_dict()}
-            io.save_tensors(last_path, tensors, {"format": CHECKPOINT_FORMAT, "meta": json.dumps(meta)})
-            io.write_text(ckpt_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state["history"]))
+            storage.save_tensors(last_path, tensors, {"format": CHECKPOINT_FORMAT, "meta": json.dumps(meta)})
+            storage.write_text(ckpt_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state["history"]))
             progress.update(
                 bar, info=f"epoch {epoch + 1} loss {record['train_loss']:.3f} val bal-acc {val['balanced_acc']:.3f}"
             )

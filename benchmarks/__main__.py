@@ -350,12 +350,12 @@ def bench_cifar10_rss() -> dict:
 
 def write_report(lines: list[str], out: str | None) -> None:
     """Print the markdown report and, with ``out``, write it there (atomically)."""
-    from argse import io
+    from argse import storage
 
     text = "\n".join(lines) + "\n"
     print(text)
     if out:
-        io.write_text(out, text)
+        storage.write_text(out, text)
 
 
 def machine() -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import io as pyio
+import io
 import os
 import shutil
 import signal
@@ -80,7 +80,7 @@ def sets(folder: Path, **extra: str) -> list[str]:
 
 def run(main: Callable, argv: list[str]) -> Result:
     """An entry point in this process, as ``python -m`` runs it; a traceback is recorded as rc -1."""
-    out, err = pyio.StringIO(), pyio.StringIO()
+    out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         try:
             rc = cli.run(main, argv)
@@ -173,7 +173,7 @@ def broken_source(how: str, consumer: Callable) -> Callable[[Workspace], Result]
 def _jpeg(value: int) -> bytes:
     from PIL import Image
 
-    buf = pyio.BytesIO()
+    buf = io.BytesIO()
     Image.new("RGB", (8, 8), (value, value, value)).save(buf, format="JPEG")
     return buf.getvalue()
 
@@ -261,9 +261,9 @@ def not_permitted(ws: Workspace) -> Result:
 
 def injected_full_disk(ws: Workspace) -> Result:
     """ENOSPC from safetensors while writing last.safetensors (as its Rust writer reports it)."""
-    import argse.io
+    import argse.storage
 
-    real = argse.io.save_file
+    real = argse.storage.save_file
 
     def full(tensors, filename, metadata=None):
         if ".last.safetensors." in filename:
@@ -273,7 +273,7 @@ def injected_full_disk(ws: Workspace) -> Result:
         return real(tensors, filename, metadata=metadata)
 
     folder = ws.fresh()
-    with mock.patch.object(argse.io, "save_file", full):
+    with mock.patch.object(argse.storage, "save_file", full):
         return _experts(folder)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from argse import io
+from argse import storage
 from argse.data import manifest_sha256
 from argse.logits import logits_path, write_logits
 
@@ -51,7 +51,7 @@ def write_manifest(out_dir: Path, num_classes: int, class_counts: list[int]) -> 
         "splits": {"train": []} | {split: idx.tolist() for split, (_, idx) in rows.items()},
         "labels": {split: y.tolist() for split, (y, _) in rows.items()},
     }
-    io.write_json(Path(out_dir) / "splits.json", manifest)
+    storage.write_json(Path(out_dir) / "splits.json", manifest)
     return manifest_sha256(manifest)
 
 

@@ -1,4 +1,4 @@
-import io as pyio
+import io
 import tarfile
 
 import pytest
@@ -52,14 +52,14 @@ def _tar_with(tmp_path, files: dict[str, bytes]):
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
-            tar.addfile(info, pyio.BytesIO(data))
+            tar.addfile(info, io.BytesIO(data))
     return path
 
 
 def _jpeg(value: int) -> bytes:
     from PIL import Image
 
-    buf = pyio.BytesIO()
+    buf = io.BytesIO()
     Image.new("RGB", (8, 8), (value, value, value)).save(buf, format="JPEG")
     return buf.getvalue()
 

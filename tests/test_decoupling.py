@@ -125,7 +125,7 @@ def test_interrupted_stage2_resumes_to_the_same_classifier(tiny, tmp_path, monke
     sets = tiny + ["recipes.decoupling.stage2.epochs=3"]
     full = _expert(sets + [f"checkpoint_dir={tmp_path / 'a'}"])
     full.train()
-    original = training.io.write_text
+    original = training.storage.write_text
     seen = {"n": 0}
 
     def interrupt(path, text):
@@ -135,10 +135,10 @@ def test_interrupted_stage2_resumes_to_the_same_classifier(tiny, tmp_path, monke
             if seen["n"] == 1:
                 raise KeyboardInterrupt
 
-    monkeypatch.setattr(training.io, "write_text", interrupt)
+    monkeypatch.setattr(training.storage, "write_text", interrupt)
     with pytest.raises(KeyboardInterrupt):
         _expert(sets + [f"checkpoint_dir={tmp_path / 'b'}"]).train()
-    monkeypatch.setattr(training.io, "write_text", original)
+    monkeypatch.setattr(training.storage, "write_text", original)
     resumed = _expert(sets + [f"checkpoint_dir={tmp_path / 'b'}"], resume=True)
     resumed.train()
     assert torch.equal(resumed.model.fc.weight, full.model.fc.weight)

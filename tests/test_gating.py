@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from argse import cli, io, train_gating
+from argse import cli, storage, train_gating
 from argse.config import load_run_config
 from argse.errors import ArgseError
 from argse.gating import constant_weights, tune_parts
@@ -166,8 +166,8 @@ def test_bad_inputs_are_one_sentence(tmp_path, run, capsys, breakage, message):
         nan = torch.full((400, C), float("nan"))
         with pytest.raises(ArgseError, match="NaN or infinite logits on tune, so .* was not written"):
             _break(tmp_path, "b_tail", "tune", logits=nan)  # argse never writes such a file...
-        tensors, meta = io.load_tensors(path)
-        io.save_tensors(path, tensors | {"logits": nan}, meta)  # ...but a damaged copy is still caught
+        tensors, meta = storage.load_tensors(path)
+        storage.save_tensors(path, tensors | {"logits": nan}, meta)  # ...but a damaged copy is still caught
     assert cli.run(train_gating.main, argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1

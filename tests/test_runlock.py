@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from argse import cli, io, runlock
+from argse import cli, runlock, storage
 from argse.errors import ArgseError
 
 HOLD = "import sys, time; from argse import runlock; runlock.lock_run(sys.argv[1], 'holder'); print('held', flush=True); time.sleep(60)"
@@ -76,14 +76,14 @@ def test_only_rank_zero_takes_the_lock(tmp_path, monkeypatch):
     ],
 )
 def test_refused_writes_are_one_sentence_and_keep_the_old_file(tmp_path, monkeypatch, code, message):
-    path = io.write_text(tmp_path / "a.txt", "old")
+    path = storage.write_text(tmp_path / "a.txt", "old")
 
     def refuse(*args, **kwargs):
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(io.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(storage.tempfile, "mkstemp", refuse)
     with pytest.raises(ArgseError, match=rf"cannot write {path}: {message}"):
-        io.write_text(path, "new")
+        storage.write_text(path, "new")
     assert path.read_text() == "old"
 
 

@@ -68,7 +68,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, tiny, monk
     full.train()
 
     # Interrupt the second run right after epoch 2's checkpoint, then resume it.
-    original = training.io.write_text
+    original = training.storage.write_text
     calls = {"n": 0}
 
     def stop_after_two_epochs(path, text):
@@ -78,11 +78,11 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, tiny, monk
             if calls["n"] == 2:
                 raise KeyboardInterrupt
 
-    monkeypatch.setattr(training.io, "write_text", stop_after_two_epochs)
+    monkeypatch.setattr(training.storage, "write_text", stop_after_two_epochs)
     part = _ce(tiny + epochs + [f"checkpoint_dir={tmp_path / 'b'}"])
     with pytest.raises(KeyboardInterrupt):
         part.train()
-    monkeypatch.setattr(training.io, "write_text", original)
+    monkeypatch.setattr(training.storage, "write_text", original)
     assert load_checkpoint(tmp_path / "b/tiny/ce/last.safetensors")[1]["epoch"] == 2
     _ce(tiny + epochs + [f"checkpoint_dir={tmp_path / 'b'}"]).train()
 
@@ -118,7 +118,7 @@ def test_killed_checkpoint_write_leaves_previous_checkpoint(tmp_path, tiny, monk
             f.write(b"half a file")
         raise KeyboardInterrupt  # the process dies during the write
 
-    monkeypatch.setattr(training.io, "save_file", killed_mid_write)
+    monkeypatch.setattr(training.storage, "save_file", killed_mid_write)
     expert2 = _ce(tiny + ["recipes.ce.epochs=1"])
     expert2.ctx.resume = False
     with pytest.raises(KeyboardInterrupt):

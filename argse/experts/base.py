@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argse import distributed, io
+from argse import distributed, storage
 from argse.calibration import fit_temperature
 from argse.config import RunConfig, deep_merge, dump_yaml, from_dict, read_yaml
 from argse.data import HELD_OUT, LTData, Split
@@ -154,7 +154,7 @@ class StandardExpert:
 
     def run_fit(self, task: TrainTask, recipe: TrainRecipe, ckpt_dir: Path) -> dict:
         cfg = self.ctx.config
-        io.write_text(
+        storage.write_text(
             ckpt_dir / "config.yaml",
             dump_yaml({"run": asdict(cfg), "expert": self.name, "recipe": asdict(self.recipe)}),
         )
@@ -189,7 +189,7 @@ class StandardExpert:
                 splits_sha256=d.sha256,
                 config=asdict(self.recipe),
             )
-        io.write_text(
+        storage.write_text(
             cfg.out_dir / "logits" / self.name / "config.yaml",
             dump_yaml({"run": asdict(cfg), "expert": self.name, "recipe": asdict(self.recipe)}),
         )

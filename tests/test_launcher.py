@@ -12,8 +12,8 @@ from rich.console import Console
 
 from argse.config import load_run_config
 from argse.errors import ArgseError
+from argse.launcher import train_in_parallel
 from argse.logits import read_logits
-from argse.parallel import train_in_parallel
 from tests.conftest import REPO, tiny_overrides
 
 

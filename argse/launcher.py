@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from argse import io, runlock
+from argse import runlock, storage
 from argse.config import RunConfig
 from argse.errors import ArgseError
 
@@ -50,7 +50,7 @@ def train_in_parallel(args: argparse.Namespace, plan: list[tuple[type, Any]], cf
     running: dict[str, tuple[subprocess.Popen, str | None, Any]] = {}
     failed: dict[str, str] = {}
     logs = cfg.out_dir / "logs"
-    io.make_dir(logs)
+    storage.make_dir(logs)
     # The children share this process's run lock (runlock.py) instead of waiting for it.
     lock = runlock.held_fd(cfg.out_dir)
     shared = {runlock.ENV: str(lock)} if lock is not None else {}
