@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from argse import storage
+from argse import seeds, storage
 from argse.config import DataConfig, RunConfig, read_text
 from argse.errors import ArgseError
 from argse.listfile import (
@@ -316,7 +316,7 @@ def load_source(cfg: DataConfig) -> Source:
 
 def make_manifest(src: Source, cfg: DataConfig, seed: int) -> dict:
     """Seeded long-tailed train subset and per-class disjoint val / tune / test splits."""
-    g = torch.Generator().manual_seed(seed)
+    g = seeds.generator(seed, "splits")
     num_classes = len(src.classes)
     have = torch.bincount(src.train_labels, minlength=num_classes)
     counts = have.tolist()

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from argse import seeds
 from argse.config import GatingConfig
 
 EPS = 1e-12
@@ -92,7 +93,7 @@ def train_gate(
     ``label_logp[split]`` is [N, E]: each expert's log-probability of the true label. The mixture
     NLL needs only these, so an epoch costs O(N E), not O(N E C).
     """
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(seeds.seed(cfg.seed, "gate"))
     num_experts = label_logp["tune"].shape[1]
     gate = GateMLP(feats["tune"].shape[1], num_experts, cfg.hidden, cfg.dropout)
     gate.mean = feats["tune"].mean(0)
@@ -110,7 +111,7 @@ def train_gate(
 
     n = len(labels["tune"])
     batch = cfg.batch_size or n
-    g = torch.Generator().manual_seed(cfg.seed)
+    g = seeds.generator(cfg.seed, "gate")
     best, best_state, since, history = math.inf, copy.deepcopy(gate.state_dict()), 0, []
     for _ in range(cfg.epochs):
         gate.train()
@@ -143,7 +144,7 @@ def tune_parts(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.
     class has two) goes to the gate, so both parts keep the split's class mix. Every tool that
     reads ``tune`` calls this with the same arguments and gets the same parts.
     """
-    g = torch.Generator().manual_seed(seed)
+    g = seeds.generator(seed, "tune_parts")
     in_gate = torch.zeros(len(labels), dtype=torch.bool)
     for c in labels.unique(sorted=True):
         pos = (labels == c).nonzero().flatten()

@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from argse import seeds
 from argse.config import GatingConfig
 from argse.gating import GateMLP, train_gate
 from argse.selective import EMPTY_GROUP_ERROR, threshold
@@ -209,7 +210,7 @@ def train_selective_gate(
         ]
     )
     beta = torch.full((len(fit.rates), k), 1.0 / k, dtype=torch.float32)
-    g = torch.Generator().manual_seed(cfg.seed)
+    g = seeds.generator(cfg.seed, "gate")
     fit.gate.eval()
     best, history, since = fit.snapshot(fit.val_objective(), beta), [], 0
     for _ in range(cfg.epochs):

@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from argse import distributed, storage
+from argse import distributed, seeds, storage
 from argse.config import RuntimeConfig
 from argse.data import Images
 from argse.errors import ArgseError
@@ -391,8 +391,8 @@ def fit(
     draws = task.epoch_size or len(labels)
     steps = -(-draws // recipe.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, recipe))
-    gens = {"sampler": torch.Generator().manual_seed(seed), "augment": torch.Generator(device).manual_seed(seed + 1)}
-    torch.manual_seed(seed + 2)
+    gens = {"sampler": seeds.generator(seed, "sampler"), "augment": seeds.generator(seed, "augment", device)}
+    torch.manual_seed(seeds.seed(seed, "torch"))
     state = {"epoch": 0, "best": None, "history": [], "fingerprint": task.fingerprint, "recipe": asdict(recipe)}
 
     if resume and last_path.is_file():

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argse import distributed, storage
+from argse import distributed, seeds, storage
 from argse.calibration import fit_temperature
 from argse.config import RunConfig, deep_merge, dump_yaml, from_dict, read_yaml
 from argse.data import HELD_OUT, LTData, Split
@@ -113,7 +113,7 @@ class StandardExpert:
     # -- shared machinery
     def new_model(self, dropout: float = 0.0) -> nn.Module:
         ctx = self.ctx
-        torch.manual_seed(ctx.config.seed)  # the same initial weights in every run with this seed
+        torch.manual_seed(seeds.seed(ctx.config.seed, "init"))  # the same initial weights in every run with this seed
         model = build_model(ctx.config.model, ctx.data.num_classes, dropout)
         if ctx.config.runtime.sync_bn:
             model = distributed.sync_batchnorm(model, ctx.device)

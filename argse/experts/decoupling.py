@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from argse import seeds
 from argse.data import Images
 from argse.errors import ArgseError
 from argse.experts.base import StandardExpert
@@ -144,7 +145,7 @@ class DecouplingExpert(StandardExpert):
             return LWSClassifier(fc)
         if self.recipe.reset_classifier:
             fc = nn.Linear(fc.in_features, fc.out_features).to(fc.weight.device)
-            g = torch.Generator().manual_seed(self.ctx.config.seed + 3)
+            g = seeds.generator(self.ctx.config.seed, "classifier_reset")
             with torch.no_grad():
                 fc.weight.copy_(torch.randn(fc.weight.shape, generator=g) * (2.0 / fc.in_features) ** 0.5)
                 fc.bias.zero_()
@@ -160,7 +161,7 @@ class DecouplingExpert(StandardExpert):
         run = ctx.config.runtime
         if not views:
             return predict(backbone, images, ctx.normalize, ctx.device, run).to(ctx.device)
-        g = torch.Generator(ctx.device).manual_seed(ctx.config.seed + 4)
+        g = seeds.generator(ctx.config.seed, "feature_views", ctx.device)
         return torch.cat(
             [predict(backbone, images, ctx.normalize, ctx.device, run, augment=g).to(ctx.device) for _ in range(views)]
         )

@@ -1,0 +1,35 @@
+"""Named random streams: every draw of randomness in argse takes its seed from here.
+
+Each consumer has its own stream, derived from one base seed, so a new draw in one place never
+shifts the numbers of another, and the offsets live in one table instead of ``seed + 3`` in
+the code that uses them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+STREAMS: dict[str, int] = {
+    "splits": 0,  # the held-out splits of the manifest (data.make_manifest)
+    "init": 0,  # a model's initial weights
+    "sampler": 0,  # the order of the training samples of each epoch
+    "augment": 1,  # random crops and flips
+    "torch": 2,  # torch's global generator while training (dropout)
+    "classifier_reset": 3,  # decoupling: the re-initialised classifier of stage 2
+    "feature_views": 4,  # decoupling: the augmented views of the feature cache
+    "gate": 0,  # the gating network's initial weights and batch order
+    "tune_parts": 0,  # which samples of tune train the gate and which fit the rejectors
+}
+
+
+def seed(base: int, stream: str) -> int:
+    """The seed of ``stream`` under the base seed ``base``."""
+    try:
+        return base + STREAMS[stream]
+    except KeyError:
+        raise KeyError(f"unknown random stream '{stream}'; add it to argse.seeds.STREAMS") from None
+
+
+def generator(base: int, stream: str, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch generator on ``device`` seeded for ``stream``."""
+    return torch.Generator(device).manual_seed(seed(base, stream))
