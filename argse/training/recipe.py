@@ -1,0 +1,54 @@
+"""``TrainRecipe``, one optimisation schedule, and the learning-rate factor it implies per step."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from argse.training.samplers import get_sampler
+
+
+@dataclass
+class TrainRecipe:
+    """One optimisation schedule (defaults: Cao et al. 2019, CIFAR-LT ResNet-32)."""
+
+    epochs: int = 200
+    batch_size: int = 128
+    """The global batch: under torchrun each of N ranks takes batch_size / N of it."""
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 2e-4
+    warmup_epochs: int = 5
+    """Linear warm-up from lr/steps to lr over this many epochs."""
+    schedule: Literal["multistep", "cosine"] = "multistep"
+    """After warm-up: multistep (x gamma at each milestone) or cosine decay to 0 (per step)."""
+    milestones: list[int] = field(default_factory=lambda: [160, 180])
+    gamma: float = 0.01
+    """multistep: multiply the lr by gamma at each milestone epoch."""
+    sampler: str = "instance"
+    """A registered sampler (argse.training.samplers): instance (a shuffled pass), balanced (every
+    class equally likely per draw), or one a plugin registers."""
+    augment: bool = True
+    """Random crop (padding 4) and horizontal flip."""
+    dropout: float = 0.0
+    """Dropout before the classifier."""
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be positive")
+        if sorted(self.milestones) != self.milestones:
+            raise ValueError(f"milestones must be increasing, got {self.milestones}")
+        get_sampler(self.sampler)  # an unknown name fails here, when the config is read
+
+
+def lr_factor(step: int, steps_per_epoch: int, recipe: TrainRecipe) -> float:
+    """The learning rate at optimiser step ``step`` as a fraction of ``recipe.lr``."""
+    warm = recipe.warmup_epochs * steps_per_epoch
+    if step < warm:
+        return (step + 1) / warm
+    if recipe.schedule == "cosine":
+        total = recipe.epochs * steps_per_epoch
+        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(total - warm, 1)))
+    epoch = step // steps_per_epoch
+    return recipe.gamma ** sum(epoch >= m for m in recipe.milestones)
