@@ -2,7 +2,8 @@
 
 ``resnet_cifar``: the CIFAR ResNet of He et al. 2016 (option-A shortcuts, ResNet-32 by
 default); ``resnet50`` and ``resnext50_32x4d``: torchvision's ImageNet networks, untrained.
-Experts see the same three parts whatever the architecture.
+Experts see the same three parts whatever the architecture. ``prepare_model`` builds one ready
+to train on this run's device (seeded, sync-BN under torchrun, channels_last, compiled).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argse.config import ModelConfig
+from argse import distributed, seeds
+from argse.config import ModelConfig, RunConfig
 
 
 class BasicBlock(nn.Module):
@@ -84,3 +86,16 @@ def build_model(cfg: ModelConfig, num_classes: int, dropout: float = 0.0) -> Bac
     if cfg.arch == "resnet_cifar":
         return CifarResNet(num_classes, cfg.depth, cfg.width, dropout)
     return TorchvisionNet(cfg.arch, num_classes, dropout, cfg.zero_init_residual)
+
+
+def prepare_model(cfg: RunConfig, num_classes: int, dropout: float, device: torch.device) -> nn.Module:
+    """``build_model`` as the run trains it: same initial weights per seed, on ``device``, in the runtime's layout."""
+    torch.manual_seed(seeds.seed(cfg.seed, "init"))  # the same initial weights in every run with this seed
+    model = build_model(cfg.model, num_classes, dropout)
+    if cfg.runtime.sync_bn:
+        model = distributed.sync_batchnorm(model, device)
+    memory_format = torch.channels_last if cfg.runtime.channels_last else torch.preserve_format
+    model = model.to(device, memory_format=memory_format)
+    if cfg.runtime.compile:
+        model.compile()
+    return model

@@ -1,7 +1,14 @@
-"""Experts: the registry, the protocol, and the built-in experts (registered on import)."""
+"""Experts: the registry, the protocol, the built-in experts, and everything a plugin needs.
 
-from argse.experts.base import Expert, ExpertContext, StandardExpert, load_recipe
+A plugin imports only from here: ``register_expert`` and ``StandardExpert`` (or the ``Expert``
+protocol) for an expert, ``TrainRecipe`` for its recipe, ``register_sampler`` for a sampler, the
+loss helpers for its loss, ``build_expert`` to build any registered expert for a run.
+"""
+
+from argse.experts.base import Expert, ExpertContext, StandardExpert, build_expert, load_recipe
 from argse.experts.registry import get_expert, list_experts, load_plugins, register_expert
+from argse.losses import balanced_softmax_loss, log_prior, logit_adjusted_loss, posthoc_logit_adjust
+from argse.training import TrainRecipe, TrainTask, get_sampler, list_samplers, register_sampler
 
 # Built-in experts register themselves on import.
 from argse.experts import balanced_softmax, ce, decoupling, logit_adjust  # noqa: E402, F401  isort: skip
@@ -10,9 +17,19 @@ __all__ = [
     "Expert",
     "ExpertContext",
     "StandardExpert",
+    "TrainRecipe",
+    "TrainTask",
+    "balanced_softmax_loss",
+    "build_expert",
     "get_expert",
+    "get_sampler",
     "list_experts",
+    "list_samplers",
     "load_plugins",
     "load_recipe",
+    "log_prior",
+    "logit_adjusted_loss",
+    "posthoc_logit_adjust",
     "register_expert",
+    "register_sampler",
 ]

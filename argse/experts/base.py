@@ -1,13 +1,13 @@
-"""The ``Expert`` protocol and ``StandardExpert``, the one-stage expert most experts subclass.
+"""The ``Expert`` protocol, ``build_expert``, and ``StandardExpert``, the one-stage expert most experts subclass.
 
 An expert says only what is different about it: its recipe dataclass, its loss, its sampler
-(in the recipe) or, for multi-stage methods, its ``train``. Data, model, training loop,
-calibration and export are shared.
+(in the recipe, by registered name) or, for multi-stage methods, its ``train``. Data, model,
+training loop, calibration and export are shared.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -16,14 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argse import distributed, seeds, storage
+from argse import storage
 from argse.calibration import fit_temperature
 from argse.config import RunConfig, deep_merge, dump_yaml, from_dict, read_yaml
 from argse.data import HELD_OUT, LTData, Split
+from argse.experts.registry import get_expert
 from argse.logits import logits_path, write_logits
 from argse.losses import log_prior
 from argse.metrics import classification_report
-from argse.models import build_model
+from argse.models import prepare_model
 from argse.training import LoaderBatches, Normalize, TensorBatches, TrainRecipe, TrainTask, fit, predict
 
 
@@ -67,10 +68,18 @@ class ExpertContext:
 
 @runtime_checkable
 class Expert(Protocol):
+    """Everything the framework calls on an expert (train_experts, launcher, predict)."""
+
     name: ClassVar[str]
+    """Set by ``@register_expert(name)``."""
     Recipe: ClassVar[type]
+    """The recipe dataclass, read from experts/<name>.yaml and the config's ``recipes.<name>``."""
 
     def __init__(self, ctx: ExpertContext, recipe: Any) -> None: ...
+
+    @classmethod
+    def requires(cls, recipe: Any) -> list[str]:
+        """Experts of the same run that must be finished first (used by --parallel)."""
 
     def train(self) -> None:
         """Train (or, with ctx.resume, continue training) and keep the best weights."""
@@ -87,6 +96,13 @@ def load_recipe(cls: type, cfg: RunConfig) -> Any:
     path = Path(cfg.recipes_dir) / f"{cls.name}.yaml"
     data = read_yaml(path) if path.is_file() else {}
     return from_dict(cls.Recipe, deep_merge(data, cfg.recipes.get(cls.name) or {}), f"recipes.{cls.name}")
+
+
+def build_expert(name: str, ctx: ExpertContext, **changes: Any) -> Expert:
+    """The registered expert ``name`` with its recipe for this run; ``changes`` replace recipe fields."""
+    cls = get_expert(name)
+    recipe = load_recipe(cls, ctx.config)
+    return cls(ctx, replace(recipe, **changes) if changes else recipe)
 
 
 class StandardExpert:
@@ -113,16 +129,7 @@ class StandardExpert:
     # -- shared machinery
     def new_model(self, dropout: float = 0.0) -> nn.Module:
         ctx = self.ctx
-        torch.manual_seed(seeds.seed(ctx.config.seed, "init"))  # the same initial weights in every run with this seed
-        model = build_model(ctx.config.model, ctx.data.num_classes, dropout)
-        if ctx.config.runtime.sync_bn:
-            model = distributed.sync_batchnorm(model, ctx.device)
-        model = model.to(
-            ctx.device, memory_format=torch.channels_last if ctx.config.runtime.channels_last else torch.preserve_format
-        )
-        if ctx.config.runtime.compile:
-            model.compile()
-        return model
+        return prepare_model(ctx.config, ctx.data.num_classes, dropout, ctx.device)
 
     def predict_split(self, split: Split) -> torch.Tensor:
         self.model.eval()
@@ -136,17 +143,14 @@ class StandardExpert:
         )
 
     def image_task(self, name: str, model: nn.Module, **changes: Any) -> TrainTask:
-        """A TrainTask over the training images that trains all of ``model``."""
+        """A TrainTask that trains all of ``model`` on the training images; ``changes`` replace fields."""
         ctx = self.ctx
         task = dict(
             name=name,
-            network=model,
             module=model,
-            params=list(model.parameters()),
             data=ctx.train_batches,
             loss_fn=self.loss,
             evaluate=self.val_report,
-            train_mode=model.train,
             num_classes=ctx.data.num_classes,
             fingerprint=ctx.fingerprint(),
         )

@@ -193,11 +193,11 @@ class DecouplingExpert(StandardExpert):
         )
         name, ckpt = f"{self.name}/stage2", self.ckpt_dir / "stage2"
         if not self.cached:
-            module = model if r.bn == "rebalanced" else model.fc
+            # The step runs the whole model; only what changes (fc, or fc and BN statistics) is checkpointed.
             task = self.image_task(
                 name,
-                model,
-                module=module,
+                model if r.bn == "rebalanced" else model.fc,
+                network=model,
                 params=params,
                 train_mode=self.stage2_train_mode,
                 loss_fn=F.cross_entropy,
@@ -222,11 +222,9 @@ class DecouplingExpert(StandardExpert):
             name,
             model.fc,
             params=params,
-            network=model.fc,
             data=TensorBatches(feats, labels, lambda x, _crops: x),
             loss_fn=F.cross_entropy,
             evaluate=evaluate,
-            train_mode=model.fc.train,
             fingerprint=fingerprint,
             epoch_size=len(ctx.train_labels),
         )

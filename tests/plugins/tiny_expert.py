@@ -5,8 +5,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from argse.experts import StandardExpert, register_expert
-from argse.training import TrainRecipe
+from argse.experts import StandardExpert, TrainRecipe, register_expert
 
 
 @dataclass
