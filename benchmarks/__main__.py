@@ -71,15 +71,12 @@ def bench_train(data, device, steps: int, repeats: int, workers: tuple[int, ...]
         norm = Normalize(data.mean, data.std, device, channels_last=True)
         with tempfile.TemporaryDirectory() as ckpt:
             task = TrainTask(
-                "bench",
-                model,
-                model,
-                list(model.parameters()),
-                TensorBatches(images.to(device), labels.to(device), norm),
-                F.cross_entropy,
-                lambda: {"balanced_acc": 0.0},
-                model.train,
-                data.num_classes,
+                name="bench",
+                module=model,
+                data=TensorBatches(images.to(device), labels.to(device), norm),
+                loss_fn=F.cross_entropy,
+                evaluate=lambda: {"balanced_acc": 0.0},
+                num_classes=data.num_classes,
             )
             fit(
                 task,
@@ -144,7 +141,7 @@ def bench_train(data, device, steps: int, repeats: int, workers: tuple[int, ...]
 
 def bench_stage2(cfg_sets: list[str], tmp: Path, subset: int, epochs: int, stage1_epochs: int) -> dict:
     """Stage 2 from the same briefly trained stage-1 model, with and without the feature cache."""
-    from argse.experts import ExpertContext, get_expert, load_recipe
+    from argse.experts import ExpertContext, build_expert
 
     results, stage1 = {}, None
     for cached in (True, False):
@@ -168,11 +165,10 @@ def bench_stage2(cfg_sets: list[str], tmp: Path, subset: int, epochs: int, stage
         )
         ctx = ExpertContext(cfg, data, torch.device("cpu"))
         if stage1 is None:
-            ce = get_expert("ce")(ctx, load_recipe(get_expert("ce"), cfg))
+            ce = build_expert("ce", ctx)
             ce.train()
             stage1 = ce.model.state_dict()
-        cls = get_expert("decoupling")
-        expert = cls(ctx, load_recipe(cls, cfg))
+        expert = build_expert("decoupling", ctx)
         expert.model = expert.new_model(0.0)
         expert.model.load_state_dict(stage1)
         start = time.perf_counter()

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 
 from rich.table import Table
 
 from argse import cli
 from argse.config import load_run_config
 from argse.data import prepare_data
-from argse.experts import ExpertContext, get_expert, load_recipe
+from argse.experts import ExpertContext, build_expert
 from argse.metrics import classification_report
 from argse.training import resolve_device
 
@@ -32,8 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_run_config(args.config, args.overrides + ["runtime.progress=false"])
     data = prepare_data(cfg)
     ctx = ExpertContext(cfg, data, resolve_device(cfg.runtime))
-    cls = get_expert("decoupling")
-    base = replace(load_recipe(cls, cfg), stage1_from="ce")
     test = data.held_out["test"]
     rows = {}
     variants = {
@@ -46,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         variants = {k: v for k, v in variants.items() if k in args.only.split(",")}
     for label, change in variants.items():
-        expert = cls(ctx, replace(base, **(change or {})))
+        expert = build_expert("decoupling", ctx, stage1_from="ce", **(change or {}))
         expert.ckpt_dir = cfg.ckpt_dir / "decoupling_variants" / "".join(c if c.isalnum() else "_" for c in label)
         start = time.perf_counter()
         expert.stage1()

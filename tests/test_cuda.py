@@ -5,7 +5,7 @@ import torch
 
 from argse.config import load_run_config
 from argse.data import prepare_data
-from argse.experts import ExpertContext, get_expert, load_recipe
+from argse.experts import ExpertContext, build_expert
 from argse.training import CropFlip, Normalize
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
@@ -33,9 +33,8 @@ def test_normalize_gives_channels_last_on_gpu():
 @pytest.mark.parametrize("name", ["ce", "decoupling"])
 def test_expert_trains_on_gpu_with_bf16_and_channels_last(tiny, name):
     cfg = load_run_config(None, tiny + ["runtime.device=cuda", "runtime.bf16=true", "runtime.channels_last=true"])
-    cls = get_expert(name)
     ctx = ExpertContext(cfg, prepare_data(cfg), torch.device("cuda"))
-    expert = cls(ctx, load_recipe(cls, cfg))
+    expert = build_expert(name, ctx)
     expert.train()
     assert next(expert.model.parameters()).is_cuda
     images = ctx.train_batches.inputs

@@ -1,19 +1,18 @@
 import pytest
 import torch
 
-from argse import training
+from argse import storage, training
 from argse.config import load_run_config
 from argse.data import prepare_data
 from argse.errors import ArgseError
-from argse.experts import ExpertContext, get_expert, load_recipe
+from argse.experts import ExpertContext, build_expert
 from argse.experts.decoupling import LWSClassifier, tau_normalized
 from argse.training import load_checkpoint
 
 
 def _expert(overrides, name="decoupling", resume=False):
     cfg = load_run_config(None, overrides)
-    cls = get_expert(name)
-    return cls(ExpertContext(cfg, prepare_data(cfg), torch.device("cpu"), resume=resume), load_recipe(cls, cfg))
+    return build_expert(name, ExpertContext(cfg, prepare_data(cfg), torch.device("cpu"), resume=resume))
 
 
 def _stage1_weights(expert):
@@ -52,7 +51,7 @@ def test_stage2_draws_one_balanced_sample_per_training_image(tiny, monkeypatch):
         draws.append((sampler, len(out)))
         return out
 
-    monkeypatch.setattr(training, "epoch_order", spy)
+    monkeypatch.setattr("argse.training.loop.epoch_order", spy)
     expert = _expert(tiny)
     expert.train()
     n = len(expert.ctx.data.train.labels)
@@ -125,7 +124,7 @@ def test_interrupted_stage2_resumes_to_the_same_classifier(tiny, tmp_path, monke
     sets = tiny + ["recipes.decoupling.stage2.epochs=3"]
     full = _expert(sets + [f"checkpoint_dir={tmp_path / 'a'}"])
     full.train()
-    original = training.storage.write_text
+    original = storage.write_text
     seen = {"n": 0}
 
     def interrupt(path, text):
@@ -135,10 +134,10 @@ def test_interrupted_stage2_resumes_to_the_same_classifier(tiny, tmp_path, monke
             if seen["n"] == 1:
                 raise KeyboardInterrupt
 
-    monkeypatch.setattr(training.storage, "write_text", interrupt)
+    monkeypatch.setattr(storage, "write_text", interrupt)
     with pytest.raises(KeyboardInterrupt):
         _expert(sets + [f"checkpoint_dir={tmp_path / 'b'}"]).train()
-    monkeypatch.setattr(training.storage, "write_text", original)
+    monkeypatch.setattr(storage, "write_text", original)
     resumed = _expert(sets + [f"checkpoint_dir={tmp_path / 'b'}"], resume=True)
     resumed.train()
     assert torch.equal(resumed.model.fc.weight, full.model.fc.weight)

@@ -3,12 +3,71 @@ import shutil
 import pytest
 import torch
 
-from argse import training
+from argse import storage
 from argse.config import load_run_config
 from argse.data import prepare_data
 from argse.errors import ArgseError
-from argse.experts import ExpertContext, get_expert, load_recipe
-from argse.training import CropFlip, TrainRecipe, epoch_order, load_checkpoint, lr_factor
+from argse.experts import ExpertContext, build_expert, get_expert, load_plugins, load_recipe
+from argse.training import CropFlip, TrainRecipe, epoch_order, list_samplers, load_checkpoint, lr_factor, samplers
+
+
+def _reference_order(labels, sampler, generator, num_classes, draws=None):
+    """epoch_order as it was before samplers had a registry: the built-ins must match it draw for draw."""
+    n = len(labels)
+    draws = draws or n
+    if sampler == "instance":
+        return torch.randperm(n, generator=generator)[:draws]
+    counts = torch.bincount(labels, minlength=num_classes).double()
+    return torch.multinomial(1.0 / counts[labels], draws, replacement=True, generator=generator)
+
+
+@pytest.mark.parametrize("sampler", ["instance", "balanced"])
+@pytest.mark.parametrize("draws", [None, 37])
+def test_builtin_samplers_draw_the_same_indices_as_before(sampler, draws):
+    labels = torch.arange(6).repeat_interleave(torch.tensor([40, 20, 9, 5, 3, 1]))
+    ours, ref = torch.Generator().manual_seed(11), torch.Generator().manual_seed(11)
+    for _ in range(3):  # successive epochs share one generator
+        assert torch.equal(
+            epoch_order(labels, sampler, ours, 7, draws), _reference_order(labels, sampler, ref, 7, draws)
+        )
+    assert torch.equal(ours.get_state(), ref.get_state())
+
+
+def test_unknown_sampler_is_one_sentence_naming_the_choices(tiny):
+    with pytest.raises(ArgseError, match=r"^unknown sampler 'balnced'; available samplers: balanced, instance"):
+        TrainRecipe(sampler="balnced")
+    cfg = load_run_config(None, tiny + ["recipes.ce.sampler=balnced"])
+    with pytest.raises(ArgseError, match=r"^invalid config in 'recipes\.ce': unknown sampler 'balnced'; available"):
+        load_recipe(get_expert("ce"), cfg)
+
+
+def test_a_sampler_registered_twice_names_both():
+    with pytest.raises(ArgseError, match=r"sampler 'balanced' is registered twice: by .*balanced_sampler and by"):
+
+        @samplers.register_sampler("balanced")
+        def another_balanced(labels, generator, num_classes, draws):
+            return labels[:draws]
+
+
+def test_plugin_sampler_trains_an_expert(tiny):
+    load_plugins(["tests.plugins.sqrt_sampler"])
+    from tests.plugins import sqrt_sampler
+
+    assert "sqrt" in list_samplers()
+    sqrt_sampler.CALLS.clear()
+    cfg = load_run_config(None, tiny + ["recipes.ce.sampler=sqrt"])
+    expert = build_expert("ce", ExpertContext(cfg, prepare_data(cfg), torch.device("cpu")))
+    assert expert.recipe.sampler == "sqrt"
+    expert.train()
+    assert sqrt_sampler.CALLS == [len(expert.ctx.data.train.labels)] * expert.recipe.epochs
+
+
+def test_sqrt_plugin_sampler_sits_between_instance_and_balanced():
+    load_plugins(["tests.plugins.sqrt_sampler"])
+    counts = torch.tensor([900, 100])
+    labels = torch.arange(2).repeat_interleave(counts)
+    head_share = float((labels[epoch_order(labels, "sqrt", torch.Generator().manual_seed(0), 2)] == 0).double().mean())
+    assert head_share == pytest.approx(0.75, abs=0.03)  # sqrt(900) / (sqrt(900) + sqrt(100))
 
 
 def test_balanced_sampler_is_uniform_over_classes():
@@ -54,8 +113,7 @@ def test_warmup_then_multistep():
 
 def _ce(overrides):
     cfg = load_run_config(None, overrides)
-    cls = get_expert("ce")
-    return cls(ExpertContext(cfg, prepare_data(cfg), torch.device("cpu"), resume=True), load_recipe(cls, cfg))
+    return build_expert("ce", ExpertContext(cfg, prepare_data(cfg), torch.device("cpu"), resume=True))
 
 
 def _weights(path):
@@ -68,7 +126,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, tiny, monk
     full.train()
 
     # Interrupt the second run right after epoch 2's checkpoint, then resume it.
-    original = training.storage.write_text
+    original = storage.write_text
     calls = {"n": 0}
 
     def stop_after_two_epochs(path, text):
@@ -78,11 +136,11 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, tiny, monk
             if calls["n"] == 2:
                 raise KeyboardInterrupt
 
-    monkeypatch.setattr(training.storage, "write_text", stop_after_two_epochs)
+    monkeypatch.setattr(storage, "write_text", stop_after_two_epochs)
     part = _ce(tiny + epochs + [f"checkpoint_dir={tmp_path / 'b'}"])
     with pytest.raises(KeyboardInterrupt):
         part.train()
-    monkeypatch.setattr(training.storage, "write_text", original)
+    monkeypatch.setattr(storage, "write_text", original)
     assert load_checkpoint(tmp_path / "b/tiny/ce/last.safetensors")[1]["epoch"] == 2
     _ce(tiny + epochs + [f"checkpoint_dir={tmp_path / 'b'}"]).train()
 
@@ -118,7 +176,7 @@ def test_killed_checkpoint_write_leaves_previous_checkpoint(tmp_path, tiny, monk
             f.write(b"half a file")
         raise KeyboardInterrupt  # the process dies during the write
 
-    monkeypatch.setattr(training.storage, "save_file", killed_mid_write)
+    monkeypatch.setattr(storage, "save_file", killed_mid_write)
     expert2 = _ce(tiny + ["recipes.ce.epochs=1"])
     expert2.ctx.resume = False
     with pytest.raises(KeyboardInterrupt):
