@@ -1,12 +1,17 @@
+import dataclasses
+import importlib
 import importlib.metadata
 import inspect
+import pkgutil
 import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import argse.experts
 from argse import train_experts
+from argse.calibration import T_MAX, T_MIN
 from argse.config import load_run_config
 from argse.data import prepare_data
 from argse.errors import ArgseError
@@ -14,6 +19,8 @@ from argse.experts import (
     Expert,
     ExpertContext,
     StandardExpert,
+    TrainRecipe,
+    build_expert,
     get_expert,
     list_experts,
     load_plugins,
@@ -21,7 +28,11 @@ from argse.experts import (
     registry,
 )
 from argse.logits import logits_path, read_logit_set
-from tests.conftest import REPO
+from tests.conftest import REPO, TINY_SCHEDULE
+
+# The test plugins register before collection, so every contract test covers them as well.
+TEST_PLUGINS = ["tests.plugins.tiny_expert"]
+load_plugins(TEST_PLUGINS)
 
 
 def test_builtin_experts_are_registered():
@@ -30,15 +41,15 @@ def test_builtin_experts_are_registered():
 
 
 def test_every_expert_class_in_the_package_is_registered():
-    for module in (
-        argse.experts.ce,
-        argse.experts.logit_adjust,
-        argse.experts.balanced_softmax,
-        argse.experts.decoupling,
-    ):
+    for info in pkgutil.iter_modules(argse.experts.__path__, "argse.experts."):
+        module = importlib.import_module(info.name)
         for _, cls in inspect.getmembers(module, inspect.isclass):
-            if issubclass(cls, StandardExpert) and cls.__module__ == module.__name__:
+            if issubclass(cls, StandardExpert) and cls is not StandardExpert and cls.__module__ == module.__name__:
                 assert get_expert(cls.name) is cls
+
+
+def test_every_expert_yaml_names_a_registered_expert():
+    assert {p.stem for p in (REPO / "experts").glob("*.yaml")} <= set(list_experts())
 
 
 def test_unknown_expert_lists_available():
@@ -57,10 +68,10 @@ def test_duplicate_name_names_both_places():
             pass
 
 
-def test_every_expert_yaml_recipe_validates():
+@pytest.mark.parametrize("name", list_experts())
+def test_every_expert_recipe_validates(name):
     cfg = load_run_config(None, [f"recipes_dir={REPO / 'experts'}"])
-    for name in ("ce", "logit_adjust", "balanced_softmax", "decoupling"):
-        load_recipe(get_expert(name), cfg)
+    assert isinstance(load_recipe(get_expert(name), cfg), get_expert(name).Recipe)
 
 
 def test_recipe_typo_names_the_dotted_path(tiny):
@@ -69,22 +80,49 @@ def test_recipe_typo_names_the_dotted_path(tiny):
         load_recipe(get_expert("decoupling"), cfg)
 
 
-@pytest.mark.parametrize("name", ["ce", "logit_adjust", "balanced_softmax", "decoupling"])
-def test_expert_contract_train_calibrate_export(name, tiny_cfg):
-    cls = get_expert(name)
-    ctx = ExpertContext(tiny_cfg, prepare_data(tiny_cfg), torch.device("cpu"))
-    expert = cls(ctx, load_recipe(cls, tiny_cfg))
-    assert isinstance(expert, Expert)
+def _tiny_schedule(name: str) -> list[str]:
+    """Overrides that shrink every TrainRecipe of expert ``name`` (its recipe, or stages in it) to TINY_SCHEDULE."""
+    recipe = get_expert(name).Recipe()
+    if isinstance(recipe, TrainRecipe):
+        prefixes = [f"recipes.{name}"]
+    else:
+        fields = dataclasses.fields(recipe)
+        prefixes = [f"recipes.{name}.{f.name}" for f in fields if isinstance(getattr(recipe, f.name), TrainRecipe)]
+    return [f"{prefix}.{k}={v}" for prefix in prefixes for k, v in TINY_SCHEDULE.items()]
+
+
+def _nll(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> float:
+    return float(F.cross_entropy(logits.double() / temperature, labels))
+
+
+@pytest.mark.parametrize("name", list_experts())
+def test_expert_contract_train_calibrate_export(name, tiny):
+    cfg = load_run_config(None, tiny + _tiny_schedule(name))
+    ctx = ExpertContext(cfg, prepare_data(cfg), torch.device("cpu"))
+    expert = build_expert(name, ctx)
+    assert isinstance(expert, Expert) and expert.name == name
+    assert all(isinstance(n, str) for n in type(expert).requires(expert.recipe))
     expert.train()
     temperature = expert.calibrate()
-    assert temperature > 0
     paths = expert.export_logits()
     assert set(paths) == {"val", "tune", "test"}
     for split, path in paths.items():
         (f,) = read_logit_set([path])
         assert f.expert == name and f.split == split and f.temperature == temperature
         assert f.splits_sha256 == ctx.data.sha256 and torch.equal(f.labels, ctx.data.held_out[split].labels)
-    assert (tiny_cfg.out_dir / "logits" / name / "config.yaml").is_file()
+    # The temperature is the NLL minimiser on val: no value of T on a fine grid (T = 1 included) does better.
+    (val,) = read_logit_set([paths["val"]])
+    grid = torch.logspace(torch.tensor(T_MIN).log10(), torch.tensor(T_MAX).log10(), 400).tolist() + [1.0]
+    assert _nll(val.logits, val.labels, temperature) <= min(_nll(val.logits, val.labels, t) for t in grid) + 1e-6
+    assert (cfg.out_dir / "logits" / name / "config.yaml").is_file()
+
+
+def test_build_expert_applies_recipe_changes_and_validates_them(tiny_cfg):
+    ctx = ExpertContext(tiny_cfg, prepare_data(tiny_cfg), torch.device("cpu"))
+    expert = build_expert("decoupling", ctx, classifier="lws")
+    assert expert.recipe.classifier == "lws" and expert.recipe.stage2.epochs == TINY_SCHEDULE["epochs"]
+    with pytest.raises(ValueError, match="bn: rebalanced needs a trained classifier"):
+        build_expert("decoupling", ctx, classifier="tau_norm", bn="rebalanced")
 
 
 def test_plugin_from_config_list(tiny):
