@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from argse import cli, train_experts
+from argse.experts import list_experts
 from argse.experts.__main__ import main as list_main
 
 
@@ -48,5 +49,8 @@ def test_no_traceback_from_a_real_process():
 
 def test_list_experts(capsys):
     assert list_main([]) == 0
-    out = capsys.readouterr().out
-    assert all(name in out for name in ("ce", "logit_adjust", "balanced_softmax", "decoupling"))
+    rows = [line.split("│") for line in capsys.readouterr().out.splitlines() if line.startswith("│")]
+    # Each registered name fills the name column of its own row, in order (continuation rows leave it empty).
+    names = [cells[1].strip() for cells in rows if cells[1].strip()]
+    assert names == list_experts()
+    assert {"ce", "logit_adjust", "balanced_softmax", "decoupling"} <= set(names)
