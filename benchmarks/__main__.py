@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -63,31 +64,40 @@ def data_sets(tmp: Path, quick: bool) -> tuple[list[str], str]:
 def bench_train(data, device, steps: int, repeats: int, workers: tuple[int, ...]) -> dict:
     n = steps * 128
     images, labels = data.train.images[:n], data.train.labels[:n]
+    dataset = _pil_dataset(images, labels, data.mean, data.std)
+    ref = {w: median_time(lambda w=w: _reference_epoch(dataset, data.num_classes, device, w), repeats) for w in workers}
+    best_workers = min(ref, key=ref.get)
+    ours = median_time(lambda: _argse_epoch(images, labels, data, device), repeats)
+    return {
+        "images": n,
+        "argse_img_s": n / ours,
+        "reference_img_s": n / ref[best_workers],
+        "reference_workers": best_workers,
+        "ratio": ref[best_workers] / ours,
+    }
+
+
+def _argse_epoch(images, labels, data, device) -> None:
+    """One epoch of argse's loop: images on the device, crop/flip there, channels_last."""
     runtime = RuntimeConfig(device=str(device), progress=False, channels_last=True)
+    torch.manual_seed(0)
+    model = CifarResNet(data.num_classes).to(device, memory_format=torch.channels_last)
+    norm = Normalize(data.mean, data.std, device, channels_last=True)
+    with tempfile.TemporaryDirectory() as ckpt:
+        task = TrainTask(
+            name="bench",
+            module=model,
+            data=TensorBatches(images.to(device), labels.to(device), norm),
+            loss_fn=F.cross_entropy,
+            evaluate=lambda: {"balanced_acc": 0.0},
+            num_classes=data.num_classes,
+        )
+        recipe = TrainRecipe(epochs=1, warmup_epochs=0)
+        fit(task, recipe, Path(ckpt), seed=0, resume=False, device=device, runtime=runtime)
 
-    def argse_loop() -> None:
-        torch.manual_seed(0)
-        model = CifarResNet(data.num_classes).to(device, memory_format=torch.channels_last)
-        norm = Normalize(data.mean, data.std, device, channels_last=True)
-        with tempfile.TemporaryDirectory() as ckpt:
-            task = TrainTask(
-                name="bench",
-                module=model,
-                data=TensorBatches(images.to(device), labels.to(device), norm),
-                loss_fn=F.cross_entropy,
-                evaluate=lambda: {"balanced_acc": 0.0},
-                num_classes=data.num_classes,
-            )
-            fit(
-                task,
-                TrainRecipe(epochs=1, warmup_epochs=0),
-                Path(ckpt),
-                seed=0,
-                resume=False,
-                device=device,
-                runtime=runtime,
-            )
 
+def _pil_dataset(images: torch.Tensor, labels: torch.Tensor, mean, std) -> torch.utils.data.Dataset:
+    """The usual torchvision pipeline: PIL images, RandomCrop + flip + ToTensor + Normalize per sample."""
     from PIL import Image
     from torchvision import transforms
 
@@ -99,7 +109,7 @@ def bench_train(data, device, steps: int, repeats: int, workers: tuple[int, ...]
                     transforms.RandomCrop(32, padding=4),
                     transforms.RandomHorizontalFlip(),
                     transforms.ToTensor(),
-                    transforms.Normalize(data.mean, data.std),
+                    transforms.Normalize(mean, std),
                 ]
             )
 
@@ -109,31 +119,22 @@ def bench_train(data, device, steps: int, repeats: int, workers: tuple[int, ...]
         def __getitem__(self, i):
             return self.tf(self.imgs[i]), int(labels[i])
 
-    dataset = PILDataset()
+    return PILDataset()
 
-    def reference_loop(workers: int) -> None:
-        torch.manual_seed(0)
-        model = CifarResNet(data.num_classes).to(device)
-        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=128, shuffle=True, num_workers=workers)
-        model.train()
-        for x, y in loader:
-            loss = F.cross_entropy(model(x.to(device)), y.to(device))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            loss.item()  # the usual per-step logging
 
-    ref = {w: median_time(lambda w=w: reference_loop(w), repeats) for w in workers}
-    best_workers = min(ref, key=ref.get)
-    ours = median_time(argse_loop, repeats)
-    return {
-        "images": n,
-        "argse_img_s": n / ours,
-        "reference_img_s": n / ref[best_workers],
-        "reference_workers": best_workers,
-        "ratio": ref[best_workers] / ours,
-    }
+def _reference_epoch(dataset, num_classes: int, device, workers: int) -> None:
+    """One epoch of the usual PyTorch loop: DataLoader workers, NCHW fp32, a loss.item() per step."""
+    torch.manual_seed(0)
+    model = CifarResNet(num_classes).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=128, shuffle=True, num_workers=workers)
+    model.train()
+    for x, y in loader:
+        loss = F.cross_entropy(model(x.to(device)), y.to(device))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        loss.item()  # the usual per-step logging
 
 
 # ---------------------------------------------------------------- 2. decoupling stage 2
@@ -369,101 +370,106 @@ def machine() -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of the benchmark code")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--only", default="train,stage2,export,gating,selective,demo,rss")
-    p.add_argument("--out", default=None, help="write the markdown table here (e.g. docs/performance.md)")
-    args = p.parse_args(argv)
-    only = set(args.only.split(","))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        q = args.quick
-        cfg_sets, source = data_sets(tmp, q)
-        data = prepare_data(load_run_config(None, cfg_sets))
-        if "train" in only:
-            r = bench_train(
-                data, device, steps=2 if q else 12, repeats=1 if q else args.repeats, workers=(0,) if q else (0, 2)
-            )
-            rows.append(
-                (
-                    "Training throughput, ResNet-32, batch 128",
-                    f"{r['argse_img_s']:.0f} img/s",
-                    f"{r['reference_img_s']:.0f} img/s (PIL transforms + DataLoader, {r['reference_workers']} workers, NCHW fp32)",
-                    f"{r['ratio']:.2f}x",
-                    ">= 1.25x",
-                )
-            )
-        if "stage2" in only:
-            r = bench_stage2(
-                cfg_sets, tmp, subset=64 if q else 1024, epochs=2 if q else 30, stage1_epochs=1 if q else 8
-            )
-            rows.append(
-                (
-                    f"Decoupling stage 2, {r['images']} images x {r['epochs']} epochs",
-                    f"{r['cached_s']:.2f} s (feature cache)",
-                    f"{r['uncached_s']:.2f} s (backbone every step)",
-                    f"{r['ratio']:.1f}x",
-                    f">= 20x; balanced test acc {100 * r['acc_cached']:.2f} vs {100 * r['acc_uncached']:.2f} (stage 1: 8 epochs on the same images)",
-                )
-            )
-        if "export" in only:
-            r = bench_export(data, device, repeats=1 if q else args.repeats)
-            rows.append(
-                (
-                    f"Logits export, {r['images']} test images",
-                    f"{r['export_img_s']:.0f} img/s",
-                    f"{r['bare_img_s']:.0f} img/s (bare forward)",
-                    f"{r['ratio']:.2f}x",
-                    ">= 0.9x",
-                )
-            )
-        if "gating" in only and not q:
-            r = bench_gating(args.repeats)
-            rows.append(
-                ("Gating: 100 epochs, 10,000 x 4 experts x 100 classes", f"{r['seconds']:.2f} s", "-", "-", "< 10 s")
-            )
-        if "selective" in only and not q:
-            r = bench_selective(1)
-            rows.append(
-                (
-                    f"Selective sweep: 5 sources x 3 methods x {r['rates']} rates, 100 classes, tune 3,000 / test 5,000",
-                    f"{r['seconds']:.1f} s",
-                    "-",
-                    "-",
-                    "< 60 s",
-                )
-            )
-        if "demo" in only and not q:
-            r = bench_demo()
-            rows.append(
-                (
-                    "`make demo` end to end (experts, gating, evaluation)",
-                    f"{r['seconds']:.0f} s",
-                    "-",
-                    "-",
-                    "minutes on 2 CPU cores",
-                )
-            )
-        if "rss" in only and not q and ARCHIVE.is_file():
-            r = bench_cifar10_rss()
-            rows.append(
-                (
-                    "CIFAR-10-LT training run (1 epoch of ce: load, train, calibrate, export)",
-                    f"{r['seconds']:.0f} s",
-                    "-",
-                    "-",
-                    f"peak RSS {r['peak_rss_mib']:.0f} MiB",
-                )
-            )
+@dataclass
+class Bench:
+    """What every benchmark row shares: the data, the device, the sizes."""
+
+    data: object
+    device: torch.device
+    cfg_sets: list[str]
+    tmp: Path
+    quick: bool
+    repeats: int
+
+
+def train_row(b: Bench) -> tuple:
+    r = bench_train(
+        b.data, b.device, steps=2 if b.quick else 12, repeats=b.repeats, workers=(0,) if b.quick else (0, 2)
+    )
+    return (
+        "Training throughput, ResNet-32, batch 128",
+        f"{r['argse_img_s']:.0f} img/s",
+        f"{r['reference_img_s']:.0f} img/s (PIL transforms + DataLoader, {r['reference_workers']} workers, NCHW fp32)",
+        f"{r['ratio']:.2f}x",
+        ">= 1.25x",
+    )
+
+
+def stage2_row(b: Bench) -> tuple:
+    q = b.quick
+    r = bench_stage2(b.cfg_sets, b.tmp, subset=64 if q else 1024, epochs=2 if q else 30, stage1_epochs=1 if q else 8)
+    return (
+        f"Decoupling stage 2, {r['images']} images x {r['epochs']} epochs",
+        f"{r['cached_s']:.2f} s (feature cache)",
+        f"{r['uncached_s']:.2f} s (backbone every step)",
+        f"{r['ratio']:.1f}x",
+        f">= 20x; balanced test acc {100 * r['acc_cached']:.2f} vs {100 * r['acc_uncached']:.2f} (stage 1: 8 epochs on the same images)",
+    )
+
+
+def export_row(b: Bench) -> tuple:
+    r = bench_export(b.data, b.device, repeats=b.repeats)
+    return (
+        f"Logits export, {r['images']} test images",
+        f"{r['export_img_s']:.0f} img/s",
+        f"{r['bare_img_s']:.0f} img/s (bare forward)",
+        f"{r['ratio']:.2f}x",
+        ">= 0.9x",
+    )
+
+
+def gating_row(b: Bench) -> tuple:
+    r = bench_gating(b.repeats)
+    return ("Gating: 100 epochs, 10,000 x 4 experts x 100 classes", f"{r['seconds']:.2f} s", "-", "-", "< 10 s")
+
+
+def selective_row(b: Bench) -> tuple:
+    r = bench_selective(1)
+    rates = r["rates"]
+    what = f"Selective sweep: 5 sources x 3 methods x {rates} rates, 100 classes, tune 3,000 / test 5,000"
+    return (what, f"{r['seconds']:.1f} s", "-", "-", "< 60 s")
+
+
+def demo_row(b: Bench) -> tuple:
+    r = bench_demo()
+    return (
+        "`make demo` end to end (experts, gating, evaluation)",
+        f"{r['seconds']:.0f} s",
+        "-",
+        "-",
+        "minutes on 2 CPU cores",
+    )
+
+
+def rss_row(b: Bench) -> tuple:
+    r = bench_cifar10_rss()
+    return (
+        "CIFAR-10-LT training run (1 epoch of ce: load, train, calibrate, export)",
+        f"{r['seconds']:.0f} s",
+        "-",
+        "-",
+        f"peak RSS {r['peak_rss_mib']:.0f} MiB",
+    )
+
+
+# name -> (row, runs under --quick); rss also needs the CIFAR-10 archive.
+ROWS = {
+    "train": (train_row, True),
+    "stage2": (stage2_row, True),
+    "export": (export_row, True),
+    "gating": (gating_row, False),
+    "selective": (selective_row, False),
+    "demo": (demo_row, False),
+    "rss": (rss_row, False),
+}
+
+
+def report_lines(rows: list[tuple], source: str, device: torch.device, repeats: int) -> list[str]:
     gpu_note = "" if device.type == "cuda" else " No CUDA GPU in this run: the GPU rows are left empty, not estimated."
     lines = [
         f"Machine: {machine()}",
         f"Data: {source}",
-        f"Medians of {1 if args.quick else args.repeats} runs after a warm-up; each ratio is against a baseline "
+        f"Medians of {repeats} runs after a warm-up; each ratio is against a baseline "
         f"measured in the same run.{gpu_note}",
         "",
         "| measurement | argse | baseline | speed-up | bar / note |",
@@ -479,7 +485,28 @@ def main(argv: list[str] | None = None) -> int:
             "|---|---|---|",
             "| (none available to this run) | | |",
         ]
-    write_report(lines, args.out)
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of the benchmark code")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--only", default=",".join(ROWS))
+    p.add_argument("--out", default=None, help="write the markdown table here (e.g. docs/performance.md)")
+    args = p.parse_args(argv)
+    only = set(args.only.split(","))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    repeats = 1 if args.quick else args.repeats
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg_sets, source = data_sets(Path(tmp), args.quick)
+        data = prepare_data(load_run_config(None, cfg_sets))
+        bench = Bench(data, device, cfg_sets, Path(tmp), args.quick, repeats)
+        for name, (row, in_quick) in ROWS.items():
+            if name in only and (in_quick or not args.quick) and (name != "rss" or ARCHIVE.is_file()):
+                rows.append(row(bench))
+    write_report(report_lines(rows, source, device, repeats), args.out)
     return 0
 
 

@@ -9,6 +9,7 @@ feature cache) and stage 2 trains a linear layer on them: the same result, far l
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -192,19 +193,24 @@ class DecouplingExpert(StandardExpert):
             else list(model.fc.requires_grad_(True).parameters())
         )
         name, ckpt = f"{self.name}/stage2", self.ckpt_dir / "stage2"
-        if not self.cached:
-            # The step runs the whole model; only what changes (fc, or fc and BN statistics) is checkpointed.
-            task = self.image_task(
-                name,
-                model if r.bn == "rebalanced" else model.fc,
-                network=model,
-                params=params,
-                train_mode=self.stage2_train_mode,
-                loss_fn=F.cross_entropy,
-                fingerprint=fingerprint,
-            )
-            self.run_fit(task, r.stage2, ckpt)
+        if self.cached:
+            self.stage2_on_features(name, ckpt, params, fingerprint)
             return
+        # The step runs the whole model; only what changes (fc, or fc and BN statistics) is checkpointed.
+        task = self.image_task(
+            name,
+            model if r.bn == "rebalanced" else model.fc,
+            network=model,
+            params=params,
+            train_mode=self.stage2_train_mode,
+            loss_fn=F.cross_entropy,
+            fingerprint=fingerprint,
+        )
+        self.run_fit(task, r.stage2, ckpt)
+
+    def stage2_on_features(self, name: str, ckpt: Path, params: list[nn.Parameter], fingerprint: dict) -> None:
+        """Stage 2 on the feature cache: the classifier alone, trained and validated on fixed features."""
+        r, ctx, model = self.recipe, self.ctx, self.model
         views = r.cache_views if r.stage2.augment else 0
         feats = self.features(ctx.data.train.images, views)
         labels = ctx.train_labels.repeat(max(views, 1))
