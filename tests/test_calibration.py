@@ -1,7 +1,8 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
-from argse.calibration import T_MIN, fit_temperature
+from argse.calibration import T_MAX, T_MIN, fit_temperature
 from argse.metrics import ece
 
 
@@ -25,3 +26,14 @@ def test_ece_by_hand():
     # bins (15 equal): 0.9 -> bin 13 (acc 1), 0.6 -> bin 9 (acc 0), 0.7 -> bin 10 (acc 1), 0.8 -> bin 12 (acc 1)
     expected = (abs(1 - 0.9) + abs(0 - 0.6) + abs(1 - 0.7) + abs(1 - 0.8)) / 4
     assert abs(ece(probs, labels) - expected) < 1e-6
+
+
+def test_fitted_temperature_is_the_nll_argmin_on_a_grid():
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(500, 7, generator=g) * 4
+    labels = torch.where(torch.rand(500, generator=g) < 0.6, logits.argmax(1), torch.randint(0, 7, (500,), generator=g))
+    grid = torch.logspace(torch.tensor(T_MIN).log10(), torch.tensor(T_MAX).log10(), 4000, dtype=torch.float64)
+    nll = torch.stack([F.cross_entropy(logits.double() / t, labels) for t in grid])
+    best = float(grid[nll.argmin()])
+    t = fit_temperature(logits, labels)
+    assert t == pytest.approx(best, rel=0.01) and 1.0 < t < T_MAX  # a genuine interior optimum

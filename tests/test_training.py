@@ -1,14 +1,26 @@
+import dataclasses
 import shutil
 
 import pytest
 import torch
 
-from argse import storage
+from argse import seeds, storage
 from argse.config import load_run_config
 from argse.data import prepare_data
 from argse.errors import ArgseError
 from argse.experts import ExpertContext, build_expert, get_expert, load_plugins, load_recipe
-from argse.training import CropFlip, TrainRecipe, epoch_order, list_samplers, load_checkpoint, lr_factor, samplers
+from argse.models import build_model, prepare_model
+from argse.training import (
+    CropFlip,
+    TensorBatches,
+    TrainRecipe,
+    TrainTask,
+    epoch_order,
+    list_samplers,
+    load_checkpoint,
+    lr_factor,
+    samplers,
+)
 
 
 def _reference_order(labels, sampler, generator, num_classes, draws=None):
@@ -202,3 +214,24 @@ def test_best_copied_over_last_then_resume_is_a_clear_error(tmp_path, tiny):
     expert.ctx.resume = True
     with pytest.raises(ArgseError, match=r"checkpoint .*last.safetensors holds weights only, not the training state"):
         expert.train()
+
+
+def test_train_task_names_the_model_once():
+    model = torch.nn.Linear(3, 2)
+    data = TensorBatches(torch.zeros(4, 3), torch.zeros(4, dtype=torch.long), lambda x, _crops: x)
+    task = TrainTask("t", model, data, torch.nn.functional.cross_entropy, dict, num_classes=2)
+    assert task.network is model and task.params == list(model.parameters())
+    model.eval()
+    task.train_mode()
+    assert model.training
+
+
+def test_prepare_model_seeds_the_init_stream(tiny_cfg):
+    a = prepare_model(tiny_cfg, 4, 0.0, torch.device("cpu"))
+    torch.manual_seed(seeds.seed(tiny_cfg.seed, "init"))
+    reference = build_model(tiny_cfg.model, 4)
+    b = prepare_model(tiny_cfg, 4, 0.0, torch.device("cpu"))
+    other = prepare_model(dataclasses.replace(tiny_cfg, seed=tiny_cfg.seed + 1), 4, 0.0, torch.device("cpu"))
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]) and torch.equal(v, reference.state_dict()[k])
+    assert not torch.equal(a.fc.weight, other.fc.weight)
