@@ -136,11 +136,13 @@ class StandardExpert:
         ctx = self.ctx
         return predict(self.model, split.images, ctx.normalize, ctx.device, ctx.config.runtime)
 
-    def val_report(self) -> dict[str, float]:
+    def val_metrics(self, logits: torch.Tensor) -> dict[str, float]:
+        """Accuracy, balanced accuracy and per-group accuracy of ``logits`` for the val split."""
         d = self.ctx.data
-        return classification_report(
-            self.predict_split(d.held_out["val"]), d.held_out["val"].labels, d.class_counts, d.groups, d.shots
-        )
+        return classification_report(logits, d.held_out["val"].labels, d.class_counts, d.groups, d.shots)
+
+    def val_report(self) -> dict[str, float]:
+        return self.val_metrics(self.predict_split(self.ctx.data.held_out["val"]))
 
     def image_task(self, name: str, model: nn.Module, **changes: Any) -> TrainTask:
         """A TrainTask that trains all of ``model`` on the training images; ``changes`` replace fields."""

@@ -21,7 +21,6 @@ from argse.data import Images
 from argse.errors import ArgseError
 from argse.experts.base import StandardExpert
 from argse.experts.registry import register_expert
-from argse.metrics import classification_report
 from argse.training import TensorBatches, TrainRecipe, load_checkpoint, load_module_weights, predict, save_weights
 
 
@@ -221,8 +220,7 @@ class DecouplingExpert(StandardExpert):
             model.fc.eval()
             with torch.inference_mode():
                 logits = model.fc(val_feats).float().cpu()
-            d = ctx.data
-            return classification_report(logits, val.labels, d.class_counts, d.groups, d.shots)
+            return self.val_metrics(logits)
 
         task = self.image_task(
             name,
@@ -247,8 +245,7 @@ class DecouplingExpert(StandardExpert):
             fc = tau_normalized(model.fc, tau, self.recipe.tau_norm_bias)
             with torch.inference_mode():
                 logits = fc(feats).float().cpu()
-            d = ctx.data
-            acc = classification_report(logits, val.labels, d.class_counts, d.groups, d.shots)["balanced_acc"]
+            acc = self.val_metrics(logits)["balanced_acc"]
             if best is None or acc > best[0]:
                 best = (acc, tau)
         self.tau = best[1]

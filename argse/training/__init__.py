@@ -9,6 +9,7 @@ from argse.training.augment import PAD, CropFlip, Normalize
 from argse.training.batches import LoaderBatches, TensorBatches, eval_batches, predict
 from argse.training.checkpoints import (
     CHECKPOINT_FORMAT,
+    LiveTraining,
     load_checkpoint,
     load_module_weights,
     restore_training_state,
@@ -24,6 +25,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "PAD",
     "CropFlip",
+    "LiveTraining",
     "LoaderBatches",
     "Normalize",
     "TensorBatches",

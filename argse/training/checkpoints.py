@@ -9,6 +9,7 @@ state). Restoring all of it is what makes ``--resume`` equal an uninterrupted ru
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -46,17 +47,20 @@ def load_module_weights(module: nn.Module, tensors: dict[str, torch.Tensor], pat
         ) from None
 
 
-def save_training_state(
-    path: Path,
-    module: nn.Module,
-    opt: torch.optim.Optimizer,
-    sched: torch.optim.lr_scheduler.LRScheduler,
-    gens: dict[str, torch.Generator],
-    state: dict,
-) -> None:
+@dataclass
+class LiveTraining:
+    """The objects of a training run that a checkpoint saves and a resume restores."""
+
+    module: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    gens: dict[str, torch.Generator]
+
+
+def save_training_state(path: Path, live: LiveTraining, state: dict) -> None:
     """Everything a resumed run needs: weights, optimiser, scheduler, every RNG and ``state``."""
-    tensors = {f"model.{k}": v for k, v in module.state_dict().items()}
-    opt_state = opt.state_dict()
+    tensors = {f"model.{k}": v for k, v in live.module.state_dict().items()}
+    opt_state = live.opt.state_dict()
     plain: dict[str, dict] = {}
     for pid, entries in opt_state["state"].items():
         for key, value in entries.items():
@@ -65,33 +69,26 @@ def save_training_state(
             else:
                 plain.setdefault(str(pid), {})[key] = value
     tensors["rng.torch"] = torch.get_rng_state()
-    for name, g in gens.items():
+    for name, g in live.gens.items():
         tensors[f"rng.{name}"] = g.get_state()
     optim_meta = {"param_groups": opt_state["param_groups"], "plain_state": plain}
-    meta = state | {"optim": optim_meta, "scheduler": sched.state_dict()}
+    meta = state | {"optim": optim_meta, "scheduler": live.sched.state_dict()}
     storage.save_tensors(path, tensors, {"format": CHECKPOINT_FORMAT, "meta": json.dumps(meta)})
 
 
-def restore_training_state(
-    path: Path,
-    module: nn.Module,
-    opt: torch.optim.Optimizer,
-    sched: torch.optim.lr_scheduler.LRScheduler,
-    gens: dict[str, torch.Generator],
-    fresh: dict,
-) -> dict:
+def restore_training_state(path: Path, live: LiveTraining, fresh: dict) -> dict:
     """Load what :func:`save_training_state` wrote into the live objects; returns the saved ``state``.
 
     ``fresh`` is the state a new run would start from: its keys are what is restored, and its
     ``fingerprint`` and ``recipe`` must equal the saved ones.
     """
     tensors, meta = load_checkpoint(path)
-    _check_resumable(path, tensors, meta, [*fresh, "optim", "scheduler"], [f"rng.{n}" for n in gens])
+    _check_resumable(path, tensors, meta, [*fresh, "optim", "scheduler"], [f"rng.{n}" for n in live.gens])
     if meta["fingerprint"] != fresh["fingerprint"] or meta["recipe"] != fresh["recipe"]:
         raise ArgseError(
             f"checkpoint {path} was made with another recipe, data or model; rerun without --resume to start over"
         )
-    load_module_weights(module, tensors, path)
+    load_module_weights(live.module, tensors, path)
     opt_state = {"param_groups": meta["optim"]["param_groups"], "state": {}}
     for key, value in tensors.items():
         if key.startswith("optim."):
@@ -99,10 +96,10 @@ def restore_training_state(
             opt_state["state"].setdefault(int(pid), {})[name] = value
     for pid, entries in meta["optim"]["plain_state"].items():
         opt_state["state"].setdefault(int(pid), {}).update(entries)
-    opt.load_state_dict(opt_state)
-    sched.load_state_dict(meta["scheduler"])
+    live.opt.load_state_dict(opt_state)
+    live.sched.load_state_dict(meta["scheduler"])
     torch.set_rng_state(tensors["rng.torch"])
-    for name, g in gens.items():
+    for name, g in live.gens.items():
         g.set_state(tensors[f"rng.{name}"])
     return {k: meta[k] for k in fresh}
 

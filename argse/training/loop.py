@@ -24,6 +24,7 @@ from argse.config import RuntimeConfig
 from argse.errors import ArgseError
 from argse.training.batches import LoaderBatches, TensorBatches
 from argse.training.checkpoints import (
+    LiveTraining,
     load_checkpoint,
     load_module_weights,
     restore_training_state,
@@ -82,7 +83,7 @@ def fit(
     """Train ``task`` with ``recipe``; checkpoints go to ``ckpt_dir``. Returns the best val metrics."""
     run = _Fit(task, recipe, ckpt_dir, seed, device, runtime)
     if resume and run.last_path.is_file():
-        run.state = restore_training_state(run.last_path, task.module, run.opt, run.sched, run.gens, run.state)
+        run.state = restore_training_state(run.last_path, run.live, run.state)
     run.epochs()
     distributed.barrier()  # rank 0 has written best.safetensors
     tensors, _ = load_checkpoint(run.best_path)
@@ -120,6 +121,7 @@ class _Fit:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, self.steps, recipe))
         self.gens = {"sampler": seeds.generator(seed, "sampler"), "augment": seeds.generator(seed, "augment", device)}
         torch.manual_seed(seeds.seed(seed, "torch"))
+        self.live = LiveTraining(task.module, self.opt, self.sched, self.gens)
         self.state = {
             "epoch": 0,
             "best": None,
@@ -200,6 +202,6 @@ class _Fit:
         if state["best"] is None or val["balanced_acc"] > state["best"]["val"]["balanced_acc"]:
             state["best"] = record
             save_weights(self.best_path, task.module, {"fingerprint": task.fingerprint, "epoch": epoch + 1, "val": val})
-        save_training_state(self.last_path, task.module, self.opt, self.sched, self.gens, state)
+        save_training_state(self.last_path, self.live, state)
         storage.write_text(self.ckpt_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state["history"]))
         return record
