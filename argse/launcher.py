@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -45,55 +46,86 @@ def train_in_parallel(args: argparse.Namespace, plan: list[tuple[type, Any]], cf
     free = slots(args.parallel)
     # Without GPUs the processes share the cores instead of each taking all of them.
     threads = 0 if free[0] is not None else max(1, (os.cpu_count() or 1) // len(free))
-    needs = {cls.name: [n for n in cls.requires(recipe) if n != cls.name] for cls, recipe in plan}
-    waiting = [cls.name for cls, _ in plan]
-    running: dict[str, tuple[subprocess.Popen, str | None, Any]] = {}
-    failed: dict[str, str] = {}
     logs = cfg.out_dir / "logs"
     storage.make_dir(logs)
     # The children share this process's run lock (runlock.py) instead of waiting for it.
     lock = runlock.held_fd(cfg.out_dir)
-    shared = {runlock.ENV: str(lock)} if lock is not None else {}
-    console.print(f"training {len(waiting)} experts in {len(free)} processes; logs in {logs}")
-    while waiting or running:
-        for name in list(waiting):
-            blocked = [n for n in needs[name] if n in waiting or n in running]
-            if any(n in failed for n in needs[name]):
-                waiting.remove(name)
-                failed[name] = f"not started because {', '.join(n for n in needs[name] if n in failed)} failed"
-            elif not blocked and free:
-                waiting.remove(name)
-                slot = free.pop(0)
-                env = os.environ | shared | ({"CUDA_VISIBLE_DEVICES": slot} if slot is not None else {})
-                log = (logs / f"{name}.log").open("w")
-                proc = subprocess.Popen(
-                    child_command(args, name, threads),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    pass_fds=() if lock is None else (lock,),
-                )
-                running[name] = (proc, slot, log)
-                console.print(f"started {name}" + (f" on GPU {slot}" if slot is not None else ""))
-        if waiting and not running:
-            order = ", ".join(f"{n} needs {', '.join(needs[n])}" for n in waiting)
-            raise ArgseError(f"the experts wait on each other ({order}); break the cycle in their recipes")
-        time.sleep(0.2)
-        for name, (proc, slot, log) in list(running.items()):
+    pool = _Pool(args, free, threads, logs, lock, console)
+    pool.needs = {cls.name: [n for n in cls.requires(recipe) if n != cls.name] for cls, recipe in plan}
+    pool.waiting = [cls.name for cls, _ in plan]
+    console.print(f"training {len(pool.waiting)} experts in {len(free)} processes; logs in {logs}")
+    pool.run()
+    if pool.failed:
+        first = next(iter(pool.failed))
+        raise ArgseError(
+            f"{len(pool.failed)} of {len(plan)} experts failed; {first}: {pool.failed[first]} "
+            f"(full log: {logs / (first + '.log')}); fix it and rerun with --resume"
+        )
+
+
+class _Pool:
+    """Experts waiting, running (one child process per slot) and failed; a child starts once its needs are done."""
+
+    def __init__(self, args, free: list[str | None], threads: int, logs: Path, lock: int | None, console) -> None:
+        self.args, self.free, self.threads, self.logs, self.lock, self.console = (
+            args,
+            free,
+            threads,
+            logs,
+            lock,
+            console,
+        )
+        self.needs: dict[str, list[str]] = {}
+        self.waiting: list[str] = []
+        self.running: dict[str, tuple[subprocess.Popen, str | None, Any]] = {}
+        self.failed: dict[str, str] = {}
+
+    def run(self) -> None:
+        while self.waiting or self.running:
+            self.start_ready()
+            if self.waiting and not self.running:
+                order = ", ".join(f"{n} needs {', '.join(self.needs[n])}" for n in self.waiting)
+                raise ArgseError(f"the experts wait on each other ({order}); break the cycle in their recipes")
+            time.sleep(0.2)
+            self.reap()
+
+    def start_ready(self) -> None:
+        """Start every waiting expert whose needs are finished, while slots are free."""
+        for name in list(self.waiting):
+            needs = self.needs[name]
+            blocked = [n for n in needs if n in self.waiting or n in self.running]
+            if any(n in self.failed for n in needs):
+                self.waiting.remove(name)
+                self.failed[name] = f"not started because {', '.join(n for n in needs if n in self.failed)} failed"
+            elif not blocked and self.free:
+                self.waiting.remove(name)
+                self.start(name, self.free.pop(0))
+
+    def start(self, name: str, slot: str | None) -> None:
+        shared = {runlock.ENV: str(self.lock)} if self.lock is not None else {}
+        env = os.environ | shared | ({"CUDA_VISIBLE_DEVICES": slot} if slot is not None else {})
+        log = (self.logs / f"{name}.log").open("w")
+        proc = subprocess.Popen(
+            child_command(self.args, name, self.threads),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            pass_fds=() if self.lock is None else (self.lock,),
+        )
+        self.running[name] = (proc, slot, log)
+        self.console.print(f"started {name}" + (f" on GPU {slot}" if slot is not None else ""))
+
+    def reap(self) -> None:
+        """Free the slots of finished children; a failure keeps the last line of its log."""
+        for name, (proc, slot, log) in list(self.running.items()):
             if proc.poll() is None:
                 continue
             log.close()
-            del running[name]
-            free.append(slot)
+            del self.running[name]
+            self.free.append(slot)
             if proc.returncode == 0:
-                console.print(f"finished {name}")
+                self.console.print(f"finished {name}")
             else:
-                lines = (logs / f"{name}.log").read_text().strip().splitlines()
-                failed[name] = f"exit {proc.returncode}: {lines[-1] if lines else 'no output'}"
-                console.print(f"[red]failed[/] {name}")
-    if failed:
-        first = next(iter(failed))
-        raise ArgseError(
-            f"{len(failed)} of {len(plan)} experts failed; {first}: {failed[first]} "
-            f"(full log: {logs / (first + '.log')}); fix it and rerun with --resume"
-        )
+                lines = (self.logs / f"{name}.log").read_text().strip().splitlines()
+                self.failed[name] = f"exit {proc.returncode}: {lines[-1] if lines else 'no output'}"
+                self.console.print(f"[red]failed[/] {name}")
