@@ -175,7 +175,7 @@ def deep_merge(base: dict, extra: dict) -> dict:
 
 # ---------------------------------------------------------------- the run config
 
-BUILTIN_EXPERTS = ["ce", "logit_adjust", "balanced_softmax", "decoupling"]
+BUILTIN_EXPERTS = ["ce", "logit_adjust", "balanced_softmax", "decoupling", "posthoc_adjust"]
 
 
 @dataclass

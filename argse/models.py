@@ -88,9 +88,15 @@ def build_model(cfg: ModelConfig, num_classes: int, dropout: float = 0.0) -> Bac
     return TorchvisionNet(cfg.arch, num_classes, dropout, cfg.zero_init_residual)
 
 
-def prepare_model(cfg: RunConfig, num_classes: int, dropout: float, device: torch.device) -> nn.Module:
-    """``build_model`` as the run trains it: same initial weights per seed, on ``device``, in the runtime's layout."""
-    torch.manual_seed(seeds.seed(cfg.seed, "init"))  # the same initial weights in every run with this seed
+def prepare_model(
+    cfg: RunConfig, num_classes: int, dropout: float, device: torch.device, seed: int | None = None
+) -> nn.Module:
+    """``build_model`` as the run trains it: same initial weights per seed, on ``device``, in the runtime's layout.
+
+    ``seed`` is the base seed of the initial weights (an expert's own); default: the run seed.
+    """
+    base = cfg.seed if seed is None else seed
+    torch.manual_seed(seeds.seed(base, "init"))  # the same initial weights every time for this seed
     model = build_model(cfg.model, num_classes, dropout)
     if cfg.runtime.sync_bn:
         model = distributed.sync_batchnorm(model, device)

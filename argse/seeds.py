@@ -7,6 +7,8 @@ the code that uses them.
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 STREAMS: dict[str, int] = {
@@ -33,3 +35,14 @@ def seed(base: int, stream: str) -> int:
 def generator(base: int, stream: str, device: torch.device | str = "cpu") -> torch.Generator:
     """A torch generator on ``device`` seeded for ``stream``."""
     return torch.Generator(device).manual_seed(seed(base, stream))
+
+
+def expert_seed(run_seed: int, expert: str) -> int:
+    """An expert's own base seed, derived from the run seed and its name.
+
+    Two experts of one run never share initial weights, data order or augmentation (two
+    experts with the same loss would otherwise be the same model), and the same config
+    always gives the same seed: sha256, unlike ``hash``, does not change between processes.
+    """
+    digest = hashlib.sha256(f"{run_seed}/{expert}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF

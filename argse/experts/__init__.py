@@ -1,21 +1,27 @@
 """Experts: the registry, the protocol, the built-in experts, and everything a plugin needs.
 
 A plugin imports only from here: ``register_expert`` and ``StandardExpert`` (or the ``Expert``
-protocol) for an expert, ``TrainRecipe`` for its recipe, ``register_sampler`` for a sampler, the
-loss helpers for its loss, ``build_expert`` to build any registered expert for a run.
+protocol) for an expert, ``ExpertRecipe`` (a ``TrainRecipe`` with the expert's own seed) for its
+recipe, ``LogitsExpert`` and ``DerivedRecipe`` for an expert computed from another's logits,
+``register_sampler`` for a sampler, the loss helpers for its loss, ``build_expert`` to build any
+registered expert for a run.
 """
 
 from argse.experts.base import Expert, ExpertContext, StandardExpert, build_expert, load_recipe
+from argse.experts.derived import DerivedRecipe, LogitsExpert
 from argse.experts.registry import get_expert, list_experts, load_plugins, register_expert
 from argse.losses import balanced_softmax_loss, log_prior, logit_adjusted_loss, posthoc_logit_adjust
-from argse.training import TrainRecipe, TrainTask, get_sampler, list_samplers, register_sampler
+from argse.training import ExpertRecipe, TrainRecipe, TrainTask, get_sampler, list_samplers, register_sampler
 
 # Built-in experts register themselves on import.
-from argse.experts import balanced_softmax, ce, decoupling, logit_adjust  # noqa: E402, F401  isort: skip
+from argse.experts import balanced_softmax, ce, decoupling, logit_adjust, posthoc_adjust  # noqa: E402, F401  isort: skip
 
 __all__ = [
     "Expert",
     "ExpertContext",
+    "ExpertRecipe",
+    "LogitsExpert",
+    "DerivedRecipe",
     "StandardExpert",
     "TrainRecipe",
     "TrainTask",

@@ -16,16 +16,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argse import storage
+from argse import seeds, storage
 from argse.calibration import fit_temperature
 from argse.config import RunConfig, deep_merge, dump_yaml, from_dict, read_yaml
 from argse.data import HELD_OUT, LTData, Split
+from argse.errors import ArgseError
 from argse.experts.registry import get_expert
 from argse.logits import logits_path, write_logits
 from argse.losses import log_prior
 from argse.metrics import classification_report
 from argse.models import prepare_model
-from argse.training import LoaderBatches, Normalize, TensorBatches, TrainRecipe, TrainTask, fit, predict
+from argse.training import ExpertRecipe, LoaderBatches, Normalize, TensorBatches, TrainRecipe, TrainTask, fit, predict
 
 
 @dataclass
@@ -92,10 +93,28 @@ class Expert(Protocol):
 
 
 def load_recipe(cls: type, cfg: RunConfig) -> Any:
-    """experts/<name>.yaml (if present), then the run config's ``recipes.<name>`` overrides."""
+    """experts/<name>.yaml (if present), then a named preset, then the run config's ``recipes.<name>``.
+
+    ``recipes.<name>.preset: P`` merges experts/presets/<name>.P.yaml (e.g. a paper's own, much
+    longer schedule) over the default recipe before the other overrides.
+    """
     path = Path(cfg.recipes_dir) / f"{cls.name}.yaml"
     data = read_yaml(path) if path.is_file() else {}
-    return from_dict(cls.Recipe, deep_merge(data, cfg.recipes.get(cls.name) or {}), f"recipes.{cls.name}")
+    overrides = dict(cfg.recipes.get(cls.name) or {})
+    preset = overrides.pop("preset", None)
+    if preset is not None:
+        data = deep_merge(data, read_preset(Path(cfg.recipes_dir) / "presets", cls.name, preset))
+    return from_dict(cls.Recipe, deep_merge(data, overrides), f"recipes.{cls.name}")
+
+
+def read_preset(folder: Path, expert: str, preset: str) -> dict:
+    """experts/presets/<expert>.<preset>.yaml, or one sentence listing the presets there are."""
+    found = sorted(p.name[len(expert) + 1 : -len(".yaml")] for p in folder.glob(f"{expert}.*.yaml"))
+    if preset not in found:
+        raise ArgseError(
+            f"recipes.{expert}.preset: no preset '{preset}' in {folder}; available: {', '.join(found) or 'none'}"
+        )
+    return read_yaml(folder / f"{expert}.{preset}.yaml")
 
 
 def build_expert(name: str, ctx: ExpertContext, **changes: Any) -> Expert:
@@ -109,13 +128,19 @@ class StandardExpert:
     """Plain cross-entropy on the long-tailed training set."""
 
     name: ClassVar[str]
-    Recipe: ClassVar[type] = TrainRecipe
+    Recipe: ClassVar[type] = ExpertRecipe
 
-    def __init__(self, ctx: ExpertContext, recipe: TrainRecipe) -> None:
+    def __init__(self, ctx: ExpertContext, recipe: ExpertRecipe) -> None:
         self.ctx, self.recipe = ctx, recipe
         self.ckpt_dir = ctx.config.ckpt_dir / self.name
         self.model: nn.Module | None = None
         self.temperature: float | None = None
+
+    @property
+    def seed(self) -> int:
+        """This expert's base seed: the recipe's ``seed``, else one derived from the run seed and the name."""
+        own = getattr(self.recipe, "seed", None)
+        return own if own is not None else seeds.expert_seed(self.ctx.config.seed, self.name)
 
     # -- what subclasses change
     @classmethod
@@ -129,7 +154,7 @@ class StandardExpert:
     # -- shared machinery
     def new_model(self, dropout: float = 0.0) -> nn.Module:
         ctx = self.ctx
-        return prepare_model(ctx.config, ctx.data.num_classes, dropout, ctx.device)
+        return prepare_model(ctx.config, ctx.data.num_classes, dropout, ctx.device, seed=self.seed)
 
     def predict_split(self, split: Split) -> torch.Tensor:
         self.model.eval()
@@ -165,7 +190,7 @@ class StandardExpert:
             dump_yaml({"run": asdict(cfg), "expert": self.name, "recipe": asdict(self.recipe)}),
         )
         return fit(
-            task, recipe, ckpt_dir, seed=cfg.seed, resume=self.ctx.resume, device=self.ctx.device, runtime=cfg.runtime
+            task, recipe, ckpt_dir, seed=self.seed, resume=self.ctx.resume, device=self.ctx.device, runtime=cfg.runtime
         )
 
     def train(self) -> None:

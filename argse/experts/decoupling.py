@@ -65,6 +65,8 @@ class DecouplingRecipe:
     """tau_norm: candidates for tau, picked by balanced accuracy on val."""
     tau_norm_bias: Literal["drop", "scale"] = "drop"
     """tau_norm: drop the classifier bias (Kang et al.) or divide it by the same norm^tau."""
+    seed: int | None = None
+    """Base seed of stage 2 (and of stage 1 when trained here); default: derived from the run seed and the name."""
 
     def __post_init__(self) -> None:
         if self.bn == "rebalanced" and self.classifier == "tau_norm":
@@ -145,7 +147,7 @@ class DecouplingExpert(StandardExpert):
             return LWSClassifier(fc)
         if self.recipe.reset_classifier:
             fc = nn.Linear(fc.in_features, fc.out_features).to(fc.weight.device)
-            g = seeds.generator(self.ctx.config.seed, "classifier_reset")
+            g = seeds.generator(self.seed, "classifier_reset")
             with torch.no_grad():
                 fc.weight.copy_(torch.randn(fc.weight.shape, generator=g) * (2.0 / fc.in_features) ** 0.5)
                 fc.bias.zero_()
@@ -161,7 +163,7 @@ class DecouplingExpert(StandardExpert):
         run = ctx.config.runtime
         if not views:
             return predict(backbone, images, ctx.normalize, ctx.device, run).to(ctx.device)
-        g = seeds.generator(ctx.config.seed, "feature_views", ctx.device)
+        g = seeds.generator(self.seed, "feature_views", ctx.device)
         return torch.cat(
             [predict(backbone, images, ctx.normalize, ctx.device, run, augment=g).to(ctx.device) for _ in range(views)]
         )
@@ -205,7 +207,7 @@ class DecouplingExpert(StandardExpert):
             loss_fn=F.cross_entropy,
             fingerprint=fingerprint,
         )
-        self.run_fit(task, r.stage2, ckpt)
+        self.stage2_best = self.run_fit(task, r.stage2, ckpt)
 
     def stage2_on_features(self, name: str, ckpt: Path, params: list[nn.Parameter], fingerprint: dict) -> None:
         """Stage 2 on the feature cache: the classifier alone, trained and validated on fixed features."""
@@ -233,7 +235,7 @@ class DecouplingExpert(StandardExpert):
             epoch_size=len(ctx.train_labels),
         )
         # Augmented views are fixed in the cache, so the loop itself must not augment again.
-        self.run_fit(task, TrainRecipe(**(asdict(r.stage2) | {"augment": False})), ckpt)
+        self.stage2_best = self.run_fit(task, TrainRecipe(**(asdict(r.stage2) | {"augment": False})), ckpt)
 
     def pick_tau(self) -> None:
         """tau-norm: no training; the tau with the best balanced accuracy on val (ties: smaller tau)."""

@@ -7,11 +7,11 @@ import torch
 from argse.experts.base import StandardExpert
 from argse.experts.registry import register_expert
 from argse.losses import logit_adjusted_loss
-from argse.training import TrainRecipe
+from argse.training import ExpertRecipe
 
 
 @dataclass
-class LogitAdjustRecipe(TrainRecipe):
+class LogitAdjustRecipe(ExpertRecipe):
     tau: float = 1.0
     """Scale of the log-prior added to the logits during training."""
 

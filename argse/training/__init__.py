@@ -18,13 +18,14 @@ from argse.training.checkpoints import (
 )
 from argse.training.device import autocast, resolve_device
 from argse.training.loop import TrainTask, fit, make_progress
-from argse.training.recipe import TrainRecipe, lr_factor
+from argse.training.recipe import ExpertRecipe, TrainRecipe, lr_factor
 from argse.training.samplers import epoch_order, get_sampler, list_samplers, register_sampler
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "PAD",
     "CropFlip",
+    "ExpertRecipe",
     "LiveTraining",
     "LoaderBatches",
     "Normalize",

@@ -113,7 +113,11 @@ class _Fit:
         self.ckpt_dir = ckpt_dir
         self.last_path, self.best_path = ckpt_dir / "last.safetensors", ckpt_dir / "best.safetensors"
         self.opt = torch.optim.SGD(
-            task.params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+            task.params,
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            nesterov=recipe.nesterov,
+            weight_decay=recipe.weight_decay,
         )
         self.labels = task.data.labels
         self.draws = task.epoch_size or len(self.labels)

@@ -18,6 +18,8 @@ class TrainRecipe:
     """The global batch: under torchrun each of N ranks takes batch_size / N of it."""
     lr: float = 0.1
     momentum: float = 0.9
+    nesterov: bool = False
+    """Nesterov momentum (Menon et al.'s logit-adjustment code uses it)."""
     weight_decay: float = 2e-4
     warmup_epochs: int = 5
     """Linear warm-up from lr/steps to lr over this many epochs."""
@@ -40,6 +42,15 @@ class TrainRecipe:
         if sorted(self.milestones) != self.milestones:
             raise ValueError(f"milestones must be increasing, got {self.milestones}")
         get_sampler(self.sampler)  # an unknown name fails here, when the config is read
+
+
+@dataclass
+class ExpertRecipe(TrainRecipe):
+    """The recipe of a one-stage expert: a schedule plus the expert's own seed."""
+
+    seed: int | None = None
+    """Base seed of this expert's initial weights, data order and augmentation; default: derived
+    from the run seed and the expert's name (argse.seeds.expert_seed)."""
 
 
 def lr_factor(step: int, steps_per_epoch: int, recipe: TrainRecipe) -> float:

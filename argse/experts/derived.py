@@ -1,0 +1,87 @@
+"""Experts computed from another expert's exported logits: no images, no training, seconds to run.
+
+A subclass says how its parameters are chosen on ``val`` (:meth:`LogitsExpert.fit`) and how a
+source logit becomes its own (:meth:`LogitsExpert.transform`). The source must be finished
+first (``requires``, so ``--parallel`` waits for it); its logits are checked against this
+run's split manifest before use, and the result is exported in the argse.logits/1 format like
+any trained expert's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from argse import storage
+from argse.calibration import fit_temperature
+from argse.config import dump_yaml
+from argse.data import HELD_OUT
+from argse.logits import LogitsFile, load_sources, logits_path, write_logits
+
+
+@dataclass
+class DerivedRecipe:
+    source: str = "ce"
+    """The expert of the same run whose exported logits this expert transforms."""
+
+
+class LogitsExpert:
+    """Base class of experts built from one source expert's exported logits."""
+
+    name: ClassVar[str]
+    Recipe: ClassVar[type] = DerivedRecipe
+
+    def __init__(self, ctx: Any, recipe: DerivedRecipe) -> None:
+        self.ctx, self.recipe = ctx, recipe
+        self.sources: dict[str, LogitsFile] = {}
+        self.temperature: float | None = None
+
+    @classmethod
+    def requires(cls, recipe: DerivedRecipe) -> list[str]:
+        return [recipe.source]
+
+    # -- what subclasses change
+    def fit(self, val: LogitsFile) -> dict[str, Any]:
+        """Choose this expert's parameters on the source's ``val`` logits; returns them (for the export)."""
+        return {}
+
+    def transform(self, source: LogitsFile) -> torch.Tensor:
+        """This expert's logits for one split of the source."""
+        raise NotImplementedError
+
+    # -- the Expert protocol
+    def train(self) -> None:
+        loaded = load_sources(self.ctx.config.out_dir, [self.recipe.source], list(HELD_OUT))
+        self.sources = {split: files[0] for split, files in loaded.items()}
+        self.fitted = self.fit(self.sources["val"])
+
+    def calibrate(self) -> float:
+        val = self.sources["val"]
+        self.temperature = fit_temperature(self.transform(val), val.labels)
+        return self.temperature
+
+    def export_logits(self) -> dict[str, Path]:
+        cfg, paths = self.ctx.config, {}
+        record = asdict(self.recipe) | {"fitted": self.fitted}
+        for split, src in self.sources.items():
+            paths[split] = write_logits(
+                logits_path(cfg.out_dir, self.name, split),
+                self.transform(src),
+                src.labels,
+                src.indices,
+                expert=self.name,
+                dataset=src.dataset,
+                split=split,
+                temperature=self.temperature,
+                class_counts=src.class_counts,
+                splits_sha256=src.splits_sha256,
+                config=record,
+            )
+        storage.write_text(
+            cfg.out_dir / "logits" / self.name / "config.yaml",
+            dump_yaml({"run": asdict(cfg), "expert": self.name, "recipe": record}),
+        )
+        return paths

@@ -1,0 +1,52 @@
+"""``posthoc_adjust``: Menon et al.'s (ICLR 2021) post-hoc logit adjustment of another expert.
+
+The source's calibrated logits minus tau * log(training prior), with tau picked on ``val`` by
+balanced accuracy: a distinct, balanced expert for the cost of one pass over exported logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from argse.experts.derived import DerivedRecipe, LogitsExpert
+from argse.experts.registry import register_expert
+from argse.logits import LogitsFile
+from argse.losses import log_prior, posthoc_logit_adjust
+from argse.metrics import per_class_accuracy
+
+
+@dataclass
+class PosthocRecipe(DerivedRecipe):
+    tau_grid: list[float] = field(default_factory=lambda: [round(0.1 * i, 1) for i in range(31)])
+    """Candidates for tau (Menon et al. use tau = 1); the best balanced accuracy on val wins,
+    ties going to the candidate nearest 1."""
+
+    def __post_init__(self) -> None:
+        if not self.tau_grid:
+            raise ValueError("tau_grid must list at least one value")
+
+
+def balanced_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    per_class = per_class_accuracy(logits.argmax(1), labels, logits.shape[1])
+    return float(per_class[~per_class.isnan()].mean())
+
+
+@register_expert("posthoc_adjust")
+class PosthocAdjustExpert(LogitsExpert):
+    """Post-hoc logit adjustment (Menon et al. 2021) of another expert's logits, tau picked on val."""
+
+    Recipe = PosthocRecipe
+
+    def adjusted(self, source: LogitsFile, tau: float) -> torch.Tensor:
+        log_pi = log_prior(torch.tensor(source.class_counts))
+        return posthoc_logit_adjust(source.calibrated, log_pi, tau)
+
+    def fit(self, val: LogitsFile) -> dict:
+        scores = {tau: balanced_accuracy(self.adjusted(val, tau), val.labels) for tau in self.recipe.tau_grid}
+        self.tau = max(scores, key=lambda tau: (scores[tau], -abs(tau - 1.0)))
+        return {"tau": self.tau, "val_balanced_acc": scores[self.tau]}
+
+    def transform(self, source: LogitsFile) -> torch.Tensor:
+        return self.adjusted(source, self.tau)

@@ -1,0 +1,64 @@
+"""posthoc_adjust: an expert computed from ce's exported logits (Menon et al.'s post-hoc correction)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from argse import train_experts
+from argse.config import load_run_config
+from argse.errors import ArgseError
+from argse.experts import get_expert, load_recipe
+from argse.experts.posthoc_adjust import balanced_accuracy
+from argse.logits import load_sources
+from argse.losses import log_prior
+from tests.conftest import tiny_overrides
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    sets = tiny_overrides(tmp_path_factory.mktemp("posthoc"))
+    argv = [x for s in sets for x in ("--set", s)]
+    assert train_experts.main([*argv, "--experts", "ce,posthoc_adjust"]) == 0
+    cfg = load_run_config(None, sets)
+    return cfg, load_sources(cfg.out_dir, ["ce", "posthoc_adjust"], ["val", "tune", "test"])
+
+
+def test_logits_are_ce_calibrated_minus_tau_log_prior(run):
+    cfg, files = run
+    ce, post = files["test"]
+    tau = post.config["fitted"]["tau"]
+    expected = ce.logits / ce.temperature - tau * log_prior(torch.tensor(ce.class_counts))
+    torch.testing.assert_close(post.logits, expected, rtol=0, atol=1e-6)
+    assert torch.equal(post.labels, ce.labels) and torch.equal(post.indices, ce.indices)
+    assert post.config["source"] == "ce"
+
+
+def test_tau_is_the_best_balanced_accuracy_on_val(run):
+    cfg, files = run
+    ce, post = files["val"]
+    grid = load_recipe(get_expert("posthoc_adjust"), cfg).tau_grid
+    log_pi = log_prior(torch.tensor(ce.class_counts))
+    scores = {tau: balanced_accuracy(ce.calibrated - tau * log_pi, ce.labels) for tau in grid}
+    tau = post.config["fitted"]["tau"]
+    assert scores[tau] == max(scores.values())
+    assert post.config["fitted"]["val_balanced_acc"] == pytest.approx(scores[tau])
+
+
+def test_it_needs_its_source_first(tmp_path):
+    argv = [x for s in tiny_overrides(tmp_path) for x in ("--set", s)]
+    assert get_expert("posthoc_adjust").requires(
+        load_recipe(get_expert("posthoc_adjust"), load_run_config(None, tiny_overrides(tmp_path)))
+    ) == ["ce"]
+    with pytest.raises(ArgseError, match=r"no val logits for 'ce'.*make experts EXPERTS=ce"):
+        train_experts.main([*argv, "--experts", "posthoc_adjust"])
+
+
+def test_presets_merge_over_the_recipe_and_unknown_ones_are_listed(tmp_path):
+    cls = get_expert("logit_adjust")
+    cfg = load_run_config(None, tiny_overrides(tmp_path, **{"recipes.logit_adjust": "{preset: menon2021_cifar10}"}))
+    recipe = load_recipe(cls, cfg)
+    assert (recipe.epochs, recipe.milestones, recipe.nesterov) == (1241, [604, 926, 1128], True)
+    bad = load_run_config(None, tiny_overrides(tmp_path, **{"recipes.logit_adjust": "{preset: menon}"}))
+    with pytest.raises(ArgseError, match=r"no preset 'menon'.*available: menon2021_cifar10, menon2021_cifar100"):
+        load_recipe(cls, bad)
