@@ -28,8 +28,10 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def load_config(args: argparse.Namespace) -> RunConfig:
-    return load_run_config(args.config, args.overrides)
+def load_config(args: argparse.Namespace, values: dict | None = None) -> RunConfig:
+    """The run config of --config and --set, with ``values`` (nested, from the command's own options) on top;
+    every field is validated by argse.config, so the entry points check none themselves."""
+    return load_run_config(args.config, args.overrides, values)
 
 
 def console() -> Console:
