@@ -385,19 +385,26 @@ def check_evaluate(e: EvaluateConfig) -> None:
     _require(e.power_iters >= 1, f"power_iters must be >= 1, got {e.power_iters}")
     _require(e.worst_rounds >= 1, f"worst_rounds must be >= 1, got {e.worst_rounds}")
     _require(e.worst_step > 0, f"worst_step must be > 0, got {e.worst_step}")
-    _require(
-        GATE_RULE not in e.methods,
-        f"methods: '{GATE_RULE}' is added by itself for the gating source when its gate learned rules "
-        f"(gating.objective: selective_*); choose among {', '.join(METHODS)}",
-    )
-    unknown = [m for m in e.methods if m not in METHODS]
-    _require(
-        not unknown,
-        f"methods names unknown method '{unknown[0] if unknown else ''}'; choose among {', '.join(METHODS)}",
-    )
-    _require(bool(e.methods), f"methods must name at least one rejector among {', '.join(METHODS)}")
-    twice = sorted({m for m in e.methods if e.methods.count(m) > 1})
-    _require(not twice, f"methods names '{twice[0] if twice else ''}' twice; name each method once")
+    check_methods(e.methods)
+
+
+def named_twice(names: list[str]) -> str | None:
+    """The first name that ``names`` holds more than once, or None."""
+    return next((n for n in sorted(names) if names.count(n) > 1), None)
+
+
+def check_methods(methods: list[str]) -> None:
+    """evaluate.methods: known rejectors, each once (gate_rule is not chosen: evaluate adds it by itself)."""
+    if GATE_RULE in methods:
+        raise ValueError(
+            f"methods: '{GATE_RULE}' is added by itself for the gating source when its gate learned rules "
+            f"(gating.objective: selective_*); choose among {', '.join(METHODS)}"
+        )
+    for m in methods:
+        _require(m in METHODS, f"methods names unknown method '{m}'; choose among {', '.join(METHODS)}")
+    _require(bool(methods), f"methods must name at least one rejector among {', '.join(METHODS)}")
+    twice = named_twice(methods)
+    _require(twice is None, f"methods names '{twice}' twice; name each method once")
 
 
 @dataclass
@@ -422,11 +429,8 @@ class RunConfig:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def __post_init__(self) -> None:
-        twice = sorted({n for n in self.experts if self.experts.count(n) > 1})
-        _require(
-            not twice,
-            f"'{twice[0] if twice else ''}' is named twice in the config's 'experts' list; name each expert once",
-        )
+        twice = named_twice(self.experts)
+        _require(twice is None, f"'{twice}' is named twice in the config's 'experts' list; name each expert once")
 
     @property
     def out_dir(self) -> Path:
