@@ -54,7 +54,7 @@ def train_here(cfg: RunConfig, data: LTData, device, plan: list, resume: bool, c
         console.print(f"{cls.name}: temperature {temperature:.3f}; logits in {paths['test'].parent}")
 
 
-def test_reports(cfg: RunConfig, names: list[str]) -> dict[str, dict[str, float]]:
+def expert_reports(cfg: RunConfig, names: list[str]) -> dict[str, dict[str, float]]:
     """Accuracy and calibration of each expert on test, read from its exported logits. Read back rather
     than kept from training: under --parallel the experts trained in child processes, and the files
     are checked against the run's splits on the way, so both paths report the same thing."""
@@ -82,7 +82,7 @@ def run(
         train_in_parallel(parallel, plan, cfg, console)
     else:
         train_here(cfg, data, device, plan, resume, console)
-    return test_reports(cfg, names) if distributed.rank() == 0 else None
+    return expert_reports(cfg, names) if distributed.rank() == 0 else None
 
 
 def main(argv: list[str] | None = None) -> int:

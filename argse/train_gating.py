@@ -107,7 +107,7 @@ def export_mixture(cfg, files: dict, log_w: dict, logp: dict, names: list[str]) 
         )  # fmt: skip
 
 
-def test_reports(cfg, names, logp, labels, log_w, const_w, counts) -> dict[str, dict]:
+def mixture_reports(cfg, names, logp, labels, log_w, const_w, counts) -> dict[str, dict]:
     """Each expert, the uniform average, the best constant mixture and the gate, on test."""
     groups, shots = run_groups(counts, cfg.data)
     y, lp, e = labels["test"], logp["test"], len(names)
@@ -179,7 +179,7 @@ def run(cfg: RunConfig, names: list[str]) -> GatingRun:
     const_w = constant_baseline(cfg, logp, labels, gate_part)
     group_of = head_tail_groups(counts, cfg.data.tail_max_count).sample_masks(labels["test"])
     routing = routing_stats(log_w["test"].exp(), group_of, names)
-    reports = test_reports(cfg, names, logp, labels, log_w, const_w, counts)
+    reports = mixture_reports(cfg, names, logp, labels, log_w, const_w, counts)
     info |= {"test": reports, "constant_weights": dict(zip(names, const_w.tolist(), strict=True)), "routing": routing}
     info["mean_weight_by_group"] = {g: {n: s["mean"] for n, s in r.items()} for g, r in routing.items()}
     gate_json = storage.write_json(cfg.out_dir / "gating" / "gate.json", info)
