@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from argse.groups import Groups, run_groups
+from argse.logits import LogitsFile, load_sources
 
 if TYPE_CHECKING:
-    from argse.config import DataConfig
-    from argse.logits import LogitsFile
+    from argse.config import DataConfig, RunConfig
 
 
 def per_class_accuracy(pred: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -77,3 +77,9 @@ def source_report(f: LogitsFile, data: DataConfig) -> dict[str, float]:
     report["ece_cal"] = ece(f.probs, f.labels)
     report["temperature"] = f.temperature
     return report
+
+
+def source_reports(cfg: RunConfig, sources: list[str]) -> dict[str, dict[str, float]]:
+    """``source_report`` on test of each source's exported logits (checked against the run's splits)."""
+    files = load_sources(cfg.out_dir, sources, ["test"])["test"]
+    return {f.expert: source_report(f, cfg.data) for f in files}

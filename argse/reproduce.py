@@ -19,8 +19,7 @@ from pathlib import Path
 from argse import cli, evaluate, reporting, train_experts, train_gating
 from argse.config import RunConfig, load_run_config
 from argse.groups import TAIL
-from argse.logits import load_sources
-from argse.metrics import source_report
+from argse.metrics import source_reports
 from argse.reporting import aurc_key
 
 # Every combination of the two settings the paper's comparison depends on: (test prior, protocol).
@@ -55,8 +54,7 @@ def run_seed(cfg: RunConfig, train: bool, resume: bool) -> SeedResult:
     gating = train_gating.run(cfg, cfg.experts)
     cli.console().print(reporting.mixture_table(f"{cfg.name}: gating on test (%; NLL in nats)", gating.reports))
     names = cfg.experts + ["gating"]
-    files = load_sources(cfg.out_dir, names, ["test"])["test"]
-    reports = {f.expert: source_report(f, cfg.data) for f in files}
+    reports = source_reports(cfg, names)
     aurcs = {}
     for prior, protocol in VIEWS:
         view = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, test_prior=prior, protocol=protocol))

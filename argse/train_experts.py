@@ -16,8 +16,7 @@ from argse.errors import ArgseError
 from argse.experts import ExpertContext, get_expert, list_experts, load_plugins, load_recipe
 from argse.groups import TAIL
 from argse.launcher import train_in_parallel
-from argse.logits import load_sources
-from argse.metrics import source_report
+from argse.metrics import source_reports
 from argse.training import resolve_device
 
 
@@ -54,14 +53,6 @@ def train_here(cfg: RunConfig, data: LTData, device, plan: list, resume: bool, c
         console.print(f"{cls.name}: temperature {temperature:.3f}; logits in {paths['test'].parent}")
 
 
-def expert_reports(cfg: RunConfig, names: list[str]) -> dict[str, dict[str, float]]:
-    """Accuracy and calibration of each expert on test, read from its exported logits. Read back rather
-    than kept from training: under --parallel the experts trained in child processes, and the files
-    are checked against the run's splits on the way, so both paths report the same thing."""
-    files = load_sources(cfg.out_dir, names, ["test"])["test"]
-    return {f.expert: source_report(f, cfg.data) for f in files}
-
-
 def run(
     cfg: RunConfig, names: list[str], *, resume: bool = False, parallel: argparse.Namespace | None = None
 ) -> dict[str, dict[str, float]] | None:
@@ -82,7 +73,9 @@ def run(
         train_in_parallel(parallel, plan, cfg, console)
     else:
         train_here(cfg, data, device, plan, resume, console)
-    return expert_reports(cfg, names) if distributed.rank() == 0 else None
+    # The reports are read back from the exported files rather than kept from training: under --parallel
+    # the experts trained in child processes, and the files are checked against the run's splits on the way.
+    return source_reports(cfg, names) if distributed.rank() == 0 else None
 
 
 def main(argv: list[str] | None = None) -> int:
