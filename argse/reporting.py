@@ -42,13 +42,20 @@ AURC_COLUMNS = [aurc_key(m, s) for s in AURC_SPANS for m in AURC_METRICS]
 # ---------------------------------------------------------------- console tables
 
 
+def new_table(title: str, labels: list[str], numbers: list[str]) -> Table:
+    """A rich table with left-aligned label columns, then right-aligned number columns."""
+    table = Table(title=title)
+    for c in labels:
+        table.add_column(c)
+    for c in numbers:
+        table.add_column(c, justify="right")
+    return table
+
+
 def accuracy_table(title: str, reports: dict[str, dict[str, float]]) -> Table:
     """One row per source: accuracy per group and calibration, in %."""
     columns = ACCURACY_COLUMNS + CALIBRATION_COLUMNS
-    table = Table(title=title)
-    table.add_column("source")
-    for c in columns:
-        table.add_column(c, justify="right")
+    table = new_table(title, ["source"], columns)
     for name, rep in reports.items():
         table.add_row(name, *(f"{100 * rep[c]:.2f}" if c in rep else "-" for c in columns))
     return table
@@ -56,10 +63,8 @@ def accuracy_table(title: str, reports: dict[str, dict[str, float]]) -> Table:
 
 def mixture_table(title: str, reports: dict[str, dict[str, float]]) -> Table:
     """One row per expert or mixture: accuracy in % per group and NLL in nats."""
-    columns = ("acc", "balanced_acc", HEAD, TAIL)
-    table = Table(title=title)
-    for col in ("source", *columns, "nll"):
-        table.add_column(col, justify="right" if col != "source" else "left")
+    columns = ["acc", "balanced_acc", HEAD, TAIL]
+    table = new_table(title, ["source"], [*columns, "nll"])
     for name, rep in reports.items():
         table.add_row(name, *(f"{100 * rep[c]:.2f}" for c in columns), f"{rep['nll']:.3f}")
     return table
@@ -67,10 +72,7 @@ def mixture_table(title: str, reports: dict[str, dict[str, float]]) -> Table:
 
 def routing_table(names: list[str], routing: dict[str, dict[str, dict[str, float]]]) -> Table:
     """The gate's weight of each expert within each group: mean [10th, 90th percentile]."""
-    table = Table(title="gate weight per group on test: mean [10th, 90th percentile]")
-    table.add_column("group")
-    for n in names:
-        table.add_column(n, justify="right")
+    table = new_table("gate weight per group on test: mean [10th, 90th percentile]", ["group"], names)
     for group, per_expert in routing.items():
         table.add_row(group, *(f"{s['mean']:.3f} [{s['p10']:.3f}, {s['p90']:.3f}]" for s in per_expert.values()))
     return table
@@ -78,9 +80,7 @@ def routing_table(names: list[str], routing: dict[str, dict[str, dict[str, float
 
 def aurc_table(title: str, aurcs: dict[tuple[str, str], dict[str, float]]) -> Table:
     """One row per (source, method): its AURCs."""
-    table = Table(title=title)
-    for c in ["source", "method", *AURC_COLUMNS]:
-        table.add_column(c, justify="left" if c in ("source", "method") else "right")
+    table = new_table(title, ["source", "method"], AURC_COLUMNS)
     for (s, m), a in aurcs.items():
         table.add_row(s, m, *(f"{a[c]:.4f}" for c in AURC_COLUMNS))
     return table

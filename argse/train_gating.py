@@ -36,6 +36,7 @@ SPLITS = ("tune", "val", "test")
 
 
 def expert_names(cfg, requested: str | None) -> list[str]:
+    """The experts to mix: those of --experts, else every source with exported logits but the gate itself."""
     names = cli.split_names(requested) or [s for s in available_sources(cfg.out_dir) if s != "gating"]
     if not names:
         raise ArgseError(f"no exported expert logits under {cfg.out_dir / 'logits'}; run make experts first")
@@ -97,6 +98,7 @@ def fixed_weights(cfg, names: list[str], sizes: dict[str, int]) -> dict:
 
 
 def export_mixture(cfg, files: dict, log_w: dict, logp: dict, names: list[str]) -> None:
+    """The mixture's log-probabilities on every split, as the logits of source 'gating'."""
     for s in SPLITS:
         f = files[s][0]
         write_logits(
