@@ -10,7 +10,7 @@ from rich.console import Console
 from safetensors import SafetensorError
 
 from argse import distributed, runlock, storage
-from argse.config import RunConfig, load_run_config
+from argse.config import RunConfig, load_run_config, named_twice
 from argse.errors import ArgseError
 
 
@@ -28,8 +28,10 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def load_config(args: argparse.Namespace) -> RunConfig:
-    return load_run_config(args.config, args.overrides)
+def load_config(args: argparse.Namespace, values: dict | None = None) -> RunConfig:
+    """The run config of --config and --set, with ``values`` (nested, from the command's own options) on top;
+    every field is validated by argse.config, so the entry points check none themselves."""
+    return load_run_config(args.config, args.overrides, values)
 
 
 def console() -> Console:
@@ -48,9 +50,9 @@ def split_names(text: str | None) -> list[str] | None:
 
 
 def check_unique(names: list[str], where: str) -> None:
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ArgseError(f"'{twice[0]}' is named twice in {where}; name each expert once")
+    twice = named_twice(names)
+    if twice is not None:
+        raise ArgseError(f"'{twice}' is named twice in {where}; name each expert once")
 
 
 def lock_run(cfg: RunConfig, command: str) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from argse.errors import ArgseError
+from argse.selective import GATE_RULE, METHODS
 
 # ---------------------------------------------------------------- generic machinery
 
@@ -371,6 +372,11 @@ def check_gating(g: GatingConfig) -> None:
         f"selective_rates must be non-empty and lie in (0, 1), got {g.selective_rates}",
     )
     _require(g.selective_temperature > 0, f"selective_temperature must be positive, got {g.selective_temperature}")
+    _require(
+        g.gate != "fixed" or (bool(g.fixed_weights) and min(g.fixed_weights) >= 0 and sum(g.fixed_weights) > 0),
+        f"fixed_weights must hold one non-negative weight per expert, not all zero, for gate 'fixed' "
+        f"(got {g.fixed_weights}); set gating.fixed_weights=[w1, w2, ...] in --experts order",
+    )
 
 
 def check_evaluate(e: EvaluateConfig) -> None:
@@ -379,6 +385,26 @@ def check_evaluate(e: EvaluateConfig) -> None:
     _require(e.power_iters >= 1, f"power_iters must be >= 1, got {e.power_iters}")
     _require(e.worst_rounds >= 1, f"worst_rounds must be >= 1, got {e.worst_rounds}")
     _require(e.worst_step > 0, f"worst_step must be > 0, got {e.worst_step}")
+    check_methods(e.methods)
+
+
+def named_twice(names: list[str]) -> str | None:
+    """The first name that ``names`` holds more than once, or None."""
+    return next((n for n in sorted(names) if names.count(n) > 1), None)
+
+
+def check_methods(methods: list[str]) -> None:
+    """evaluate.methods: known rejectors, each once (gate_rule is not chosen: evaluate adds it by itself)."""
+    if GATE_RULE in methods:
+        raise ValueError(
+            f"methods: '{GATE_RULE}' is added by itself for the gating source when its gate learned rules "
+            f"(gating.objective: selective_*); choose among {', '.join(METHODS)}"
+        )
+    for m in methods:
+        _require(m in METHODS, f"methods names unknown method '{m}'; choose among {', '.join(METHODS)}")
+    _require(bool(methods), f"methods must name at least one rejector among {', '.join(METHODS)}")
+    twice = named_twice(methods)
+    _require(twice is None, f"methods names '{twice}' twice; name each method once")
 
 
 @dataclass
@@ -402,6 +428,10 @@ class RunConfig:
     gating: GatingConfig = field(default_factory=GatingConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
+    def __post_init__(self) -> None:
+        twice = named_twice(self.experts)
+        _require(twice is None, f"'{twice}' is named twice in the config's 'experts' list; name each expert once")
+
     @property
     def out_dir(self) -> Path:
         return Path(self.output_dir) / self.name
@@ -411,9 +441,11 @@ class RunConfig:
         return Path(self.checkpoint_dir) / self.name
 
 
-def load_run_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
-    data = read_yaml(path) if path else {}
-    return from_dict(RunConfig, apply_overrides(data, list(overrides)))
+def load_run_config(path: str | Path | None, overrides: list[str] = (), values: dict | None = None) -> RunConfig:
+    """The run config of YAML file ``path`` (None: the defaults), then ``--set`` ``overrides``, then nested
+    ``values`` (what an entry point's own options set, e.g. evaluate's --methods), validated as one."""
+    data = apply_overrides(read_yaml(path) if path else {}, list(overrides))
+    return from_dict(RunConfig, deep_merge(data, values or {}))
 
 
 def dump_yaml(obj: Any) -> str:

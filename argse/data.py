@@ -1,4 +1,5 @@
-"""Data core: long-tailed training sets, seeded held-out splits, the split manifest and groups.
+"""Data core: long-tailed training sets, seeded held-out splits, and the split manifest
+(the classes' groups are built by argse.groups).
 
 Every dataset is reduced to the same thing: an "official" train and test set as uint8
 tensors [N, 3, H, W]. The training set is subsampled per class with the exponential profile
@@ -20,6 +21,7 @@ import torch
 from argse import seeds, storage
 from argse.config import DataConfig, RunConfig, read_text
 from argse.errors import ArgseError
+from argse.groups import Groups, run_groups
 from argse.listfile import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -68,18 +70,6 @@ class Split:
 
 
 @dataclass
-class Groups:
-    """A partition of the classes, e.g. head/tail or many/medium/few."""
-
-    names: list[str]
-    of_class: torch.Tensor  # int64 [C], group id of each class
-
-    @property
-    def k(self) -> int:
-        return len(self.names)
-
-
-@dataclass
 class LTData:
     dataset: str
     classes: list[str]
@@ -96,17 +86,6 @@ class LTData:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
-
-
-def head_tail_groups(class_counts: torch.Tensor, tail_max_count: int) -> Groups:
-    return Groups(["head", "tail"], (class_counts <= tail_max_count).long())
-
-
-def shot_groups(class_counts: torch.Tensor, many_min_count: int, few_max_count: int) -> Groups:
-    of_class = torch.ones_like(class_counts)
-    of_class[class_counts > many_min_count] = 0
-    of_class[class_counts < few_max_count] = 2
-    return Groups(["many", "medium", "few"], of_class)
 
 
 # ---------------------------------------------------------------- sources
@@ -412,6 +391,7 @@ def prepare_data(run: RunConfig) -> LTData:
         mean = tuple(pixels.mean(dim=(0, 2, 3)).tolist())
         std = tuple(pixels.std(dim=(0, 2, 3)).tolist())
     counts = torch.tensor(manifest["class_counts"])
+    groups, shots = run_groups(counts, cfg)
     return LTData(
         dataset=cfg.dataset,
         classes=src.classes,
@@ -422,8 +402,8 @@ def prepare_data(run: RunConfig) -> LTData:
         std=std,
         manifest=manifest,
         sha256=sha,
-        groups=head_tail_groups(counts, cfg.tail_max_count),
-        shots=shot_groups(counts, cfg.many_min_count, cfg.few_max_count),
+        groups=groups,
+        shots=shots,
     )
 
 

@@ -1,12 +1,17 @@
-"""Classification metrics per class and per group, with the long-tail re-weighting of DESIGN.md."""
+"""Classification metrics per class and per named group, with the long-tail re-weighting of DESIGN.md."""
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 
-from argse.data import Groups
+from argse.groups import Groups, run_groups
+from argse.logits import LogitsFile, load_sources
+
+if TYPE_CHECKING:
+    from argse.config import DataConfig, RunConfig
 
 
 def per_class_accuracy(pred: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -19,8 +24,8 @@ def per_class_accuracy(pred: torch.Tensor, labels: torch.Tensor, num_classes: in
 def group_mean(per_class: torch.Tensor, groups: Groups) -> dict[str, float]:
     """Mean of a per-class rate within each group (classes absent from the split are skipped)."""
     out = {}
-    for k, name in enumerate(groups.names):
-        vals = per_class[(groups.of_class == k) & ~per_class.isnan()]
+    for name in groups.names:
+        vals = per_class[groups.classes_in(name) & ~per_class.isnan()]
         out[name] = float(vals.mean()) if len(vals) else float("nan")
     return out
 
@@ -61,3 +66,20 @@ def classification_report(
     report |= group_mean(per_class, groups) | group_mean(per_class, shots)
     report["worst_group_acc"] = min(report[name] for name in groups.names if not math.isnan(report[name]))
     return report
+
+
+def source_report(f: LogitsFile, data: DataConfig) -> dict[str, float]:
+    """Classification metrics of one logits file under the run's groups, plus its ECE before and after
+    temperature scaling and the temperature itself."""
+    counts = torch.tensor(f.class_counts)
+    report = classification_report(f.logits, f.labels, counts, *run_groups(counts, data))
+    report["ece_raw"] = ece(torch.softmax(f.logits.double(), 1), f.labels)
+    report["ece_cal"] = ece(f.probs, f.labels)
+    report["temperature"] = f.temperature
+    return report
+
+
+def source_reports(cfg: RunConfig, sources: list[str]) -> dict[str, dict[str, float]]:
+    """``source_report`` on test of each source's exported logits (checked against the run's splits)."""
+    files = load_sources(cfg.out_dir, sources, ["test"])["test"]
+    return {f.expert: source_report(f, cfg.data) for f in files}

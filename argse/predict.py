@@ -32,7 +32,7 @@ from argse.data import PREPROCESS_FORMAT, prepare_data, preprocess_record
 from argse.errors import ArgseError
 from argse.evaluate import RULES_FORMAT
 from argse.gating import GateMLP, gating_features, mixture_log_probs
-from argse.logits import logits_path, read_logits
+from argse.logits import load_sources
 from argse.models import build_model
 from argse.selective import decide
 from argse.training import (
@@ -110,8 +110,8 @@ def load_expert(cfg: RunConfig, name: str, num_classes: int, device: torch.devic
 
         model.fc = LWSClassifier(model.fc)
     load_module_weights(model, tensors, path)
-    # The temperature fitted on val travels with the exported logits.
-    temperature = read_logits(logits_path(cfg.out_dir, name, "test")).temperature
+    # The temperature fitted on val travels with the exported logits, which must be this run's.
+    temperature = load_sources(cfg.out_dir, [name], ["test"])["test"][0].temperature
     memory = torch.channels_last if cfg.runtime.channels_last else torch.preserve_format
     return model.to(device, memory_format=memory).eval(), temperature
 

@@ -21,6 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 METHODS = ("chow", "plugin_balanced", "plugin_worst")
+# The rule a selective gate learned with itself (gating.objective: selective_*); evaluate adds it for the
+# gating source only, so it is not one of the METHODS a config may name.
+GATE_RULE = "gate_rule"
 # A group without accepted samples has undefined conditional error; it counts as all-wrong so that
 # no rule can lower its group errors by rejecting a whole group.
 EMPTY_GROUP_ERROR = 1.0

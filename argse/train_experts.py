@@ -6,17 +6,76 @@ devices; ``--parallel`` instead trains several experts at once, one process per 
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import asdict
 
-from argse import cli, distributed, storage
-from argse.config import dump_yaml
-from argse.data import prepare_data, preprocess_record
+from argse import cli, distributed, reporting, storage
+from argse.config import RunConfig, dump_yaml
+from argse.data import LTData, prepare_data, preprocess_record
 from argse.errors import ArgseError
 from argse.experts import ExpertContext, get_expert, list_experts, load_plugins, load_recipe
+from argse.groups import TAIL
 from argse.launcher import train_in_parallel
-from argse.logits import load_sources
-from argse.summary import reports_table, source_report
+from argse.metrics import source_reports
 from argse.training import resolve_device
+
+
+def plan_experts(cfg: RunConfig, names: list[str]) -> list[tuple[type, object]]:
+    """(expert class, recipe) per name; every name and recipe is checked before any time is spent."""
+    load_plugins(cfg.plugins)
+    for key in cfg.recipes:  # the registry, not the config, knows the experts (plugins add some)
+        if key not in list_experts():
+            raise ArgseError(
+                f"config 'recipes' names unknown expert '{key}'; available experts: {', '.join(list_experts())}"
+            )
+    return [(get_expert(n), load_recipe(get_expert(n), cfg)) for n in names]
+
+
+def describe_run(cfg: RunConfig, data: LTData, device) -> str:
+    where = f"{device} x {distributed.world_size()} processes" if distributed.is_distributed() else str(device)
+    return (
+        f"[bold]{cfg.name}[/]: {data.dataset}, {data.num_classes} classes, {len(data.train.labels)} training "
+        f"images ({int(data.class_counts.max())} -> {int(data.class_counts.min())} per class), "
+        f"{data.groups.size(TAIL)} tail classes, device {where}"
+    )
+
+
+def train_here(cfg: RunConfig, data: LTData, device, plan: list, resume: bool, console) -> None:
+    """Train, calibrate and export each planned expert in this process (all ranks under torchrun)."""
+    ctx = ExpertContext(cfg, data, device, resume=resume)
+    for cls, recipe in plan:
+        expert = cls(ctx, recipe)
+        console.rule(f"expert {cls.name}")
+        expert.train()
+        temperature = expert.calibrate()
+        paths = expert.export_logits()
+        distributed.barrier()  # the files rank 0 wrote are complete before any rank reads them
+        console.print(f"{cls.name}: temperature {temperature:.3f}; logits in {paths['test'].parent}")
+
+
+def run(
+    cfg: RunConfig, names: list[str], *, resume: bool = False, parallel: argparse.Namespace | None = None
+) -> dict[str, dict[str, float]] | None:
+    """Train and export experts ``names``; their test reports on rank 0 (None on the other ranks).
+    ``parallel``: the command line (with --parallel N) whose --config and --set each child process repeats."""
+    plan = plan_experts(cfg, names)
+    if parallel is not None and distributed.launched():
+        raise ArgseError("--parallel starts its own processes; run it without torchrun")
+    cli.lock_run(cfg, "train_experts")  # one process per run name (rank 0 under torchrun); after the checks
+    device = resolve_device(cfg.runtime)
+    console = cli.console()  # after joining torchrun: only rank 0 prints
+    # Rank 0 first: it writes the split manifest (and any image cache) that the others then read.
+    data = distributed.rank_zero_first(lambda: prepare_data(cfg))
+    console.print(describe_run(cfg, data, device))
+    storage.write_text(cfg.out_dir / "config.yaml", dump_yaml(asdict(cfg)))
+    storage.write_json(cfg.out_dir / "preprocess.json", preprocess_record(data, cfg.data))  # for argse.predict
+    if parallel is not None:
+        train_in_parallel(parallel, plan, cfg, console)
+    else:
+        train_here(cfg, data, device, plan, resume, console)
+    # The reports are read back from the exported files rather than kept from training: under --parallel
+    # the experts trained in child processes, and the files are checked against the run's splits on the way.
+    return source_reports(cfg, names) if distributed.rank() == 0 else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,50 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     cfg = cli.load_config(args)
-    load_plugins(cfg.plugins)
     names = cli.split_names(args.experts) or cfg.experts
-    cli.check_unique(names, "the config's 'experts' list")
-    for key in cfg.recipes:
-        if key not in list_experts():
-            raise ArgseError(
-                f"config 'recipes' names unknown expert '{key}'; available experts: {', '.join(list_experts())}"
-            )
-    # Validate every name and recipe before any data is loaded or any time is spent training.
-    plan = [(get_expert(n), load_recipe(get_expert(n), cfg)) for n in names]
-    if args.parallel is not None and distributed.launched():
-        raise ArgseError("--parallel starts its own processes; run it without torchrun")
-    cli.lock_run(cfg, "train_experts")  # one process per run name (rank 0 under torchrun)
-
-    device = resolve_device(cfg.runtime)
-    console = cli.console()  # after joining torchrun: only rank 0 prints
-    # Rank 0 first: it writes the split manifest (and any image cache) that the others then read.
-    data = distributed.rank_zero_first(lambda: prepare_data(cfg))
-    where = f"{device} x {distributed.world_size()} processes" if distributed.is_distributed() else str(device)
-    console.print(
-        f"[bold]{cfg.name}[/]: {data.dataset}, {data.num_classes} classes, {len(data.train.labels)} training "
-        f"images ({int(data.class_counts.max())} -> {int(data.class_counts.min())} per class), "
-        f"{int((data.groups.of_class == 1).sum())} tail classes, device {where}"
-    )
-    storage.write_text(cfg.out_dir / "config.yaml", dump_yaml(asdict(cfg)))
-    storage.write_json(cfg.out_dir / "preprocess.json", preprocess_record(data, cfg.data))  # for argse.predict
-    if args.parallel is not None:
-        train_in_parallel(args, plan, cfg, console)
-    else:
-        ctx = ExpertContext(cfg, data, device, resume=args.resume)
-        for cls, recipe in plan:
-            expert = cls(ctx, recipe)
-            console.rule(f"expert {cls.name}")
-            expert.train()
-            temperature = expert.calibrate()
-            paths = expert.export_logits()
-            distributed.barrier()  # the files rank 0 wrote are complete before any rank reads them
-            console.print(f"{cls.name}: temperature {temperature:.3f}; logits in {paths['test'].parent}")
-
-    if distributed.rank() == 0:
-        files = load_sources(cfg.out_dir, names, ["test"])["test"]
-        d = cfg.data
-        reports = {f.expert: source_report(f, d.tail_max_count, d.many_min_count, d.few_max_count) for f in files}
-        console.print(reports_table(f"{cfg.name}: test split, % (ECE before / after temperature scaling)", reports))
+    reports = run(cfg, names, resume=args.resume, parallel=args if args.parallel is not None else None)
+    if reports is not None:
+        console = cli.console()
+        title = f"{cfg.name}: test split, % (ECE before / after temperature scaling)"
+        console.print(reporting.accuracy_table(title, reports))
         print_outputs(console, cfg, names)
     return 0
 

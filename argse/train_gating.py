@@ -9,14 +9,14 @@ rejectors that ``evaluate`` fits, so no rejector is fitted on the samples that t
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from rich.table import Table
 
-from argse import cli, storage
-from argse.data import head_tail_groups, shot_groups
+from argse import cli, reporting, storage
+from argse.config import RunConfig
 from argse.errors import ArgseError
 from argse.gating import (
     constant_weights,
@@ -27,7 +27,8 @@ from argse.gating import (
     train_gate,
     tune_parts,
 )
-from argse.logits import available_sources, load_sources, logits_path, write_logits
+from argse.groups import head_tail_groups, run_groups
+from argse.logits import LogitsFile, available_sources, load_sources, logits_path, write_logits
 from argse.metrics import classification_report, lt_weights
 from argse.selective_gate import train_selective_gate
 
@@ -35,6 +36,7 @@ SPLITS = ("tune", "val", "test")
 
 
 def expert_names(cfg, requested: str | None) -> list[str]:
+    """The experts to mix: those of --experts, else every source with exported logits but the gate itself."""
     names = cli.split_names(requested) or [s for s in available_sources(cfg.out_dir) if s != "gating"]
     if not names:
         raise ArgseError(f"no exported expert logits under {cfg.out_dir / 'logits'}; run make experts first")
@@ -84,10 +86,11 @@ def fixed_weights(cfg, names: list[str], sizes: dict[str, int]) -> dict:
     if gcfg.gate == "uniform":
         w = torch.full((e,), 1.0 / e, dtype=torch.float64)
     else:
-        if len(gcfg.fixed_weights) != e or min(gcfg.fixed_weights, default=-1) < 0 or sum(gcfg.fixed_weights) <= 0:
+        # argse.config checks the weights themselves; only their count depends on the experts of this run.
+        if len(gcfg.fixed_weights) != e:
             raise ArgseError(
-                f"gating.fixed_weights must hold {e} non-negative weights (one per expert: "
-                f"{', '.join(names)}), got {gcfg.fixed_weights}"
+                f"gating.fixed_weights holds {len(gcfg.fixed_weights)} weights for {e} experts "
+                f"({', '.join(names)}); give one weight per expert, in that order"
             )
         w = torch.tensor(gcfg.fixed_weights, dtype=torch.float64)
         w = w / w.sum()
@@ -95,6 +98,7 @@ def fixed_weights(cfg, names: list[str], sizes: dict[str, int]) -> dict:
 
 
 def export_mixture(cfg, files: dict, log_w: dict, logp: dict, names: list[str]) -> None:
+    """The mixture's log-probabilities on every split, as the logits of source 'gating'."""
     for s in SPLITS:
         f = files[s][0]
         write_logits(
@@ -105,10 +109,9 @@ def export_mixture(cfg, files: dict, log_w: dict, logp: dict, names: list[str]) 
         )  # fmt: skip
 
 
-def test_reports(cfg, names, logp, labels, log_w, const_w, counts) -> dict[str, dict]:
+def mixture_reports(cfg, names, logp, labels, log_w, const_w, counts) -> dict[str, dict]:
     """Each expert, the uniform average, the best constant mixture and the gate, on test."""
-    groups = head_tail_groups(counts, cfg.data.tail_max_count)
-    shots = shot_groups(counts, cfg.data.many_min_count, cfg.data.few_max_count)
+    groups, shots = run_groups(counts, cfg.data)
     y, lp, e = labels["test"], logp["test"], len(names)
     candidates = {n: lp[i] for i, n in enumerate(names)}
     candidates["uniform"] = mixture_log_probs(torch.full((len(y), e), -math.log(e), dtype=torch.float64), lp)
@@ -122,44 +125,51 @@ def test_reports(cfg, names, logp, labels, log_w, const_w, counts) -> dict[str, 
     return reports
 
 
-def print_tables(cfg, names: list[str], reports: dict, routing: dict) -> None:
-    console = cli.console()
-    table = Table(title=f"{cfg.name}: gating on test (%; NLL in nats)")
-    for col in ("source", "acc", "balanced_acc", "head", "tail", "nll"):
-        table.add_column(col, justify="right" if col != "source" else "left")
-    for name, rep in reports.items():
-        cells = (f"{100 * rep[c]:.2f}" for c in ("acc", "balanced_acc", "head", "tail"))
-        table.add_row(name, *cells, f"{rep['nll']:.3f}")
-    console.print(table)
-    wt = Table(title="gate weight per group on test: mean [10th, 90th percentile]")
-    wt.add_column("group")
-    for n in names:
-        wt.add_column(n, justify="right")
-    for g, per_expert in routing.items():
-        wt.add_row(g, *(f"{s['mean']:.3f} [{s['p10']:.3f}, {s['p90']:.3f}]" for s in per_expert.values()))
-    console.print(wt)
+@dataclass
+class GatingRun:
+    """What train_gating produced: gate.json's content and where the gate and the mixture went."""
+
+    names: list[str]
+    info: dict  # gate.json: settings, samples, test reports, constant weights, routing
+    gate_dir: Path
+    mixture_dir: Path
+
+    @property
+    def reports(self) -> dict[str, dict]:
+        return self.info["test"]
+
+    @property
+    def routing(self) -> dict[str, dict]:
+        return self.info["routing"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = cli.parser(__doc__)
-    parser.add_argument("--experts", default=None, help="comma list of experts to mix (default: all exported)")
-    args = parser.parse_args(argv)
-    cfg = cli.load_config(args)
-    cli.lock_run(cfg, "train_gating")
-    names = expert_names(cfg, args.experts)
+def sample_record(cfg: RunConfig, names: list[str], tune: LogitsFile, gate_part, rejector_part) -> dict:
+    """gate.json's settings, and which samples of tune the gate trained on and which it left to the rejectors."""
+    return {
+        "experts": names, "gate": cfg.gating.gate, "objective": cfg.gating.objective, "config": asdict(cfg.gating),
+        "test_prior": cfg.evaluate.test_prior,
+        "samples": {"gate_trained_on": {"split": "tune", "indices": tune.indices[gate_part].tolist()},
+                    "left_for_rejectors": {"split": "tune", "indices": tune.indices[rejector_part].tolist()}},
+    }  # fmt: skip
+
+
+def constant_baseline(cfg: RunConfig, logp: dict, labels: dict, gate_part: torch.Tensor) -> torch.Tensor:
+    """The baseline a gate must beat to be routing: one weight vector for every sample, fitted on its data."""
+    num_experts, y_gate = logp["tune"].shape[0], labels["tune"][gate_part]
+    label_logp = logp["tune"][:, gate_part].gather(2, y_gate.view(1, -1, 1).expand(num_experts, -1, 1))
+    balanced = cfg.gating.objective != "nll"
+    return constant_weights(label_logp.squeeze(2).t(), sample_weights(y_gate, logp["tune"].shape[2], balanced))
+
+
+def run(cfg: RunConfig, names: list[str]) -> GatingRun:
+    """Train (or set) the gate over experts ``names``, export the mixture's logits and write gate.json."""
     files = load_sources(cfg.out_dir, names, list(SPLITS))
     labels = {s: files[s][0].labels for s in SPLITS}
     logp = {s: torch.stack([F.log_softmax(f.calibrated.double(), dim=1) for f in files[s]]) for s in SPLITS}
+    counts = torch.tensor(files["tune"][0].class_counts)
     gate_part, rejector_part = tune_parts(labels["tune"], cfg.gating.tune_fraction, cfg.seed)
-    tune_idx = files["tune"][0].indices
-    info: dict = {
-        "experts": names, "gate": cfg.gating.gate, "objective": cfg.gating.objective, "config": asdict(cfg.gating),
-        "test_prior": cfg.evaluate.test_prior,
-        "samples": {"gate_trained_on": {"split": "tune", "indices": tune_idx[gate_part].tolist()},
-                    "left_for_rejectors": {"split": "tune", "indices": tune_idx[rejector_part].tolist()}},
-    }  # fmt: skip
+    info = sample_record(cfg, names, files["tune"][0], gate_part, rejector_part)
     if cfg.gating.gate == "learned":
-        counts = torch.tensor(files["tune"][0].class_counts)
         log_w, fit_info, gate = learned_weights(cfg, logp, labels, gate_part, counts)
         info |= fit_info
         meta = {"format": "argse.gate/1", "experts": ",".join(names)}
@@ -168,24 +178,29 @@ def main(argv: list[str] | None = None) -> int:
         log_w = fixed_weights(cfg, names, {s: len(labels[s]) for s in SPLITS})
     export_mixture(cfg, files, log_w, logp, names)
 
-    # The baseline a gate must beat to be routing: one weight vector for every sample, fitted on its data.
-    y_gate = labels["tune"][gate_part]
-    label_logp = logp["tune"][:, gate_part].gather(2, y_gate.view(1, -1, 1).expand(len(names), -1, 1))
-    balanced = cfg.gating.objective != "nll"
-    const_w = constant_weights(label_logp.squeeze(2).t(), sample_weights(y_gate, logp["tune"].shape[2], balanced))
-    counts = torch.tensor(files["tune"][0].class_counts)
-    groups = head_tail_groups(counts, cfg.data.tail_max_count)
-    group_of = {g: groups.of_class[labels["test"]] == k for k, g in enumerate(groups.names)}
+    const_w = constant_baseline(cfg, logp, labels, gate_part)
+    group_of = head_tail_groups(counts, cfg.data.tail_max_count).sample_masks(labels["test"])
     routing = routing_stats(log_w["test"].exp(), group_of, names)
-    reports = test_reports(cfg, names, logp, labels, log_w, const_w, counts)
+    reports = mixture_reports(cfg, names, logp, labels, log_w, const_w, counts)
     info |= {"test": reports, "constant_weights": dict(zip(names, const_w.tolist(), strict=True)), "routing": routing}
     info["mean_weight_by_group"] = {g: {n: s["mean"] for n, s in r.items()} for g, r in routing.items()}
     gate_json = storage.write_json(cfg.out_dir / "gating" / "gate.json", info)
-    print_tables(cfg, names, reports, routing)
+    return GatingRun(names, info, gate_json.parent, logits_path(cfg.out_dir, "gating", "test").parent)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.parser(__doc__)
+    parser.add_argument("--experts", default=None, help="comma list of experts to mix (default: all exported)")
+    args = parser.parse_args(argv)
+    cfg = cli.load_config(args)
+    cli.lock_run(cfg, "train_gating")
+    result = run(cfg, expert_names(cfg, args.experts))
     console = cli.console()
+    console.print(reporting.mixture_table(f"{cfg.name}: gating on test (%; NLL in nats)", result.reports))
+    console.print(reporting.routing_table(result.names, result.routing))
     gate_files = "gate.json, gate.safetensors" if cfg.gating.gate == "learned" else "gate.json"
-    console.print(f"gate: {gate_json.parent}/ ({gate_files})")
-    console.print(f"mixture logits: {logits_path(cfg.out_dir, 'gating', 'test').parent}/{{val,tune,test}}.safetensors")
+    console.print(f"gate: {result.gate_dir}/ ({gate_files})")
+    console.print(f"mixture logits: {result.mixture_dir}/{{val,tune,test}}.safetensors")
     return 0
 
 

@@ -16,9 +16,10 @@ import torch
 
 from argse import cli, evaluate
 from argse.config import load_run_config
-from argse.data import head_tail_groups
 from argse.gating import tune_parts
+from argse.groups import head_tail_groups
 from argse.logits import load_sources
+from argse.reporting import aurc_key
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,12 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     f = load_sources(cfg.out_dir, [args.source], ["tune"])["tune"][0]
     groups = head_tail_groups(torch.tensor(f.class_counts), cfg.data.tail_max_count)
     _, part = tune_parts(f.labels, cfg.gating.tune_fraction, cfg.seed)
-    view = evaluate.source_view(f, part, groups.of_class.numpy(), groups.k, cfg.evaluate)
+    view = evaluate.source_view(f, part, groups, cfg.evaluate)
     rates = [round(0.05 * i, 2) for i in range(17)]
     for sign in (1.0, -1.0):
         opts = dataclasses.replace(evaluate.fit_options(cfg.evaluate), mu_grid=tuple(sign * x for x in (1, 6, 11)))
         rows = evaluate.sweep(view, view, lambda v, r, o=opts: evaluate.fit_rule("plugin_balanced", v, r, o), rates)
-        aurc = evaluate.curve_aurcs(rows)["balanced_error@0-0.8"]
+        aurc = evaluate.curve_aurcs(rows)[aurc_key("balanced_error", "0-0.8")]
         cli.console().print(f"mu_tail = {'+' if sign > 0 else '-'}lambda: {args.source} plugin_balanced balanced AURC "
                             f"[0, 0.8] on its fitting sample (rejector part of tune): {aurc:.4f}")  # fmt: skip
     return 0

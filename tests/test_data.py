@@ -30,8 +30,25 @@ def test_splits_are_disjoint_seeded_and_follow_the_profile(tiny_cfg):
     assert [len(d.held_out[s].labels) for s in ("val", "tune", "test")] == [16, 24, 40]  # 0.2/0.3/0.5 of 80
     again = prepare_data(tiny_cfg)
     assert again.sha256 == d.sha256 and manifest_sha256(again.manifest) == d.sha256
-    assert d.groups.of_class.tolist() == [0, 0, 1, 1]  # tail: at most 8 images
-    assert d.shots.of_class.tolist() == [0, 1, 2, 2]  # counts 40, 18, 8, 4: many > 30, few < 10
+    assert d.groups.classes_in("tail").tolist() == [False, False, True, True]  # tail: at most 8 images
+    # counts 40, 18, 8, 4: many > 30, few < 10
+    assert [d.shots.size(g) for g in ("many", "medium", "few")] == [1, 1, 2]
+    assert d.shots.classes_in("medium").tolist() == [False, True, False, False]
+
+
+def test_groups_are_looked_up_by_name():
+    from argse.groups import head_tail_groups, shot_groups
+
+    groups = head_tail_groups(torch.tensor([50, 20, 21, 3]), tail_max_count=20)
+    assert groups.names == ["head", "tail"] and groups.size("tail") == 2
+    masks = groups.sample_masks(torch.tensor([0, 1, 3, 3]))
+    assert masks["tail"].tolist() == [False, True, True, True] and masks["head"].tolist() == [True, False, False, False]
+    shots = shot_groups(torch.tensor([101, 100, 20, 19]), many_min_count=100, few_max_count=20)
+    assert {g: shots.classes_in(g).nonzero().flatten().tolist() for g in shots.names} == {
+        "many": [0], "medium": [1, 2], "few": [3]
+    }  # fmt: skip
+    with pytest.raises(KeyError, match="no group 'middle' among many, medium, few"):
+        shots.index("middle")
 
 
 def test_changed_split_settings_refuse_the_existing_manifest(tiny):

@@ -173,10 +173,23 @@ def test_bad_inputs_are_one_sentence(tmp_path, run, capsys, breakage, message):
     assert message in err and len(err.strip().splitlines()) == 1
 
 
-def test_gating_speed_shape_is_class_count_free():
-    from argse.gating import gating_features
+def test_gate_work_per_sample_is_class_count_free():
+    """The gate's work per sample, counted as its feature width and its MLP's weights (one multiply-add
+    each), is the same for 10 and 1000 classes with the rich features; adding the posteriors makes it
+    grow with the class count, so the count can tell the two apart."""
+    from argse.gating import GateMLP, gating_features
 
-    probs = torch.softmax(torch.randn(4, 50, 100), dim=2)
-    assert gating_features(probs).shape == (50, 4 * 6 + 2)
-    assert gating_features(probs, with_posteriors=True).shape == (50, 4 * 6 + 2 + 400)
+    def work(classes: int, with_posteriors: bool) -> tuple[int, int]:
+        probs = torch.softmax(torch.randn(4, 50, classes), dim=2)
+        feats = gating_features(probs, with_posteriors=with_posteriors)
+        gate = GateMLP(feats.shape[1], 4, [64, 64], 0.1)
+        return feats.shape[1], sum(p.numel() for p in gate.net.parameters() if p.dim() == 2)
+
+    assert work(10, False) == work(1000, False)
+    assert work(10, False)[0] == 4 * 6 + 2
+    small, large = work(10, True), work(1000, True)
+    assert large[0] - small[0] == 4 * (1000 - 10) and large[1] > small[1]
+
+
+def test_default_gate_is_learned():
     assert load_run_config(None).gating.gate == "learned"

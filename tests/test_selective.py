@@ -107,14 +107,19 @@ def test_plugins_beat_chow_on_an_underconfident_tail():
     assert area[("plugin_worst", "worst_group_error")] < area[("plugin_balanced", "worst_group_error")]
 
 
-def test_evaluate_end_to_end_and_bad_input(tmp_path, capsys):
+def _one_expert_run(out_dir, name: str, class_counts: list[int]) -> list[str]:
+    """Hand-made logits of one expert 'ce' for run ``name``; the --set options that select the run."""
     from tests.logit_factory import write_run
 
     def model(labels, g):
         return torch.randn(len(labels), 4, generator=g) + 2 * torch.nn.functional.one_hot(labels, 4)
 
-    write_run(tmp_path / "o" / "e", {"ce": model}, 4, [100, 50, 10, 5])
-    base = ["--set", f"output_dir={tmp_path / 'o'}", "--set", "name=e", "--set", "data.tail_max_count=10"]
+    write_run(out_dir / name, {"ce": model}, 4, class_counts)
+    return ["--set", f"output_dir={out_dir}", "--set", f"name={name}", "--set", "data.tail_max_count=10"]
+
+
+def test_evaluate_end_to_end_and_bad_input(tmp_path, capsys):
+    base = _one_expert_run(tmp_path / "o", "e", [100, 50, 10, 5])
     assert evaluate.main(base + ["--methods", "chow,plugin_balanced"]) == 0
     out = tmp_path / "o" / "e" / "evaluation"
     assert {p.name for p in out.iterdir()} >= {"report.json", "rc_curves.csv", "rc_curves.png", "summary.md"}
@@ -215,3 +220,25 @@ def test_paper_result_under_the_training_prior_plugin_well_below_chow():
         for m in ("chow", "plugin_balanced")
     }
     assert area["plugin_balanced"] < 0.8 * area["chow"], area
+
+
+def test_evaluate_refuses_logits_of_another_split_or_run(tmp_path, capsys):
+    """The files of one source agree with each other; only the run's split manifest can tell that they
+    are another split's, or the same split of another run's (load_sources checks every consumer's)."""
+    import shutil
+
+    from argse.logits import logits_path
+
+    base = _one_expert_run(tmp_path / "o", "e", [100, 50, 10, 5])
+    _one_expert_run(tmp_path / "o", "other", [100, 50, 10, 6])  # another run: other counts, other splits.json
+    tune = logits_path(tmp_path / "o" / "e", "ce", "tune")
+    for replacement, field in [
+        (logits_path(tmp_path / "o" / "e", "ce", "val"), "split"),
+        (logits_path(tmp_path / "o" / "other", "ce", "tune"), "splits_sha256"),
+    ]:
+        shutil.copyfile(replacement, tune)
+        capsys.readouterr()
+        assert cli.run(evaluate.main, base + ["--methods", "chow"]) == 2
+        err = capsys.readouterr().err
+        assert f"field '{field}' does not match the run's split manifest" in err and str(tune) in err
+    assert not (tmp_path / "o" / "e" / "evaluation").exists()
