@@ -27,10 +27,11 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from argse import cli, storage
-from argse.config import RunConfig
+from argse.config import RunConfig, from_dict
 from argse.data import PREPROCESS_FORMAT, prepare_data, preprocess_record
 from argse.errors import ArgseError
 from argse.evaluate import RULES_FORMAT
+from argse.experts import LogitsExpert, get_expert, list_experts, load_plugins
 from argse.gating import GateMLP, gating_features, mixture_log_probs
 from argse.logits import load_sources
 from argse.models import build_model
@@ -99,7 +100,30 @@ class Team:
     gate_info: dict | None
 
 
+class DerivedNet(torch.nn.Module):
+    """An expert built from another's logits, on images: the source network, its temperature, the adjustment."""
+
+    def __init__(self, source: torch.nn.Module, temperature: float, expert: LogitsExpert, counts: list[int]) -> None:
+        super().__init__()
+        self.source, self.temperature, self.expert, self.counts = source, temperature, expert, counts
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.expert.adjust(self.source(x).float() / self.temperature, self.counts)
+
+
+def load_derived(cfg: RunConfig, cls: type, name: str, num_classes: int, device: torch.device):
+    """A LogitsExpert rebuilt from what its export recorded (source, recipe, fitted parameters)."""
+    (f,) = load_sources(cfg.out_dir, [name], ["test"])["test"]
+    record = {k: v for k, v in f.config.items() if k != "fitted"}
+    expert = cls(None, from_dict(cls.Recipe, record, f"the export of {name}"), f.config.get("fitted"))
+    source, t_source = load_expert(cfg, expert.recipe.source, num_classes, device)
+    return DerivedNet(source, t_source, expert, f.class_counts).eval(), f.temperature
+
+
 def load_expert(cfg: RunConfig, name: str, num_classes: int, device: torch.device) -> tuple[torch.nn.Module, float]:
+    cls = get_expert(name) if name in list_experts() else None
+    if cls is not None and issubclass(cls, LogitsExpert):
+        return load_derived(cfg, cls, name, num_classes, device)
     path = cfg.ckpt_dir / name / "best.safetensors"
     if not path.is_file():
         raise ArgseError(f"expert '{name}' has no checkpoint at {path}; train it first (make experts EXPERTS={name})")
@@ -263,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=256)
     args = parser.parse_args(argv)
     cfg = cli.load_config(args)
+    load_plugins(cfg.plugins)  # the team may hold plugin experts
     paths = list_images(Path(args.input))
     rows, skipped, team = predict_images(cfg, paths, args.source, args.method, args.rate, args.batch_size)
     for message in skipped:

@@ -70,6 +70,30 @@ FIGURES = [
 (Bag of Tricks leaves those cells empty; Kang et al. report ImageNet-LT, iNaturalist and Places)."""
 
 
+AURC = """\
+| figure | value | source | recipe |
+|---|---|---|---|
+| CIFAR-100-LT (IF 100) AURC, balanced / worst-group error: Chow | 0.509 ± 0.002 / 0.883 ± 0.007 | Narasimhan et al. 2024, Table 2 | CE ResNet-32, 256 epochs, lr 0.4, batch 128; test prior = training prior; 5 trials |
+| same, Plug-in [Balanced] | 0.292 ± 0.006 / 0.416 ± 0.015 | Table 2 | same |
+| same, Plug-in [Worst] | 0.287 ± 0.008 / 0.321 ± 0.018 | Table 2 | same |
+"""
+"""Selective prediction (Narasimhan et al., ICLR 2024). The paper reports no CIFAR-10-LT figures;
+what carries over is the ordering under the training prior: both plug-ins well below Chow."""
+
+
+def markdown() -> str:
+    """The published-figures section of a results page."""
+    return (
+        "## Published figures to hold these against\n\n"
+        "Balanced test accuracy, ResNet-32, imbalance factor 100; each figure with where it was read and the "
+        "recipe behind it (argse's recipes: `experts/*.yaml`).\n\n"
+        + accuracy_markdown()
+        + "\nSelective prediction (CIFAR-100-LT only; the paper reports no CIFAR-10-LT figures: what should "
+        "carry over is the ordering under the training prior, both plug-ins well below Chow, Plug-in [Worst] "
+        "lowest on worst-group error):\n\n" + AURC
+    )
+
+
 def accuracy_markdown(dataset: str | None = None) -> str:
     """The figures (of one dataset, or all) as a markdown table."""
     rows = [f for f in FIGURES if dataset is None or f.dataset == dataset]

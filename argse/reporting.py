@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from argse import storage
+from argse import published, storage
 from argse.groups import FEW, HEAD, MANY, MEDIUM, TAIL
 from argse.selective import GATE_RULE
 
@@ -185,20 +185,6 @@ def write_evaluation(cfg: RunConfig, ev: Evaluation, report: dict, rules: dict) 
 
 # ---------------------------------------------------------------- reproduce's results page
 
-PUBLISHED = """\
-## Published figures to hold these against
-
-| figure | value | source | recipe |
-|---|---|---|---|
-| CIFAR-100-LT (IF 100) AURC, balanced / worst-group error: Chow | 0.509 ± 0.002 / 0.883 ± 0.007 | Narasimhan et al. 2024, Table 2 | CE ResNet-32, 256 epochs, lr 0.4, batch 128; test prior = training prior; 5 trials |
-| same, Plug-in [Balanced] | 0.292 ± 0.006 / 0.416 ± 0.015 | Table 2 | same |
-| same, Plug-in [Worst] | 0.287 ± 0.008 / 0.321 ± 0.018 | Table 2 | same |
-
-These are CIFAR-100-LT figures (not available on this machine); for CIFAR-10-LT the paper reports
-none. What should carry over is the ordering under the training prior: both plug-ins well below
-Chow, Plug-in [Worst] lowest on worst-group error. The page's own checks test exactly that.
-"""
-
 
 def mean_se(values: list[float], scale: float = 1.0, digits: int = 4) -> str:
     """'mean ± standard error' (just the value for one seed)."""
@@ -258,12 +244,12 @@ def write_results_page(docs: Path, name: str, command: tuple[str, str | None], c
         "Rejectors fit on the rejector part of `tune` (the gate trains on the other part). Columns: error "
         "(test prior, protocol); prior `train` weights every sample by pi_train(y)/pi_split(y) as Narasimhan et al. "
         "do, `balanced` takes the split as it is; protocol `paper` is the published procedure, `argse` adds "
-        "calibration, best-round beta, refitting and the grid search (README, Selective prediction).\n",
+        "calibration, best-round beta, refitting and the grid search (docs/selective.md).\n",
         tables[1],
         f"\n![risk-coverage curves, seed {cfg.seed}]({name}.png)\n",
         "## Checks (on seed means)\n",
         *checks,
         "",
-        PUBLISHED,
+        published.markdown(),
     ]
     return storage.write_text(docs / f"{name}.md", "\n".join(lines) + "\n")

@@ -23,7 +23,7 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("predict")
     sets = tiny_overrides(tmp, **{"data.synthetic_test_per_class": "40", "gating.epochs": "30"})
     argv = [x for s in sets for x in ("--set", s)]
-    assert train_experts.main(argv + ["--experts", "ce,logit_adjust"]) == 0
+    assert train_experts.main(argv + ["--experts", "ce,logit_adjust,posthoc_adjust"]) == 0
     assert train_gating.main(argv) == 0
     cfg = load_run_config(None, sets)
     # Before evaluate there is no rejector to use.
@@ -31,7 +31,10 @@ def trained(tmp_path_factory):
     test = prepare_data(cfg).held_out["test"]
     Image.fromarray(test.images[0].permute(1, 2, 0).numpy()).save(tmp / "one" / "a.png")
     assert cli.run(predict.main, argv + [str(tmp / "one")]) == 2
-    assert evaluate.main(argv + ["--sources", "ce,gating", "--methods", "plugin_balanced,plugin_worst"]) == 0
+    assert (
+        evaluate.main(argv + ["--sources", "ce,gating,posthoc_adjust", "--methods", "plugin_balanced,plugin_worst"])
+        == 0
+    )
     folder = tmp / "images"
     folder.mkdir()
     for i, image in enumerate(test.images):
@@ -51,7 +54,9 @@ def evaluate_decisions(cfg, source: str, method: str):
     return accepted, (alpha_c * probs).argmax(1)
 
 
-@pytest.mark.parametrize("source, method", [("gating", "plugin_worst"), ("ce", "plugin_balanced")])
+@pytest.mark.parametrize(
+    "source, method", [("gating", "plugin_worst"), ("ce", "plugin_balanced"), ("posthoc_adjust", "plugin_balanced")]
+)
 def test_predict_reproduces_evaluate_on_test_images(trained, source, method):
     tmp, argv, cfg, folder = trained
     out = tmp / f"{source}.jsonl"

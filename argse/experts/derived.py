@@ -1,7 +1,7 @@
 """Experts computed from another expert's exported logits: no images, no training, seconds to run.
 
-A subclass says how its parameters are chosen on ``val`` (:meth:`LogitsExpert.fit`) and how a
-source logit becomes its own (:meth:`LogitsExpert.transform`). The source must be finished
+A subclass says how its parameters are chosen on ``val`` (:meth:`LogitsExpert.fit`) and how the
+source's calibrated logits become its own (:meth:`LogitsExpert.adjust`). The source must be finished
 first (``requires``, so ``--parallel`` waits for it); its logits are checked against this
 run's split manifest before use, and the result is exported in the argse.logits/1 format like
 any trained expert's.
@@ -34,10 +34,12 @@ class LogitsExpert:
     name: ClassVar[str]
     Recipe: ClassVar[type] = DerivedRecipe
 
-    def __init__(self, ctx: Any, recipe: DerivedRecipe) -> None:
+    def __init__(self, ctx: Any, recipe: DerivedRecipe, fitted: dict[str, Any] | None = None) -> None:
         self.ctx, self.recipe = ctx, recipe
         self.sources: dict[str, LogitsFile] = {}
         self.temperature: float | None = None
+        self.fitted: dict[str, Any] = fitted or {}
+        """The parameters :meth:`fit` chose; exported with the logits, so argse.predict can rebuild the expert."""
 
     @classmethod
     def requires(cls, recipe: DerivedRecipe) -> list[str]:
@@ -45,12 +47,15 @@ class LogitsExpert:
 
     # -- what subclasses change
     def fit(self, val: LogitsFile) -> dict[str, Any]:
-        """Choose this expert's parameters on the source's ``val`` logits; returns them (for the export)."""
+        """Choose this expert's parameters on the source's ``val`` logits; returns them (JSON-able)."""
         return {}
 
-    def transform(self, source: LogitsFile) -> torch.Tensor:
-        """This expert's logits for one split of the source."""
+    def adjust(self, calibrated: torch.Tensor, class_counts: list[int]) -> torch.Tensor:
+        """This expert's logits from the source's calibrated logits [N, C], with the parameters in ``fitted``."""
         raise NotImplementedError
+
+    def transform(self, source: LogitsFile) -> torch.Tensor:
+        return self.adjust(source.calibrated, source.class_counts)
 
     # -- the Expert protocol
     def train(self) -> None:

@@ -39,14 +39,14 @@ class PosthocAdjustExpert(LogitsExpert):
 
     Recipe = PosthocRecipe
 
-    def adjusted(self, source: LogitsFile, tau: float) -> torch.Tensor:
-        log_pi = log_prior(torch.tensor(source.class_counts))
-        return posthoc_logit_adjust(source.calibrated, log_pi, tau)
+    def adjust(self, calibrated: torch.Tensor, class_counts: list[int], tau: float | None = None) -> torch.Tensor:
+        tau = self.fitted["tau"] if tau is None else tau
+        return posthoc_logit_adjust(calibrated, log_prior(torch.tensor(class_counts)), tau)
 
     def fit(self, val: LogitsFile) -> dict:
-        scores = {tau: balanced_accuracy(self.adjusted(val, tau), val.labels) for tau in self.recipe.tau_grid}
-        self.tau = max(scores, key=lambda tau: (scores[tau], -abs(tau - 1.0)))
-        return {"tau": self.tau, "val_balanced_acc": scores[self.tau]}
-
-    def transform(self, source: LogitsFile) -> torch.Tensor:
-        return self.adjusted(source, self.tau)
+        grid = self.recipe.tau_grid
+        scores = {
+            tau: balanced_accuracy(self.adjust(val.calibrated, val.class_counts, tau), val.labels) for tau in grid
+        }
+        tau = max(scores, key=lambda t: (scores[t], -abs(t - 1.0)))
+        return {"tau": tau, "val_balanced_acc": scores[tau]}
