@@ -62,3 +62,14 @@ def test_presets_merge_over_the_recipe_and_unknown_ones_are_listed(tmp_path):
     bad = load_run_config(None, tiny_overrides(tmp_path, **{"recipes.logit_adjust": "{preset: menon}"}))
     with pytest.raises(ArgseError, match=r"no preset 'menon'.*available: menon2021_cifar10, menon2021_cifar100"):
         load_recipe(cls, bad)
+
+
+def test_kang_preset_is_their_stage_2(tmp_path):
+    cfg = load_run_config(None, tiny_overrides(tmp_path, **{"recipes.decoupling": "{preset: kang2020}"}))
+    recipe = load_recipe(get_expert("decoupling"), cfg)
+    assert (recipe.bn, recipe.feature_cache, recipe.stage2.augment, recipe.stage2.sampler) == (
+        "rebalanced",
+        False,
+        True,
+        "balanced",
+    )
