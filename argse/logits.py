@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from argse import __version__, storage
+from argse.config import dump_yaml
 from argse.data import manifest_sha256, read_manifest
 from argse.errors import ArgseError
 
@@ -88,6 +89,12 @@ def write_logits(
     }
     tensors = {"logits": logits.float(), "labels": labels.long(), "indices": indices.long()}
     return storage.save_tensors(path, tensors, meta)
+
+
+def write_export_config(run: dict, expert: str, recipe: dict, out_dir: Path) -> Path:
+    """logits/<expert>/config.yaml beside an export: the run config and the recipe that made it."""
+    text = dump_yaml({"run": run, "expert": expert, "recipe": recipe})
+    return storage.write_text(logits_path(out_dir, expert, "test").parent / "config.yaml", text)
 
 
 def read_logits(path: str | Path) -> LogitsFile:

@@ -22,7 +22,7 @@ from argse.config import RunConfig, deep_merge, dump_yaml, from_dict, read_yaml
 from argse.data import HELD_OUT, LTData, Split
 from argse.errors import ArgseError
 from argse.experts.registry import get_expert
-from argse.logits import logits_path, write_logits
+from argse.logits import logits_path, write_export_config, write_logits
 from argse.losses import log_prior
 from argse.metrics import classification_report
 from argse.models import prepare_model
@@ -220,8 +220,5 @@ class StandardExpert:
                 splits_sha256=d.sha256,
                 config=asdict(self.recipe),
             )
-        storage.write_text(
-            cfg.out_dir / "logits" / self.name / "config.yaml",
-            dump_yaml({"run": asdict(cfg), "expert": self.name, "recipe": asdict(self.recipe)}),
-        )
+        write_export_config(asdict(cfg), self.name, asdict(self.recipe), cfg.out_dir)
         return paths

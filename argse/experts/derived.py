@@ -15,11 +15,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from argse import storage
 from argse.calibration import fit_temperature
-from argse.config import dump_yaml
 from argse.data import HELD_OUT
-from argse.logits import LogitsFile, load_sources, logits_path, write_logits
+from argse.logits import LogitsFile, load_sources, logits_path, write_export_config, write_logits
 
 
 @dataclass
@@ -85,8 +83,5 @@ class LogitsExpert:
                 splits_sha256=src.splits_sha256,
                 config=record,
             )
-        storage.write_text(
-            cfg.out_dir / "logits" / self.name / "config.yaml",
-            dump_yaml({"run": asdict(cfg), "expert": self.name, "recipe": record}),
-        )
+        write_export_config(asdict(cfg), self.name, record, cfg.out_dir)
         return paths
