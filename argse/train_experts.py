@@ -13,7 +13,7 @@ from argse import cli, distributed, reporting, storage
 from argse.config import RunConfig, dump_yaml
 from argse.data import LTData, prepare_data, preprocess_record
 from argse.errors import ArgseError
-from argse.experts import ExpertContext, get_expert, list_experts, load_plugins, load_recipe
+from argse.experts import ExpertContext, LogitsExpert, get_expert, list_experts, load_plugins, load_recipe
 from argse.groups import TAIL
 from argse.launcher import train_in_parallel
 from argse.metrics import source_reports
@@ -106,11 +106,15 @@ def main(argv: list[str] | None = None) -> int:
 def print_outputs(console, cfg, names: list[str]) -> None:
     """Where everything of this command went."""
     console.print(f"[bold]outputs of {', '.join(names)}[/]:")
-    console.print(f"  split manifest   {cfg.out_dir / 'splits.json'}")
-    console.print(f"  run config       {cfg.out_dir / 'config.yaml'}")
+    width = max(len(n) for n in names) + len(" checkpoints") + 1
+    console.print(f"  {'split manifest':<{width}} {cfg.out_dir / 'splits.json'}")
+    console.print(f"  {'run config':<{width}} {cfg.out_dir / 'config.yaml'}")
     for name in names:
-        console.print(f"  {name + ' logits':<16} {cfg.out_dir / 'logits' / name}/{{val,tune,test}}.safetensors")
-        console.print(f"  {name + ' checkpoints':<16} {cfg.ckpt_dir / name}/ (best / last .safetensors, metrics.jsonl)")
+        console.print(f"  {name + ' logits':<{width}} {cfg.out_dir / 'logits' / name}/{{val,tune,test}}.safetensors")
+        if not issubclass(get_expert(name), LogitsExpert):  # computed from another's logits: no network of its own
+            console.print(
+                f"  {name + ' checkpoints':<{width}} {cfg.ckpt_dir / name}/ (best / last .safetensors, metrics.jsonl)"
+            )
 
 
 if __name__ == "__main__":
