@@ -80,3 +80,13 @@ def test_cuda_graphs_train_the_tiny_expert_and_match_eager_fp32(tiny, tmp_path):
     for k in a:
         if k.startswith("model.") and a[k].is_floating_point():
             assert torch.allclose(a[k], b[k], atol=1e-3, rtol=1e-3), k
+
+
+def test_gpu_benchmark_section_prints_the_three_rows(tmp_path, monkeypatch):
+    import benchmarks.__main__ as bench
+
+    monkeypatch.setattr(bench, "ARCHIVE", tmp_path / "absent.tar.gz")
+    out = tmp_path / "perf.md"
+    assert bench.main(["--quick", "--only", "gpu", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "argse loop, eager" in text and "runtime.cuda_graphs" in text and "bare CUDA-graph step" in text
