@@ -165,22 +165,24 @@ class _Fit:
 
     def train_epoch(self, epoch: int, network: nn.Module, advance: Callable[[], None]) -> torch.Tensor:
         """One pass over the sampler's order; returns this rank's summed loss."""
-        task, recipe, device = self.task, self.recipe, self.device
+        task, recipe = self.task, self.recipe
         task.train_mode()
         # Every rank draws the same global order; each trains on its shard of every batch.
         order = epoch_order(self.labels, recipe.sampler, self.gens["sampler"], task.num_classes, self.draws)
         aug = self.gens["augment"] if recipe.augment else None
         if self.static:
-            if self.static_epochs is None:  # built after a resume has restored the optimiser state
-                self.static_epochs = StaticEpochs(
-                    task, self.opt, self.draws, recipe.batch_size, aug, self.runtime, device
-                )
-            loss_sum, first_bad = self.static_epochs.epoch(order, self.sched, advance)
-            self.stop_if_diverged(epoch, first_bad)
-            return loss_sum
+            loss_sum, first_bad = self.static_steps(aug).epoch(order, self.sched, advance)
+        else:
+            loss_sum, first_bad = self.eager_steps(order, aug, network, advance)
+        self.stop_if_diverged(epoch, distributed.all_max(first_bad))
+        return loss_sum
+
+    def eager_steps(self, order, aug, network, advance) -> tuple[torch.Tensor, torch.Tensor]:
+        """The steps of one epoch, each shaped by its batch; returns (summed loss, first non-finite step)."""
+        task, device = self.task, self.device
         loss_sum = torch.zeros((), device=device)
         first_bad = torch.full((), -1, device=device)
-        for step, (x, y, n) in enumerate(task.data.batches(order, recipe.batch_size, aug)):
+        for step, (x, y, n) in enumerate(task.data.batches(order, self.recipe.batch_size, aug)):
             with autocast(device, self.runtime):
                 out = network(x).float()
             loss = distributed.scaled_loss(task.loss_fn(out, y), out, len(y), n)
@@ -193,8 +195,15 @@ class _Fit:
             first_bad = torch.where(~loss.isfinite() & (first_bad < 0), step, first_bad)
             loss_sum += loss
             advance()
-        self.stop_if_diverged(epoch, distributed.all_max(first_bad))
-        return loss_sum
+        return loss_sum, first_bad
+
+    def static_steps(self, aug: torch.Generator | None) -> StaticEpochs:
+        """The static-shape steps, built at the first epoch: after a resume has restored the optimiser."""
+        if self.static_epochs is None:
+            self.static_epochs = StaticEpochs(
+                self.task, self.opt, self.draws, self.recipe.batch_size, aug, self.runtime, self.device
+            )
+        return self.static_epochs
 
     def stop_if_diverged(self, epoch: int, first_bad: torch.Tensor) -> None:
         if int(first_bad) < 0:
