@@ -6,12 +6,13 @@ Prints, per image, a bare channels_last step (forward, loss, backward, SGD) on n
 the same with argse's on-device crop/flip/normalise, argse's ``train_epoch`` alone and a whole
 one-epoch ``fit`` (the ``python -m benchmarks --only train`` row: validation stub, checkpoints);
 then the per-call cost of each per-step extra of the loop; with ``--compile`` also the step under
-torch.compile (inductor), compile time separate. Medians of ``--repeats`` after a warm-up.
+torch.compile (inductor), compile time separate. Medians of ``--repeats``, the rows timed in turns after a warm-up.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,7 +26,6 @@ from argse.config import RuntimeConfig
 from argse.models import CifarResNet
 from argse.training import CropFlip, Normalize, TensorBatches, TrainRecipe, TrainTask, fit, make_progress
 from argse.training.loop import _Fit
-from benchmarks.__main__ import median_time
 
 MEAN, STD, BATCH = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), 128
 CPU = torch.device("cpu")
@@ -89,6 +89,19 @@ def argse_fit(images, labels) -> Callable[[], None]:
     return run
 
 
+def interleaved_medians(rows: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Median seconds of each row, timed in turns (A B C, A B C, ...) so a busy machine slows all alike."""
+    for fn in rows.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in rows}
+    for _ in range(repeats):
+        for name, fn in rows.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def per_call_us(fn, calls: int = 2000) -> float:
     fn()
     start = time.perf_counter()
@@ -121,19 +134,18 @@ def loop_extras() -> dict[str, float]:
         }
 
 
-def compiled(images, labels, repeats: int) -> tuple[float, float]:
-    """(first-call seconds including the inductor compile, steady-state epoch seconds)."""
+def compiled_steps(images, labels) -> tuple[Callable[[], None], float]:
+    """The bare step + augment under torch.compile (inductor), and the seconds of its first (compiling) epoch."""
     run = bare_steps(images, labels, augment=True, step_fn=torch.compile)
     start = time.perf_counter()
     run()
-    first = time.perf_counter() - start
-    return first, median_time(run, repeats, warmup=0)
+    return run, time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--compile", action="store_true", help="also time the step under torch.compile (slow)")
     args = p.parse_args(argv)
     n = args.steps * BATCH
@@ -147,16 +159,15 @@ def main(argv: list[str] | None = None) -> int:
         "argse fit, one epoch (benchmark row)": argse_fit(images, labels),
     }
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {n} images, batch {BATCH}")
-    times = {name: median_time(fn, args.repeats) for name, fn in rows.items()}
+    if args.compile:
+        rows["torch.compile(step) + argse crop/flip"], first = compiled_steps(images, labels)
+        print(f"torch.compile (inductor): first epoch {first:.1f} s, compile included")
+    times = interleaved_medians(rows, args.repeats)
     base = times["bare step, normalised tensors"]
     for name, t in times.items():
         print(f"{name:40s} {n / t:7.1f} img/s  {1000 * t / args.steps:7.1f} ms/step  {t / base:5.3f}x bare")
     for name, us in loop_extras().items():
         print(f"  per step: {name:36s} {us:9.1f} us")
-    if args.compile:
-        first, steady = compiled(images, labels, args.repeats)
-        print(f"torch.compile (inductor) step + augment: first epoch {first:.1f} s (compile included), ")
-        print(f"  then {n / steady:.1f} img/s, {steady / times['bare step + argse crop/flip/normalise']:.3f}x eager")
     return 0
 
 
