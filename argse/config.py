@@ -256,6 +256,10 @@ class RuntimeConfig:
     """bf16 autocast on CUDA (ignored on CPU)."""
     compile: bool = False
     """torch.compile the model (CUDA)."""
+    cuda_graphs: bool = False
+    """Capture each training step in a CUDA graph (static shapes, LR and crops on the device; CUDA
+    only, refused on the CPU and under torchrun). Off by default: not yet measured on a GPU
+    (docs/performance_notes.md)."""
     threads: int = 0
     """torch intra-op threads; 0 keeps torch's default (one per core)."""
     eval_batch_size: int = 1000

@@ -77,9 +77,9 @@ def bench_train(data, device, steps: int, repeats: int, workers: tuple[int, ...]
     }
 
 
-def _argse_epoch(images, labels, data, device) -> None:
+def _argse_epoch(images, labels, data, device, cuda_graphs: bool = False) -> None:
     """One epoch of argse's loop: images on the device, crop/flip there, channels_last."""
-    runtime = RuntimeConfig(device=str(device), progress=False, channels_last=True)
+    runtime = RuntimeConfig(device=str(device), progress=False, channels_last=True, cuda_graphs=cuda_graphs)
     torch.manual_seed(0)
     model = CifarResNet(data.num_classes).to(device, memory_format=torch.channels_last)
     norm = Normalize(data.mean, data.std, device, channels_last=True)
@@ -464,6 +464,18 @@ ROWS = {
 }
 
 
+def gpu_lines(b: Bench) -> list[str]:
+    """The GPU section: argse's loop, the PIL DataLoader reference and the bare CUDA-graph step side by side."""
+    lines = ["", "## GPU", ""]
+    if b.device.type != "cuda":
+        return lines + ["Skipped: no CUDA device in this run (GPU figures are not measured, not estimated)."]
+    from benchmarks.gpu import gpu_rows
+
+    rows = gpu_rows(b.data, steps=4 if b.quick else 40, repeats=b.repeats, bench=sys.modules[__name__])
+    lines += ["| measurement | argse | baseline | speed-up | note |", "|---|---|---|---|---|"]
+    return lines + ["| " + " | ".join(r) + " |" for r in rows]
+
+
 def report_lines(rows: list[tuple], source: str, device: torch.device, repeats: int) -> list[str]:
     gpu_note = "" if device.type == "cuda" else " No CUDA GPU in this run: the GPU rows are left empty, not estimated."
     lines = [
@@ -475,24 +487,14 @@ def report_lines(rows: list[tuple], source: str, device: torch.device, repeats: 
         "| measurement | argse | baseline | speed-up | bar / note |",
         "|---|---|---|---|---|",
     ]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    if device.type != "cuda":
-        lines += [
-            "",
-            "## GPU",
-            "",
-            "| card | ResNet-32 training img/s (bar: 25,000 on one H100) | CUDA tests |",
-            "|---|---|---|",
-            "| (none available to this run) | | |",
-        ]
-    return lines
+    return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of the benchmark code")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--only", default=",".join(ROWS))
+    p.add_argument("--only", default=",".join([*ROWS, "gpu"]), help="rows to run; 'gpu' is the GPU section")
     p.add_argument("--out", default=None, help="write the markdown table here (e.g. docs/performance.md)")
     args = p.parse_args(argv)
     only = set(args.only.split(","))
@@ -506,7 +508,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, (row, in_quick) in ROWS.items():
             if name in only and (in_quick or not args.quick) and (name != "rss" or ARCHIVE.is_file()):
                 rows.append(row(bench))
-    write_report(report_lines(rows, source, device, repeats), args.out)
+        gpu = gpu_lines(bench) if "gpu" in only else []
+    write_report(report_lines(rows, source, device, repeats) + gpu, args.out)
     return 0
 
 

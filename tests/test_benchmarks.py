@@ -35,3 +35,23 @@ def test_decoupling_variants_smoke(tmp_path):
     for label in ("tau-norm", "cRT, 2-view cache", "LWS, Kang (augment, BN train, no cache)"):
         assert label in text
     assert text.count("| 2 |") + text.count("| 1 |") >= 6  # a best epoch for every trained variant
+
+
+def test_gpu_section_says_it_was_skipped_without_cuda(tmp_path, monkeypatch):
+    import torch
+
+    import benchmarks.__main__ as bench
+
+    monkeypatch.setattr(bench, "ARCHIVE", tmp_path / "absent.tar.gz")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "perf.md"
+    assert bench.main(["--quick", "--only", "gpu", "--out", str(out)]) == 0
+    assert "## GPU\n\nSkipped: no CUDA device in this run" in out.read_text()
+
+
+def test_train_overhead_times_each_per_step_extra():
+    from benchmarks.train_overhead import loop_extras
+
+    extras = loop_extras()
+    assert {"LambdaLR.step", "divergence tracking (where + add)", "progress.advance (disabled bar)"} <= set(extras)
+    assert all(us > 0 for us in extras.values())

@@ -63,3 +63,36 @@ def test_torchrun_on_two_gpus_trains_like_one(tmp_path):
     for expert in ("ce", "decoupling"):
         a, b = weights(one, expert), weights(two, expert)
         assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-3) for k in a), expert
+
+
+def test_cuda_graphs_train_the_tiny_expert_and_match_eager_fp32(tiny, tmp_path):
+    """runtime.cuda_graphs: two captured shapes (full batches, the remainder) train like the eager step.
+
+    fp32 without bf16; cuDNN and the fused SGD are not bit-identical to the eager kernels, hence allclose.
+    """
+    from argse.training import load_checkpoint
+
+    sets = ["runtime.device=cuda", "runtime.bf16=false", "recipes.ce.epochs=3", "recipes.ce.milestones=[2]"]
+    weights = {}
+    for graphs in ("false", "true"):
+        cfg = load_run_config(
+            None, tiny + sets + [f"runtime.cuda_graphs={graphs}", f"checkpoint_dir={tmp_path / graphs}"]
+        )
+        expert = build_expert("ce", ExpertContext(cfg, prepare_data(cfg), torch.device("cuda")))
+        expert.train()
+        weights[graphs] = load_checkpoint(expert.ckpt_dir / "last.safetensors")[0]
+    a, b = weights["false"], weights["true"]
+    assert a.keys() == b.keys()
+    for k in a:
+        if k.startswith("model.") and a[k].is_floating_point():
+            assert torch.allclose(a[k], b[k], atol=1e-3, rtol=1e-3), k
+
+
+def test_gpu_benchmark_section_prints_the_three_rows(tmp_path, monkeypatch):
+    import benchmarks.__main__ as bench
+
+    monkeypatch.setattr(bench, "ARCHIVE", tmp_path / "absent.tar.gz")
+    out = tmp_path / "perf.md"
+    assert bench.main(["--quick", "--only", "gpu", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "argse loop, eager" in text and "runtime.cuda_graphs" in text and "bare CUDA-graph step" in text

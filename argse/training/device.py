@@ -17,8 +17,11 @@ def resolve_device(runtime: RuntimeConfig) -> torch.device:
     return distributed.init(runtime.device, runtime.dist_timeout_s)
 
 
-def autocast(device: torch.device, runtime: RuntimeConfig):
-    """bf16 autocast on CUDA when the runtime asks for it; full precision everywhere else."""
+def autocast(device: torch.device, runtime: RuntimeConfig, cache: bool = True):
+    """bf16 autocast on CUDA when the runtime asks for it; full precision everywhere else.
+
+    ``cache=False`` inside a CUDA-graph capture: cached weight casts would outlive the capture.
+    """
     if device.type == "cuda" and runtime.bf16:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=cache)
     return contextlib.nullcontext()

@@ -34,6 +34,7 @@ from argse.training.checkpoints import (
 from argse.training.device import autocast
 from argse.training.recipe import TrainRecipe, lr_factor
 from argse.training.samplers import epoch_order
+from argse.training.static_step import StaticEpochs, check_cuda_graphs
 
 
 @dataclass
@@ -79,9 +80,18 @@ def fit(
     resume: bool,
     device: torch.device,
     runtime: RuntimeConfig,
+    static_shapes: bool | None = None,
 ) -> dict:
-    """Train ``task`` with ``recipe``; checkpoints go to ``ckpt_dir``. Returns the best val metrics."""
-    run = _Fit(task, recipe, ckpt_dir, seed, device, runtime)
+    """Train ``task`` with ``recipe``; checkpoints go to ``ckpt_dir``. Returns the best val metrics.
+
+    ``static_shapes`` (default ``runtime.cuda_graphs``) trains with the static-shape step of
+    static_step.py: captured in CUDA graphs on a GPU, run eagerly on the CPU (the equality tests).
+    """
+    if static_shapes is None:
+        static_shapes = runtime.cuda_graphs
+        if static_shapes:
+            check_cuda_graphs(device, task.data)
+    run = _Fit(task, recipe, ckpt_dir, seed, device, runtime, static_shapes)
     if resume and run.last_path.is_file():
         run.state = restore_training_state(run.last_path, run.live, run.state)
     run.epochs()
@@ -107,17 +117,21 @@ class _Fit:
     """One call of :func:`fit`: the optimiser, scheduler, generators and history that outlive an epoch."""
 
     def __init__(
-        self, task: TrainTask, recipe: TrainRecipe, ckpt_dir: Path, seed: int, device: torch.device, runtime
+        self, task: TrainTask, recipe: TrainRecipe, ckpt_dir: Path, seed: int, device: torch.device, runtime, static
     ) -> None:
         self.task, self.recipe, self.device, self.runtime = task, recipe, device, runtime
         self.ckpt_dir = ckpt_dir
         self.last_path, self.best_path = ckpt_dir / "last.safetensors", ckpt_dir / "best.safetensors"
+        self.static, self.static_epochs = static, None
+        # Fused CUDA SGD reads a tensor learning rate on the device; foreach SGD would read it on the host.
+        fused = True if static and device.type == "cuda" else None
         self.opt = torch.optim.SGD(
             task.params,
             lr=recipe.lr,
             momentum=recipe.momentum,
             nesterov=recipe.nesterov,
             weight_decay=recipe.weight_decay,
+            fused=fused,
         )
         self.labels = task.data.labels
         self.draws = task.epoch_size or len(self.labels)
@@ -156,14 +170,24 @@ class _Fit:
 
     def train_epoch(self, epoch: int, network: nn.Module, advance: Callable[[], None]) -> torch.Tensor:
         """One pass over the sampler's order; returns this rank's summed loss."""
-        task, recipe, device = self.task, self.recipe, self.device
+        task, recipe = self.task, self.recipe
         task.train_mode()
         # Every rank draws the same global order; each trains on its shard of every batch.
         order = epoch_order(self.labels, recipe.sampler, self.gens["sampler"], task.num_classes, self.draws)
+        aug = self.gens["augment"] if recipe.augment else None
+        if self.static:
+            loss_sum, first_bad = self.static_steps(aug).epoch(order, self.sched, advance)
+        else:
+            loss_sum, first_bad = self.eager_steps(order, aug, network, advance)
+        self.stop_if_diverged(epoch, distributed.all_max(first_bad))
+        return loss_sum
+
+    def eager_steps(self, order, aug, network, advance) -> tuple[torch.Tensor, torch.Tensor]:
+        """The steps of one epoch, each shaped by its batch; returns (summed loss, first non-finite step)."""
+        task, device = self.task, self.device
         loss_sum = torch.zeros((), device=device)
         first_bad = torch.full((), -1, device=device)
-        aug = self.gens["augment"] if recipe.augment else None
-        for step, (x, y, n) in enumerate(task.data.batches(order, recipe.batch_size, aug)):
+        for step, (x, y, n) in enumerate(task.data.batches(order, self.recipe.batch_size, aug)):
             with autocast(device, self.runtime):
                 out = network(x).float()
             loss = distributed.scaled_loss(task.loss_fn(out, y), out, len(y), n)
@@ -176,8 +200,15 @@ class _Fit:
             first_bad = torch.where(~loss.isfinite() & (first_bad < 0), step, first_bad)
             loss_sum += loss
             advance()
-        self.stop_if_diverged(epoch, distributed.all_max(first_bad))
-        return loss_sum
+        return loss_sum, first_bad
+
+    def static_steps(self, aug: torch.Generator | None) -> StaticEpochs:
+        """The static-shape steps, built at the first epoch: after a resume has restored the optimiser."""
+        if self.static_epochs is None:
+            self.static_epochs = StaticEpochs(
+                self.task, self.opt, self.draws, self.recipe.batch_size, aug, self.runtime, self.device
+            )
+        return self.static_epochs
 
     def stop_if_diverged(self, epoch: int, first_bad: torch.Tensor) -> None:
         if int(first_bad) < 0:
