@@ -32,6 +32,7 @@ from argse.data import PREPROCESS_FORMAT, prepare_data, preprocess_record
 from argse.errors import ArgseError
 from argse.evaluate import RULES_FORMAT
 from argse.experts import LogitsExpert, get_expert, list_experts, load_plugins
+from argse.experts.derived import source_digest
 from argse.gating import GateMLP, gating_features, mixture_log_probs
 from argse.logits import load_sources
 from argse.models import build_model
@@ -114,8 +115,14 @@ class DerivedNet(torch.nn.Module):
 def load_derived(cfg: RunConfig, cls: type, name: str, num_classes: int, device: torch.device):
     """A LogitsExpert rebuilt from what its export recorded (source, recipe, fitted parameters)."""
     (f,) = load_sources(cfg.out_dir, [name], ["test"])["test"]
-    record = {k: v for k, v in f.config.items() if k != "fitted"}
+    record = {k: v for k, v in f.config.items() if k not in ("fitted", "source_digest")}
     expert = cls(None, from_dict(cls.Recipe, record, f"the export of {name}"), f.config.get("fitted"))
+    (src,) = load_sources(cfg.out_dir, [expert.recipe.source], ["test"])["test"]
+    if f.config.get("source_digest") != source_digest(src):
+        raise ArgseError(
+            f"'{name}' was computed from an earlier export of '{expert.recipe.source}' (retrained since); "
+            f"rerun python -m argse.train_experts --experts {name} so both match"
+        )
     source, t_source = load_expert(cfg, expert.recipe.source, num_classes, device)
     return DerivedNet(source, t_source, expert, f.class_counts).eval(), f.temperature
 

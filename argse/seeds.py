@@ -46,3 +46,13 @@ def expert_seed(run_seed: int, expert: str) -> int:
     """
     digest = hashlib.sha256(f"{run_seed}/{expert}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+MAX_SEED = 2**63 - 1 - max(STREAMS.values())
+"""torch seeds are 64-bit; the largest base seed that leaves room for every stream's offset."""
+
+
+def check(seed: int | None) -> None:
+    """A recipe's ``seed``: None (derived) or a base seed every stream can use; ValueError otherwise."""
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be between 0 and {MAX_SEED}, got {seed}")

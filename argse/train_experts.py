@@ -28,7 +28,30 @@ def plan_experts(cfg: RunConfig, names: list[str]) -> list[tuple[type, object]]:
             raise ArgseError(
                 f"config 'recipes' names unknown expert '{key}'; available experts: {', '.join(list_experts())}"
             )
-    return [(get_expert(n), load_recipe(get_expert(n), cfg)) for n in names]
+    plan = [(get_expert(n), load_recipe(get_expert(n), cfg)) for n in names]
+    for cls, recipe in plan:
+        for needed in cls.requires(recipe):
+            if needed not in list_experts():
+                raise ArgseError(
+                    f"expert '{cls.name}' requires '{needed}', which is not a registered expert; "
+                    f"fix its recipe (available experts: {', '.join(list_experts())})"
+                )
+    return in_dependency_order(plan)
+
+
+def in_dependency_order(plan: list[tuple[type, object]]) -> list[tuple[type, object]]:
+    """The plan with every expert after the planned experts it requires, otherwise in the order given."""
+    names = {cls.name for cls, _ in plan}
+    needs = {cls.name: {n for n in cls.requires(recipe) if n in names and n != cls.name} for cls, recipe in plan}
+    ordered: list[tuple[type, object]] = []
+    while len(ordered) < len(plan):
+        done = {cls.name for cls, _ in ordered}
+        ready = [p for p in plan if p[0].name not in done and needs[p[0].name] <= done]
+        if not ready:
+            waiting = ", ".join(f"{n} needs {', '.join(sorted(needs[n]))}" for n in sorted(names - done))
+            raise ArgseError(f"the experts wait on each other ({waiting}); break the cycle in their recipes")
+        ordered.append(ready[0])
+    return ordered
 
 
 def describe_run(cfg: RunConfig, data: LTData, device) -> str:

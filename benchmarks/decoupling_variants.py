@@ -32,10 +32,12 @@ def variants(views: list[int]) -> dict[str, dict | None]:
     """Label -> changes to the decoupling recipe (None: stage 1 alone)."""
     out: dict[str, dict | None] = {"stage 1 (ce)": None, "tau-norm": {"classifier": "tau_norm"}}
     for clf, label in (("crt", "cRT"), ("lws", "LWS")):
-        out[f"{label}, 1-view cache"] = {"classifier": clf}
+        cached = {"classifier": clf, "bn": "frozen", "feature_cache": True}  # whatever the run's recipe says
+        out[f"{label}, 1-view cache"] = cached
         for v in views:
-            out[f"{label}, {v}-view cache"] = {"classifier": clf, "cache_views": v, "augment": True}
-        out[f"{label}, Kang (augment, BN train, no cache)"] = {"classifier": clf, "bn": "rebalanced", "augment": True}
+            out[f"{label}, {v}-view cache"] = cached | {"cache_views": v, "augment": True}
+        kang = {"classifier": clf, "bn": "rebalanced", "feature_cache": False, "augment": True}
+        out[f"{label}, Kang (augment, BN train, no cache)"] = kang
     return out
 
 
@@ -121,4 +123,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli.run(main))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ from argse import train_experts
 from argse.config import load_run_config
 from argse.errors import ArgseError
 from argse.experts import get_expert, load_recipe
+from argse.experts.derived import source_digest
 from argse.experts.posthoc_adjust import balanced_accuracy
 from argse.logits import load_sources
 from argse.losses import log_prior
@@ -73,3 +76,34 @@ def test_kang_preset_is_their_stage_2(tmp_path):
         True,
         "balanced",
     )
+
+
+def test_experts_run_after_what_they_require_whatever_the_order_given(tmp_path):
+    cfg = load_run_config(None, tiny_overrides(tmp_path))
+    plan = train_experts.plan_experts(cfg, ["posthoc_adjust", "logit_adjust", "ce"])
+    assert [cls.name for cls, _ in plan] == ["logit_adjust", "ce", "posthoc_adjust"]
+
+
+def test_a_source_that_is_no_expert_is_refused_before_training(tmp_path):
+    cfg = load_run_config(None, tiny_overrides(tmp_path, **{"recipes.posthoc_adjust.source": "nope"}))
+    with pytest.raises(ArgseError, match=r"'posthoc_adjust' requires 'nope', which is not a registered expert"):
+        train_experts.plan_experts(cfg, ["ce", "posthoc_adjust"])
+
+
+def test_adjust_stays_on_the_device_of_its_logits():
+    expert = get_expert("posthoc_adjust")(None, get_expert("posthoc_adjust").Recipe(), {"tau": 1.0})
+    assert expert.adjust(torch.zeros(2, 3, device="meta"), [50, 5, 1]).device.type == "meta"
+
+
+def test_a_retrained_source_changes_the_digest(run):
+    _, files = run
+    ce = files["test"][0]
+    assert files["test"][1].config["source_digest"] == source_digest(ce)
+    assert source_digest(dataclasses.replace(ce, temperature=ce.temperature * 2)) != source_digest(ce)
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**63)])
+def test_a_recipe_seed_out_of_range_is_one_sentence(tmp_path, seed):
+    cfg = load_run_config(None, tiny_overrides(tmp_path, **{"recipes.ce.seed": seed}))
+    with pytest.raises(ArgseError, match=r"recipes\.ce.*seed must be between 0 and"):
+        load_recipe(get_expert("ce"), cfg)

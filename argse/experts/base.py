@@ -179,7 +179,7 @@ class StandardExpert:
             loss_fn=self.loss,
             evaluate=self.val_report,
             num_classes=ctx.data.num_classes,
-            fingerprint=ctx.fingerprint(),
+            fingerprint=ctx.fingerprint() | {"seed": self.seed},
         )
         return TrainTask(**(task | changes))
 

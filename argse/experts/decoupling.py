@@ -73,6 +73,7 @@ class DecouplingRecipe:
             raise ValueError("bn: rebalanced needs a trained classifier (classifier: crt or lws)")
         if self.cache_views < 1:
             raise ValueError("cache_views must be at least 1")
+        seeds.check(self.seed)
 
 
 class LWSClassifier(nn.Module):
@@ -183,6 +184,7 @@ class DecouplingExpert(StandardExpert):
             "classifier": r.classifier,
             "bn": r.bn,
             "reset": r.reset_classifier,
+            "seed": self.seed,
         }
         if r.classifier == "tau_norm":
             self.pick_tau()

@@ -9,6 +9,7 @@ any trained expert's.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,6 +25,13 @@ from argse.logits import LogitsFile, load_sources, logits_path, write_export_con
 class DerivedRecipe:
     source: str = "ce"
     """The expert of the same run whose exported logits this expert transforms."""
+
+
+def source_digest(f: LogitsFile) -> str:
+    """What identifies one export of the source: its test logits and temperature (a retrained source differs)."""
+    h = hashlib.sha256(f.logits.numpy().tobytes())
+    h.update(repr(f.temperature).encode())
+    return h.hexdigest()
 
 
 class LogitsExpert:
@@ -68,7 +76,7 @@ class LogitsExpert:
 
     def export_logits(self) -> dict[str, Path]:
         cfg, paths = self.ctx.config, {}
-        record = asdict(self.recipe) | {"fitted": self.fitted}
+        record = asdict(self.recipe) | {"fitted": self.fitted, "source_digest": source_digest(self.sources["test"])}
         for split, src in self.sources.items():
             paths[split] = write_logits(
                 logits_path(cfg.out_dir, self.name, split),

@@ -41,7 +41,8 @@ class PosthocAdjustExpert(LogitsExpert):
 
     def adjust(self, calibrated: torch.Tensor, class_counts: list[int], tau: float | None = None) -> torch.Tensor:
         tau = self.fitted["tau"] if tau is None else tau
-        return posthoc_logit_adjust(calibrated, log_prior(torch.tensor(class_counts)), tau)
+        log_pi = log_prior(torch.tensor(class_counts, device=calibrated.device))
+        return posthoc_logit_adjust(calibrated, log_pi, tau)
 
     def fit(self, val: LogitsFile) -> dict:
         grid = self.recipe.tau_grid

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from argse import seeds
 from argse.training.samplers import get_sampler
 
 
@@ -51,6 +52,10 @@ class ExpertRecipe(TrainRecipe):
     seed: int | None = None
     """Base seed of this expert's initial weights, data order and augmentation; default: derived
     from the run seed and the expert's name (argse.seeds.expert_seed)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        seeds.check(self.seed)
 
 
 def lr_factor(step: int, steps_per_epoch: int, recipe: TrainRecipe) -> float:
