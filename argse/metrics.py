@@ -21,6 +21,16 @@ def per_class_accuracy(pred: torch.Tensor, labels: torch.Tensor, num_classes: in
     return correct / total
 
 
+def present_mean(per_class: torch.Tensor) -> float:
+    """Mean over the classes present in the split (a class with no sample has NaN accuracy)."""
+    return float(per_class[~per_class.isnan()].mean())
+
+
+def balanced_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean per-class accuracy of argmax predictions."""
+    return present_mean(per_class_accuracy(logits.argmax(dim=1), labels, logits.shape[1]))
+
+
 def group_mean(per_class: torch.Tensor, groups: Groups) -> dict[str, float]:
     """Mean of a per-class rate within each group (classes absent from the split are skipped)."""
     out = {}
@@ -61,7 +71,7 @@ def classification_report(
     report = {
         "acc": float(correct.mean()),
         "acc_lt": float((correct * lt_weights(labels, class_counts)).mean()),
-        "balanced_acc": float(per_class[~per_class.isnan()].mean()),
+        "balanced_acc": present_mean(per_class),
     }
     report |= group_mean(per_class, groups) | group_mean(per_class, shots)
     report["worst_group_acc"] = min(report[name] for name in groups.names if not math.isnan(report[name]))

@@ -12,9 +12,9 @@ from argse.config import load_run_config
 from argse.errors import ArgseError
 from argse.experts import get_expert, load_recipe
 from argse.experts.derived import source_digest
-from argse.experts.posthoc_adjust import balanced_accuracy
 from argse.logits import load_sources
 from argse.losses import log_prior
+from argse.metrics import balanced_accuracy
 from tests.conftest import tiny_overrides
 
 

@@ -14,7 +14,7 @@ from argse.experts.derived import DerivedRecipe, LogitsExpert
 from argse.experts.registry import register_expert
 from argse.logits import LogitsFile
 from argse.losses import log_prior, posthoc_logit_adjust
-from argse.metrics import per_class_accuracy
+from argse.metrics import balanced_accuracy
 
 
 @dataclass
@@ -26,11 +26,6 @@ class PosthocRecipe(DerivedRecipe):
     def __post_init__(self) -> None:
         if not self.tau_grid:
             raise ValueError("tau_grid must list at least one value")
-
-
-def balanced_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    per_class = per_class_accuracy(logits.argmax(1), labels, logits.shape[1])
-    return float(per_class[~per_class.isnan()].mean())
 
 
 @register_expert("posthoc_adjust")
