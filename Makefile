@@ -11,6 +11,9 @@ SEEDS ?=
 # PARALLEL=1: train the experts at once, one process per visible GPU; PARALLEL=N: N processes.
 PARALLEL ?=
 PARALLEL_FLAG = $(if $(filter-out 0,$(PARALLEL)),--parallel $(filter-out 1,$(PARALLEL)))
+# TEAM=1: train the experts at once in one process, one thread and CUDA stream each (one GPU).
+TEAM ?=
+TEAM_FLAG = $(if $(filter 1,$(TEAM)),--team)
 
 # make predict INPUT=image|folder|list.txt [RATE=0.2] [METHOD=plugin_worst]: classify images with the run's team.
 INPUT ?=
@@ -32,7 +35,7 @@ demo: $(VENV)/.stamp
 	$(PY) -m argse.evaluate --config configs/demo.yaml $(ARGS)
 
 experts: $(VENV)/.stamp
-	$(PY) -m argse.train_experts --config $(CONFIG) $(if $(EXPERTS),--experts $(EXPERTS)) $(PARALLEL_FLAG) $(ARGS)
+	$(PY) -m argse.train_experts --config $(CONFIG) $(if $(EXPERTS),--experts $(EXPERTS)) $(PARALLEL_FLAG) $(TEAM_FLAG) $(ARGS)
 
 gating: $(VENV)/.stamp
 	$(PY) -m argse.train_gating --config $(CONFIG) $(ARGS)

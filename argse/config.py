@@ -253,7 +253,7 @@ class RuntimeConfig:
     channels_last: bool = True
     """NHWC memory format for convolutions (faster on CPU and GPU, see docs/performance.md)."""
     bf16: bool = True
-    """bf16 autocast on CUDA (ignored on CPU)."""
+    """bf16 autocast on CUDA and on CPUs with bf16 instructions (AVX512-BF16, AMX); fp32 on other CPUs."""
     compile: bool = False
     """torch.compile the model (CUDA)."""
     cuda_graphs: bool = False

@@ -1,8 +1,15 @@
-"""``--parallel``: several experts at once, one child process per GPU (for small datasets).
+"""Several experts at once: ``--parallel`` (child processes) and ``--team`` (threads of this process).
 
-Each child is an ordinary ``python -m argse.train_experts --experts <name>`` that sees one
-GPU (``CUDA_VISIBLE_DEVICES``) and logs to ``outputs/<run>/logs/<name>.log``. An expert that
-builds on another (decoupling with ``stage1_from: ce``) starts once that one has finished.
+``--parallel``: each child is an ordinary ``python -m argse.train_experts --experts <name>`` that
+sees one GPU (``CUDA_VISIBLE_DEVICES``) and logs to ``outputs/<run>/logs/<name>.log``.
+
+``--team``: every expert trains in a thread of this process, on a CUDA stream of its own, over the
+one copy of the training images on the device. The kernels of several experts then overlap on one
+GPU instead of the GPU being time-sliced between processes; with ``runtime.cuda_graphs`` a step is
+one graph replay, which releases the GIL, so the threads do not wait on each other in Python.
+
+Either way an expert that builds on another (decoupling with ``stage1_from: ce``) starts once that
+one has finished, and a failure is reported by name while the others go on.
 """
 
 from __future__ import annotations
@@ -11,7 +18,10 @@ import argparse
 import os
 import subprocess
 import sys
+import threading
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,34 +60,49 @@ def train_in_parallel(args: argparse.Namespace, plan: list[tuple[type, Any]], cf
     storage.make_dir(logs)
     # The children share this process's run lock (runlock.py) instead of waiting for it.
     lock = runlock.held_fd(cfg.out_dir)
-    pool = _Pool(args, free, threads, logs, lock, console)
-    pool.needs = {cls.name: [n for n in cls.requires(recipe) if n != cls.name] for cls, recipe in plan}
-    pool.waiting = [cls.name for cls, _ in plan]
-    console.print(f"training {len(pool.waiting)} experts in {len(free)} processes; logs in {logs}")
+    pool = _Pool(plan, free, lambda name, slot: _Child(args, name, slot, threads, logs, lock), console)
+    console.print(f"training {len(plan)} experts in {len(free)} processes; logs in {logs}")
     pool.run()
-    if pool.failed:
-        first = next(iter(pool.failed))
-        raise ArgseError(
-            f"{len(pool.failed)} of {len(plan)} experts failed; {first}: {pool.failed[first]} "
-            f"(full log: {logs / (first + '.log')}); fix it and rerun with --resume"
-        )
+    pool.raise_failures()
+
+
+def train_as_team(plan: list[tuple[type, Any]], train_one: Callable[[type, Any], None], device, console) -> None:
+    """``train_one(cls, recipe)`` for every expert of ``plan`` at once, each in a thread and on a stream of its own."""
+    by_name = dict(plan)
+
+    def start(name: str, slot: None) -> _Thread:
+        cls = next(c for c in by_name if c.name == name)
+        return _Thread(name, lambda: on_own_stream(device, lambda: train_one(cls, by_name[cls])))
+
+    pool = _Pool(plan, [None] * len(plan), start, console)
+    console.print(f"training {len(plan)} experts as a team in this process on {device}")
+    pool.run()
+    pool.raise_failures()
+
+
+def on_own_stream(device: torch.device, work: Callable[[], None]) -> None:
+    """Run ``work`` on a new CUDA stream of ``device`` (on a CPU, as it is)."""
+    if device.type != "cuda":
+        work()
+        return
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))  # the shared images were copied on the default stream
+    with torch.cuda.stream(stream):
+        work()
+    stream.synchronize()
 
 
 class _Pool:
-    """Experts waiting, running (one child process per slot) and failed; a child starts once its needs are done."""
+    """Experts waiting, running (one worker per slot) and failed; a worker starts once its expert's needs are done.
 
-    def __init__(self, args, free: list[str | None], threads: int, logs: Path, lock: int | None, console) -> None:
-        self.args, self.free, self.threads, self.logs, self.lock, self.console = (
-            args,
-            free,
-            threads,
-            logs,
-            lock,
-            console,
-        )
-        self.needs: dict[str, list[str]] = {}
-        self.waiting: list[str] = []
-        self.running: dict[str, tuple[subprocess.Popen, str | None, Any]] = {}
+    ``start(name, slot)`` returns a worker: a child process (--parallel) or a thread (--team).
+    """
+
+    def __init__(self, plan: list[tuple[type, Any]], free: list, start: Callable, console) -> None:
+        self.free, self.start, self.console, self.total = free, start, console, len(plan)
+        self.needs = {cls.name: [n for n in cls.requires(recipe) if n != cls.name] for cls, recipe in plan}
+        self.waiting = [cls.name for cls, _ in plan]
+        self.running: dict[str, tuple[Any, Any]] = {}
         self.failed: dict[str, str] = {}
 
     def run(self) -> None:
@@ -99,33 +124,80 @@ class _Pool:
                 self.failed[name] = f"not started because {', '.join(n for n in needs if n in self.failed)} failed"
             elif not blocked and self.free:
                 self.waiting.remove(name)
-                self.start(name, self.free.pop(0))
-
-    def start(self, name: str, slot: str | None) -> None:
-        shared = {runlock.ENV: str(self.lock)} if self.lock is not None else {}
-        env = os.environ | shared | ({"CUDA_VISIBLE_DEVICES": slot} if slot is not None else {})
-        log = (self.logs / f"{name}.log").open("w")
-        proc = subprocess.Popen(
-            child_command(self.args, name, self.threads),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            pass_fds=() if self.lock is None else (self.lock,),
-        )
-        self.running[name] = (proc, slot, log)
-        self.console.print(f"started {name}" + (f" on GPU {slot}" if slot is not None else ""))
+                slot = self.free.pop(0)
+                self.running[name] = (self.start(name, slot), slot)
+                self.console.print(f"started {name}" + (f" on GPU {slot}" if slot is not None else ""))
 
     def reap(self) -> None:
-        """Free the slots of finished children; a failure keeps the last line of its log."""
-        for name, (proc, slot, log) in list(self.running.items()):
-            if proc.poll() is None:
+        """Free the slots of finished workers and keep the one-line reason of each failure."""
+        for name, (worker, slot) in list(self.running.items()):
+            if not worker.done():
                 continue
-            log.close()
             del self.running[name]
             self.free.append(slot)
-            if proc.returncode == 0:
+            failure = worker.failure()
+            if failure is None:
                 self.console.print(f"finished {name}")
             else:
-                lines = (self.logs / f"{name}.log").read_text().strip().splitlines()
-                self.failed[name] = f"exit {proc.returncode}: {lines[-1] if lines else 'no output'}"
+                self.failed[name] = failure
                 self.console.print(f"[red]failed[/] {name}")
+
+    def raise_failures(self) -> None:
+        if self.failed:
+            first = next(iter(self.failed))
+            raise ArgseError(
+                f"{len(self.failed)} of {self.total} experts failed; {first}: {self.failed[first]}; "
+                f"fix it and rerun with --resume"
+            )
+
+
+class _Child:
+    """One expert trained by a child process that logs to ``logs/<name>.log``."""
+
+    def __init__(self, args, name: str, slot: str | None, threads: int, logs: Path, lock: int | None) -> None:
+        shared = {runlock.ENV: str(lock)} if lock is not None else {}
+        env = os.environ | shared | ({"CUDA_VISIBLE_DEVICES": slot} if slot is not None else {})
+        self.log_path = logs / f"{name}.log"
+        self.log = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            child_command(args, name, threads),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            pass_fds=() if lock is None else (lock,),
+        )
+
+    def done(self) -> bool:
+        return self.proc.poll() is not None
+
+    def failure(self) -> str | None:
+        self.log.close()
+        if self.proc.returncode == 0:
+            return None
+        lines = self.log_path.read_text().strip().splitlines()
+        last = lines[-1] if lines else "no output"
+        return f"exit {self.proc.returncode}: {last} (full log: {self.log_path})"
+
+
+class _Thread:
+    """One expert trained by a thread of this process; an unexpected error keeps its traceback."""
+
+    def __init__(self, name: str, work: Callable[[], None]) -> None:
+        self.error: str | None = None
+        self.thread = threading.Thread(target=self._main, args=(work,), name=f"argse-{name}", daemon=True)
+        self.thread.start()
+
+    def _main(self, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except ArgseError as exc:
+            self.error = str(exc)
+        except Exception as exc:  # a bug: the report names it, the traceback goes to stderr
+            traceback.print_exc()
+            self.error = f"{type(exc).__name__}: {exc} (traceback above)"
+
+    def done(self) -> bool:
+        return not self.thread.is_alive()
+
+    def failure(self) -> str | None:
+        return self.error

@@ -36,9 +36,33 @@ class BasicBlock(nn.Module):
         return F.relu(out + shortcut)
 
 
+class SeededDropout(nn.Dropout):
+    """``nn.Dropout`` whose masks come from ``generator`` when one is attached (training does).
+
+    The process-wide generator of ``nn.Dropout`` would be shared by experts trained side by side in
+    one process (``--team``); an expert's own stream keeps its masks, and so its weights, the same
+    whatever trains beside it.
+    """
+
+    generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or self.generator is None:
+            return super().forward(x)
+        keep = torch.empty_like(x).bernoulli_(1 - self.p, generator=self.generator)
+        return x * keep / (1 - self.p)
+
+
+def attach_dropout_generator(module: nn.Module, generator: torch.Generator) -> None:
+    """Let every SeededDropout of ``module`` draw its masks from ``generator``."""
+    for m in module.modules():
+        if isinstance(m, SeededDropout):
+            m.generator = generator
+
+
 class BackboneClassifier(nn.Module):
     backbone: nn.Module
-    dropout: nn.Dropout
+    dropout: SeededDropout
     fc: nn.Linear
     feature_dim: int
 
@@ -59,7 +83,7 @@ class CifarResNet(BackboneClassifier):
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.backbone = nn.Sequential(*layers)
         self.feature_dim = c_in
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = SeededDropout(dropout)
         self.fc = nn.Linear(c_in, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.Linear):
@@ -78,7 +102,7 @@ class TorchvisionNet(BackboneClassifier):
         self.backbone = models.get_model(arch, weights=None, zero_init_residual=zero_init_residual)
         self.feature_dim = self.backbone.fc.in_features
         self.backbone.fc = nn.Identity()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = SeededDropout(dropout)
         self.fc = nn.Linear(self.feature_dim, num_classes)
 
 
@@ -96,8 +120,8 @@ def prepare_model(
     ``seed`` is the base seed of the initial weights (an expert's own); default: the run seed.
     """
     base = cfg.seed if seed is None else seed
-    torch.manual_seed(seeds.seed(base, "init"))  # the same initial weights every time for this seed
-    model = build_model(cfg.model, num_classes, dropout)
+    with seeds.global_stream(base, "init"):  # the same initial weights every time for this seed
+        model = build_model(cfg.model, num_classes, dropout)
     if cfg.runtime.sync_bn:
         model = distributed.sync_batchnorm(model, device)
     memory_format = torch.channels_last if cfg.runtime.channels_last else torch.preserve_format

@@ -7,7 +7,9 @@ the code that uses them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import threading
 
 import torch
 
@@ -16,7 +18,8 @@ STREAMS: dict[str, int] = {
     "init": 0,  # a model's initial weights
     "sampler": 0,  # the order of the training samples of each epoch
     "augment": 1,  # random crops and flips
-    "torch": 2,  # torch's global generator while training (dropout)
+    "torch": 2,  # torch's global generator while training (for plugins that draw from it)
+    "dropout": 5,  # the dropout masks of an expert's network (models.SeededDropout)
     "classifier_reset": 3,  # decoupling: the re-initialised classifier of stage 2
     "feature_views": 4,  # decoupling: the augmented views of the feature cache
     "gate": 0,  # the gating network's initial weights and batch order
@@ -35,6 +38,26 @@ def seed(base: int, stream: str) -> int:
 def generator(base: int, stream: str, device: torch.device | str = "cpu") -> torch.Generator:
     """A torch generator on ``device`` seeded for ``stream``."""
     return torch.Generator(device).manual_seed(seed(base, stream))
+
+
+GLOBAL_LOCK = threading.RLock()
+"""Held while a thread seeds and draws from torch's process-wide generators, or captures a CUDA graph
+(which registers the default CUDA generator): experts trained side by side in one process
+(``--team``) would otherwise reseed them under each other."""
+
+
+def seed_global(base: int, stream: str) -> None:
+    """Seed torch's process-wide generators for ``stream``."""
+    with GLOBAL_LOCK:
+        torch.manual_seed(seed(base, stream))
+
+
+@contextlib.contextmanager
+def global_stream(base: int, stream: str):
+    """torch's process-wide generators seeded for ``stream``, for this thread alone until the block ends."""
+    with GLOBAL_LOCK:
+        torch.manual_seed(seed(base, stream))
+        yield
 
 
 def expert_seed(run_seed: int, expert: str) -> int:

@@ -1,13 +1,14 @@
 """Train, calibrate and export experts: ``python -m argse.train_experts --config RUN.yaml --experts ce,decoupling``.
 
 Under ``torchrun --nproc_per_node=N`` each expert trains with DistributedDataParallel on N
-devices; ``--parallel`` instead trains several experts at once, one process per GPU.
+devices; ``--parallel`` instead trains several experts at once, one process per GPU, and
+``--team`` all of them at once in this process, one thread and CUDA stream each.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from argse import cli, distributed, reporting, storage
 from argse.config import RunConfig, dump_yaml
@@ -15,7 +16,7 @@ from argse.data import LTData, prepare_data, preprocess_record
 from argse.errors import ArgseError
 from argse.experts import ExpertContext, LogitsExpert, get_expert, list_experts, load_plugins, load_recipe
 from argse.groups import TAIL
-from argse.launcher import train_in_parallel
+from argse.launcher import train_as_team, train_in_parallel
 from argse.metrics import source_reports
 from argse.training import resolve_device
 
@@ -63,27 +64,64 @@ def describe_run(cfg: RunConfig, data: LTData, device) -> str:
     )
 
 
+def train_one(ctx: ExpertContext, cls: type, recipe, console) -> None:
+    """Train, calibrate and export one expert."""
+    expert = cls(ctx, recipe)
+    expert.train()
+    temperature = expert.calibrate()
+    paths = expert.export_logits()
+    distributed.barrier()  # the files rank 0 wrote are complete before any rank reads them
+    console.print(f"{cls.name}: temperature {temperature:.3f}; logits in {paths['test'].parent}")
+
+
 def train_here(cfg: RunConfig, data: LTData, device, plan: list, resume: bool, console) -> None:
-    """Train, calibrate and export each planned expert in this process (all ranks under torchrun)."""
+    """Each planned expert in turn, in this process (all ranks under torchrun)."""
     ctx = ExpertContext(cfg, data, device, resume=resume)
     for cls, recipe in plan:
-        expert = cls(ctx, recipe)
         console.rule(f"expert {cls.name}")
-        expert.train()
-        temperature = expert.calibrate()
-        paths = expert.export_logits()
-        distributed.barrier()  # the files rank 0 wrote are complete before any rank reads them
-        console.print(f"{cls.name}: temperature {temperature:.3f}; logits in {paths['test'].parent}")
+        train_one(ctx, cls, recipe, console)
+
+
+def train_team(cfg: RunConfig, data: LTData, device, plan: list, resume: bool, console) -> None:
+    """Every planned expert at once in this process (--team): one thread and CUDA stream each, one copy of the data."""
+    # One live display at a time: the threads train without progress bars, as --parallel's children do.
+    quiet = replace(cfg, runtime=replace(cfg.runtime, progress=False))
+    ctx = ExpertContext(quiet, data, device, resume=resume)
+    ctx.load_shared()
+    train_as_team(plan, lambda cls, recipe: train_one(ctx, cls, recipe, console), device, console)
+
+
+def check_team(cfg: RunConfig, parallel: bool) -> None:
+    """Refuse what --team cannot be combined with, in one sentence."""
+    if parallel:
+        raise ArgseError("--team and --parallel are two ways to train experts at once; choose one")
+    if distributed.launched():
+        raise ArgseError("--team trains the experts in threads of one process; run it without torchrun")
+    if cfg.runtime.compile:
+        raise ArgseError(
+            "--team cannot be combined with runtime.compile=true (torch.compile is not thread-safe); "
+            "set runtime.compile=false or train without --team"
+        )
 
 
 def run(
-    cfg: RunConfig, names: list[str], *, resume: bool = False, parallel: argparse.Namespace | None = None
+    cfg: RunConfig,
+    names: list[str],
+    *,
+    resume: bool = False,
+    parallel: argparse.Namespace | None = None,
+    team: bool = False,
 ) -> dict[str, dict[str, float]] | None:
     """Train and export experts ``names``; their test reports on rank 0 (None on the other ranks).
-    ``parallel``: the command line (with --parallel N) whose --config and --set each child process repeats."""
+
+    ``parallel``: the command line (with --parallel N) whose --config and --set each child process
+    repeats. ``team``: all experts at once in threads of this process (launcher.train_as_team).
+    """
     plan = plan_experts(cfg, names)
     if parallel is not None and distributed.launched():
         raise ArgseError("--parallel starts its own processes; run it without torchrun")
+    if team:
+        check_team(cfg, parallel is not None)
     cli.lock_run(cfg, "train_experts")  # one process per run name (rank 0 under torchrun); after the checks
     device = resolve_device(cfg.runtime)
     console = cli.console()  # after joining torchrun: only rank 0 prints
@@ -94,6 +132,8 @@ def run(
     storage.write_json(cfg.out_dir / "preprocess.json", preprocess_record(data, cfg.data))  # for argse.predict
     if parallel is not None:
         train_in_parallel(parallel, plan, cfg, console)
+    elif team:
+        train_team(cfg, data, device, plan, resume, console)
     else:
         train_here(cfg, data, device, plan, resume, console)
     # The reports are read back from the exported files rather than kept from training: under --parallel
@@ -114,10 +154,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="train the experts at once in N processes (default N: one per visible GPU, 1 without GPUs)",
     )
+    parser.add_argument(
+        "--team",
+        action="store_true",
+        help="train the experts at once in this process, one thread and CUDA stream each (one GPU, one data copy)",
+    )
     args = parser.parse_args(argv)
     cfg = cli.load_config(args)
     names = cli.split_names(args.experts) or cfg.experts
-    reports = run(cfg, names, resume=args.resume, parallel=args if args.parallel is not None else None)
+    parallel = args if args.parallel is not None else None
+    reports = run(cfg, names, resume=args.resume, parallel=parallel, team=args.team)
     if reports is not None:
         console = cli.console()
         title = f"{cfg.name}: test split, % (ECE before / after temperature scaling)"

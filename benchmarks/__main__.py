@@ -469,9 +469,11 @@ def gpu_lines(b: Bench) -> list[str]:
     lines = ["", "## GPU", ""]
     if b.device.type != "cuda":
         return lines + ["Skipped: no CUDA device in this run (GPU figures are not measured, not estimated)."]
-    from benchmarks.gpu import gpu_rows
+    from benchmarks.gpu import gpu_rows, team_rows
 
     rows = gpu_rows(b.data, steps=4 if b.quick else 40, repeats=b.repeats, bench=sys.modules[__name__])
+    cuda_sets = [s for s in b.cfg_sets if not s.startswith("runtime.device=")] + ["runtime.device=cuda"]
+    rows += team_rows([*cuda_sets, "runtime.cuda_graphs=true"], b.tmp / "team", epochs=1 if b.quick else 5)
     lines += ["| measurement | argse | baseline | speed-up | note |", "|---|---|---|---|---|"]
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
 

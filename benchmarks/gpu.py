@@ -1,17 +1,27 @@
 """The GPU section of ``python -m benchmarks``: argse's loop (eager and runtime.cuda_graphs), the PIL
-DataLoader reference and the bare CUDA-graph step of the same model (the limit), side by side.
+DataLoader reference and the bare CUDA-graph step of the same model (the limit), side by side; then
+the wall time of the whole team trained one by one, one process per expert (``--parallel``) and in
+one process (``--team``) on the one GPU.
 
 Only on CUDA; on the CPU the report says in one line that the section was skipped.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import time
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
+from argse import train_experts
 from argse.models import CifarResNet
 
 BATCH = 128
+TEAM = ["ce", "logit_adjust", "balanced_softmax", "decoupling", "posthoc_adjust"]
+TEAM_MODES = {"one by one": [], "one process per expert (--parallel 5)": ["--parallel", "5"], "--team": ["--team"]}
 
 
 def bare_graph_img_s(num_classes: int, steps: int, repeats: int, median_time) -> float:
@@ -92,4 +102,35 @@ def gpu_rows(data, steps: int, repeats: int, bench) -> list[tuple]:
             "-",
             "channels_last, bf16, fused SGD",
         ),
+    ]
+
+
+def team_seconds(sets: list[str], tmp: Path, epochs: int, flags: list[str]) -> float:
+    """Wall time of ``train_experts`` for the whole team with ``epochs`` per stage (decoupling's stage 1 is ce)."""
+    schedule = {"epochs": epochs, "warmup_epochs": 0, "milestones": "[]"}
+    recipes = [f"recipes.{n}.{k}={v}" for n in TEAM[:3] for k, v in schedule.items()]
+    recipes += [f"recipes.decoupling.stage2.{k}={v}" for k, v in schedule.items()]
+    recipes += ["recipes.decoupling.stage1_from=ce", "runtime.progress=false", f"output_dir={tmp}"]
+    argv = ["--experts", ",".join(TEAM)] + [a for s in [*sets, *recipes, f"checkpoint_dir={tmp}"] for a in ("--set", s)]
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        train_experts.main(argv + flags)
+    return time.perf_counter() - start
+
+
+def team_rows(sets: list[str], tmp: Path, epochs: int) -> list[tuple]:
+    """The team's wall time per way of training it, each against training it one by one."""
+    seconds = {
+        mode: team_seconds(sets, tmp / str(i), epochs, flags) for i, (mode, flags) in enumerate(TEAM_MODES.items())
+    }
+    base = seconds["one by one"]
+    return [
+        (
+            f"team of {len(TEAM)}, {epochs} epochs each: {mode}",
+            f"{t:.1f} s",
+            f"{base:.1f} s (one by one)",
+            f"{base / t:.2f}x",
+            "wall time, one GPU",
+        )
+        for mode, t in seconds.items()
     ]

@@ -1,3 +1,6 @@
+from tests.conftest import tiny_overrides
+
+
 def test_benchmark_smoke(tmp_path, monkeypatch):
     """The benchmark code runs (tiny sizes); the real figures come from `make bench`."""
     import benchmarks.__main__ as bench
@@ -55,3 +58,15 @@ def test_train_overhead_times_each_per_step_extra():
     extras = loop_extras()
     assert {"LambdaLR.step", "divergence tracking (where + add)", "progress.advance (disabled bar)"} <= set(extras)
     assert all(us > 0 for us in extras.values())
+
+
+def test_team_wall_time_rows_train_the_whole_team_three_ways(tmp_path):
+    """The GPU section's team rows, run on the CPU with the tiny run: every way exports every expert."""
+    from benchmarks.gpu import TEAM, TEAM_MODES, team_rows
+
+    rows = team_rows(tiny_overrides(tmp_path), tmp_path, epochs=1)
+    assert [r[0].split(": ", 1)[1] for r in rows] == list(TEAM_MODES)
+    assert all(float(r[1].removesuffix(" s")) > 0 for r in rows)
+    for i in range(len(TEAM_MODES)):
+        for name in TEAM:
+            assert (tmp_path / str(i) / "tiny" / "logits" / name / "test.safetensors").is_file(), (i, name)

@@ -4,11 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from argse import train_experts
 from argse.config import load_run_config
 from argse.data import prepare_data
 from argse.experts import ExpertContext, build_expert
-from argse.logits import read_logit_set
+from argse.logits import read_logit_set, read_logits
 from argse.training import CropFlip, Normalize
+from tests.conftest import tiny_overrides
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
 
@@ -86,6 +88,20 @@ def test_cuda_graphs_train_the_tiny_expert_and_match_eager_fp32(tiny, tmp_path):
     for k in a:
         if k.startswith("model.") and a[k].is_floating_point():
             assert torch.allclose(a[k], b[k], atol=1e-3, rtol=1e-3), k
+
+
+def test_a_team_on_one_gpu_with_cuda_graphs_trains_what_one_by_one_training_does(tmp_path):
+    """--team: ce, logit_adjust and decoupling (stage 1 with dropout, in the graph) on their own streams."""
+    names = ["ce", "logit_adjust", "decoupling"]
+    logits = {}
+    for team in (False, True):
+        root = tmp_path / str(team)
+        sets = ["runtime.device=cuda", "runtime.cuda_graphs=true", "recipes.decoupling.stage1.dropout=0.5"]
+        cfg = load_run_config(None, tiny_overrides(root) + sets)
+        train_experts.run(cfg, names, team=team)
+        logits[team] = {n: read_logits(root / "outputs" / "tiny" / "logits" / n / "test.safetensors") for n in names}
+    for n in names:
+        assert torch.allclose(logits[True][n].logits, logits[False][n].logits, atol=1e-4, rtol=1e-4), n
 
 
 def test_gpu_benchmark_section_prints_the_three_rows(tmp_path, monkeypatch):

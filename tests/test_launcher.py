@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from rich.console import Console
 
 from argse.config import load_run_config
@@ -56,3 +57,55 @@ def test_experts_that_wait_on_each_other_are_refused(tmp_path):
     cfg = load_run_config(None, [f"output_dir={tmp_path}"])
     with pytest.raises(ArgseError, match=r"the experts wait on each other \(a needs b, b needs a\)"):
         train_in_parallel(args, plan, cfg, Console(quiet=True))
+
+
+# ---------------------------------------------------------------- --team: threads of one process
+
+TEAM = ["ce", "decoupling", "logit_adjust", "posthoc_adjust"]
+
+
+def _train(tmp_path, team: bool) -> dict:
+    from argse import train_experts
+
+    # decoupling trains its own stage 1 (with dropout) beside ce and logit_adjust; posthoc_adjust waits for ce.
+    cfg = load_run_config(None, tiny_overrides(tmp_path, **{"recipes.decoupling.stage1.dropout": "0.5"}))
+    reports = train_experts.run(cfg, TEAM, team=team)
+    return {n: read_logits(tmp_path / "outputs" / "tiny" / "logits" / n / "test.safetensors") for n in TEAM} | {
+        "reports": reports
+    }
+
+
+def test_a_team_trains_exactly_what_one_by_one_training_does(tmp_path):
+    alone, team = _train(tmp_path / "alone", team=False), _train(tmp_path / "team", team=True)
+    assert team["reports"] == alone["reports"]
+    for name in TEAM:  # decoupling's stage 1 has dropout: each expert draws its masks from its own stream
+        assert torch.equal(team[name].logits, alone[name].logits), name
+        assert team[name].temperature == alone[name].temperature
+    assert not torch.equal(team["ce"].logits, team["logit_adjust"].logits)
+
+
+def test_a_failing_team_member_is_named_and_the_others_finish(tmp_path, capsys):
+    from argse import train_experts
+
+    cfg = load_run_config(None, tiny_overrides(tmp_path, **{"recipes.ce.lr": ".nan"}))
+    with pytest.raises(ArgseError, match=r"2 of 3 experts failed; ce: ce: the loss became NaN or infinite at epoch 1"):
+        train_experts.run(cfg, ["ce", "logit_adjust", "posthoc_adjust"], team=True)
+    out = capsys.readouterr().out
+    assert "failed ce" in out and "finished logit_adjust" in out
+    assert (tmp_path / "outputs" / "tiny" / "logits" / "logit_adjust" / "test.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--team", "--parallel", "2"], "--team and --parallel are two ways to train experts at once; choose one"),
+        (["--team", "--set", "runtime.compile=true"], "--team cannot be combined with runtime.compile=true"),
+    ],
+)
+def test_team_refuses_what_it_cannot_combine_with(tmp_path, argv, message):
+    cmd = [sys.executable, "-m", "argse.train_experts", "--experts", "ce", *argv]
+    for item in tiny_overrides(tmp_path):
+        cmd += ["--set", item]
+    proc = subprocess.run(cmd, cwd=REPO, env=os.environ | {"PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

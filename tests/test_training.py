@@ -235,3 +235,38 @@ def test_prepare_model_seeds_the_init_stream(tiny_cfg):
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]) and torch.equal(v, reference.state_dict()[k])
     assert not torch.equal(a.fc.weight, other.fc.weight)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_autocast_on_a_cpu_only_where_it_has_bf16_instructions(monkeypatch, native):
+    from argse.config import RuntimeConfig
+    from argse.training import device
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    device.native_bf16.cache_clear()
+    try:
+        cpu = torch.device("cpu")
+        with device.autocast(cpu, RuntimeConfig(bf16=True)):
+            assert torch.is_autocast_enabled("cpu") == native
+            assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == (torch.bfloat16 if native else torch.float32)
+        with device.autocast(cpu, RuntimeConfig(bf16=False)):
+            assert not torch.is_autocast_enabled("cpu")
+    finally:
+        device.native_bf16.cache_clear()
+
+
+@pytest.mark.skipif(
+    not torch.cpu._is_avx512_bf16_supported() and not torch.cpu._is_amx_tile_supported(),
+    reason="this CPU has no bf16 instructions",
+)
+def test_an_expert_trains_and_exports_in_bf16_on_a_cpu_with_bf16_instructions(tmp_path, tiny):
+    logits = {}
+    for bf16 in ("false", "true"):
+        cfg = load_run_config(None, tiny + [f"runtime.bf16={bf16}", f"checkpoint_dir={tmp_path / bf16}"])
+        expert = build_expert("ce", ExpertContext(cfg, prepare_data(cfg), torch.device("cpu")))
+        expert.train()
+        logits[bf16] = expert.predict_split(expert.ctx.data.held_out["test"])
+    assert logits["true"].dtype == torch.float32 and logits["true"].isfinite().all()
+    assert not torch.equal(logits["true"], logits["false"])  # the bf16 kernels did run
+    assert torch.allclose(logits["true"], logits["false"], atol=0.5)  # and computed the same network

@@ -58,6 +58,10 @@ class ExpertContext:
     def log_prior(self) -> torch.Tensor:
         return log_prior(self.data.class_counts).to(self.device)
 
+    def load_shared(self) -> None:
+        """Put the training set on the device now, before several threads (--team) share this context."""
+        _ = self.train_batches, self.log_prior
+
     def fingerprint(self) -> dict:
         """What a checkpoint must match to be resumed or reused: the splits and the model."""
         return {

@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from argse import distributed, seeds, storage
 from argse.config import RuntimeConfig
 from argse.errors import ArgseError
+from argse.models import attach_dropout_generator
 from argse.training.batches import LoaderBatches, TensorBatches
 from argse.training.checkpoints import (
     LiveTraining,
@@ -137,8 +138,13 @@ class _Fit:
         self.draws = task.epoch_size or len(self.labels)
         self.steps = -(-self.draws // recipe.batch_size)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, self.steps, recipe))
-        self.gens = {"sampler": seeds.generator(seed, "sampler"), "augment": seeds.generator(seed, "augment", device)}
-        torch.manual_seed(seeds.seed(seed, "torch"))
+        self.gens = {
+            "sampler": seeds.generator(seed, "sampler"),
+            "augment": seeds.generator(seed, "augment", device),
+            "dropout": seeds.generator(seed, "dropout", device),
+        }
+        attach_dropout_generator(task.network, self.gens["dropout"])
+        seeds.seed_global(seed, "torch")  # for plugins that draw from torch's global generator
         self.live = LiveTraining(task.module, self.opt, self.sched, self.gens)
         self.state = {
             "epoch": 0,
@@ -208,6 +214,7 @@ class _Fit:
             self.static_epochs = StaticEpochs(
                 self.task, self.opt, self.draws, self.recipe.batch_size, aug, self.runtime, self.device
             )
+            self.static_epochs.register(self.gens["dropout"])
         return self.static_epochs
 
     def stop_if_diverged(self, epoch: int, first_bad: torch.Tensor) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from argse import distributed
+from argse import distributed, seeds
 from argse.config import RuntimeConfig
 from argse.errors import ArgseError
 from argse.training.augment import CropFlip
@@ -114,8 +114,9 @@ class Replay:
     ``capture=False`` (the CPU) runs every call eagerly: the same kernels, without the graph.
     """
 
-    def __init__(self, step: StaticStep, warmup: int, capture: bool) -> None:
+    def __init__(self, step: StaticStep, warmup: int, capture: bool, generators: list[torch.Generator]) -> None:
         self.step, self.warmup, self.capture = step, warmup, capture
+        self.generators = generators  # the device generators the step draws from (augment, dropout)
         self.calls, self.graph = 0, None
 
     def __call__(self) -> None:
@@ -143,17 +144,19 @@ class Replay:
 
     def _capture(self) -> torch.cuda.CUDAGraph:
         graph = torch.cuda.CUDAGraph()
-        if self.step.gen is not None:
-            register_generator(graph, self.step.gen)
+        for gen in self.generators:
+            register_generator(graph, gen)
         # Backward allocates the gradients inside the graph's pool: each replay rewrites them there.
         self.step.opt.zero_grad(set_to_none=True)
-        with torch.cuda.graph(graph):
+        # Experts of a --team capture from several threads: each on a stream of its own (torch's default
+        # capture stream is shared), one at a time, and blind to the others' CUDA calls.
+        with seeds.GLOBAL_LOCK, torch.cuda.graph(graph, stream=torch.cuda.Stream(), capture_error_mode="thread_local"):
             self.step.body()
         return graph
 
 
 def register_generator(graph, gen: torch.Generator) -> None:
-    """Let replays advance ``gen`` (the augment stream) instead of repeating the captured draws."""
+    """Let replays advance ``gen`` (augment or dropout stream) instead of repeating the captured draws."""
     if not hasattr(graph, "register_generator_state"):
         raise ArgseError(
             f"torch {torch.__version__} cannot capture a random augmentation in a CUDA graph "
@@ -168,16 +171,21 @@ class StaticEpochs:
     def __init__(self, task, opt, draws: int, batch_size: int, gen, runtime: RuntimeConfig, device) -> None:
         capture = device.type == "cuda"
         self.opt, self.t = opt, EpochTensors.empty(draws, device)
+        self.generators = [gen] if gen is not None else []
         full, rest = divmod(draws, batch_size)
         self.sizes = [batch_size] * full + ([rest] if rest else [])
 
         def replay(size: int, warmup: int) -> Replay:
             step = StaticStep(task, opt, self.t, size, batch_size, gen, runtime, cache=not capture)
-            return Replay(step, warmup, capture)
+            return Replay(step, warmup, capture, self.generators)
 
         self.steps = {batch_size: replay(batch_size, WARMUP_STEPS)}
         if rest:
             self.steps[rest] = replay(rest, 1)  # once per epoch: captured in the second epoch
+
+    def register(self, gen: torch.Generator) -> None:
+        """Another device generator the step draws from (the dropout masks'), registered at capture."""
+        self.generators.append(gen)
 
     def epoch(self, order: torch.Tensor, sched, advance: Callable[[], None]) -> tuple[torch.Tensor, torch.Tensor]:
         """One pass over ``order``; returns (summed loss, first non-finite step or -1), on the device."""
