@@ -68,11 +68,10 @@ def train_in_parallel(args: argparse.Namespace, plan: list[tuple[type, Any]], cf
 
 def train_as_team(plan: list[tuple[type, Any]], train_one: Callable[[type, Any], None], device, console) -> None:
     """``train_one(cls, recipe)`` for every expert of ``plan`` at once, each in a thread and on a stream of its own."""
-    by_name = dict(plan)
+    planned = {cls.name: (cls, recipe) for cls, recipe in plan}
 
     def start(name: str, slot: None) -> _Thread:
-        cls = next(c for c in by_name if c.name == name)
-        return _Thread(name, lambda: on_own_stream(device, lambda: train_one(cls, by_name[cls])))
+        return _Thread(name, lambda: on_own_stream(device, lambda: train_one(*planned[name])))
 
     pool = _Pool(plan, [None] * len(plan), start, console)
     console.print(f"training {len(plan)} experts as a team in this process on {device}")
@@ -87,7 +86,7 @@ def on_own_stream(device: torch.device, work: Callable[[], None]) -> None:
         return
     stream = torch.cuda.Stream(device)
     stream.wait_stream(torch.cuda.current_stream(device))  # the shared images were copied on the default stream
-    with torch.cuda.stream(stream):
+    with torch.cuda.device(device), torch.cuda.stream(stream):  # a new thread starts on GPU 0 otherwise
         work()
     stream.synchronize()
 

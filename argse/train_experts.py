@@ -102,6 +102,11 @@ def check_team(cfg: RunConfig, parallel: bool) -> None:
             "--team cannot be combined with runtime.compile=true (torch.compile is not thread-safe); "
             "set runtime.compile=false or train without --team"
         )
+    if cfg.data.dataset == "list_lt":
+        raise ArgseError(
+            "--team shares one copy of the training images on the device, but data.dataset=list_lt is decoded "
+            "by DataLoader workers; train without --team (or with --parallel)"
+        )
 
 
 def run(

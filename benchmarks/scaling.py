@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             sets = ["model.depth=8", "data.synthetic_image_size=16"] if args.quick else []
             what = "ResNet-8, synthetic_lt 16x16" if args.quick else "ResNet-32, synthetic_lt 32x32"
             what += ", global batch 128, fp32, gloo"
-        sets.append("runtime.device=cpu")
+        sets += ["runtime.device=cpu", "runtime.bf16=false"]  # fp32, as the page says, on any CPU
     if args.procs:
         counts = [int(n) for n in args.procs.split(",")]
     cores = os.cpu_count() or 1

@@ -1,12 +1,14 @@
 """Where argse's training loop spends time beyond a bare training step, on the same tensors (CPU).
 
-    python -m benchmarks.train_overhead [--steps 8] [--repeats 3] [--compile]
+    python -m benchmarks.train_overhead [--steps 8] [--repeats 3] [--compile] [--fp32]
 
 Prints, per image, a bare channels_last step (forward, loss, backward, SGD) on normalised tensors,
 the same with argse's on-device crop/flip/normalise, argse's ``train_epoch`` alone and a whole
 one-epoch ``fit`` (the ``python -m benchmarks --only train`` row: validation stub, checkpoints);
 then the per-call cost of each per-step extra of the loop; with ``--compile`` also the step under
 torch.compile (inductor), compile time separate. Medians of ``--repeats``, the rows timed in turns after a warm-up.
+Every row runs in the runtime's default precision (bf16 autocast on a CPU with bf16 instructions),
+or in fp32 with ``--fp32``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch.nn.functional as F
 from argse import distributed
 from argse.config import RuntimeConfig
 from argse.models import CifarResNet
-from argse.training import CropFlip, Normalize, TensorBatches, TrainRecipe, TrainTask, fit, make_progress
+from argse.training import CropFlip, Normalize, TensorBatches, TrainRecipe, TrainTask, autocast, fit, make_progress
 from argse.training.loop import _Fit
 
 MEAN, STD, BATCH = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), 128
@@ -40,14 +42,16 @@ def _sgd(model) -> torch.optim.SGD:
     return torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
 
 
-def bare_steps(images, labels, augment: bool, step_fn=None) -> Callable[[], None]:
+def bare_steps(images, labels, runtime: RuntimeConfig, augment: bool, step_fn=None) -> Callable[[], None]:
     """A bare loop over ``images`` in batches: optionally argse's crop/flip/normalise, then one step each."""
     model, norm = _model(), Normalize(MEAN, STD, CPU, channels_last=True)
     opt, gen = _sgd(model), torch.Generator().manual_seed(0)
     ready = norm(images)
 
     def step(x, y):
-        loss = F.cross_entropy(model(x), y)
+        with autocast(CPU, runtime):
+            out = model(x).float()
+        loss = F.cross_entropy(out, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -67,16 +71,14 @@ def _task(images, labels) -> TrainTask:
     return TrainTask("bench", _model(), TensorBatches(images, labels, norm), F.cross_entropy, lambda: {}, 10)
 
 
-def argse_train_epoch(images, labels) -> Callable[[], None]:
+def argse_train_epoch(images, labels, runtime: RuntimeConfig) -> Callable[[], None]:
     """argse's ``train_epoch`` alone (scheduler, divergence tracking, progress callback)."""
-    runtime = RuntimeConfig(device="cpu", progress=False)
     run = _Fit(_task(images, labels), TrainRecipe(epochs=1, warmup_epochs=0), Path("-"), 0, CPU, runtime, False)
     return lambda: run.train_epoch(0, run.task.network, lambda: None)
 
 
-def argse_fit(images, labels) -> Callable[[], None]:
+def argse_fit(images, labels, runtime: RuntimeConfig) -> Callable[[], None]:
     """One epoch of ``fit`` as the benchmark row runs it: a new model, training, checkpoint, best reload."""
-    runtime = RuntimeConfig(device="cpu", progress=False)
 
     def run() -> None:
         task = _task(images, labels)
@@ -134,9 +136,9 @@ def loop_extras() -> dict[str, float]:
         }
 
 
-def compiled_steps(images, labels) -> tuple[Callable[[], None], float]:
+def compiled_steps(images, labels, runtime: RuntimeConfig) -> tuple[Callable[[], None], float]:
     """The bare step + augment under torch.compile (inductor), and the seconds of its first (compiling) epoch."""
-    run = bare_steps(images, labels, augment=True, step_fn=torch.compile)
+    run = bare_steps(images, labels, runtime, augment=True, step_fn=torch.compile)
     start = time.perf_counter()
     run()
     return run, time.perf_counter() - start
@@ -147,20 +149,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--compile", action="store_true", help="also time the step under torch.compile (slow)")
+    p.add_argument("--fp32", action="store_true", help="every row in fp32 (runtime.bf16=false)")
     args = p.parse_args(argv)
+    runtime = RuntimeConfig(device="cpu", progress=False, bf16=not args.fp32)
     n = args.steps * BATCH
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
     labels = torch.randint(0, 10, (n,), generator=g)
     rows = {
-        "bare step, normalised tensors": bare_steps(images, labels, augment=False),
-        "bare step + argse crop/flip/normalise": bare_steps(images, labels, augment=True),
-        "argse train_epoch": argse_train_epoch(images, labels),
-        "argse fit, one epoch (benchmark row)": argse_fit(images, labels),
+        "bare step, normalised tensors": bare_steps(images, labels, runtime, augment=False),
+        "bare step + argse crop/flip/normalise": bare_steps(images, labels, runtime, augment=True),
+        "argse train_epoch": argse_train_epoch(images, labels, runtime),
+        "argse fit, one epoch (benchmark row)": argse_fit(images, labels, runtime),
     }
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {n} images, batch {BATCH}")
+    with autocast(CPU, runtime):
+        precision = "bf16 autocast" if torch.is_autocast_enabled("cpu") else "fp32"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {n} images, batch {BATCH}, {precision}")
     if args.compile:
-        rows["torch.compile(step) + argse crop/flip"], first = compiled_steps(images, labels)
+        rows["torch.compile(step) + argse crop/flip"], first = compiled_steps(images, labels, runtime)
         print(f"torch.compile (inductor): first epoch {first:.1f} s, compile included")
     times = interleaved_medians(rows, args.repeats)
     base = times["bare step, normalised tensors"]

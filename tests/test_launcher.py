@@ -100,12 +100,18 @@ def test_a_failing_team_member_is_named_and_the_others_finish(tmp_path, capsys):
     [
         (["--team", "--parallel", "2"], "--team and --parallel are two ways to train experts at once; choose one"),
         (["--team", "--set", "runtime.compile=true"], "--team cannot be combined with runtime.compile=true"),
+        (
+            "--team --set data.dataset=list_lt --set data.train_list=t.txt --set data.test_lists=[v.txt]".split(),
+            "data.dataset=list_lt is decoded by DataLoader workers",
+        ),
     ],
 )
 def test_team_refuses_what_it_cannot_combine_with(tmp_path, argv, message):
-    cmd = [sys.executable, "-m", "argse.train_experts", "--experts", "ce", *argv]
+    cmd = [sys.executable, "-m", "argse.train_experts", "--experts", "ce"]
     for item in tiny_overrides(tmp_path):
         cmd += ["--set", item]
-    proc = subprocess.run(cmd, cwd=REPO, env=os.environ | {"PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    proc = subprocess.run(
+        cmd + argv, cwd=REPO, env=os.environ | {"PYTHONPATH": str(REPO)}, capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
