@@ -69,9 +69,10 @@ def train_in_parallel(args: argparse.Namespace, plan: list[tuple[type, Any]], cf
 def train_as_team(plan: list[tuple[type, Any]], train_one: Callable[[type, Any], None], device, console) -> None:
     """``train_one(cls, recipe)`` for every expert of ``plan`` at once, each in a thread and on a stream of its own."""
     planned = {cls.name: (cls, recipe) for cls, recipe in plan}
+    streams = dict(zip(planned, team_streams(device, len(plan)), strict=True))
 
     def start(name: str, slot: None) -> _Thread:
-        return _Thread(name, lambda: on_own_stream(device, lambda: train_one(*planned[name])))
+        return _Thread(name, lambda: on_stream(device, streams[name], lambda: train_one(*planned[name])))
 
     pool = _Pool(plan, [None] * len(plan), start, console)
     console.print(f"training {len(plan)} experts as a team in this process on {device}")
@@ -79,12 +80,25 @@ def train_as_team(plan: list[tuple[type, Any]], train_one: Callable[[type, Any],
     pool.raise_failures()
 
 
-def on_own_stream(device: torch.device, work: Callable[[], None]) -> None:
-    """Run ``work`` on a new CUDA stream of ``device`` (on a CPU, as it is)."""
+def team_streams(device: torch.device, n: int) -> list:
+    """One CUDA stream per expert, all distinct, taken before any thread starts (None on a CPU).
+
+    torch hands out the streams of a pool of 32 in turn; taken up front, n <= 32 of them are distinct,
+    and the threads take no more (static_step.side_stream).
+    """
     if device.type != "cuda":
+        return [None] * n
+    streams = [torch.cuda.Stream(device) for _ in range(n)]
+    if len({s.cuda_stream for s in streams}) < n:
+        raise ArgseError(f"--team has one CUDA stream per expert, and torch has 32 per GPU; train at most 32, not {n}")
+    return streams
+
+
+def on_stream(device: torch.device, stream, work: Callable[[], None]) -> None:
+    """Run ``work`` on ``stream`` of ``device`` (on a CPU, as it is)."""
+    if stream is None:
         work()
         return
-    stream = torch.cuda.Stream(device)
     stream.wait_stream(torch.cuda.current_stream(device))  # the shared images were copied on the default stream
     with torch.cuda.device(device), torch.cuda.stream(stream):  # a new thread starts on GPU 0 otherwise
         work()
@@ -191,7 +205,7 @@ class _Thread:
             work()
         except ArgseError as exc:
             self.error = str(exc)
-        except Exception as exc:  # a bug: the report names it, the traceback goes to stderr
+        except BaseException as exc:  # a bug (or a plugin's sys.exit): named in the report, traceback on stderr
             traceback.print_exc()
             self.error = f"{type(exc).__name__}: {exc} (traceback above)"
 

@@ -126,7 +126,7 @@ def team_rows(sets: list[str], tmp: Path, epochs: int) -> list[tuple]:
     base = seconds["one by one"]
     return [
         (
-            f"team of {len(TEAM)}, {epochs} epochs each: {mode}",
+            f"team of {len(TEAM)} ({epochs} epochs per stage; decoupling and posthoc_adjust wait for ce): {mode}",
             f"{t:.1f} s",
             f"{base:.1f} s (one by one)",
             f"{base / t:.2f}x",

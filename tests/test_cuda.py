@@ -101,7 +101,7 @@ def test_a_team_on_one_gpu_with_cuda_graphs_trains_what_one_by_one_training_does
         train_experts.run(cfg, names, team=team)
         logits[team] = {n: read_logits(root / "outputs" / "tiny" / "logits" / n / "test.safetensors") for n in names}
     for n in names:
-        assert torch.allclose(logits[True][n].logits, logits[False][n].logits, atol=1e-4, rtol=1e-4), n
+        assert torch.allclose(logits[True][n].logits, logits[False][n].logits, atol=1e-3, rtol=1e-3), n
 
 
 def test_gpu_benchmark_section_prints_the_three_rows(tmp_path, monkeypatch):

@@ -132,12 +132,8 @@ def _weights(path):
     return {k: v for k, v in load_checkpoint(path)[0].items() if k.startswith("model.")}
 
 
-def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, tiny, monkeypatch):
-    epochs = ["recipes.ce.epochs=3", "recipes.ce.dropout=0.2"]
-    full = _ce(tiny + epochs + [f"checkpoint_dir={tmp_path / 'a'}"])
-    full.train()
-
-    # Interrupt the second run right after epoch 2's checkpoint, then resume it.
+def _interrupt_after_two_epochs(sets: list[str], monkeypatch) -> None:
+    """Train ce with ``sets`` and stop it right after epoch 2's checkpoint."""
     original = storage.write_text
     calls = {"n": 0}
 
@@ -149,15 +145,37 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, tiny, monk
                 raise KeyboardInterrupt
 
     monkeypatch.setattr(storage, "write_text", stop_after_two_epochs)
-    part = _ce(tiny + epochs + [f"checkpoint_dir={tmp_path / 'b'}"])
     with pytest.raises(KeyboardInterrupt):
-        part.train()
+        _ce(sets).train()
     monkeypatch.setattr(storage, "write_text", original)
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, tiny, monkeypatch):
+    epochs = ["recipes.ce.epochs=3", "recipes.ce.dropout=0.2"]
+    full = _ce(tiny + epochs + [f"checkpoint_dir={tmp_path / 'a'}"])
+    full.train()
+
+    _interrupt_after_two_epochs(tiny + epochs + [f"checkpoint_dir={tmp_path / 'b'}"], monkeypatch)
     assert load_checkpoint(tmp_path / "b/tiny/ce/last.safetensors")[1]["epoch"] == 2
     _ce(tiny + epochs + [f"checkpoint_dir={tmp_path / 'b'}"]).train()
 
     a, b = _weights(tmp_path / "a/tiny/ce/last.safetensors"), _weights(tmp_path / "b/tiny/ce/last.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_checkpoint_from_before_the_dropout_stream_still_resumes(tmp_path, tiny, monkeypatch):
+    """Written before dropout had its own stream: it resumes, and without dropout exactly as before."""
+    epochs = ["recipes.ce.epochs=3"]
+    _ce(tiny + epochs + [f"checkpoint_dir={tmp_path / 'a'}"]).train()
+    _interrupt_after_two_epochs(tiny + epochs + [f"checkpoint_dir={tmp_path / 'b'}"], monkeypatch)
+    last = tmp_path / "b/tiny/ce/last.safetensors"
+    tensors, meta = storage.load_tensors(last, "checkpoint")
+    del tensors["rng.dropout"]
+    storage.save_tensors(last, tensors, meta)
+    _ce(tiny + epochs + [f"checkpoint_dir={tmp_path / 'b'}"]).train()
+
+    a, b = _weights(tmp_path / "a/tiny/ce/last.safetensors"), _weights(last)
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tmp_path, tiny, monkeypatch):

@@ -95,7 +95,11 @@ def fit(
     run = _Fit(task, recipe, ckpt_dir, seed, device, runtime, static_shapes)
     if resume and run.last_path.is_file():
         run.state = restore_training_state(run.last_path, run.live, run.state)
-    run.epochs()
+    try:
+        run.epochs()
+    finally:
+        if run.static_epochs is not None:
+            run.static_epochs.close()
     distributed.barrier()  # rank 0 has written best.safetensors
     tensors, _ = load_checkpoint(run.best_path)
     load_module_weights(task.module, tensors, run.best_path)

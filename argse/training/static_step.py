@@ -134,8 +134,7 @@ class Replay:
             self.graph.replay()  # capturing records the kernels; this runs them
 
     def _eager_on_side_stream(self) -> None:
-        # Warm-up work on a side stream keeps its lazy allocations out of the capture stream.
-        side = torch.cuda.Stream()
+        side = side_stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             self.step.opt.zero_grad(set_to_none=True)
@@ -148,11 +147,29 @@ class Replay:
             register_generator(graph, gen)
         # Backward allocates the gradients inside the graph's pool: each replay rewrites them there.
         self.step.opt.zero_grad(set_to_none=True)
-        # Experts of a --team capture from several threads: each on a stream of its own (torch's default
+        # Experts of a --team capture from several threads: each on its thread's stream (torch's default
         # capture stream is shared), one at a time, and blind to the others' CUDA calls.
-        with seeds.GLOBAL_LOCK, torch.cuda.graph(graph, stream=torch.cuda.Stream(), capture_error_mode="thread_local"):
+        with seeds.GLOBAL_LOCK, torch.cuda.graph(graph, stream=side_stream(), capture_error_mode="thread_local"):
             self.step.body()
         return graph
+
+    def close(self) -> None:
+        """Free the graph under the lock: freeing unregisters torch's CUDA generator, which a capture registers."""
+        if self.graph is not None:
+            with seeds.GLOBAL_LOCK:
+                self.graph.reset()
+                self.graph = None
+
+
+def side_stream() -> torch.cuda.Stream:
+    """Where warm-ups and captures run: a --team thread's own stream, else a new side stream.
+
+    The default stream cannot be captured. ``torch.cuda.Stream()`` hands out the streams of a pool
+    of 32 in turn, so a team thread must not take a new one: another thread may be working, or
+    capturing, on the stream it would get.
+    """
+    current = torch.cuda.current_stream()
+    return current if current != torch.cuda.default_stream() else torch.cuda.Stream()
 
 
 def register_generator(graph, gen: torch.Generator) -> None:
@@ -182,6 +199,10 @@ class StaticEpochs:
         self.steps = {batch_size: replay(batch_size, WARMUP_STEPS)}
         if rest:
             self.steps[rest] = replay(rest, 1)  # once per epoch: captured in the second epoch
+
+    def close(self) -> None:
+        for step in self.steps.values():
+            step.close()
 
     def register(self, gen: torch.Generator) -> None:
         """Another device generator the step draws from (the dropout masks'), registered at capture."""
