@@ -15,6 +15,7 @@ one has finished, and a failure is reported by name while the others go on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -78,6 +79,22 @@ def train_as_team(plan: list[tuple[type, Any]], train_one: Callable[[type, Any],
     console.print(f"training {len(plan)} experts as a team in this process on {device}")
     pool.run()
     pool.raise_failures()
+
+
+@contextlib.contextmanager
+def shared_cores(device: torch.device, experts: int, threads: int):
+    """On a CPU, give each expert's thread its share of the cores, as --parallel gives each process.
+
+    Every thread runs its own pool of torch.get_num_threads() workers: left at all the cores, the
+    pools oversubscribe them and training slows several-fold. ``threads`` (runtime.threads), if set, is kept.
+    """
+    before = torch.get_num_threads()
+    if device.type == "cpu" and not threads:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // experts))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def team_streams(device: torch.device, n: int) -> list:

@@ -16,7 +16,7 @@ from argse.data import LTData, prepare_data, preprocess_record
 from argse.errors import ArgseError
 from argse.experts import ExpertContext, LogitsExpert, get_expert, list_experts, load_plugins, load_recipe
 from argse.groups import TAIL
-from argse.launcher import train_as_team, train_in_parallel
+from argse.launcher import shared_cores, train_as_team, train_in_parallel
 from argse.metrics import source_reports
 from argse.training import resolve_device
 
@@ -88,7 +88,8 @@ def train_team(cfg: RunConfig, data: LTData, device, plan: list, resume: bool, c
     quiet = replace(cfg, runtime=replace(cfg.runtime, progress=False))
     ctx = ExpertContext(quiet, data, device, resume=resume)
     ctx.load_shared()
-    train_as_team(plan, lambda cls, recipe: train_one(ctx, cls, recipe, console), device, console)
+    with shared_cores(device, len(plan), cfg.runtime.threads):
+        train_as_team(plan, lambda cls, recipe: train_one(ctx, cls, recipe, console), device, console)
 
 
 def check_team(cfg: RunConfig, parallel: bool) -> None:

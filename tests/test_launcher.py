@@ -68,7 +68,9 @@ def _train(tmp_path, team: bool) -> dict:
     from argse import train_experts
 
     # decoupling trains its own stage 1 (with dropout) beside ce and logit_adjust; posthoc_adjust waits for ce.
-    cfg = load_run_config(None, tiny_overrides(tmp_path, **{"recipes.decoupling.stage1.dropout": "0.5"}))
+    # One intra-op thread both ways: a CPU kernel may sum in another order with another thread count.
+    sets = {"recipes.decoupling.stage1.dropout": "0.5", "runtime.threads": "1"}
+    cfg = load_run_config(None, tiny_overrides(tmp_path, **sets))
     reports = train_experts.run(cfg, TEAM, team=team)
     return {n: read_logits(tmp_path / "outputs" / "tiny" / "logits" / n / "test.safetensors") for n in TEAM} | {
         "reports": reports
@@ -115,3 +117,17 @@ def test_team_refuses_what_it_cannot_combine_with(tmp_path, argv, message):
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_team_on_a_cpu_shares_the_cores_out_and_gives_them_back(monkeypatch):
+    from argse.launcher import shared_cores
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    with shared_cores(torch.device("cpu"), experts=3, threads=0):
+        assert torch.get_num_threads() == 2
+    with shared_cores(torch.device("cpu"), experts=16, threads=0):
+        assert torch.get_num_threads() == 1
+    with shared_cores(torch.device("cpu"), experts=3, threads=before):  # runtime.threads given: kept
+        assert torch.get_num_threads() == before
+    assert torch.get_num_threads() == before
