@@ -56,7 +56,7 @@ def seed_global(base: int, stream: str) -> None:
 def global_stream(base: int, stream: str):
     """torch's process-wide generators seeded for ``stream``, for this thread alone until the block ends."""
     with GLOBAL_LOCK:
-        torch.manual_seed(seed(base, stream))
+        seed_global(base, stream)
         yield
 
 
