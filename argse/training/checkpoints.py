@@ -113,11 +113,6 @@ def restore_training_state(path: Path, live: LiveTraining, fresh: dict) -> dict:
 def _check_resumable(path: Path, tensors: dict, meta: dict, keys: list[str], rng: list[str]) -> None:
     """A weights-only file (e.g. best.safetensors copied over last.safetensors) cannot be resumed."""
     missing = [k for k in keys if k not in meta] + [k for k in ["rng.torch", *rng] if k not in tensors]
-    if missing and all(k.startswith("rng.") for k in missing):
-        raise ArgseError(
-            f"checkpoint {path} was written by an earlier argse without the random stream '{missing[0]}'; "
-            f"rerun without --resume to start over"
-        )
     if missing:
         raise ArgseError(
             f"checkpoint {path} holds weights only, not the training state --resume needs (it lacks "

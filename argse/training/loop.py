@@ -216,9 +216,15 @@ class _Fit:
         """The static-shape steps, built at the first epoch: after a resume has restored the optimiser."""
         if self.static_epochs is None:
             self.static_epochs = StaticEpochs(
-                self.task, self.opt, self.draws, self.recipe.batch_size, aug, self.runtime, self.device
+                self.task,
+                self.opt,
+                self.draws,
+                self.recipe.batch_size,
+                aug,
+                self.runtime,
+                self.device,
+                dropout=self.gens["dropout"],
             )
-            self.static_epochs.register(self.gens["dropout"])
         return self.static_epochs
 
     def stop_if_diverged(self, epoch: int, first_bad: torch.Tensor) -> None:

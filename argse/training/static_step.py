@@ -185,10 +185,13 @@ def register_generator(graph, gen: torch.Generator) -> None:
 class StaticEpochs:
     """Every epoch of a run as replays of at most two static steps (full batches, then the remainder)."""
 
-    def __init__(self, task, opt, draws: int, batch_size: int, gen, runtime: RuntimeConfig, device) -> None:
+    def __init__(
+        self, task, opt, draws: int, batch_size: int, gen, runtime: RuntimeConfig, device, dropout=None
+    ) -> None:
         capture = device.type == "cuda"
         self.opt, self.t = opt, EpochTensors.empty(draws, device)
-        self.generators = [gen] if gen is not None else []
+        # Every device generator the step draws from (crops, dropout masks) is registered at capture.
+        self.generators = [g for g in (gen, dropout) if g is not None]
         full, rest = divmod(draws, batch_size)
         self.sizes = [batch_size] * full + ([rest] if rest else [])
 
@@ -203,10 +206,6 @@ class StaticEpochs:
     def close(self) -> None:
         for step in self.steps.values():
             step.close()
-
-    def register(self, gen: torch.Generator) -> None:
-        """Another device generator the step draws from (the dropout masks'), registered at capture."""
-        self.generators.append(gen)
 
     def epoch(self, order: torch.Tensor, sched, advance: Callable[[], None]) -> tuple[torch.Tensor, torch.Tensor]:
         """One pass over ``order``; returns (summed loss, first non-finite step or -1), on the device."""
