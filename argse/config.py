@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from argse.errors import ArgseError
+from argse.paths import RunPaths
 from argse.selective import GATE_RULE, METHODS
 
 # ---------------------------------------------------------------- generic machinery
@@ -443,6 +444,11 @@ class RunConfig:
     @property
     def ckpt_dir(self) -> Path:
         return Path(self.checkpoint_dir) / self.name
+
+    @property
+    def paths(self) -> RunPaths:
+        """Every file of this run (argse.paths)."""
+        return RunPaths(self.out_dir, self.ckpt_dir)
 
 
 def load_run_config(path: str | Path | None, overrides: list[str] = (), values: dict | None = None) -> RunConfig:
