@@ -19,6 +19,9 @@ from argse.errors import ArgseError
 
 T = TypeVar("T")
 
+GROUPS = ("argse.experts", "argse.samplers", "argse.rejectors", "argse.datasets")
+"""The entry-point groups of argse's own registries, loaded even before their modules are imported."""
+
 
 class RegistryError(ArgseError, ValueError):
     """An unknown or doubly registered name: one sentence, and a ValueError so configs report where."""
@@ -89,11 +92,11 @@ def load_plugins(modules: list[str] = ()) -> None:
             raise ArgseError(
                 f"plugin module '{module}' could not be imported ({exc}); fix 'plugins' in the config"
             ) from None
-    for registry in Registry.all:
-        for ep in entry_points(group=registry.group):
+    for group in dict.fromkeys([*GROUPS, *(registry.group for registry in Registry.all)]):
+        for ep in entry_points(group=group):
             try:
                 ep.load()
             except ImportError as exc:
                 raise ArgseError(
-                    f"entry point '{ep.name} = {ep.value}' of group {registry.group} failed to import ({exc})"
+                    f"entry point '{ep.name} = {ep.value}' of group {group} failed to import ({exc})"
                 ) from None

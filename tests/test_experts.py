@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import argse.experts
+import argse.registry
 from argse import train_experts
 from argse.calibration import T_MAX, T_MIN
 from argse.config import load_run_config
@@ -149,9 +150,10 @@ def _args(tiny, experts, **sets):
 
 def test_plugin_from_entry_point(tiny, monkeypatch):
     sys.modules.pop("tests.plugins.tiny_expert", None)
-    registry._EXPERTS.pop("label_smoothing", None)
-    ep = importlib.metadata.EntryPoint("label_smoothing", "tests.plugins.tiny_expert", registry.ENTRY_POINT_GROUP)
-    monkeypatch.setattr(registry, "entry_points", lambda group: [ep] if group == registry.ENTRY_POINT_GROUP else [])
+    registry.EXPERTS.unregister("label_smoothing")
+    assert "label_smoothing" not in list_experts()
+    ep = importlib.metadata.EntryPoint("label_smoothing", "tests.plugins.tiny_expert", "argse.experts")
+    monkeypatch.setattr(argse.registry, "entry_points", lambda group: [ep] if group == "argse.experts" else [])
     load_plugins([])
     assert "label_smoothing" in list_experts()
 

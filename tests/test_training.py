@@ -1,9 +1,12 @@
 import dataclasses
+import importlib.metadata
 import shutil
+import sys
 
 import pytest
 import torch
 
+import argse.registry
 from argse import seeds, storage
 from argse.config import load_run_config
 from argse.data import prepare_data
@@ -54,7 +57,11 @@ def test_unknown_sampler_is_one_sentence_naming_the_choices(tiny):
 
 
 def test_a_sampler_registered_twice_names_both():
-    with pytest.raises(ArgseError, match=r"sampler 'balanced' is registered twice: by .*balanced_sampler and by"):
+    with pytest.raises(
+        ArgseError,
+        match=r"^sampler 'balanced' is registered twice: by argse\.training\.samplers\.balanced_sampler \(.*samplers\.py\) "
+        r"and by .*another_balanced .*; rename one of them$",
+    ):
 
         @samplers.register_sampler("balanced")
         def another_balanced(labels, generator, num_classes, draws):
@@ -72,6 +79,16 @@ def test_plugin_sampler_trains_an_expert(tiny):
     assert expert.recipe.sampler == "sqrt"
     expert.train()
     assert sqrt_sampler.CALLS == [len(expert.ctx.data.train.labels)] * expert.recipe.epochs
+
+
+def test_plugin_sampler_from_entry_point(monkeypatch):
+    sys.modules.pop("tests.plugins.sqrt_sampler", None)
+    samplers.SAMPLERS.unregister("sqrt")
+    assert "sqrt" not in list_samplers()
+    ep = importlib.metadata.EntryPoint("sqrt", "tests.plugins.sqrt_sampler", "argse.samplers")
+    monkeypatch.setattr(argse.registry, "entry_points", lambda group: [ep] if group == "argse.samplers" else [])
+    load_plugins([])
+    assert "sqrt" in list_samplers()
 
 
 def test_sqrt_plugin_sampler_sits_between_instance_and_balanced():

@@ -2,7 +2,8 @@
 
 A sampler is a function ``(labels, generator, num_classes, draws) -> indices`` registered under a
 name; ``TrainRecipe.sampler`` picks one by that name. Plugins add samplers with
-``@register_sampler("name")`` exactly as they add experts, without editing argse.
+``@register_sampler("name")`` exactly as they add experts (entry-point group ``argse.samplers``),
+without editing argse.
 """
 
 from __future__ import annotations
@@ -11,43 +12,17 @@ from collections.abc import Callable
 
 import torch
 
-from argse.errors import ArgseError
+from argse.registry import Registry
 
 Sampler = Callable[[torch.Tensor, torch.Generator, int, int], torch.Tensor]
 """(labels, generator, num_classes, draws) -> ``draws`` indices into ``labels``."""
 
-_SAMPLERS: dict[str, Sampler] = {}
+SAMPLERS: Registry[Sampler] = Registry("sampler", "argse.samplers")
 
-
-class SamplerError(ArgseError, ValueError):
-    """An unknown or doubly registered sampler: one sentence, and a ValueError so configs report where."""
-
-
-def register_sampler(name: str) -> Callable[[Sampler], Sampler]:
-    """Function decorator: add a sampler under ``name``; the function is returned unchanged."""
-
-    def decorator(fn: Sampler) -> Sampler:
-        if _SAMPLERS.get(name, fn) is not fn:
-            old = _SAMPLERS[name]
-            raise SamplerError(
-                f"sampler '{name}' is registered twice: by {old.__module__}.{old.__qualname__} "
-                f"and by {fn.__module__}.{fn.__qualname__}; rename one of them"
-            )
-        _SAMPLERS[name] = fn
-        return fn
-
-    return decorator
-
-
-def list_samplers() -> list[str]:
-    return sorted(_SAMPLERS)
-
-
-def get_sampler(name: str) -> Sampler:
-    try:
-        return _SAMPLERS[name]
-    except KeyError:
-        raise SamplerError(f"unknown sampler '{name}'; available samplers: {', '.join(list_samplers())}") from None
+register_sampler = SAMPLERS.register
+"""Function decorator: add a sampler under ``name``; the function is returned unchanged."""
+get_sampler = SAMPLERS.get
+list_samplers = SAMPLERS.names
 
 
 def epoch_order(
