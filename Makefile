@@ -53,13 +53,14 @@ test-all: $(VENV)/.stamp
 	$(PY) -m pytest -q -m ''
 
 lint: $(VENV)/.stamp
-	$(VENV)/bin/ruff check argse tests benchmarks
-	$(VENV)/bin/ruff format --check argse tests benchmarks
+	$(VENV)/bin/ruff check argse tests benchmarks studies
+	$(VENV)/bin/ruff format --check argse tests benchmarks studies
 
 # Experts, gate, evaluation and docs/results/<name>.md for one config.
 reproduce: $(VENV)/.stamp
 	$(PY) -m argse.reproduce --config $(CONFIG) $(if $(SEEDS),--seeds $(SEEDS)) $(ARGS)
 
+# Speed only; the accuracy tables of docs/ come from the studies (`python -m studies` lists them).
 bench: $(VENV)/.stamp
 	$(PY) -m benchmarks --out docs/performance.md
 	$(PY) -m benchmarks.scaling --out docs/scaling.md

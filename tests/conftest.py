@@ -9,6 +9,8 @@ import pytest
 from argse.config import load_run_config
 from tests.tiny_run import REPO, TINY_RUN
 
+pytest.register_assert_rewrite("tests.fault_harness")  # its assert_* helpers report like test asserts
+
 SHARED_CIFAR10 = REPO.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
 
 TINY_SCHEDULE = {"epochs": 2, "batch_size": 16, "warmup_epochs": 1, "milestones": [1], "gamma": 0.1, "lr": 0.05}

@@ -23,24 +23,6 @@ def test_scaling_benchmark_smoke(tmp_path):
     assert len(rows) == 3 and "| 1.00x |" in rows[0] and "sync_bn off" in rows[2]
 
 
-def test_decoupling_variants_smoke(tmp_path):
-    """Every stage-2 variant runs from one tiny ce and reports its best epoch; real figures: docs/results."""
-    from argse import train_experts
-    from benchmarks import decoupling_variants
-    from tests.conftest import tiny_overrides
-
-    sets = tiny_overrides(tmp_path)
-    assert train_experts.main([x for s in sets for x in ("--set", s)] + ["--experts", "ce"]) == 0
-    out = tmp_path / "variants.md"
-    argv = [x for s in sets for x in ("--set", s)] + ["--config", str(tmp_path / "none.yaml"), "--views", "2"]
-    (tmp_path / "none.yaml").write_text("{}\n")
-    assert decoupling_variants.main([*argv, "--out", str(out)]) == 0
-    text = out.read_text()
-    for label in ("tau-norm", "cRT, 2-view cache", "LWS, Kang (augment, BN train, no cache)"):
-        assert label in text
-    assert text.count("| 2 |") + text.count("| 1 |") >= 6  # a best epoch for every trained variant
-
-
 def test_gpu_section_says_it_was_skipped_without_cuda(tmp_path, monkeypatch):
     import torch
 

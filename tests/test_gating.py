@@ -9,7 +9,7 @@ from argse.config import load_run_config
 from argse.errors import ArgseError
 from argse.gating import constant_weights, tune_parts
 from argse.logits import logits_path, read_logit_set, read_logits
-from tests.logit_factory import peaked, write_run
+from studies.logit_factory import peaked, write_run
 from tests.test_logits import _rewrite
 
 C, HEAD = 10, 7

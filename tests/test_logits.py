@@ -87,7 +87,7 @@ def test_siblings_must_agree(tmp_path):
 
 
 def _run(tmp_path, name="r"):
-    from tests.logit_factory import write_run
+    from studies.logit_factory import write_run
 
     out = tmp_path / name
     write_run(out, {"ce": lambda labels, g: torch.randn(len(labels), 4, generator=g)}, 4, [100, 50, 10, 5])

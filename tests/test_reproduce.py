@@ -1,7 +1,7 @@
 import torch
 
 from argse import reproduce
-from tests.logit_factory import write_run
+from studies.logit_factory import write_run
 
 
 def _model(strength):

@@ -109,7 +109,7 @@ def test_plugins_beat_chow_on_an_underconfident_tail():
 
 def _one_expert_run(out_dir, name: str, class_counts: list[int]) -> list[str]:
     """Hand-made logits of one expert 'ce' for run ``name``; the --set options that select the run."""
-    from tests.logit_factory import write_run
+    from studies.logit_factory import write_run
 
     def model(labels, g):
         return torch.randn(len(labels), 4, generator=g) + 2 * torch.nn.functional.one_hot(labels, 4)

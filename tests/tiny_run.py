@@ -1,5 +1,5 @@
-"""The tiny synthetic run shared by the test fixtures and the fault script: 4 classes of 8x8 images,
-a depth-8 ResNet of width 4, on the CPU, so an epoch takes well under a second."""
+"""The tiny synthetic run shared by the test fixtures and the fault cases (tests/fault_harness.py):
+4 classes of 8x8 images, a depth-8 ResNet of width 4, on the CPU, so an epoch takes well under a second."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Hand-made logits for ``benchmarks.selective_gate``: three noisy experts, none perfect.
+"""Hand-made logits for ``studies.gate_objectives``: three noisy experts, none perfect.
 
-``python -m benchmarks.synthetic_logits --out DIR`` writes DIR/outputs/lf/logits/{head,tail,mid}/ (the
-held-out splits, 100 / 200 / 200 samples per class, through ``tests/logit_factory.py``) and DIR/lf.yaml.
+``python -m studies.synthetic_logits --out DIR`` writes DIR/outputs/lf/logits/{head,tail,mid}/ (the
+held-out splits, 100 / 200 / 200 samples per class, through ``studies/logit_factory.py``) and DIR/lf.yaml.
 Ten classes with the counts of ``tests/test_gating.py`` (classes 7, 8, 9 form the tail). Each expert is
 right with its own probability on head and on tail samples; right answers are more confident on
 average, with overlap, so confidence ranks correctness only partly and routing matters.
@@ -14,10 +14,11 @@ from pathlib import Path
 
 import torch
 
-from tests import logit_factory
+from studies import logit_factory
 
 C, HEAD = 10, 7
 COUNTS = [500, 300, 200, 120, 80, 60, 40, 10, 8, 5]
+SPLIT_SIZES = {"val": 100, "tune": 200, "test": 200}  # per class: larger than the tests' so AURC differences show
 CONFIG = "name: lf\ndata:\n  tail_max_count: 20\nruntime:\n  device: cpu\n  progress: false\n"
 
 
@@ -37,9 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--out", required=True)
     out = Path(p.parse_args(argv).out)
-    logit_factory.SPLIT_SIZES = {"val": 100, "tune": 200, "test": 200}
     experts = {"head": expert(0.9, 0.3), "tail": expert(0.6, 0.8), "mid": expert(0.75, 0.55)}
-    logit_factory.write_run(out / "outputs" / "lf", experts, C, COUNTS)
+    logit_factory.write_run(out / "outputs" / "lf", experts, C, COUNTS, split_sizes=SPLIT_SIZES)
     (out / "lf.yaml").write_text(CONFIG)
     return 0
 

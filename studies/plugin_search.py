@@ -1,6 +1,6 @@
 """Algorithm 1/2 alone (``evaluate.search: power``) against the grid search of the rule family.
 
-    python -m benchmarks.plugin_search --config configs/cifar10_lt.yaml [--set evaluate.test_prior=balanced]
+    python -m studies.plugin_search --config configs/cifar10_lt.yaml [--set evaluate.test_prior=balanced]
 
 Reads the run's exported logits (every source), fits both plug-in methods with each search on the
 rejector part of ``tune`` and prints each method's own objective as AURC over [0, 0.8] on

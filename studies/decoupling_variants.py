@@ -1,6 +1,6 @@
 """Decoupling's stage 2, variant by variant, on one run's data and one stage 1.
 
-    python -m benchmarks.decoupling_variants --config configs/cifar10_lt_cpu.yaml [--out docs/results/decoupling_variants.md]
+    python -m studies.decoupling_variants --config configs/cifar10_lt_cpu.yaml [--out docs/results/decoupling_variants.md]
 
 Stage 1 is the run's finished ``ce`` expert (stage1_from: ce). Each variant retrains only the
 classifier (into checkpoints/<run>/decoupling_variants/<variant>/) and is scored on ``test``:
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     title = f"{cfg.name}: decoupling stage 2 on test (%)"
     cli.console().print(console_table(title, rows))
     if args.out:
-        command = "python -m benchmarks.decoupling_variants " + " ".join(argv if argv is not None else sys.argv[1:])
+        command = "python -m studies.decoupling_variants " + " ".join(argv if argv is not None else sys.argv[1:])
         storage.write_text(args.out, markdown(title, rows, base.stage2.epochs, command))
     return 0
 

@@ -1,4 +1,5 @@
-"""Hand-made logits files for gating and selective tests (no training involved)."""
+"""Hand-made logits files and their split manifest, no training involved: the fixtures of the gating and
+selective tests, and the experts of ``studies.synthetic_logits``."""
 
 from __future__ import annotations
 
@@ -31,18 +32,22 @@ def peaked(
     return p.log()
 
 
-def split_rows(num_classes: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def split_rows(
+    num_classes: int, split_sizes: dict[str, int] = SPLIT_SIZES
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """(labels, indices) of every held-out split, class by class as the data core makes them."""
     rows = {}
-    for s, (split, per_class) in enumerate(SPLIT_SIZES.items()):
+    for s, (split, per_class) in enumerate(split_sizes.items()):
         labels = torch.arange(num_classes).repeat_interleave(per_class)
         rows[split] = labels, torch.arange(len(labels)) + 1000 * s
     return rows
 
 
-def write_manifest(out_dir: Path, num_classes: int, class_counts: list[int]) -> str:
+def write_manifest(
+    out_dir: Path, num_classes: int, class_counts: list[int], split_sizes: dict[str, int] = SPLIT_SIZES
+) -> str:
     """The run's splits.json for these hand-made splits; returns its sha256."""
-    rows = split_rows(num_classes)
+    rows = split_rows(num_classes, split_sizes)
     manifest = {
         "format": "argse.splits/1",
         "dataset": "synthetic_lt",
@@ -55,10 +60,18 @@ def write_manifest(out_dir: Path, num_classes: int, class_counts: list[int]) -> 
     return manifest_sha256(manifest)
 
 
-def write_run(out_dir: Path, experts: dict, num_classes: int, class_counts: list[int], seed: int = 0) -> None:
-    """``experts``: name -> fn(labels, generator) -> logits [N, C]. Writes every held-out split and splits.json."""
-    sha = write_manifest(out_dir, num_classes, class_counts)
-    for s, (split, (labels, indices)) in enumerate(split_rows(num_classes).items()):
+def write_run(
+    out_dir: Path,
+    experts: dict,
+    num_classes: int,
+    class_counts: list[int],
+    seed: int = 0,
+    split_sizes: dict[str, int] = SPLIT_SIZES,
+) -> None:
+    """``experts``: name -> fn(labels, generator) -> logits [N, C]. Writes every held-out split and splits.json;
+    ``split_sizes``: samples per class of each held-out split."""
+    sha = write_manifest(out_dir, num_classes, class_counts, split_sizes)
+    for s, (split, (labels, indices)) in enumerate(split_rows(num_classes, split_sizes).items()):
         for name, fn in experts.items():
             g = torch.Generator().manual_seed(seed + 17 * s + len(name))
             write_logits(

@@ -1,6 +1,6 @@
 """Which way round is the paper's lambda? Both orientations of {1, 6, 11}, judged on the fitting sample.
 
-    python -m benchmarks.paper_lambda_sign --config configs/cifar10_lt.yaml [--source ce]
+    python -m studies.paper_lambda_sign --config configs/cifar10_lt.yaml [--source ce]
 
 With ``protocol: paper`` and the run's test prior, fits ``plugin_balanced`` on the rejector part of
 ``tune`` with mu_tail = +lambda and with mu_tail = -lambda, and prints each one's balanced AURC

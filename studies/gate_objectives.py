@@ -1,6 +1,6 @@
 """Is the selective gate worth it? AURC of the NLL gate, the selective gates and single experts.
 
-``python -m benchmarks.selective_gate --config RUN.yaml --work DIR [--set ...]`` reads the expert logits of
+``python -m studies.gate_objectives --config RUN.yaml --work DIR [--set ...]`` reads the expert logits of
 the run (``output_dir``/``name``), and for each test prior (train, balanced) and gate objective
 (balanced_nll, selective_balanced, selective_worst) trains the gate and evaluates every source in
 DIR/<prior>/<objective>/, so no run overwrites another. It prints one markdown table of balanced and
@@ -29,7 +29,7 @@ def run_one(args, prior: str, objective: str, experts: list[str]) -> dict:
     for e in experts:
         if not (dst / "logits" / e).is_dir():
             shutil.copytree(cfg.out_dir / "logits" / e, dst / "logits" / e)
-    if (cfg.out_dir / "splits.json").is_file():  # hand-made logits (tests/logit_factory.py) have none
+    if (cfg.out_dir / "splits.json").is_file():  # evaluate checks the logits against it
         shutil.copy(cfg.out_dir / "splits.json", dst / "splits.json")
     sets = [*args.overrides, f"output_dir={work}", f"evaluate.test_prior={prior}", f"gating.objective={objective}"]
     common = ["--config", args.config] + [x for s in sets for x in ("--set", s)]
