@@ -64,11 +64,11 @@ def data_sets(tmp: Path, quick: bool) -> tuple[list[str], str]:
 def bench_train(data, device, steps: int, repeats: int, workers: tuple[int, ...]) -> dict:
     n = steps * 128
     images, labels = data.train.images[:n], data.train.labels[:n]
-    dataset = _pil_dataset(images, labels, data.mean, data.std)
-    ref = {w: median_time(lambda w=w: _reference_epoch(dataset, data.num_classes, device, w), repeats) for w in workers}
+    dataset = pil_dataset(images, labels, data.mean, data.std)
+    ref = {w: median_time(lambda w=w: reference_epoch(dataset, data.num_classes, device, w), repeats) for w in workers}
     best_workers = min(ref, key=ref.get)
-    ours = median_time(lambda: _argse_epoch(images, labels, data, device), repeats)
-    fp32 = median_time(lambda: _argse_epoch(images, labels, data, device, bf16=False), repeats)
+    ours = median_time(lambda: argse_epoch(images, labels, data, device), repeats)
+    fp32 = median_time(lambda: argse_epoch(images, labels, data, device, bf16=False), repeats)
     return {
         "images": n,
         "argse_img_s": n / ours,
@@ -87,7 +87,7 @@ def _precision(device: torch.device) -> str:
         return "bf16 autocast" if torch.is_autocast_enabled(device.type) else "fp32"
 
 
-def _argse_epoch(images, labels, data, device, cuda_graphs: bool = False, bf16: bool = True) -> None:
+def argse_epoch(images, labels, data, device, cuda_graphs: bool = False, bf16: bool = True) -> None:
     """One epoch of argse's loop: images on the device, crop/flip there, channels_last."""
     runtime = RuntimeConfig(device=str(device), progress=False, channels_last=True, cuda_graphs=cuda_graphs, bf16=bf16)
     torch.manual_seed(0)
@@ -106,7 +106,7 @@ def _argse_epoch(images, labels, data, device, cuda_graphs: bool = False, bf16: 
         fit(task, recipe, Path(ckpt), seed=0, resume=False, device=device, runtime=runtime)
 
 
-def _pil_dataset(images: torch.Tensor, labels: torch.Tensor, mean, std) -> torch.utils.data.Dataset:
+def pil_dataset(images: torch.Tensor, labels: torch.Tensor, mean, std) -> torch.utils.data.Dataset:
     """The usual torchvision pipeline: PIL images, RandomCrop + flip + ToTensor + Normalize per sample."""
     from PIL import Image
     from torchvision import transforms
@@ -132,7 +132,7 @@ def _pil_dataset(images: torch.Tensor, labels: torch.Tensor, mean, std) -> torch
     return PILDataset()
 
 
-def _reference_epoch(dataset, num_classes: int, device, workers: int) -> None:
+def reference_epoch(dataset, num_classes: int, device, workers: int) -> None:
     """One epoch of the usual PyTorch loop: DataLoader workers, NCHW fp32, a loss.item() per step."""
     torch.manual_seed(0)
     model = CifarResNet(num_classes).to(device)

@@ -64,7 +64,7 @@ def gpu_rows(data, steps: int, repeats: int, bench) -> list[tuple]:
     dev = torch.device("cuda")
     n = steps * BATCH
     images, labels = data.train.images[:n], data.train.labels[:n]
-    dataset = bench._pil_dataset(images, labels, data.mean, data.std)
+    dataset = bench.pil_dataset(images, labels, data.mean, data.std)
 
     def synced(fn):
         def run() -> None:
@@ -73,10 +73,10 @@ def gpu_rows(data, steps: int, repeats: int, bench) -> list[tuple]:
 
         return run
 
-    ref = n / bench.median_time(synced(lambda: bench._reference_epoch(dataset, data.num_classes, dev, 2)), repeats)
-    eager = n / bench.median_time(synced(lambda: bench._argse_epoch(images, labels, data, dev)), repeats)
+    ref = n / bench.median_time(synced(lambda: bench.reference_epoch(dataset, data.num_classes, dev, 2)), repeats)
+    eager = n / bench.median_time(synced(lambda: bench.argse_epoch(images, labels, data, dev)), repeats)
     graphs = n / bench.median_time(
-        synced(lambda: bench._argse_epoch(images, labels, data, dev, cuda_graphs=True)), repeats
+        synced(lambda: bench.argse_epoch(images, labels, data, dev, cuda_graphs=True)), repeats
     )
     limit = bare_graph_img_s(data.num_classes, steps, repeats, bench.median_time)
     name = torch.cuda.get_device_name()
