@@ -1,4 +1,4 @@
-"""The ``argse.logits/1`` file format: write, read and validate expert logits (DESIGN.md)."""
+"""The ``argse.logits/1`` file format: write, read and validate expert logits (docs/logits_format.md)."""
 
 from __future__ import annotations
 

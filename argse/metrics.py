@@ -1,4 +1,4 @@
-"""Classification metrics per class and per named group, with the long-tail re-weighting of DESIGN.md."""
+"""Classification metrics per class and per named group, with the long-tail re-weighting of docs/data.md."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from argse.groups import Groups, run_groups
-from argse.logits import LogitsFile, load_sources
 
 if TYPE_CHECKING:
-    from argse.config import DataConfig, RunConfig
+    from argse.config import DataConfig
+    from argse.logits import LogitsFile
 
 
 def per_class_accuracy(pred: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -89,7 +89,6 @@ def source_report(f: LogitsFile, data: DataConfig) -> dict[str, float]:
     return report
 
 
-def source_reports(cfg: RunConfig, sources: list[str]) -> dict[str, dict[str, float]]:
-    """``source_report`` on test of each source's exported logits (checked against the run's splits)."""
-    files = load_sources(cfg.out_dir, sources, ["test"])["test"]
-    return {f.expert: source_report(f, cfg.data) for f in files}
+def source_reports(files: list[LogitsFile], data: DataConfig) -> dict[str, dict[str, float]]:
+    """``source_report`` of each source's logits file, by source name."""
+    return {f.expert: source_report(f, data) for f in files}

@@ -16,27 +16,19 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from argse import published, storage
+from argse.evaluation import AURC_METRICS, AURC_RANGES, Evaluation, aurc_key
 from argse.groups import FEW, HEAD, MANY, MEDIUM, TAIL
+from argse.report import write_report
+from argse.rules import write_rules
 from argse.selective import GATE_RULE
 
 if TYPE_CHECKING:
     from argse.config import EvaluateConfig, RunConfig
-    from argse.evaluate import Evaluation
 
 # Accuracy columns of a classification report (argse.metrics), in the order the tables show them.
 ACCURACY_COLUMNS = ["acc", "acc_lt", "balanced_acc", HEAD, TAIL, MANY, MEDIUM, FEW]
 CALIBRATION_COLUMNS = ["ece_raw", "ece_cal"]
-# The selective metrics and rejection-rate spans whose AURCs the tables show.
-AURC_METRICS = ("balanced_error", "worst_group_error")
-AURC_SPANS = ("0-0.8", "0-1")
-
-
-def aurc_key(metric: str, span: str) -> str:
-    """The name of the AURC of ``metric`` over the rejection-rate span ``span`` (e.g. "0-0.8")."""
-    return f"{metric}@{span}"
-
-
-AURC_COLUMNS = [aurc_key(m, s) for s in AURC_SPANS for m in AURC_METRICS]
+AURC_COLUMNS = [aurc_key(m, s) for s in AURC_RANGES for m in AURC_METRICS]
 
 
 # ---------------------------------------------------------------- console tables
@@ -171,15 +163,14 @@ def evaluation_markdown(cfg: RunConfig, ev: Evaluation) -> str:
     return "\n".join(md)
 
 
-def write_evaluation(cfg: RunConfig, ev: Evaluation, report: dict, rules: dict) -> dict[str, Path]:
+def write_evaluation(cfg: RunConfig, ev: Evaluation) -> dict[str, Path]:
     """report.json, rules.json, rc_curves.csv, rc_curves.png and summary.md; returns their paths."""
-    out = cfg.out_dir / "evaluation"
-    paths = {"report": storage.write_json(out / "report.json", report)}
-    paths["rules"] = storage.write_json(out / "rules.json", rules)
-    paths["curves"] = storage.write_text(out / "rc_curves.csv", curves_csv(ev.curves, ev.groups, cfg.evaluate))
-    plot_curves(ev.curves, out / "rc_curves.png", f"{cfg.name}: {describe(cfg.evaluate)}")
-    paths["plot"] = out / "rc_curves.png"
-    paths["summary"] = storage.write_text(out / "summary.md", evaluation_markdown(cfg, ev))
+    run = cfg.paths
+    paths = {"report": write_report(cfg, ev), "rules": write_rules(run, ev, cfg.evaluate)}
+    paths["curves"] = storage.write_text(run.curves_csv, curves_csv(ev.curves, ev.groups, cfg.evaluate))
+    plot_curves(ev.curves, run.curves_png, f"{cfg.name}: {describe(cfg.evaluate)}")
+    paths["plot"] = run.curves_png
+    paths["summary"] = storage.write_text(run.summary, evaluation_markdown(cfg, ev))
     return paths
 
 
@@ -225,7 +216,7 @@ def write_results_page(docs: Path, name: str, command: tuple[str, str | None], c
     import torch  # only for the version line of the page
 
     cfg, d = cfgs[0], cfgs[0].data
-    png = (cfg.out_dir / "evaluation" / "rc_curves.png").read_bytes()
+    png = cfg.paths.curves_png.read_bytes()
     storage.atomic_write(docs / f"{name}.png", lambda tmp: Path(tmp).write_bytes(png))
     seeds = ", ".join(str(c.seed) for c in cfgs)
     lines = [

@@ -16,11 +16,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from argse import cli, evaluate, reporting, train_experts, train_gating
+from argse import cli, reporting
 from argse.config import RunConfig, load_run_config
+from argse.evaluation import aurc_key, evaluate_sources
+from argse.experts import pipeline as expert_pipeline
+from argse.gating import pipeline as gating_pipeline
 from argse.groups import TAIL
+from argse.logits import load_sources
 from argse.metrics import source_reports
-from argse.reporting import aurc_key
 
 # Every combination of the two settings the paper's comparison depends on: (test prior, protocol).
 VIEWS = [("train", "argse"), ("train", "paper"), ("balanced", "argse"), ("balanced", "paper")]
@@ -50,18 +53,18 @@ def run_seed(cfg: RunConfig, train: bool, resume: bool) -> SeedResult:
     """Train (unless ``train`` is false), gate and evaluate one seed, through the library functions."""
     cli.lock_run(cfg, "reproduce")
     if train:
-        train_experts.run(cfg, cfg.experts, resume=resume)
-    gating = train_gating.run(cfg, cfg.experts)
+        expert_pipeline.run(cfg, cfg.experts, resume=resume)
+    gating = gating_pipeline.run(cfg, cfg.experts)
     cli.console().print(reporting.mixture_table(f"{cfg.name}: gating on test (%; NLL in nats)", gating.reports))
     names = cfg.experts + ["gating"]
-    reports = source_reports(cfg, names)
+    reports = source_reports(load_sources(cfg.out_dir, names, ["test"])["test"], cfg.data)
     aurcs = {}
     for prior, protocol in VIEWS:
         view = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, test_prior=prior, protocol=protocol))
-        ev = evaluate.evaluate_sources(view, names, cfg.evaluate.methods)
+        ev = evaluate_sources(view, names, cfg.evaluate.methods)
         aurcs[(prior, protocol)] = ev.aurcs
         if (prior, protocol) == (cfg.evaluate.test_prior, cfg.evaluate.protocol):
-            evaluate.write_reports(cfg, ev)  # the run's own report, in its configured view
+            reporting.write_evaluation(cfg, ev)  # the run's own report, in its configured view
     return SeedResult(reports, aurcs)
 
 

@@ -11,16 +11,22 @@ rule costs O(N K) to apply and whole grids of multipliers are evaluated at once.
 
 The cost c is never a free parameter: for a target rejection rate r, t is the r-quantile of
 s on the fitting sample, so the rule rejects (up to ties) a fraction r of it.
+
+A rejector is one function ``(view, rate, options) -> Rule`` registered under a name with
+``@register_rejector("name")`` (plugins too, by config or the ``argse.rejectors`` entry point);
+:func:`fit_rule` calls it and sets the threshold.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-METHODS = ("chow", "plugin_balanced", "plugin_worst")
+from argse.registry import Registry
+
 # The rule a selective gate learned with itself (gating.objective: selective_*); evaluate adds it for the
 # gating source only, so it is not one of the METHODS a config may name.
 GATE_RULE = "gate_rule"
@@ -148,7 +154,7 @@ class Rule:
 
 @dataclass(frozen=True)
 class FitOptions:
-    """How the rejectors are fitted (see README, Selective prediction, for the two protocols)."""
+    """How the rejectors are fitted (docs/selective.md, "Protocol", for the two protocols)."""
 
     mu_grid: tuple[float, ...]
     power_iters: int = 10  # M of Algorithm 1
@@ -161,10 +167,10 @@ class FitOptions:
     search: str = "power"  # "grid": then refine the rule's weights directly on the fitting sample
 
 
-def fit_chow(view: GroupView, rate: float) -> Rule:
-    one = np.ones(view.k)
-    s, _ = score(view, one, one)
-    return Rule(one, one, float(threshold(s, rate, view.weight)))
+Rejector = Callable[[GroupView, float, FitOptions], Rule]
+"""(fitting view, target rejection rate, options) -> a rule; fit_rule then sets its threshold."""
+REJECTORS: Registry[Rejector] = Registry("rejector", "argse.rejectors")
+register_rejector = REJECTORS.register
 
 
 def mu_candidates(k: int, grid: tuple[float, ...]) -> np.ndarray:
@@ -263,17 +269,31 @@ def refine(view: GroupView, rule: Rule, rate: float, beta: np.ndarray | None, po
     return Rule(alpha, b, rule.t)
 
 
+@register_rejector("chow")
+def chow(view: GroupView, rate: float, opts: FitOptions) -> Rule:
+    """Chow's rule: accept iff the top probability clears 1 - c."""
+    one = np.ones(view.k)
+    return Rule(one, one, 0.0)
+
+
+@register_rejector("plugin_balanced")
+def plugin_balanced(view: GroupView, rate: float, opts: FitOptions) -> Rule:
+    """Algorithm 1 for the balanced error (beta = 1/K), refined on the fitting sample under search: grid."""
+    beta = np.full(view.k, 1.0 / view.k)
+    rule = fit_plugin(view, beta, rate, opts)
+    return refine(view, rule, rate, beta) if opts.search == "grid" else rule
+
+
+@register_rejector("plugin_worst")
+def plugin_worst(view: GroupView, rate: float, opts: FitOptions) -> Rule:
+    """Algorithm 2 for the worst-group error, refined on the fitting sample under search: grid."""
+    rule = fit_worst(view, rate, opts)
+    return refine(view, rule, rate, None) if opts.search == "grid" else rule
+
+
 def fit_rule(method: str, view: GroupView, rate: float, opts: FitOptions) -> Rule:
-    if method == "chow":
-        rule = fit_chow(view, rate)
-    elif method == "plugin_balanced":
-        rule = fit_plugin(view, np.full(view.k, 1.0 / view.k), rate, opts)
-    elif method == "plugin_worst":
-        rule = fit_worst(view, rate, opts)
-    else:
-        raise ValueError(method)
-    if opts.search == "grid" and method != "chow":
-        rule = refine(view, rule, rate, np.full(view.k, 1.0 / view.k) if method == "plugin_balanced" else None)
+    """The registered rejector ``method`` fitted on ``view`` at ``rate``."""
+    rule = REJECTORS.get(method)(view, rate, opts)
     # The cost c is set on the whole fitting sample so that the rule rejects the target fraction of it.
     s, _ = score(view, rule.alpha, rule.b)
     rule.t = float(threshold(s, rate, view.weight))

@@ -7,144 +7,9 @@ devices; ``--parallel`` instead trains several experts at once, one process per 
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import asdict, replace
-
-from argse import cli, distributed, reporting, storage
-from argse.config import RunConfig, dump_yaml
-from argse.data import LTData, prepare_data, preprocess_record
-from argse.errors import ArgseError
-from argse.experts import ExpertContext, LogitsExpert, get_expert, list_experts, load_plugins, load_recipe
-from argse.groups import TAIL
-from argse.launcher import shared_cores, train_as_team, train_in_parallel
-from argse.metrics import source_reports
-from argse.training import resolve_device
-
-
-def plan_experts(cfg: RunConfig, names: list[str]) -> list[tuple[type, object]]:
-    """(expert class, recipe) per name; every name and recipe is checked before any time is spent."""
-    load_plugins(cfg.plugins)
-    for key in cfg.recipes:  # the registry, not the config, knows the experts (plugins add some)
-        if key not in list_experts():
-            raise ArgseError(
-                f"config 'recipes' names unknown expert '{key}'; available experts: {', '.join(list_experts())}"
-            )
-    plan = [(get_expert(n), load_recipe(get_expert(n), cfg)) for n in names]
-    for cls, recipe in plan:
-        for needed in cls.requires(recipe):
-            if needed not in list_experts():
-                raise ArgseError(
-                    f"expert '{cls.name}' requires '{needed}', which is not a registered expert; "
-                    f"fix its recipe (available experts: {', '.join(list_experts())})"
-                )
-    return in_dependency_order(plan)
-
-
-def in_dependency_order(plan: list[tuple[type, object]]) -> list[tuple[type, object]]:
-    """The plan with every expert after the planned experts it requires, otherwise in the order given."""
-    names = {cls.name for cls, _ in plan}
-    needs = {cls.name: {n for n in cls.requires(recipe) if n in names and n != cls.name} for cls, recipe in plan}
-    ordered: list[tuple[type, object]] = []
-    while len(ordered) < len(plan):
-        done = {cls.name for cls, _ in ordered}
-        ready = [p for p in plan if p[0].name not in done and needs[p[0].name] <= done]
-        if not ready:
-            waiting = ", ".join(f"{n} needs {', '.join(sorted(needs[n]))}" for n in sorted(names - done))
-            raise ArgseError(f"the experts wait on each other ({waiting}); break the cycle in their recipes")
-        ordered.append(ready[0])
-    return ordered
-
-
-def describe_run(cfg: RunConfig, data: LTData, device) -> str:
-    where = f"{device} x {distributed.world_size()} processes" if distributed.is_distributed() else str(device)
-    return (
-        f"[bold]{cfg.name}[/]: {data.dataset}, {data.num_classes} classes, {len(data.train.labels)} training "
-        f"images ({int(data.class_counts.max())} -> {int(data.class_counts.min())} per class), "
-        f"{data.groups.size(TAIL)} tail classes, device {where}"
-    )
-
-
-def train_one(ctx: ExpertContext, cls: type, recipe, console) -> None:
-    """Train, calibrate and export one expert."""
-    expert = cls(ctx, recipe)
-    expert.train()
-    temperature = expert.calibrate()
-    paths = expert.export_logits()
-    distributed.barrier()  # the files rank 0 wrote are complete before any rank reads them
-    console.print(f"{cls.name}: temperature {temperature:.3f}; logits in {paths['test'].parent}")
-
-
-def train_here(cfg: RunConfig, data: LTData, device, plan: list, resume: bool, console) -> None:
-    """Each planned expert in turn, in this process (all ranks under torchrun)."""
-    ctx = ExpertContext(cfg, data, device, resume=resume)
-    for cls, recipe in plan:
-        console.rule(f"expert {cls.name}")
-        train_one(ctx, cls, recipe, console)
-
-
-def train_team(cfg: RunConfig, data: LTData, device, plan: list, resume: bool, console) -> None:
-    """Every planned expert at once in this process (--team): one thread and CUDA stream each, one copy of the data."""
-    # One live display at a time: the threads train without progress bars, as --parallel's children do.
-    quiet = replace(cfg, runtime=replace(cfg.runtime, progress=False))
-    ctx = ExpertContext(quiet, data, device, resume=resume)
-    ctx.load_shared()
-    with shared_cores(device, len(plan), cfg.runtime.threads):
-        train_as_team(plan, lambda cls, recipe: train_one(ctx, cls, recipe, console), device, console)
-
-
-def check_team(cfg: RunConfig, parallel: bool) -> None:
-    """Refuse what --team cannot be combined with, in one sentence."""
-    if parallel:
-        raise ArgseError("--team and --parallel are two ways to train experts at once; choose one")
-    if distributed.launched():
-        raise ArgseError("--team trains the experts in threads of one process; run it without torchrun")
-    if cfg.runtime.compile:
-        raise ArgseError(
-            "--team cannot be combined with runtime.compile=true (torch.compile is not thread-safe); "
-            "set runtime.compile=false or train without --team"
-        )
-    if cfg.data.dataset == "list_lt":
-        raise ArgseError(
-            "--team shares one copy of the training images on the device, but data.dataset=list_lt is decoded "
-            "by DataLoader workers; train without --team (or with --parallel)"
-        )
-
-
-def run(
-    cfg: RunConfig,
-    names: list[str],
-    *,
-    resume: bool = False,
-    parallel: argparse.Namespace | None = None,
-    team: bool = False,
-) -> dict[str, dict[str, float]] | None:
-    """Train and export experts ``names``; their test reports on rank 0 (None on the other ranks).
-
-    ``parallel``: the command line (with --parallel N) whose --config and --set each child process
-    repeats. ``team``: all experts at once in threads of this process (launcher.train_as_team).
-    """
-    plan = plan_experts(cfg, names)
-    if parallel is not None and distributed.launched():
-        raise ArgseError("--parallel starts its own processes; run it without torchrun")
-    if team:
-        check_team(cfg, parallel is not None)
-    cli.lock_run(cfg, "train_experts")  # one process per run name (rank 0 under torchrun); after the checks
-    device = resolve_device(cfg.runtime)
-    console = cli.console()  # after joining torchrun: only rank 0 prints
-    # Rank 0 first: it writes the split manifest (and any image cache) that the others then read.
-    data = distributed.rank_zero_first(lambda: prepare_data(cfg))
-    console.print(describe_run(cfg, data, device))
-    storage.write_text(cfg.out_dir / "config.yaml", dump_yaml(asdict(cfg)))
-    storage.write_json(cfg.out_dir / "preprocess.json", preprocess_record(data, cfg.data))  # for argse.predict
-    if parallel is not None:
-        train_in_parallel(parallel, plan, cfg, console)
-    elif team:
-        train_team(cfg, data, device, plan, resume, console)
-    else:
-        train_here(cfg, data, device, plan, resume, console)
-    # The reports are read back from the exported files rather than kept from training: under --parallel
-    # the experts trained in child processes, and the files are checked against the run's splits on the way.
-    return source_reports(cfg, names) if distributed.rank() == 0 else None
+from argse import cli, reporting
+from argse.experts import LogitsExpert, get_expert
+from argse.experts.pipeline import run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,13 +47,15 @@ def print_outputs(console, cfg, names: list[str]) -> None:
     """Where everything of this command went."""
     console.print(f"[bold]outputs of {', '.join(names)}[/]:")
     width = max(len(n) for n in names) + len(" checkpoints") + 1
-    console.print(f"  {'split manifest':<{width}} {cfg.out_dir / 'splits.json'}")
-    console.print(f"  {'run config':<{width}} {cfg.out_dir / 'config.yaml'}")
+    run_paths = cfg.paths
+    console.print(f"  {'split manifest':<{width}} {run_paths.manifest}")
+    console.print(f"  {'run config':<{width}} {run_paths.config}")
     for name in names:
-        console.print(f"  {name + ' logits':<{width}} {cfg.out_dir / 'logits' / name}/{{val,tune,test}}.safetensors")
+        console.print(f"  {name + ' logits':<{width}} {run_paths.logits_dir(name)}/{{val,tune,test}}.safetensors")
         if not issubclass(get_expert(name), LogitsExpert):  # computed from another's logits: no network of its own
             console.print(
-                f"  {name + ' checkpoints':<{width}} {cfg.ckpt_dir / name}/ (best / last .safetensors, metrics.jsonl)"
+                f"  {name + ' checkpoints':<{width}} {run_paths.expert_ckpt(name)}/ (best / last .safetensors, "
+                f"metrics.jsonl)"
             )
 
 

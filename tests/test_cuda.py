@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from argse import train_experts
+from argse.experts import pipeline as expert_pipeline
 from argse.config import load_run_config
 from argse.data import prepare_data
 from argse.experts import ExpertContext, build_expert
@@ -98,7 +98,7 @@ def test_a_team_on_one_gpu_with_cuda_graphs_trains_what_one_by_one_training_does
         root = tmp_path / str(team)
         sets = ["runtime.device=cuda", "runtime.cuda_graphs=true", "recipes.decoupling.stage1.dropout=0.5"]
         cfg = load_run_config(None, tiny_overrides(root) + sets)
-        train_experts.run(cfg, names, team=team)
+        expert_pipeline.run(cfg, names, team=team)
         logits[team] = {n: read_logits(root / "outputs" / "tiny" / "logits" / n / "test.safetensors") for n in names}
     for n in names:
         assert torch.allclose(logits[True][n].logits, logits[False][n].logits, atol=1e-3, rtol=1e-3), n

@@ -65,13 +65,13 @@ TEAM = ["ce", "decoupling", "logit_adjust", "posthoc_adjust"]
 
 
 def _train(tmp_path, team: bool) -> dict:
-    from argse import train_experts
+    from argse.experts import pipeline as expert_pipeline
 
     # decoupling trains its own stage 1 (with dropout) beside ce and logit_adjust; posthoc_adjust waits for ce.
     # One intra-op thread both ways: a CPU kernel may sum in another order with another thread count.
     sets = {"recipes.decoupling.stage1.dropout": "0.5", "runtime.threads": "1"}
     cfg = load_run_config(None, tiny_overrides(tmp_path, **sets))
-    reports = train_experts.run(cfg, TEAM, team=team)
+    reports = expert_pipeline.run(cfg, TEAM, team=team)
     return {n: read_logits(tmp_path / "outputs" / "tiny" / "logits" / n / "test.safetensors") for n in TEAM} | {
         "reports": reports
     }
@@ -87,11 +87,11 @@ def test_a_team_trains_exactly_what_one_by_one_training_does(tmp_path):
 
 
 def test_a_failing_team_member_is_named_and_the_others_finish(tmp_path, capsys):
-    from argse import train_experts
+    from argse.experts import pipeline as expert_pipeline
 
     cfg = load_run_config(None, tiny_overrides(tmp_path, **{"recipes.ce.lr": ".nan"}))
     with pytest.raises(ArgseError, match=r"2 of 3 experts failed; ce: ce: the loss became NaN or infinite at epoch 1"):
-        train_experts.run(cfg, ["ce", "logit_adjust", "posthoc_adjust"], team=True)
+        expert_pipeline.run(cfg, ["ce", "logit_adjust", "posthoc_adjust"], team=True)
     out = capsys.readouterr().out
     assert "failed ce" in out and "finished logit_adjust" in out
     assert (tmp_path / "outputs" / "tiny" / "logits" / "logit_adjust" / "test.safetensors").is_file()

@@ -83,7 +83,7 @@ def test_siblings_must_agree(tmp_path):
         read_logit_set([a, c])
 
 
-# ---------------------------------------------------------------- one source against its run (issue 14)
+# ---------------------------------------------------------------- one source against its run
 
 
 def _run(tmp_path, name="r"):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from argse import train_experts
+from argse.experts import pipeline as expert_pipeline
 from argse.config import load_run_config
 from argse.errors import ArgseError
 from argse.experts import get_expert, load_recipe
@@ -80,14 +81,14 @@ def test_kang_preset_is_their_stage_2(tmp_path):
 
 def test_experts_run_after_what_they_require_whatever_the_order_given(tmp_path):
     cfg = load_run_config(None, tiny_overrides(tmp_path))
-    plan = train_experts.plan_experts(cfg, ["posthoc_adjust", "logit_adjust", "ce"])
+    plan = expert_pipeline.plan_experts(cfg, ["posthoc_adjust", "logit_adjust", "ce"])
     assert [cls.name for cls, _ in plan] == ["logit_adjust", "ce", "posthoc_adjust"]
 
 
 def test_a_source_that_is_no_expert_is_refused_before_training(tmp_path):
     cfg = load_run_config(None, tiny_overrides(tmp_path, **{"recipes.posthoc_adjust.source": "nope"}))
     with pytest.raises(ArgseError, match=r"'posthoc_adjust' requires 'nope', which is not a registered expert"):
-        train_experts.plan_experts(cfg, ["ce", "posthoc_adjust"])
+        expert_pipeline.plan_experts(cfg, ["ce", "posthoc_adjust"])
 
 
 def test_adjust_stays_on_the_device_of_its_logits():

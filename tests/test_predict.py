@@ -11,6 +11,7 @@ from argse import cli, evaluate, predict, train_experts, train_gating
 from argse.config import load_run_config
 from argse.data import prepare_data
 from argse.logits import logits_path, read_logits
+from argse.preprocess import read_preprocess
 from argse.selective import Rule, group_view
 from tests.conftest import tiny_overrides
 
@@ -98,4 +99,4 @@ def test_image_size_mismatch_and_unknown_rate(trained, capsys):
     assert "is 20x20 pixels but the models of this run take 8x8" in capsys.readouterr().err
     assert cli.run(predict.main, argv + [str(folder / "0000.png"), "--rate", "0.33"]) == 2
     assert "no rule was fitted for rejection rate 0.33" in capsys.readouterr().err
-    assert torch.is_tensor(predict.decode(folder / "0000.png", predict.load_preprocess(cfg)))
+    assert torch.is_tensor(predict.decode(folder / "0000.png", read_preprocess(cfg.paths)))

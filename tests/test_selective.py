@@ -124,7 +124,7 @@ def test_evaluate_end_to_end_and_bad_input(tmp_path, capsys):
     out = tmp_path / "o" / "e" / "evaluation"
     assert {p.name for p in out.iterdir()} >= {"report.json", "rc_curves.csv", "rc_curves.png", "summary.md"}
     for argv, msg in [
-        (["--methods", "magic"], "unknown method 'magic'"),
+        (["--methods", "magic"], "unknown rejector 'magic'; available rejectors: chow, plugin_balanced, plugin_worst"),
         (["--sources", "ce,gating"], "no tune logits for 'gating'"),
         (["--set", "evaluate.rejection_grid=[0.0, 1.0]"], "rejection_grid values must lie in [0, 1)"),
     ]:

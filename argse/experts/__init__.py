@@ -7,7 +7,7 @@ recipe, ``LogitsExpert`` and ``DerivedRecipe`` for an expert computed from anoth
 registered expert for a run.
 """
 
-from argse.experts.base import Expert, ExpertContext, StandardExpert, build_expert, load_recipe
+from argse.experts.base import Expert, ExpertContext, StandardExpert, build_expert, inference_model, load_recipe
 from argse.experts.derived import DerivedRecipe, LogitsExpert
 from argse.experts.registry import get_expert, list_experts, load_plugins, register_expert
 from argse.losses import balanced_softmax_loss, log_prior, logit_adjusted_loss, posthoc_logit_adjust
@@ -29,6 +29,7 @@ __all__ = [
     "build_expert",
     "get_expert",
     "get_sampler",
+    "inference_model",
     "list_experts",
     "list_samplers",
     "load_plugins",

@@ -22,11 +22,22 @@ from argse.config import RunConfig, deep_merge, dump_yaml, from_dict, read_yaml
 from argse.data import HELD_OUT, LTData, Split
 from argse.errors import ArgseError
 from argse.experts.registry import get_expert
-from argse.logits import logits_path, write_export_config, write_logits
+from argse.logits import load_sources, logits_path, write_export_config, write_logits
 from argse.losses import log_prior
 from argse.metrics import classification_report
-from argse.models import prepare_model
-from argse.training import ExpertRecipe, LoaderBatches, Normalize, TensorBatches, TrainRecipe, TrainTask, fit, predict
+from argse.models import build_model, prepare_model
+from argse.training import (
+    ExpertRecipe,
+    LoaderBatches,
+    Normalize,
+    TensorBatches,
+    TrainRecipe,
+    TrainTask,
+    fit,
+    load_checkpoint,
+    load_module_weights,
+    predict,
+)
 
 
 @dataclass
@@ -94,6 +105,21 @@ class Expert(Protocol):
 
     def export_logits(self) -> dict[str, Path]:
         """Write raw logits of every held-out split in the argse.logits/1 format."""
+
+    @classmethod
+    def for_inference(cls, cfg: RunConfig, num_classes: int, device: torch.device) -> tuple[nn.Module, float]:
+        """The trained network rebuilt from this run's files (normalised images -> raw logits) and its
+        temperature, for ``argse.predict``; its logits equal the exported ones."""
+
+
+def inference_model(cfg: RunConfig, name: str, num_classes: int, device: torch.device) -> tuple[nn.Module, float]:
+    """Expert ``name`` of run ``cfg`` as a network on images, and its temperature (``Expert.for_inference``)."""
+    return get_expert(name).for_inference(cfg, num_classes, device)
+
+
+def exported_temperature(cfg: RunConfig, name: str) -> float:
+    """The temperature fitted on val; it travels with the exported logits, which must be this run's."""
+    return load_sources(cfg.out_dir, [name], ["test"])["test"][0].temperature
 
 
 def load_recipe(cls: type, cfg: RunConfig) -> Any:
@@ -226,3 +252,22 @@ class StandardExpert:
             )
         write_export_config(asdict(cfg), self.name, asdict(self.recipe), cfg.out_dir)
         return paths
+
+    # -- inference (argse.predict)
+    @classmethod
+    def inference_head(cls, model: nn.Module, meta: dict) -> None:
+        """Give ``model`` the classifier its best checkpoint holds (``meta``: the checkpoint's record)."""
+
+    @classmethod
+    def for_inference(cls, cfg: RunConfig, num_classes: int, device: torch.device) -> tuple[nn.Module, float]:
+        path = cfg.paths.best(cls.name)
+        if not path.is_file():
+            raise ArgseError(
+                f"expert '{cls.name}' has no checkpoint at {path}; train it first (make experts EXPERTS={cls.name})"
+            )
+        tensors, meta = load_checkpoint(path)
+        model = build_model(cfg.model, num_classes)
+        cls.inference_head(model, meta)
+        load_module_weights(model, tensors, path)
+        memory = torch.channels_last if cfg.runtime.channels_last else torch.preserve_format
+        return model.to(device, memory_format=memory).eval(), exported_temperature(cfg, cls.name)

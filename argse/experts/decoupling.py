@@ -255,6 +255,11 @@ class DecouplingExpert(StandardExpert):
         self.tau = best[1]
         model.fc = tau_normalized(model.fc, self.tau, self.recipe.tau_norm_bias)
 
+    @classmethod
+    def inference_head(cls, model: nn.Module, meta: dict) -> None:
+        if meta.get("classifier") == "lws":  # LWS keeps the stage-1 classifier and learns per-class scales
+            model.fc = LWSClassifier(model.fc)
+
     def train(self) -> None:
         self.stage1()
         self.stage2()

@@ -15,9 +15,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 
 from argse.calibration import fit_temperature
+from argse.config import RunConfig, from_dict
 from argse.data import HELD_OUT
+from argse.errors import ArgseError
+from argse.experts.registry import get_expert
 from argse.logits import LogitsFile, load_sources, logits_path, write_export_config, write_logits
 
 
@@ -93,3 +97,31 @@ class LogitsExpert:
             )
         write_export_config(asdict(cfg), self.name, record, cfg.out_dir)
         return paths
+
+    # -- inference (argse.predict)
+    @classmethod
+    def for_inference(cls, cfg: RunConfig, num_classes: int, device: torch.device) -> tuple[nn.Module, float]:
+        """The source's network, its temperature and this expert's adjustment, as recorded by the export."""
+        (f,) = load_sources(cfg.out_dir, [cls.name], ["test"])["test"]
+        record = {k: v for k, v in f.config.items() if k not in ("fitted", "source_digest")}
+        expert = cls(None, from_dict(cls.Recipe, record, f"the export of {cls.name}"), f.config.get("fitted"))
+        source = expert.recipe.source
+        (src,) = load_sources(cfg.out_dir, [source], ["test"])["test"]
+        if f.config.get("source_digest") != source_digest(src):
+            raise ArgseError(
+                f"'{cls.name}' was computed from an earlier export of '{source}' (retrained since); "
+                f"rerun python -m argse.train_experts --experts {cls.name} so both match"
+            )
+        net, t_source = get_expert(source).for_inference(cfg, num_classes, device)
+        return DerivedNet(net, t_source, expert, f.class_counts).eval(), f.temperature
+
+
+class DerivedNet(nn.Module):
+    """An expert built from another's logits, on images: the source network, its temperature, the adjustment."""
+
+    def __init__(self, source: nn.Module, temperature: float, expert: LogitsExpert, counts: list[int]) -> None:
+        super().__init__()
+        self.source, self.temperature, self.expert, self.counts = source, temperature, expert, counts
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.expert.adjust(self.source(x).float() / self.temperature, self.counts)

@@ -19,10 +19,6 @@ from argse import storage
 from argse.errors import ArgseError
 
 CHECKPOINT_FORMAT = "argse.checkpoint/1"
-LATER_STREAMS = {"dropout"}
-"""Random streams added after the format: a checkpoint written before them still resumes, the stream
-starting from its seed (before it, dropout drew from torch's global generator, so there is no exact
-continuation to keep; without dropout nothing changes)."""
 
 
 def save_weights(path: Path, module: nn.Module, meta: dict) -> None:
@@ -34,10 +30,19 @@ def save_weights(path: Path, module: nn.Module, meta: dict) -> None:
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors and the ``meta`` object of a checkpoint; a file without a readable ``meta`` is refused."""
     tensors, metadata = storage.load_tensors(path, "checkpoint")
     if metadata.get("format") != CHECKPOINT_FORMAT:
         raise ArgseError(f"checkpoint {path} is not an argse checkpoint (format {metadata.get('format')!r})")
-    return tensors, json.loads(metadata["meta"])
+    try:
+        meta = json.loads(metadata["meta"])
+    except (KeyError, json.JSONDecodeError):
+        meta = None
+    if not isinstance(meta, dict) or not isinstance(meta.get("fingerprint"), dict):
+        raise ArgseError(
+            f"checkpoint {path} has no readable 'meta' record (with its fingerprint); delete it and retrain the expert"
+        )
+    return tensors, meta
 
 
 def load_module_weights(module: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -87,8 +92,7 @@ def restore_training_state(path: Path, live: LiveTraining, fresh: dict) -> dict:
     ``fingerprint`` and ``recipe`` must equal the saved ones.
     """
     tensors, meta = load_checkpoint(path)
-    required_rng = [f"rng.{n}" for n in live.gens if n not in LATER_STREAMS]
-    _check_resumable(path, tensors, meta, [*fresh, "optim", "scheduler"], required_rng)
+    _check_resumable(path, tensors, meta, [*fresh, "optim", "scheduler"], [f"rng.{n}" for n in live.gens])
     if meta["fingerprint"] != fresh["fingerprint"] or meta["recipe"] != fresh["recipe"]:
         raise ArgseError(
             f"checkpoint {path} was made with another recipe, data or model; rerun without --resume to start over"
@@ -105,8 +109,7 @@ def restore_training_state(path: Path, live: LiveTraining, fresh: dict) -> dict:
     live.sched.load_state_dict(meta["scheduler"])
     torch.set_rng_state(tensors["rng.torch"])
     for name, g in live.gens.items():
-        if f"rng.{name}" in tensors:  # a stream of LATER_STREAMS missing from the file starts from its seed
-            g.set_state(tensors[f"rng.{name}"])
+        g.set_state(tensors[f"rng.{name}"])
     return {k: meta[k] for k in fresh}
 
 

@@ -54,14 +54,15 @@ class GateMLP(nn.Module):
 
     def __init__(self, in_dim: int, num_experts: int, hidden: list[int], dropout: float) -> None:
         super().__init__()
+        # set from the training features; sized here so that a saved gate loads into a new one
+        self.register_buffer("mean", torch.zeros(in_dim))
+        self.register_buffer("std", torch.ones(in_dim))
         layers: list[nn.Module] = []
         for h in hidden:
             layers += [nn.Linear(in_dim, h), nn.ReLU(), nn.Dropout(dropout)]
             in_dim = h
         layers.append(nn.Linear(in_dim, num_experts))
         self.net = nn.Sequential(*layers)
-        self.register_buffer("mean", torch.zeros(0))
-        self.register_buffer("std", torch.ones(0))
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         return self.net((feats - self.mean) / self.std)
@@ -135,23 +136,6 @@ def train_gate(
     gate.load_state_dict(best_state)
     gate.eval()
     return gate, {"best_val_nll": best, "epochs_run": len(history), "val_nll": history}
-
-
-def tune_parts(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positions in ``tune`` that train the gate, and the rest, which fit the rejectors.
-
-    Per class, a seeded ``fraction`` of the samples (rounded; at least one on each side when the
-    class has two) goes to the gate, so both parts keep the split's class mix. Every tool that
-    reads ``tune`` calls this with the same arguments and gets the same parts.
-    """
-    g = seeds.generator(seed, "tune_parts")
-    in_gate = torch.zeros(len(labels), dtype=torch.bool)
-    for c in labels.unique(sorted=True):
-        pos = (labels == c).nonzero().flatten()
-        pos = pos[torch.randperm(len(pos), generator=g)]
-        n = min(max(round(fraction * len(pos)), 1), len(pos) - 1) if len(pos) > 1 else 0
-        in_gate[pos[:n]] = True
-    return in_gate.nonzero().flatten(), (~in_gate).nonzero().flatten()
 
 
 def constant_weights(label_logp: torch.Tensor, sample_w: torch.Tensor, steps: int = 200) -> torch.Tensor:

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from argse import seeds
 from argse.config import GatingConfig
-from argse.gating import GateMLP, train_gate
+from argse.gating.network import GateMLP, train_gate
 from argse.selective import EMPTY_GROUP_ERROR, threshold
 
 

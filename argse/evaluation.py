@@ -1,0 +1,187 @@
+"""Selective evaluation: every rejector fitted on every source's rejector part of ``tune`` at every
+target rejection rate, measured on ``test``, and the AURCs of the resulting curves.
+
+Every rate is taken under ``evaluate.test_prior`` (default: the training label distribution, as
+Narasimhan et al. 2024). ``python -m argse.evaluate`` runs this and writes the files (argse.report,
+argse.rules, argse.reporting).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from argse.config import EvaluateConfig, RunConfig
+from argse.errors import ArgseError
+from argse.gating.store import Gate, check_rejector_part, read_gate
+from argse.groups import Groups, head_tail_groups
+from argse.logits import LogitsFile, load_sources
+from argse.metrics import lt_weights
+from argse.selective import (
+    GATE_RULE,
+    REJECTORS,
+    FitOptions,
+    GroupView,
+    Rule,
+    aurc,
+    evaluate_rule,
+    fit_rule,
+    group_view,
+    score,
+    threshold,
+)
+from argse.splits import tune_parts
+
+# The selective metrics whose AURCs are reported, and the rejection-rate spans they are taken over.
+AURC_METRICS = ("balanced_error", "worst_group_error")
+AURC_RANGES = {"0-0.8": (0.0, 0.8), "0-1": (0.0, 1.0)}
+
+
+def aurc_key(metric: str, span: str) -> str:
+    """The name of the AURC of ``metric`` over the rejection-rate span ``span`` (e.g. "0-0.8")."""
+    return f"{metric}@{span}"
+
+
+# Extra sweep points past the configured grid, so that AURC over [0, 1] rests on measured errors up to 0.95.
+AURC_TAIL = (0.85, 0.9, 0.95)
+# Narasimhan et al. 2024, App. E.1 and F.3: with two groups the multipliers reduce to one difference, lambda,
+# tuned over {1, 6, 11}. Its sign is not legible in the text we could read; argse sets mu_head = 0 and
+# mu_tail = lambda, the orientation that accepts tail predictions more readily, measured in docs/selective.md.
+PAPER_MU_GRID = (1.0, 6.0, 11.0)
+# App. F.3: Algorithm 1 with M = 10 power iterations; Algorithm 2 with T = 25 rounds and xi = 1.
+PAPER_POWER_ITERS, PAPER_ROUNDS, PAPER_STEP = 10, 25, 1.0
+
+
+def fit_options(ecfg: EvaluateConfig) -> FitOptions:
+    """The rejector-fitting settings of the configured protocol."""
+    if ecfg.protocol == "paper":
+        return FitOptions(
+            PAPER_MU_GRID, PAPER_POWER_ITERS, PAPER_ROUNDS, PAPER_STEP, ecfg.seed, every_iterate=False,
+            best_round=False, refit_all=False, search="power",
+        )  # fmt: skip
+    return FitOptions(
+        tuple(ecfg.mu_grid), ecfg.power_iters, ecfg.worst_rounds, ecfg.worst_step, ecfg.seed, search=ecfg.search
+    )
+
+
+def source_view(f: LogitsFile, positions: torch.Tensor, groups: Groups, ecfg: EvaluateConfig) -> GroupView:
+    """The rows ``positions`` of one logits file as a GroupView of ``groups`` under the configured prior
+    and protocol."""
+    # The paper uses the softmax of the trained model as it is; argse its temperature-calibrated version.
+    probs = torch.softmax(f.logits.double(), 1) if ecfg.protocol == "paper" else f.probs
+    labels = f.labels[positions]
+    weight = None
+    if ecfg.test_prior == "train":
+        weight = lt_weights(labels, torch.tensor(f.class_counts)).numpy()
+    return group_view(probs[positions].numpy(), labels.numpy(), groups.class_group(), groups.k, weight)
+
+
+def nearest_rule(rules: list[dict], rate: float) -> dict:
+    """The learned rule whose training rate is closest to ``rate`` (ties: the lower rate)."""
+    return min(rules, key=lambda r: (abs(r["rate"] - rate), r["rate"]))
+
+
+def fit_gate_rule(rules: list[dict], view: GroupView, rate: float) -> Rule:
+    """The selective gate's learned (alpha, b) nearest to ``rate``; only t is refitted, on ``view``, to the
+    target rate, exactly as every other method's t is, so the curves are comparable."""
+    learned = nearest_rule(rules, rate)
+    alpha, b = np.asarray(learned["alpha"], float), np.asarray(learned["b"], float)
+    if len(alpha) != view.k:
+        raise ArgseError(f"the gate's learned rules have {len(alpha)} groups, the run {view.k}; rerun train_gating")
+    s, _ = score(view, alpha, b)
+    return Rule(alpha, b, float(threshold(s, rate, view.weight)))
+
+
+def sweep(
+    fit: GroupView, test: GroupView, fit_one: Callable[[GroupView, float], Rule], grid: list[float]
+) -> list[dict]:
+    """Fit a rule on ``fit`` at every target rate with ``fit_one(view, rate)`` and measure it on ``test``."""
+    rows = []
+    for rate in grid:
+        rule = fit_one(fit, rate)
+        row = {"target_rate": rate, "tune_rejection_rate": evaluate_rule(rule, fit)["rejection_rate"]}
+        row |= evaluate_rule(rule, test)
+        row |= {"alpha": rule.alpha.tolist(), "b": rule.b.tolist(), "threshold": rule.t}
+        rows.append(row)
+    return rows
+
+
+def curve_aurcs(rows: list[dict]) -> dict[str, float]:
+    rates = [r["target_rate"] for r in rows]
+    out = {}
+    for metric in (*AURC_METRICS, "error"):
+        errs = [r[metric] for r in rows]
+        for span, (lo, hi) in AURC_RANGES.items():
+            keep = [i for i, x in enumerate(rates) if x <= hi + 1e-9]
+            out[aurc_key(metric, span)] = aurc([rates[i] for i in keep], [errs[i] for i in keep], lo, hi)
+    return out
+
+
+@dataclass
+class Evaluation:
+    """Curves and AURCs per (source, method), and which samples fitted and measured them."""
+
+    curves: dict[tuple[str, str], list[dict]] = field(default_factory=dict)
+    aurcs: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    samples: dict[str, dict] = field(default_factory=dict)
+    groups: list[str] = field(default_factory=list)
+    class_group: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def evaluate_sources(cfg: RunConfig, sources: list[str], methods: list[str]) -> Evaluation:
+    """Fit every method on every source's rejector part of ``tune`` and measure it on ``test``."""
+    files = load_sources(cfg.out_dir, sources, ["tune", "test"])
+    tune0 = files["tune"][0]
+    groups = head_tail_groups(torch.tensor(tune0.class_counts), cfg.data.tail_max_count)
+    gate_part, fit_part = tune_parts(tune0.labels, cfg.gating.tune_fraction, cfg.seed)
+    gate = read_gate(cfg.paths) if "gating" in sources else None
+    if gate is not None:
+        check_rejector_part(gate, tune0.indices[fit_part].tolist())
+    n_test = len(files["test"][0].labels)
+    result = Evaluation(
+        groups=groups.names,
+        class_group=groups.of_class.tolist(),
+        samples={
+            "rejectors_fitted_on": {
+                "split": "tune",
+                "part": "rejector",
+                "n": len(fit_part),
+                "indices": tune0.indices[fit_part].tolist(),
+            },
+            "gate_trained_on": {"split": "tune", "part": "gate", "n": len(gate_part)},
+            "measured_on": {"split": "test", "n": n_test},
+        },
+    )
+    start = time.perf_counter()
+    for tune, test in zip(files["tune"], files["test"], strict=True):
+        fit = source_view(tune, fit_part, groups, cfg.evaluate)
+        held_out = source_view(test, torch.arange(n_test), groups, cfg.evaluate)
+        for method, fit_one in rule_fitters(cfg, methods, gate if tune.expert == "gating" else None).items():
+            rows = sweep(fit, held_out, fit_one, sweep_grid(cfg.evaluate))
+            result.curves[(tune.expert, method)] = rows
+            result.aurcs[(tune.expert, method)] = curve_aurcs(rows)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def sweep_grid(ecfg: EvaluateConfig) -> list[float]:
+    """The configured target rejection rates and the extra ones that the [0, 1] AURC rests on."""
+    return sorted(set(ecfg.rejection_grid) | set(AURC_TAIL))
+
+
+def rule_fitters(
+    cfg: RunConfig, methods: list[str], gate: Gate | None = None
+) -> dict[str, Callable[[GroupView, float], Rule]]:
+    """How each method fits a rule to a view at a rate; a gate that learned rules adds its own."""
+    opts = fit_options(cfg.evaluate)
+    for m in methods:
+        REJECTORS.get(m)  # an unknown name is one sentence listing the registered rejectors
+    fitters = {m: (lambda view, rate, m=m: fit_rule(m, view, rate, opts)) for m in methods}
+    if gate is not None and gate.rules:
+        fitters[GATE_RULE] = lambda view, rate: fit_gate_rule(gate.rules, view, rate)
+    return fitters

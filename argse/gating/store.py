@@ -1,0 +1,122 @@
+"""The gate's files, ``argse.gate/1``: ``gate.json`` (settings, samples, reports) and, for a learned
+gate, ``gate.safetensors`` (the network), written and read as one thing.
+
+The weights are written first and ``gate.json`` records their sha256, so a run killed between the
+two writes leaves a pair the reader refuses instead of a new network under old settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from argse import storage
+from argse.errors import ArgseError
+from argse.gating.network import GateMLP, gating_features
+from argse.paths import RunPaths
+from argse.records import Record, integer, list_of, mapping, number, read_record, string
+
+FORMAT = "argse.gate/1"
+KINDS = ("learned", "uniform", "fixed")
+FIX = "rerun python -m argse.train_gating with the same --config and --set"
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_gate(paths: RunPaths, info: dict, network: GateMLP | None) -> Path:
+    """The network (if learned), then gate.json naming its digest; returns gate.json's path."""
+    info = dict(info, format=FORMAT)
+    if network is not None:
+        meta = {"format": FORMAT, "experts": ",".join(info["experts"])}
+        storage.save_tensors(paths.gate_weights, network.state_dict(), meta)
+        info["weights_sha256"] = file_sha256(paths.gate_weights)
+    return storage.write_json(paths.gate_json, info)
+
+
+@dataclass
+class Gate:
+    """A trained or fixed gate as read back: which experts it mixes and how it weights them."""
+
+    path: Path
+    experts: list[str]
+    kind: str  # learned | uniform | fixed
+    info: dict  # gate.json as written
+    network: GateMLP | None
+    fixed: list[float] | None  # normalised weights of a uniform or fixed gate
+    rules: list[dict] | None  # the rules a selective gate learned, {rate, alpha, b, t}
+    rejector_indices: list[int]  # tune samples left to the rejectors
+
+    def log_weights(self, logp: torch.Tensor) -> torch.Tensor:
+        """Per-sample log mixture weights [N, E] from the experts' calibrated log-probabilities [E, N, C]."""
+        if self.network is None:
+            w = torch.tensor(self.fixed, dtype=torch.float64)
+            return w.clamp_min(1e-300).log().expand(logp.shape[1], -1)
+        cfg = self.info["config"]
+        feats = gating_features(logp.exp(), cfg["top_k"], cfg["features"] == "rich+posteriors")
+        with torch.no_grad():
+            return F.log_softmax(self.network(feats), 1).double()
+
+
+def _rules(rec: Record) -> list[dict] | None:
+    rules = rec.get("rules", list_of(mapping()), None)
+    if rules is None:
+        return None
+    out = []
+    for i, r in enumerate(rules):
+        row = Record(r, rec.path, rec.fix, f"rules[{i}].")
+        alpha = row.get("alpha", list_of(number(), nonempty=True))
+        out.append({"rate": row.get("rate", number(0, 1)), "alpha": alpha,
+                    "b": row.get("b", list_of(number(), len(alpha))), "t": row.get("t", number())})  # fmt: skip
+    return out
+
+
+def _network(path: Path, rec: Record, experts: list[str]) -> GateMLP:
+    cfg = rec.section("config")
+    hidden = cfg.get("hidden", list_of(integer(1)))
+    net = GateMLP(rec.get("feature_dim", integer(1)), len(experts), hidden, cfg.get("dropout", number(0, 1)))
+    weights = path.parent / "gate.safetensors"
+    if rec.get("weights_sha256", string()) != (file_sha256(weights) if weights.is_file() else None):
+        raise rec.fail(f"{weights} is missing or is not the network this gate.json was written with")
+    tensors, _ = storage.load_tensors(weights, "gate")
+    try:
+        net.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise rec.fail(f"{weights} does not fit the network gate.json describes ({str(exc).splitlines()[0]})") from None
+    return net.eval()
+
+
+def read_gate(paths: RunPaths) -> Gate:
+    """gate.json (and gate.safetensors for a learned gate), every field checked."""
+    rec = read_record(paths.gate_json, FORMAT, "the gate file", FIX)
+    experts = rec.get("experts", list_of(string(), nonempty=True))
+    kind = rec.get("gate", string(KINDS))
+    cfg = rec.section("config")
+    cfg.get("top_k", integer(1))
+    cfg.get("features", string(("rich", "rich+posteriors")))
+    network, fixed = None, None
+    if kind == "learned":
+        network = _network(paths.gate_json, rec, experts)
+    elif kind == "uniform":
+        fixed = [1.0 / len(experts)] * len(experts)
+    else:
+        w = cfg.get("fixed_weights", list_of(number(0), len(experts)))
+        if sum(w) <= 0:
+            raise rec.fail("config.fixed_weights are all zero")
+        fixed = [v / sum(w) for v in w]
+    left = rec.section("samples").section("left_for_rejectors").get("indices", list_of(integer(0)))
+    return Gate(paths.gate_json, experts, kind, rec.data, network, fixed, _rules(rec), left)
+
+
+def check_rejector_part(gate: Gate, rejector_indices: list[int]) -> None:
+    """The rejector part of tune must be what the gate left untouched: refuse one that differs."""
+    if sorted(gate.rejector_indices) != sorted(rejector_indices):
+        raise ArgseError(
+            f"the gate in {gate.path} was trained on another part of tune than the one left for the rejectors now "
+            f"(gating.tune_fraction or seed differ from when it was trained); rerun train_gating with these settings"
+        )

@@ -1,0 +1,50 @@
+"""The evaluation report, ``argse.report/1``: settings, samples, and every curve with its AURCs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from argse import storage
+from argse.config import RunConfig
+from argse.evaluation import Evaluation, fit_options
+from argse.paths import RunPaths
+from argse.records import Record, list_of, mapping, read_record, string
+
+FORMAT = "argse.report/1"
+AURC_DEFINITION = (
+    "mean error over the rejection-rate range: trapezoid rule over the target rejection "
+    "rates, divided by the range width; held constant past the last rate (0.95)"
+)
+
+
+def report_record(cfg: RunConfig, ev: Evaluation) -> dict:
+    """report.json's content."""
+    ecfg = cfg.evaluate
+    return {
+        "format": FORMAT,
+        "config": asdict(ecfg),
+        "test_prior": ecfg.test_prior,
+        "protocol": ecfg.protocol,
+        "fit_options": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(fit_options(ecfg)).items()},
+        "samples": ev.samples,
+        "tail_max_count": cfg.data.tail_max_count,
+        "seconds": ev.seconds,
+        "aurc_definition": AURC_DEFINITION,
+        "results": [
+            {"source": s, "method": m, "aurc": ev.aurcs[(s, m)], "curve": ev.curves[(s, m)]} for s, m in ev.curves
+        ],
+    }
+
+
+def write_report(cfg: RunConfig, ev: Evaluation) -> Path:
+    return storage.write_json(cfg.paths.report, report_record(cfg, ev))
+
+
+def read_report(paths: RunPaths) -> Record:
+    """report.json with its settings and results checked to be there (a reader takes further fields by ``get``)."""
+    rec = read_record(paths.report, FORMAT, "the evaluation report", "rerun python -m argse.evaluate")
+    rec.get("test_prior", string(("train", "balanced")))
+    rec.get("protocol", string(("argse", "paper")))
+    rec.get("results", list_of(mapping()))
+    return rec
