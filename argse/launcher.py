@@ -57,7 +57,7 @@ def train_in_parallel(args: argparse.Namespace, plan: list[tuple[type, Any]], cf
     free = slots(args.parallel)
     # Without GPUs the processes share the cores instead of each taking all of them.
     threads = 0 if free[0] is not None else max(1, (os.cpu_count() or 1) // len(free))
-    logs = cfg.out_dir / "logs"
+    logs = cfg.paths.logs
     storage.make_dir(logs)
     # The children share this process's run lock (runlock.py) instead of waiting for it.
     lock = runlock.held_fd(cfg.out_dir)

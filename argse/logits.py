@@ -12,6 +12,7 @@ from argse import __version__, storage
 from argse.config import dump_yaml
 from argse.data import manifest_sha256, read_manifest
 from argse.errors import ArgseError
+from argse.paths import config_file, logits_file, logits_root, manifest_file
 
 FORMAT = "argse.logits/1"
 META_KEYS = (
@@ -53,7 +54,7 @@ class LogitsFile:
 
 
 def logits_path(out_dir: Path, expert: str, split: str) -> Path:
-    return Path(out_dir) / "logits" / expert / f"{split}.safetensors"
+    return logits_file(out_dir, expert, split)
 
 
 def write_logits(
@@ -94,7 +95,7 @@ def write_logits(
 def write_export_config(run: dict, expert: str, recipe: dict, out_dir: Path) -> Path:
     """logits/<expert>/config.yaml beside an export: the run config and the recipe that made it."""
     text = dump_yaml({"run": run, "expert": expert, "recipe": recipe})
-    return storage.write_text(logits_path(out_dir, expert, "test").parent / "config.yaml", text)
+    return storage.write_text(config_file(logits_path(out_dir, expert, "test").parent), text)
 
 
 def read_logits(path: str | Path) -> LogitsFile:
@@ -199,7 +200,7 @@ def load_sources(out_dir: Path, sources: list[str], splits: list[str]) -> dict[s
 
     The files of one split must agree with each other and with the run's ``splits.json``.
     """
-    manifest_path = Path(out_dir) / "splits.json"
+    manifest_path = manifest_file(out_dir)
     manifest = read_manifest(manifest_path)
     sha = manifest_sha256(manifest)
     result = {}
@@ -220,5 +221,5 @@ def load_sources(out_dir: Path, sources: list[str], splits: list[str]) -> dict[s
 
 
 def available_sources(out_dir: Path) -> list[str]:
-    root = Path(out_dir) / "logits"
+    root = logits_root(out_dir)
     return sorted(p.name for p in root.iterdir() if (p / "test.safetensors").is_file()) if root.is_dir() else []

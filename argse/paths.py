@@ -9,7 +9,43 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-SPLIT_FILES = ("val", "tune", "test")
+# Files inside one folder: a run's outputs folder, or one training stage's checkpoint folder
+# (checkpoints/NAME/<expert>/, or its stage1/ and stage2/ for a multi-stage expert).
+
+
+def manifest_file(out: Path) -> Path:
+    return Path(out) / "splits.json"
+
+
+def lock_file(out: Path) -> Path:
+    return Path(out) / ".lock"
+
+
+def logits_root(out: Path) -> Path:
+    return Path(out) / "logits"
+
+
+def logits_file(out: Path, source: str, split: str) -> Path:
+    return logits_root(out) / source / f"{split}.safetensors"
+
+
+def best_file(folder: Path) -> Path:
+    """The best epoch's weights (val balanced accuracy)."""
+    return Path(folder) / "best.safetensors"
+
+
+def last_file(folder: Path) -> Path:
+    """The full training state after the last finished epoch (--resume)."""
+    return Path(folder) / "last.safetensors"
+
+
+def metrics_file(folder: Path) -> Path:
+    return Path(folder) / "metrics.jsonl"
+
+
+def config_file(folder: Path) -> Path:
+    """The config a folder's files were made with (a run, an export, a checkpoint folder)."""
+    return Path(folder) / "config.yaml"
 
 
 @dataclass(frozen=True)
@@ -20,11 +56,11 @@ class RunPaths:
     # ---- outputs/NAME
     @property
     def manifest(self) -> Path:
-        return self.out / "splits.json"
+        return manifest_file(self.out)
 
     @property
     def config(self) -> Path:
-        return self.out / "config.yaml"
+        return config_file(self.out)
 
     @property
     def preprocess(self) -> Path:
@@ -32,7 +68,7 @@ class RunPaths:
 
     @property
     def lock(self) -> Path:
-        return self.out / ".lock"
+        return lock_file(self.out)
 
     @property
     def logs(self) -> Path:
@@ -40,16 +76,16 @@ class RunPaths:
 
     @property
     def logits_root(self) -> Path:
-        return self.out / "logits"
+        return logits_root(self.out)
 
     def logits_dir(self, source: str) -> Path:
         return self.logits_root / source
 
     def logits(self, source: str, split: str) -> Path:
-        return self.logits_dir(source) / f"{split}.safetensors"
+        return logits_file(self.out, source, split)
 
     def export_config(self, source: str) -> Path:
-        return self.logits_dir(source) / "config.yaml"
+        return config_file(self.logits_dir(source))
 
     @property
     def gating(self) -> Path:
@@ -91,8 +127,12 @@ class RunPaths:
     def expert_ckpt(self, expert: str) -> Path:
         return self.ckpt / expert
 
+    def stage_ckpt(self, expert: str, stage: str) -> Path:
+        """A multi-stage expert's checkpoint folder of one stage (decoupling: stage1, stage2)."""
+        return self.expert_ckpt(expert) / stage
+
     def best(self, expert: str) -> Path:
-        return self.expert_ckpt(expert) / "best.safetensors"
+        return best_file(self.expert_ckpt(expert))
 
     def last(self, expert: str) -> Path:
-        return self.expert_ckpt(expert) / "last.safetensors"
+        return last_file(self.expert_ckpt(expert))

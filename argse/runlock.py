@@ -14,6 +14,7 @@ from pathlib import Path
 
 from argse import storage
 from argse.errors import ArgseError
+from argse.paths import lock_file
 
 ENV = "ARGSE_RUN_LOCK_FD"
 _held: dict[str, int] = {}  # real path of a lock file -> the descriptor that holds it
@@ -23,7 +24,7 @@ def lock_run(out_dir: str | Path, command: str) -> None:
     """Hold the lock of the run whose outputs are ``out_dir``; another holder is one sentence."""
     if int(os.environ.get("RANK", "0")) != 0:
         return
-    path = storage.make_dir(out_dir) / ".lock"
+    path = lock_file(storage.make_dir(out_dir))
     key = os.path.realpath(path)
     if key in _held:  # this process holds it already (entry points called one after another)
         return
@@ -35,7 +36,7 @@ def lock_run(out_dir: str | Path, command: str) -> None:
 
 def held_fd(out_dir: str | Path) -> int | None:
     """The descriptor holding the lock of ``out_dir``, for children that share it."""
-    return _held.get(os.path.realpath(Path(out_dir) / ".lock"))
+    return _held.get(os.path.realpath(lock_file(out_dir)))
 
 
 def release_all() -> None:

@@ -11,7 +11,7 @@ from argse.config import load_run_config
 from argse.data import prepare_data
 from argse.experts import inference_model, list_experts, load_plugins
 from argse.logits import read_logits
-from argse.training import Normalize, predict
+from argse.training import Normalize, outputs_of
 from tests.conftest import TINY_SCHEDULE, tiny_overrides
 
 PLUGINS = ["tests.plugins.tiny_expert", "tests.plugins.cosine_head"]
@@ -46,7 +46,7 @@ def _check(sets: list[str], name: str) -> None:
     normalize = Normalize(data.mean, data.std, device, cfg.runtime.channels_last)
     exported = read_logits(cfg.paths.logits(name, "test"))
     with torch.inference_mode():
-        logits = predict(model, test.images, normalize, device, cfg.runtime)
+        logits = outputs_of(model, test.images, normalize, device, cfg.runtime)
     assert temperature == exported.temperature
     assert torch.equal(logits, exported.logits), f"{name}: max diff {(logits - exported.logits).abs().max()}"
 

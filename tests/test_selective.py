@@ -1,3 +1,6 @@
+import json
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -242,3 +245,25 @@ def test_evaluate_refuses_logits_of_another_split_or_run(tmp_path, capsys):
         err = capsys.readouterr().err
         assert f"field '{field}' does not match the run's split manifest" in err and str(tune) in err
     assert not (tmp_path / "o" / "e" / "evaluation").exists()
+
+
+def test_a_rejector_plugin_runs_through_evaluate_without_editing_argse(tmp_path, capsys):
+    """tests/plugins/prior_rejector.py registers 'inverse_prior'; named in 'plugins', evaluate fits, reports
+    and writes rules for it like a built-in rejector, and without the plugin the name is refused."""
+    from argse.selective import REJECTORS
+
+    REJECTORS.unregister("inverse_prior")
+    sys.modules.pop("tests.plugins.prior_rejector", None)  # so that importing it registers it again
+    base = _one_expert_run(tmp_path / "o", "p", [100, 50, 10, 5])
+    assert cli.run(evaluate.main, base + ["--methods", "chow,inverse_prior"]) == 2
+    assert "unknown rejector 'inverse_prior'" in capsys.readouterr().err
+    plugin = ["--set", "plugins=[tests.plugins.prior_rejector]"]
+    assert evaluate.main(base + plugin + ["--methods", "chow,inverse_prior"]) == 0
+    out = tmp_path / "o" / "p" / "evaluation"
+    report = json.loads((out / "report.json").read_text())
+    curve = {r["method"]: r["curve"] for r in report["results"]}["inverse_prior"]
+    assert [round(r["target_rate"], 2) for r in curve][:3] == [0.0, 0.05, 0.1]
+    # the rule is the plugin's: alpha proportional to 1 / group prior, so the tail group weighs more
+    rule = json.loads((out / "rules.json").read_text())["rules"]["ce"]["inverse_prior"][4]
+    assert rule["alpha"][1] > rule["alpha"][0] and rule["alpha"] == rule["b"]
+    assert "inverse_prior" in (out / "rc_curves.csv").read_text()

@@ -26,6 +26,7 @@ from argse.logits import load_sources, logits_path, write_export_config, write_l
 from argse.losses import log_prior
 from argse.metrics import classification_report
 from argse.models import build_model, prepare_model
+from argse.paths import config_file
 from argse.training import (
     ExpertRecipe,
     LoaderBatches,
@@ -36,7 +37,7 @@ from argse.training import (
     fit,
     load_checkpoint,
     load_module_weights,
-    predict,
+    outputs_of,
 )
 
 
@@ -189,7 +190,7 @@ class StandardExpert:
     def predict_split(self, split: Split) -> torch.Tensor:
         self.model.eval()
         ctx = self.ctx
-        return predict(self.model, split.images, ctx.normalize, ctx.device, ctx.config.runtime)
+        return outputs_of(self.model, split.images, ctx.normalize, ctx.device, ctx.config.runtime)
 
     def val_metrics(self, logits: torch.Tensor) -> dict[str, float]:
         """Accuracy, balanced accuracy and per-group accuracy of ``logits`` for the val split."""
@@ -216,7 +217,7 @@ class StandardExpert:
     def run_fit(self, task: TrainTask, recipe: TrainRecipe, ckpt_dir: Path) -> dict:
         cfg = self.ctx.config
         storage.write_text(
-            ckpt_dir / "config.yaml",
+            config_file(ckpt_dir),
             dump_yaml({"run": asdict(cfg), "expert": self.name, "recipe": asdict(self.recipe)}),
         )
         return fit(

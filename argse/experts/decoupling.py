@@ -21,7 +21,7 @@ from argse.data import Images
 from argse.errors import ArgseError
 from argse.experts.base import StandardExpert
 from argse.experts.registry import register_expert
-from argse.training import TensorBatches, TrainRecipe, load_checkpoint, load_module_weights, predict, save_weights
+from argse.training import TensorBatches, TrainRecipe, load_checkpoint, load_module_weights, outputs_of, save_weights
 
 
 def _stage1() -> TrainRecipe:
@@ -123,9 +123,13 @@ class DecouplingExpert(StandardExpert):
         r, ctx = self.recipe, self.ctx
         self.model = self.new_model(r.stage1.dropout)
         if r.stage1_from == "train":
-            self.run_fit(self.image_task(f"{self.name}/stage1", self.model), r.stage1, self.ckpt_dir / "stage1")
+            self.run_fit(
+                self.image_task(f"{self.name}/stage1", self.model),
+                r.stage1,
+                ctx.config.paths.stage_ckpt(self.name, "stage1"),
+            )
             return self.model
-        path = ctx.config.ckpt_dir / r.stage1_from / "best.safetensors"
+        path = ctx.config.paths.best(r.stage1_from)
         if not path.is_file():
             raise ArgseError(
                 f"stage1_from: {r.stage1_from} needs the finished '{r.stage1_from}' expert of this run "
@@ -163,10 +167,13 @@ class DecouplingExpert(StandardExpert):
         backbone.eval()
         run = ctx.config.runtime
         if not views:
-            return predict(backbone, images, ctx.normalize, ctx.device, run).to(ctx.device)
+            return outputs_of(backbone, images, ctx.normalize, ctx.device, run).to(ctx.device)
         g = seeds.generator(self.seed, "feature_views", ctx.device)
         return torch.cat(
-            [predict(backbone, images, ctx.normalize, ctx.device, run, augment=g).to(ctx.device) for _ in range(views)]
+            [
+                outputs_of(backbone, images, ctx.normalize, ctx.device, run, augment=g).to(ctx.device)
+                for _ in range(views)
+            ]
         )
 
     def stage2_train_mode(self) -> None:
@@ -195,7 +202,7 @@ class DecouplingExpert(StandardExpert):
             if r.classifier == "lws"
             else list(model.fc.requires_grad_(True).parameters())
         )
-        name, ckpt = f"{self.name}/stage2", self.ckpt_dir / "stage2"
+        name, ckpt = f"{self.name}/stage2", self.ctx.config.paths.stage_ckpt(self.name, "stage2")
         if self.cached:
             self.stage2_on_features(name, ckpt, params, fingerprint)
             return
@@ -269,4 +276,4 @@ class DecouplingExpert(StandardExpert):
             "classifier": self.recipe.classifier,
             "tau": getattr(self, "tau", None),
         }
-        save_weights(self.ckpt_dir / "best.safetensors", self.model, meta)
+        save_weights(self.ctx.config.paths.best(self.name), self.model, meta)

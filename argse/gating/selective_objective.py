@@ -114,7 +114,7 @@ def hard_objective(err: torch.Tensor, worst: bool) -> float:
 
 
 @dataclass
-class _Fit:
+class _JointFit:
     """What the joint training of a gate and its rules works on (float32 tensors, gate part of tune and val)."""
 
     gate: GateMLP
@@ -147,7 +147,7 @@ class _Fit:
         return val, copy.deepcopy(self.gate.state_dict()), [x.detach().clone() for x in self.rule.tensors()], beta
 
 
-def _start(feats, probs, labels, weights, class_group, k, cfg: GatingConfig) -> tuple[_Fit, dict]:
+def _start(feats, probs, labels, weights, class_group, k, cfg: GatingConfig) -> tuple[_JointFit, dict]:
     """Warm the gate up on balanced NLL; every rule starts as Chow's rule at its rate's quantile."""
     label_logp = {s: probs[s].gather(2, labels[s].view(1, -1, 1).expand(len(probs[s]), -1, 1))[..., 0].t()
                   for s in probs}  # fmt: skip
@@ -163,11 +163,11 @@ def _start(feats, probs, labels, weights, class_group, k, cfg: GatingConfig) -> 
         t0 = quantile_t(mixture(gate, feats["tune"], p["tune"]), one, one, rates.tolist(), w["tune"], class_group)
     zeros = [torch.zeros(len(rates), k - 1, requires_grad=True) for _ in range(2)]
     rule = RuleParams(*zeros, t0.clone().requires_grad_(True))
-    fit = _Fit(gate, rule, feats, p, labels, w, class_group, k, rates, cfg.objective == "selective_worst")
+    fit = _JointFit(gate, rule, feats, p, labels, w, class_group, k, rates, cfg.objective == "selective_worst")
     return fit, warm_info
 
 
-def _epoch(fit: _Fit, opt, beta: torch.Tensor, cfg: GatingConfig, g: torch.Generator) -> dict:
+def _epoch(fit: _JointFit, opt, beta: torch.Tensor, cfg: GatingConfig, g: torch.Generator) -> dict:
     """One pass over the gate part of tune on the surrogate; then its soft and hard figures there."""
     n = len(fit.labels["tune"])
     batch = cfg.batch_size or n

@@ -6,7 +6,7 @@ checkpoint format), device.py (device and autocast), loop.py (TrainTask and fit)
 """
 
 from argse.training.augment import PAD, CropFlip, Normalize
-from argse.training.batches import LoaderBatches, TensorBatches, eval_batches, predict
+from argse.training.batches import LoaderBatches, TensorBatches, eval_batches, outputs_of
 from argse.training.checkpoints import (
     CHECKPOINT_FORMAT,
     LiveTraining,
@@ -42,7 +42,7 @@ __all__ = [
     "load_module_weights",
     "lr_factor",
     "make_progress",
-    "predict",
+    "outputs_of",
     "register_sampler",
     "resolve_device",
     "restore_training_state",

@@ -23,7 +23,7 @@ from argse.training.device import autocast
 
 
 @torch.inference_mode()
-def predict(
+def outputs_of(
     module: Callable[[torch.Tensor], torch.Tensor],
     images: Images,
     normalize: Callable[[torch.Tensor, CropFlip | None], torch.Tensor],

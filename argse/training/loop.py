@@ -23,6 +23,7 @@ from argse import distributed, seeds, storage
 from argse.config import RuntimeConfig
 from argse.errors import ArgseError
 from argse.models import attach_dropout_generator
+from argse.paths import best_file, last_file, metrics_file
 from argse.training.batches import LoaderBatches, TensorBatches
 from argse.training.checkpoints import (
     LiveTraining,
@@ -92,7 +93,7 @@ def fit(
         static_shapes = runtime.cuda_graphs
         if static_shapes:
             check_cuda_graphs(device, task.data)
-    run = _Fit(task, recipe, ckpt_dir, seed, device, runtime, static_shapes)
+    run = FitRun(task, recipe, ckpt_dir, seed, device, runtime, static_shapes)
     if resume and run.last_path.is_file():
         run.state = restore_training_state(run.last_path, run.live, run.state)
     try:
@@ -118,7 +119,7 @@ def make_progress(enabled: bool) -> Progress:
     )
 
 
-class _Fit:
+class FitRun:
     """One call of :func:`fit`: the optimiser, scheduler, generators and history that outlive an epoch."""
 
     def __init__(
@@ -126,7 +127,7 @@ class _Fit:
     ) -> None:
         self.task, self.recipe, self.device, self.runtime = task, recipe, device, runtime
         self.ckpt_dir = ckpt_dir
-        self.last_path, self.best_path = ckpt_dir / "last.safetensors", ckpt_dir / "best.safetensors"
+        self.last_path, self.best_path = last_file(ckpt_dir), best_file(ckpt_dir)
         self.static, self.static_epochs = static, None
         # Fused CUDA SGD reads a tensor learning rate on the device; foreach SGD would read it on the host.
         fused = True if static and device.type == "cuda" else None
@@ -255,5 +256,5 @@ class _Fit:
             state["best"] = record
             save_weights(self.best_path, task.module, {"fingerprint": task.fingerprint, "epoch": epoch + 1, "val": val})
         save_training_state(self.last_path, self.live, state)
-        storage.write_text(self.ckpt_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state["history"]))
+        storage.write_text(metrics_file(self.ckpt_dir), "".join(json.dumps(r) + "\n" for r in state["history"]))
         return record
