@@ -17,8 +17,10 @@ from typing import Any, Literal
 
 import yaml
 
+from argse import storage
 from argse.errors import ArgseError
 from argse.paths import RunPaths
+from argse.registry import load_plugins
 
 # ---------------------------------------------------------------- generic machinery
 
@@ -88,17 +90,38 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
         raise ArgseError(f"config key '{path or '<root>'}' must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
-    for key in data:
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" (did you mean '{_join(path, close[0])}'?)" if close else ""
-            raise ArgseError(f"unknown config key '{_join(path, str(key))}'{hint}; valid keys: {', '.join(names)}")
-    kwargs = {k: _coerce(hints[k], v, _join(path, k)) for k, v in data.items()}
+    rest = sections_field(cls)
+    sections = {}
+    for key, value in data.items():
+        if key in names:
+            continue
+        if rest and isinstance(value, dict | None):
+            sections[str(key)] = value
+            continue
+        close = difflib.get_close_matches(str(key), names, n=1)
+        hint = f" (did you mean '{_join(path, close[0])}'?)" if close else ""
+        valid = ", ".join(n for n in names if n != rest)
+        also = f", and sections named after {_sections_of(cls)}" if rest else ""
+        raise ArgseError(f"unknown config key '{_join(path, str(key))}'{hint}; valid keys: {valid}{also}")
+    kwargs = {k: _coerce(hints[k], v, _join(path, k)) for k, v in data.items() if k in names}
+    if sections:
+        kwargs[rest] = {**kwargs.get(rest, {}), **sections}
     try:
         return cls(**kwargs)
     except ValueError as exc:  # __post_init__ checks
         where = f" in '{path}'" if path else ""
         raise ArgseError(f"invalid config{where}: {exc}") from None
+
+
+def sections_field(cls: type) -> str | None:
+    """The field marked ``metadata={"sections": "<what they are named after>"}``: it collects every key of
+    the mapping that is no field of ``cls`` and holds a mapping (a dataset's options: ``data.list_lt``),
+    which its owner checks. The field's own name is a key too, so ``asdict`` output reads back."""
+    return next((f.name for f in dataclasses.fields(cls) if f.metadata.get("sections")), None)
+
+
+def _sections_of(cls: type) -> str:
+    return next(f.metadata["sections"] for f in dataclasses.fields(cls) if f.metadata.get("sections"))
 
 
 def to_dict(obj: Any) -> Any:
@@ -118,23 +141,12 @@ def unshare(data: Any) -> Any:
     return copy.deepcopy(data)
 
 
-def read_text(path: Path, what: str) -> str:
-    """A text file that must be UTF-8; anything else is one sentence naming the file and the byte."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ArgseError(
-            f"{what} {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
-            f"save it as UTF-8"
-        ) from None
-
-
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ArgseError(f"config file {path} does not exist")
     try:
-        data = unshare(yaml.safe_load(read_text(path, "config file")))
+        data = unshare(yaml.safe_load(storage.read_text(path, "config file")))
     except yaml.YAMLError as exc:
         raise ArgseError(f"config file {path} is not valid YAML: {exc}".replace("\n", " ")) from None
     if data is None:
@@ -181,24 +193,12 @@ BUILTIN_EXPERTS = ["ce", "logit_adjust", "balanced_softmax", "decoupling", "post
 
 @dataclass
 class DataConfig:
-    # source
-    dataset: Literal["synthetic_lt", "cifar10_lt", "cifar100_lt", "imagefolder_lt", "list_lt"] = "synthetic_lt"
-    """Which dataset; see README for each one's layout."""
+    dataset: str = "synthetic_lt"
+    """A registered dataset (argse.datasets: synthetic_lt, cifar10_lt, cifar100_lt, imagefolder_lt, list_lt, or a
+    plugin's); its own options are the section of the same name, e.g. ``synthetic_lt: {classes: 10}``."""
     root: str = "data"
-    """Directory of the torchvision files, the image tree / .tar.gz for imagefolder_lt, the image root for list_lt."""
-    # list_lt only (Liu et al. 2019 list files: "relative/path.jpg label" per line, paths under root)
-    train_list: str = ""
-    """The long-tailed training list, e.g. ImageNet_LT_train.txt (used as it is: no further subsampling)."""
-    test_lists: list[str] = field(default_factory=list)
-    """Lists pooled into the official test set that val / tune / test are split from."""
-    image_size: int = 224
-    """list_lt: training crop (RandomResizedCrop) and evaluation centre crop."""
-    resize: int = 256
-    """list_lt: evaluation images are resized to this shorter side before the centre crop."""
-    download: bool = True
-    """Let torchvision download CIFAR when the files are missing and the network allows."""
-    cache_dir: str = ".cache/argse"
-    """Decoded images are cached here as uint8 safetensors (imagefolder_lt)."""
+    """Where the dataset's files are: the torchvision files, the image tree / .tar.gz for imagefolder_lt, the
+    image root for list_lt (synthetic_lt reads nothing)."""
     # long-tailed profile (Cao et al. 2019)
     imbalance_factor: float = 100.0
     """n_max / n_min of the training set."""
@@ -213,17 +213,13 @@ class DataConfig:
     """Many-shot: more than this many training images."""
     few_max_count: int = 20
     """Few-shot: fewer than this many training images."""
-    # synthetic_lt only
-    synthetic_classes: int = 10
-    synthetic_max_per_class: int = 300
-    synthetic_test_per_class: int = 100
-    synthetic_image_size: int = 32
+    sections: dict[str, Any] = field(default_factory=dict, metadata={"sections": "a dataset"})
+    """One section per dataset, named after it (``data.list_lt.train_list``): its options dataclass reads it
+    (argse.datasets checks every section against the registry when the data is loaded)."""
 
     def __post_init__(self) -> None:
         if self.imbalance_factor < 1:
             raise ValueError(f"imbalance_factor must be >= 1, got {self.imbalance_factor}")
-        if self.dataset == "list_lt" and not (self.train_list and self.test_lists):
-            raise ValueError("list_lt needs data.train_list and data.test_lists (list files under data.root)")
         fracs = (self.val_fraction, self.tune_fraction, self.test_fraction)
         if min(fracs) <= 0 or sum(fracs) > 1 + 1e-9:
             raise ValueError(f"val/tune/test fractions must be positive and sum to at most 1, got {fracs}")
@@ -423,7 +419,8 @@ class RunConfig:
     recipes_dir: str = "experts"
     """Where experts/<name>.yaml recipes live."""
     plugins: list[str] = field(default_factory=list)
-    """Modules imported before the registry is used (third-party experts)."""
+    """Modules imported when the config is loaded, before any registry is used (third-party experts,
+    samplers, rejectors, datasets); every command loads them, then the entry points of every argse group."""
     experts: list[str] = field(default_factory=lambda: list(BUILTIN_EXPERTS))
     """Experts trained by train_experts (and mixed by the gate) when --experts is not given."""
     recipes: dict[str, Any] = field(default_factory=dict)
@@ -455,8 +452,10 @@ class RunConfig:
 def load_run_config(path: str | Path | None, overrides: list[str] = (), values: dict | None = None) -> RunConfig:
     """The run config of YAML file ``path`` (None: the defaults), then ``--set`` ``overrides``, then nested
     ``values`` (what an entry point's own options set, e.g. evaluate's --methods), validated as one."""
-    data = apply_overrides(read_yaml(path) if path else {}, list(overrides))
-    return from_dict(RunConfig, deep_merge(data, values or {}))
+    data = deep_merge(apply_overrides(read_yaml(path) if path else {}, list(overrides)), values or {})
+    # Plugins first: what they register (a dataset, a rejector) may be named anywhere in the config.
+    load_plugins(_coerce(list[str], data.get("plugins", []), "plugins"))
+    return from_dict(RunConfig, data)
 
 
 def dump_yaml(obj: Any) -> str:

@@ -18,8 +18,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from argse.config import read_text
 from argse.errors import ArgseError
+from argse.storage import read_text
 
 if TYPE_CHECKING:  # torchvision is imported only by runs that use list files (it costs memory)
     from torchvision.transforms import v2
@@ -31,7 +31,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def read_list(path: Path, root: Path) -> tuple[list[str], list[int]]:
     """Paths and labels of one list file; a malformed line or a missing image names file and line."""
     if not path.is_file():
-        raise ArgseError(f"list file {path} does not exist; set data.root and the list names in data.*_list(s)")
+        raise ArgseError(
+            f"list file {path} does not exist; set data.root and the list names in data.list_lt.train_list / test_lists"
+        )
     paths, labels = [], []
     for number, line in enumerate(read_text(path, "list file").split("\n"), 1):
         if line.strip():

@@ -118,3 +118,14 @@ def load_tensors(path: str | Path, what: str = "file") -> tuple[dict[str, torch.
         raise ArgseError(
             f"{what} {path} is corrupt or not a safetensors file ({exc}); delete it and re-create it"
         ) from None
+
+
+def read_text(path: Path, what: str) -> str:
+    """A text file that must be UTF-8; anything else is one sentence naming the file and the byte."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ArgseError(
+            f"{what} {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+            f"save it as UTF-8"
+        ) from None

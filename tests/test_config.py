@@ -34,8 +34,36 @@ def test_wrong_type_is_an_error():
 
 
 def test_literal_choice_lists_options():
-    with pytest.raises(ArgseError, match=r"config key 'data\.dataset' is 'imagenet'; choose one of 'synthetic_lt'"):
-        load_run_config(None, ["data.dataset=imagenet"])
+    with pytest.raises(
+        ArgseError, match=r"config key 'model\.arch' is 'vgg'; choose one of 'resnet_cifar', 'resnet50'"
+    ):
+        load_run_config(None, ["model.arch=vgg"])
+
+
+def test_a_dataset_section_is_kept_for_its_dataset_and_reads_back():
+    from dataclasses import asdict
+
+    cfg = load_run_config(None, ["data.synthetic_lt.classes=4", "data.list_lt.resize=300"])
+    assert cfg.data.sections == {"synthetic_lt": {"classes": 4}, "list_lt": {"resize": 300}}
+    assert from_dict(RunConfig, asdict(cfg)) == cfg  # as the run's config.yaml is written
+    with pytest.raises(ArgseError, match=r"unknown config key 'data\.classes'; valid keys: dataset, root, .*few_max_count, "
+                       r"and sections named after a dataset$"):  # fmt: skip
+        load_run_config(None, ["data.classes=4"])
+
+
+def test_plugins_are_loaded_with_the_config():
+    from argse.datasets import DATASETS
+
+    DATASETS.unregister("stripes_lt")
+    __import__("sys").modules.pop("tests.plugins.stripes_dataset", None)
+    assert load_run_config(None, ["plugins=[tests.plugins.stripes_dataset]"]).plugins == [
+        "tests.plugins.stripes_dataset"
+    ]
+    assert "stripes_lt" in DATASETS
+    with pytest.raises(ArgseError, match=r"^'plugins' holds an empty module name; give dotted module names such as"):
+        load_run_config(None, ["plugins=['']"])
+    with pytest.raises(ArgseError, match=r"^config key 'plugins\[0\]' must be a string, got 3$"):
+        load_run_config(None, ["plugins=[3]"])
 
 
 def test_cross_field_check_quotes_section():

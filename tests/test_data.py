@@ -92,7 +92,7 @@ def test_imagefolder_tar_is_read_and_cached(tmp_path, tiny):
     sets = tiny + [
         "data.dataset=imagefolder_lt",
         f"data.root={path}",
-        f"data.cache_dir={tmp_path / 'cache'}",
+        f"data.imagefolder_lt.cache_dir={tmp_path / 'cache'}",
         "data.imbalance_factor=2",
     ]
     d = prepare_data(load_run_config(None, sets))
@@ -106,14 +106,18 @@ def test_imagefolder_tar_is_read_and_cached(tmp_path, tiny):
 def test_tar_that_is_not_an_image_tree(tmp_path, tiny):
     path = _tar_with(tmp_path, {"notes/readme.txt": b"hello"})
     cfg = load_run_config(
-        None, tiny + ["data.dataset=imagefolder_lt", f"data.root={path}", f"data.cache_dir={tmp_path / 'cache'}"]
+        None,
+        tiny
+        + ["data.dataset=imagefolder_lt", f"data.root={path}", f"data.imagefolder_lt.cache_dir={tmp_path / 'cache'}"],
     )
     with pytest.raises(ArgseError, match="is not an image tree: expected train/<class>/<image>"):
         prepare_data(cfg)
 
 
 def test_missing_cifar_names_where_to_put_it(tmp_path, tiny):
-    cfg = load_run_config(None, tiny + ["data.dataset=cifar100_lt", f"data.root={tmp_path}", "data.download=false"])
+    cfg = load_run_config(
+        None, tiny + ["data.dataset=cifar100_lt", f"data.root={tmp_path}", "data.cifar100_lt.download=false"]
+    )
     with pytest.raises(
         ArgseError, match=r"CIFAR-100 was not found under .* put the extracted 'cifar-100-python/' folder"
     ):
@@ -138,7 +142,7 @@ def _folder_cfg(tmp_path, tiny, root, *extra):
     sets = [
         "data.dataset=imagefolder_lt",
         f"data.root={root}",
-        f"data.cache_dir={tmp_path / 'cache'}",
+        f"data.imagefolder_lt.cache_dir={tmp_path / 'cache'}",
         "data.imbalance_factor=2",
     ]
     return load_run_config(None, tiny + sets + list(extra))

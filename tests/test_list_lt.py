@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from PIL import Image
 
 from argse.config import load_run_config
-from argse.data import prepare_data
+from argse.data import eval_image, prepare_data, preprocess_record
 from argse.errors import ArgseError
 from argse.experts import ExpertContext, get_expert, load_recipe
-from argse.listfile import ImageList
+from argse.listfile import IMAGENET_MEAN, ImageList
 from argse.logits import read_logits
 
 TRAIN_COUNTS = [6, 3, 2]
@@ -40,10 +41,10 @@ def overrides(tmp_path: Path, tiny: list[str], root: Path) -> list[str]:
     return tiny + [
         "data.dataset=list_lt",
         f"data.root={root}",
-        "data.train_list=LT_train.txt",
-        "data.test_lists=[LT_test.txt]",
-        "data.image_size=32",
-        "data.resize=36",
+        "data.list_lt.train_list=LT_train.txt",
+        "data.list_lt.test_lists=[LT_test.txt]",
+        "data.list_lt.image_size=32",
+        "data.list_lt.resize=36",
         "data.tail_max_count=2",
         "data.many_min_count=5",
         "data.few_max_count=3",
@@ -72,6 +73,17 @@ def test_counts_labels_and_splits_come_from_the_lists(tmp_path, tiny, list_root)
     assert "LT_train.txt" in data.manifest["source"]  # list contents are part of the split digest
 
 
+def test_evaluation_images_are_prepared_as_the_dataset_declares(tmp_path, tiny, list_root):
+    data = prepare_data(load_run_config(None, overrides(tmp_path, tiny, list_root)))
+    record = preprocess_record(data)
+    assert (record["image_size"], record["resize"], record["crop"]) == (None, 36, 32)
+    assert record["mean"] == list(IMAGENET_MEAN)  # the images are never all decoded at once
+    prep = SimpleNamespace(**{k: record[k] for k in ("image_size", "resize", "crop")})
+    test = data.held_out["test"].images
+    with Image.open(test.root / test.paths[0]) as im:
+        assert torch.equal(eval_image(prep, im.convert("RGB")), test[0][0])  # any size: resized and cropped
+
+
 @pytest.mark.parametrize(
     "line,message",
     [
@@ -92,11 +104,14 @@ def test_bad_list_line_names_file_and_line(tmp_path, tiny, list_root, line, mess
 def test_missing_list_and_missing_root_are_clear(tmp_path, tiny, list_root):
     sets = overrides(tmp_path, tiny, list_root)
     with pytest.raises(ArgseError, match=r"list file .*nope.txt does not exist"):
-        prepare_data(load_run_config(None, sets + ["data.train_list=nope.txt"]))
+        prepare_data(load_run_config(None, sets + ["data.list_lt.train_list=nope.txt"]))
     with pytest.raises(ArgseError, match=r"list_lt image root .* is not a directory"):
         prepare_data(load_run_config(None, sets + [f"data.root={tmp_path / 'absent'}"]))
-    with pytest.raises(ArgseError, match=r"list_lt needs data.train_list and data.test_lists"):
-        load_run_config(None, sets + ["data.test_lists=[]"])
+    with pytest.raises(
+        ArgseError,
+        match=r"^invalid config in 'data\.list_lt': list_lt needs train_list and test_lists \(list files under data\.root\)$",
+    ):
+        prepare_data(load_run_config(None, sets + ["data.list_lt.test_lists=[]"]))
 
 
 def test_corrupt_jpeg_fails_with_one_sentence_from_a_worker(tmp_path, tiny, list_root):

@@ -1,0 +1,121 @@
+"""Image trees: ``train/<class>/<image>`` and ``test/<class>/<image>``, a folder or a .tar.gz of one,
+decoded once to uint8 tensors and cached as safetensors (the ``imagefolder_lt`` dataset)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import torch
+
+from argse import storage
+from argse.errors import ArgseError
+
+CACHE_VERSION = 2
+"""Of the decoded image-tree cache; raised when what is decoded changes."""
+
+
+def load_image_tree(root: Path, cache_dir: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """``{train,test}_{images,labels}`` tensors and the class names of the tree at ``root``, from the cache
+    when the tree has not changed since it was decoded."""
+    cache = cache_dir / f"imagefolder-{tree_key(root)}.safetensors"
+    if cache.is_file():
+        tensors, meta = storage.load_tensors(cache, "image cache")
+        return tensors, json.loads(meta["classes"])
+    tensors, classes = _decode(root)
+    storage.save_tensors(cache, tensors, {"classes": json.dumps(classes), "root": str(root)})
+    return tensors, classes
+
+
+def _image_entries(root: Path):
+    """Yield (part, class, name, bytes-reader) for train/<class>/<img> and test/<class>/<img>.
+
+    A class folder without images is yielded once as (part, class, None, None).
+    """
+    if root.is_dir():
+        for folder in sorted(root.glob("*/*")):
+            part = folder.parent.name
+            if part not in ("train", "test") or not folder.is_dir():
+                continue
+            files = sorted(p for p in folder.iterdir() if p.is_file())
+            yield from ((part, folder.name, p.name, p.read_bytes) for p in files)
+            if not files:
+                yield part, folder.name, None, None
+        return
+    try:
+        with tarfile.open(root, "r:*") as tar:
+            for member in tar:
+                parts = Path(member.name).parts
+                if member.isdir() and len(parts) >= 2 and parts[-2] in ("train", "test"):
+                    yield parts[-2], parts[-1], None, None
+                if not member.isfile() or len(parts) < 3 or parts[-3] not in ("train", "test"):
+                    continue
+                data = tar.extractfile(member).read()
+                yield parts[-3], parts[-2], parts[-1], lambda data=data: data
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ArgseError(f"{root} is not a readable .tar.gz image tree ({exc})") from None
+
+
+def _check_image_classes(root: Path, items: dict[str, list], folders: dict[str, set[str]]) -> list[str]:
+    """The classes of an image tree: every class folder must hold train and test images."""
+    have = {part: {c for c, _, _ in rows} for part, rows in items.items()}
+    for part in ("train", "test"):
+        empty = sorted(folders[part] - have[part])
+        if empty:
+            raise ArgseError(f"{root}: class folder {part}/{empty[0]} holds no images; add images or remove it")
+    for part, other in (("test", "train"), ("train", "test")):
+        alone = sorted(have[part] - have[other])
+        if alone:
+            raise ArgseError(
+                f"{root}: class '{alone[0]}' has {part} images but no {other}/{alone[0]} folder; "
+                f"every class needs both train and test images"
+            )
+    return sorted(have["train"])
+
+
+def _decode(root: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    items: dict[str, list[tuple[str, str, torch.Tensor]]] = {"train": [], "test": []}
+    folders: dict[str, set[str]] = {"train": set(), "test": set()}
+    for part, cls, name, read in _image_entries(root):
+        folders[part].add(cls)
+        if name is None:
+            continue
+        try:
+            with Image.open(io.BytesIO(read())) as im:
+                img = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)
+        except (UnidentifiedImageError, OSError):
+            raise ArgseError(f"{root}: {part}/{cls}/{name} is not a decodable image") from None
+        items[part].append((cls, name, img))
+    if not items["train"] or not items["test"]:
+        raise ArgseError(f"{root} is not an image tree: expected train/<class>/<image> and test/<class>/<image>")
+    classes = _check_image_classes(root, items, folders)
+    index = {c: i for i, c in enumerate(classes)}
+    tensors = {}
+    for part in ("train", "test"):
+        rows = sorted(items[part], key=lambda r: (index[r[0]], r[1]))
+        shapes = {tuple(r[2].shape) for r in rows}
+        if len(shapes) != 1:
+            raise ArgseError(f"{root}: images of {part}/ differ in size {sorted(shapes)[:2]}; resize them first")
+        tensors[f"{part}_images"] = torch.stack([r[2] for r in rows])
+        tensors[f"{part}_labels"] = torch.tensor([index[r[0]] for r in rows])
+    return tensors, classes
+
+
+def tree_key(root: Path) -> str:
+    """What the decoded cache depends on: path, size and mtime of every file (of the archive itself).
+
+    A folder's own mtime does not change when a file inside one of its class folders does, so a
+    folder is keyed on all of its files (one stat each); an archive changes as a whole.
+    """
+    digest = hashlib.sha256(f"{CACHE_VERSION}|{root.resolve()}".encode())
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    for path in files:
+        st = path.stat()
+        digest.update(f"|{path.relative_to(root) if root.is_dir() else ''}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
