@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from argse.config import GatingConfig, RuntimeConfig, load_run_config
 from argse.data import prepare_data
 from argse.models import CifarResNet
-from argse.training import Normalize, TensorBatches, TrainRecipe, TrainTask, autocast, fit, predict
+from argse.training import Normalize, TensorBatches, TrainRecipe, TrainTask, autocast, fit, outputs_of
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = REPO.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
@@ -219,7 +219,7 @@ def bench_export(data, device, repeats: int) -> dict:
                 model(x_float[i : i + 1000])
 
     def export() -> None:
-        logits = predict(model, split.images, norm, device, runtime)
+        logits = outputs_of(model, split.images, norm, device, runtime)
         with tempfile.TemporaryDirectory() as d:
             write_logits(
                 Path(d) / "t.safetensors",
@@ -271,7 +271,7 @@ def bench_gating(repeats: int) -> dict:
 def bench_selective(repeats: int, n_sources: int = 5, n_tune: int = 3000, n_test: int = 5000) -> dict:
 
     from argse.config import EvaluateConfig
-    from argse.evaluate import AURC_TAIL, fit_options, source_view, sweep
+    from argse.evaluation import AURC_TAIL, fit_options, source_view, sweep
     from argse.groups import head_tail_groups
     from argse.logits import LogitsFile
     from argse.selective import fit_rule

@@ -27,7 +27,7 @@ from argse import distributed
 from argse.config import RuntimeConfig
 from argse.models import CifarResNet
 from argse.training import CropFlip, Normalize, TensorBatches, TrainRecipe, TrainTask, autocast, fit, make_progress
-from argse.training.loop import _Fit
+from argse.training.loop import FitRun
 
 MEAN, STD, BATCH = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), 128
 CPU = torch.device("cpu")
@@ -73,7 +73,7 @@ def _task(images, labels) -> TrainTask:
 
 def argse_train_epoch(images, labels, runtime: RuntimeConfig) -> Callable[[], None]:
     """argse's ``train_epoch`` alone (scheduler, divergence tracking, progress callback)."""
-    run = _Fit(_task(images, labels), TrainRecipe(epochs=1, warmup_epochs=0), Path("-"), 0, CPU, runtime, False)
+    run = FitRun(_task(images, labels), TrainRecipe(epochs=1, warmup_epochs=0), Path("-"), 0, CPU, runtime, False)
     return lambda: run.train_epoch(0, run.task.network, lambda: None)
 
 

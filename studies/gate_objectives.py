@@ -11,12 +11,13 @@ measures.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 
-from argse import evaluate, train_gating
+from argse import reporting
 from argse.config import load_run_config
+from argse.evaluation import evaluate_sources
+from argse.gating import pipeline
 
 OBJECTIVES = ("balanced_nll", "selective_balanced", "selective_worst")
 PRIORS = ("train", "balanced")
@@ -32,13 +33,12 @@ def run_one(args, prior: str, objective: str, experts: list[str]) -> dict:
     if (cfg.out_dir / "splits.json").is_file():  # evaluate checks the logits against it
         shutil.copy(cfg.out_dir / "splits.json", dst / "splits.json")
     sets = [*args.overrides, f"output_dir={work}", f"evaluate.test_prior={prior}", f"gating.objective={objective}"]
-    common = ["--config", args.config] + [x for s in sets for x in ("--set", s)]
-    train_gating.main(common + ["--experts", ",".join(experts)])
-    sources = ",".join([*experts, "gating"] if objective == "balanced_nll" else ["gating"])
-    evaluate.main(common + ["--sources", sources])
     cfg = load_run_config(args.config, sets)
-    ev = json.loads((cfg.out_dir / "evaluation" / "report.json").read_text())
-    return {(r["source"], r["method"]): r["aurc"] for r in ev["results"]}
+    pipeline.run(cfg, experts)
+    sources = [*experts, "gating"] if objective == "balanced_nll" else ["gating"]
+    ev = evaluate_sources(cfg, sources, cfg.evaluate.methods)
+    reporting.write_evaluation(cfg, ev)  # each setting's own report, under --work
+    return ev.aurcs
 
 
 def main(argv: list[str] | None = None) -> int:

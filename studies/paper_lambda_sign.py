@@ -14,12 +14,13 @@ import dataclasses
 
 import torch
 
-from argse import cli, evaluate
+from argse import cli
 from argse.config import load_run_config
-from argse.gating import tune_parts
+from argse.evaluation import aurc_key, curve_aurcs, fit_options, source_view, sweep
 from argse.groups import head_tail_groups
 from argse.logits import load_sources
-from argse.reporting import aurc_key
+from argse.selective import fit_rule
+from argse.splits import tune_parts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,12 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     f = load_sources(cfg.out_dir, [args.source], ["tune"])["tune"][0]
     groups = head_tail_groups(torch.tensor(f.class_counts), cfg.data.tail_max_count)
     _, part = tune_parts(f.labels, cfg.gating.tune_fraction, cfg.seed)
-    view = evaluate.source_view(f, part, groups, cfg.evaluate)
+    view = source_view(f, part, groups, cfg.evaluate)
     rates = [round(0.05 * i, 2) for i in range(17)]
     for sign in (1.0, -1.0):
-        opts = dataclasses.replace(evaluate.fit_options(cfg.evaluate), mu_grid=tuple(sign * x for x in (1, 6, 11)))
-        rows = evaluate.sweep(view, view, lambda v, r, o=opts: evaluate.fit_rule("plugin_balanced", v, r, o), rates)
-        aurc = evaluate.curve_aurcs(rows)[aurc_key("balanced_error", "0-0.8")]
+        opts = dataclasses.replace(fit_options(cfg.evaluate), mu_grid=tuple(sign * x for x in (1, 6, 11)))
+        rows = sweep(view, view, lambda v, r, o=opts: fit_rule("plugin_balanced", v, r, o), rates)
+        aurc = curve_aurcs(rows)[aurc_key("balanced_error", "0-0.8")]
         cli.console().print(f"mu_tail = {'+' if sign > 0 else '-'}lambda: {args.source} plugin_balanced balanced AURC "
                             f"[0, 0.8] on its fitting sample (rejector part of tune): {aurc:.4f}")  # fmt: skip
     return 0

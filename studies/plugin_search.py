@@ -14,8 +14,9 @@ import dataclasses
 
 from rich.table import Table
 
-from argse import cli, evaluate, reporting
+from argse import cli, reporting
 from argse.config import load_run_config
+from argse.evaluation import aurc_key, evaluate_sources
 from argse.logits import available_sources
 
 OBJECTIVE = {"plugin_balanced": "balanced_error", "plugin_worst": "worst_group_error"}  # the AURC each one lowers
@@ -32,12 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     runs = {}
     for search in ("power", "grid"):
         run = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, search=search))
-        runs[search] = evaluate.evaluate_sources(run, sources, list(OBJECTIVE))
+        runs[search] = evaluate_sources(run, sources, list(OBJECTIVE))
     table = Table(title=f"{cfg.name}: AURC [0, 0.8] on test, {reporting.describe(cfg.evaluate)}")
     for col in ("source", "method", "objective", "power", "grid", "change"):
         table.add_column(col, justify="left" if col in ("source", "method", "objective") else "right")
     for (source, method), aurcs in runs["power"].aurcs.items():
-        key = reporting.aurc_key(OBJECTIVE[method], SPAN)
+        key = aurc_key(OBJECTIVE[method], SPAN)
         a, b = aurcs[key], runs["grid"].aurcs[(source, method)][key]
         table.add_row(source, method, OBJECTIVE[method], f"{a:.4f}", f"{b:.4f}", f"{100 * (b - a) / a:+.1f}%")
     cli.console().print(table)

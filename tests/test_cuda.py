@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from argse.experts import pipeline as expert_pipeline
 from argse.config import load_run_config
 from argse.data import prepare_data
 from argse.experts import ExpertContext, build_expert
+from argse.experts import pipeline as expert_pipeline
 from argse.logits import read_logit_set, read_logits
 from argse.training import CropFlip, Normalize
 from tests.conftest import tiny_overrides

@@ -8,8 +8,8 @@ from argse import cli, storage, train_gating
 from argse.config import load_run_config
 from argse.errors import ArgseError
 from argse.gating.network import constant_weights
-from argse.splits import tune_parts
 from argse.logits import logits_path, read_logit_set, read_logits
+from argse.splits import tune_parts
 from studies.logit_factory import peaked, write_run
 from tests.test_logits import _rewrite
 

@@ -32,7 +32,7 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("inference")
     everyone = ["ce", *[e for e in list_experts() if e != "ce"]]
     out = _run(tmp, "all", everyone)
-    variants = {c: _run(tmp, f"dec_{c}", ["decoupling"], **{"recipes.decoupling.classifier": c})
+    variants = {f"dec_{c}": _run(tmp, f"dec_{c}", ["decoupling"], **{"recipes.decoupling.classifier": c})
                 for c in ("tau_norm", "lws")}  # fmt: skip
     return {"all": out, **variants}
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from argse import train_experts
-from argse.experts import pipeline as expert_pipeline
 from argse.config import load_run_config
 from argse.errors import ArgseError
 from argse.experts import get_expert, load_recipe
+from argse.experts import pipeline as expert_pipeline
 from argse.experts.derived import source_digest
 from argse.logits import load_sources
 from argse.losses import log_prior

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from argse import cli, evaluate, train_gating
-from argse.selective import Rule, evaluate_rule, group_view
 from argse.evaluation import nearest_rule
 from argse.gating.selective_objective import rule_errors
+from argse.selective import Rule, evaluate_rule, group_view
 from tests.test_gating import run  # noqa: F401  (the two-expert logits fixture)
 
 
