@@ -11,32 +11,12 @@ table covers both test priors and both protocols, whatever the run config select
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from argse import cli, reporting
 from argse.config import RunConfig, load_run_config
-from argse.evaluation import aurc_key, evaluate_sources
-from argse.experts import pipeline as expert_pipeline
-from argse.gating import pipeline as gating_pipeline
-from argse.groups import TAIL
-from argse.logits import load_sources
-from argse.metrics import source_reports
-
-# Every combination of the two settings the paper's comparison depends on: (test prior, protocol).
-VIEWS = [("train", "argse"), ("train", "paper"), ("balanced", "argse"), ("balanced", "paper")]
-# The AURC the page's checks compare: balanced error over the paper's range of rejection rates.
-BALANCED_AURC = aurc_key("balanced_error", "0-0.8")
-
-
-@dataclass
-class SeedResult:
-    """One seed's accuracy reports per source and AURCs per view and (source, method)."""
-
-    reports: dict[str, dict[str, float]]
-    aurcs: dict[tuple[str, str], dict[tuple[str, str], dict[str, float]]]
+from argse.reproduction import claims, run_seed
 
 
 def seed_configs(args) -> list[RunConfig]:
@@ -47,53 +27,6 @@ def seed_configs(args) -> list[RunConfig]:
     base = load_run_config(args.config, args.overrides)
     sets = [[*args.overrides, f"seed={int(s)}", f"name={base.name}_seed{int(s)}"] for s in seeds]
     return [load_run_config(args.config, s) for s in sets]
-
-
-def run_seed(cfg: RunConfig, train: bool, resume: bool) -> SeedResult:
-    """Train (unless ``train`` is false), gate and evaluate one seed, through the library functions."""
-    cli.lock_run(cfg, "reproduce")
-    if train:
-        expert_pipeline.run(cfg, cfg.experts, resume=resume)
-    gating = gating_pipeline.run(cfg, cfg.experts)
-    cli.console().print(reporting.mixture_table(f"{cfg.name}: gating on test (%; NLL in nats)", gating.reports))
-    names = cfg.experts + ["gating"]
-    reports = source_reports(load_sources(cfg.out_dir, names, ["test"])["test"], cfg.data)
-    aurcs = {}
-    for prior, protocol in VIEWS:
-        view = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, test_prior=prior, protocol=protocol))
-        ev = evaluate_sources(view, names, cfg.evaluate.methods)
-        aurcs[(prior, protocol)] = ev.aurcs
-        if (prior, protocol) == (cfg.evaluate.test_prior, cfg.evaluate.protocol):
-            reporting.write_evaluation(cfg, ev)  # the run's own report, in its configured view
-    return SeedResult(reports, aurcs)
-
-
-def claims(runs: list[SeedResult]) -> list[str]:
-    """The checks the page must show, on seed means, each with its numbers."""
-
-    def mean(get) -> float:
-        return sum(get(r) for r in runs) / len(runs)
-
-    out = []
-    reports = runs[0].reports
-    for name in (n for n in reports if n not in ("ce", "gating") and "ce" in reports):
-        tail = mean(lambda r, n=name: r.reports[n][TAIL] - r.reports["ce"][TAIL])
-        bal = mean(lambda r, n=name: r.reports[n]["balanced_acc"] - r.reports["ce"]["balanced_acc"])
-        ok = tail > 0 and bal > 0
-        out.append(
-            f"- {'PASS' if ok else 'FAIL'}: `{name}` vs ce: tail {100 * tail:+.2f}, balanced {100 * bal:+.2f} points"
-        )
-    for view in (("train", "paper"), ("train", "argse")):
-        for source in ("ce", "gating"):
-            if (source, "chow") not in runs[0].aurcs[view]:
-                continue
-            chow = mean(lambda r, s=source, v=view: r.aurcs[v][(s, "chow")][BALANCED_AURC])
-            pb = mean(lambda r, s=source, v=view: r.aurcs[v][(s, "plugin_balanced")][BALANCED_AURC])
-            out.append(
-                f"- {'PASS' if pb < chow else 'FAIL'}: {source}, prior {view[0]}, protocol {view[1]}: plugin_balanced "
-                f"balanced AURC {pb:.4f} vs chow {chow:.4f}"
-            )
-    return out
 
 
 def command_line(args) -> str:

@@ -51,9 +51,9 @@ def data_sets(tmp: Path, quick: bool) -> tuple[list[str], str]:
         ], "CIFAR-10-LT (IF=100) from the JPEG archive"
     per_class, test = (300, 20) if quick else (1200, 100)
     sets += [
-        f"data.synthetic_max_per_class={per_class}",
-        "data.synthetic_image_size=32",
-        f"data.synthetic_test_per_class={test}",
+        f"data.synthetic_lt.max_per_class={per_class}",
+        "data.synthetic_lt.image_size=32",
+        f"data.synthetic_lt.test_per_class={test}",
     ]
     return sets, "synthetic_lt 32x32"
 

@@ -63,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         counts = [n for n in (1, 2, 4, 8) if n <= gpus]
         sets = [
             "model.arch=resnet50",
-            "data.synthetic_image_size=224",
-            "data.synthetic_max_per_class=500",
-            "data.synthetic_classes=20",
+            "data.synthetic_lt.image_size=224",
+            "data.synthetic_lt.max_per_class=500",
+            "data.synthetic_lt.classes=20",
             "recipes.ce.batch_size=256",
             "runtime.device=cuda",
         ]
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
             what = "ResNet-32, CIFAR-10-LT (IF=100, 12,406 images), global batch 128, fp32, gloo"
         else:
-            sets = ["model.depth=8", "data.synthetic_image_size=16"] if args.quick else []
+            sets = ["model.depth=8", "data.synthetic_lt.image_size=16"] if args.quick else []
             what = "ResNet-8, synthetic_lt 16x16" if args.quick else "ResNet-32, synthetic_lt 32x32"
             what += ", global batch 128, fp32, gloo"
         sets += ["runtime.device=cpu", "runtime.bf16=false"]  # fp32, as the page says, on any CPU

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from argse import cli, evaluate, predict, train_experts, train_gating
+from argse import cli, evaluate, predict, prediction, train_experts, train_gating
 from argse.config import load_run_config
 from argse.data import prepare_data
 from argse.logits import logits_path, read_logits
@@ -22,7 +22,7 @@ RATE = 0.2
 def trained(tmp_path_factory):
     """Two tiny experts, a gate and the fitted rejectors; the test images written as PNG files."""
     tmp = tmp_path_factory.mktemp("predict")
-    sets = tiny_overrides(tmp, **{"data.synthetic_test_per_class": "40", "gating.epochs": "30"})
+    sets = tiny_overrides(tmp, **{"data.synthetic_lt.test_per_class": "40", "gating.epochs": "30"})
     argv = [x for s in sets for x in ("--set", s)]
     assert train_experts.main(argv + ["--experts", "ce,logit_adjust,posthoc_adjust"]) == 0
     assert train_gating.main(argv) == 0
@@ -99,4 +99,4 @@ def test_image_size_mismatch_and_unknown_rate(trained, capsys):
     assert "is 20x20 pixels but the models of this run take 8x8" in capsys.readouterr().err
     assert cli.run(predict.main, argv + [str(folder / "0000.png"), "--rate", "0.33"]) == 2
     assert "no rule was fitted for rejection rate 0.33" in capsys.readouterr().err
-    assert torch.is_tensor(predict.decode(folder / "0000.png", read_preprocess(cfg.paths)))
+    assert torch.is_tensor(prediction.decode(folder / "0000.png", read_preprocess(cfg.paths)))
