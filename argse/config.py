@@ -278,7 +278,7 @@ class GatingConfig:
     objective: Literal["nll", "balanced_nll", "selective_balanced", "selective_worst"] = "balanced_nll"
     """nll / balanced_nll: the mixture's (class-balanced) NLL. selective_balanced / selective_worst: after a
     balanced-NLL warm-up, the gate is trained jointly with a plug-in rule (group weights and threshold per
-    target rejection rate) on a smooth surrogate of the balanced / worst-group selective error (README, Gating)."""
+    target rejection rate) on a smooth surrogate of the balanced / worst-group selective error (docs/gating.md, "Selective objectives")."""
     hidden: list[int] = field(default_factory=lambda: [64, 64])
     dropout: float = 0.1
     lr: float = 3e-3
@@ -393,6 +393,8 @@ def named_twice(names: list[str]) -> str | None:
     return next((n for n in sorted(names) if names.count(n) > 1), None)
 
 
+# The rule a selective gate learned with itself (gating.objective: selective_*); evaluate adds it for the
+# gating source only, so it is not a rejector a config may name.
 GATE_RULE = "gate_rule"
 """The rule a selective gate learned (argse.selective_gate); evaluate adds it for the gating source by itself."""
 

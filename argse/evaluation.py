@@ -15,14 +15,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from argse.config import EvaluateConfig, RunConfig
+from argse.config import GATE_RULE, EvaluateConfig, RunConfig
 from argse.errors import ArgseError
 from argse.gating.store import Gate, check_rejector_part, read_gate
 from argse.groups import Groups, head_tail_groups
 from argse.logits import LogitsFile, load_sources
 from argse.metrics import lt_weights
 from argse.selective import (
-    GATE_RULE,
     REJECTORS,
     FitOptions,
     GroupView,

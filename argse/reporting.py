@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from argse import published, storage
+from argse.config import GATE_RULE
 from argse.evaluation import AURC_METRICS, AURC_RANGES, Evaluation, aurc_key
 from argse.groups import FEW, HEAD, MANY, MEDIUM, TAIL
 from argse.report import write_report
 from argse.rules import write_rules
-from argse.selective import GATE_RULE
 
 if TYPE_CHECKING:
     from argse.config import EvaluateConfig, RunConfig

@@ -27,9 +27,6 @@ import numpy as np
 
 from argse.registry import Registry
 
-# The rule a selective gate learned with itself (gating.objective: selective_*); evaluate adds it for the
-# gating source only, so it is not one of the METHODS a config may name.
-GATE_RULE = "gate_rule"
 # A group without accepted samples has undefined conditional error; it counts as all-wrong so that
 # no rule can lower its group errors by rejecting a whole group.
 EMPTY_GROUP_ERROR = 1.0

@@ -103,7 +103,7 @@ def test_a_failing_team_member_is_named_and_the_others_finish(tmp_path, capsys):
         (["--team", "--parallel", "2"], "--team and --parallel are two ways to train experts at once; choose one"),
         (["--team", "--set", "runtime.compile=true"], "--team cannot be combined with runtime.compile=true"),
         (
-            "--team --set data.dataset=list_lt --set data.train_list=t.txt --set data.test_lists=[v.txt]".split(),
+            "--team --set data.dataset=list_lt --set data.list_lt.train_list=t.txt --set data.list_lt.test_lists=[v.txt]".split(),
             "data.dataset=list_lt is decoded by DataLoader workers",
         ),
     ],

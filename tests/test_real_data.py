@@ -23,7 +23,7 @@ def test_cifar10_archive_trains_and_exports(tmp_path):
         "runtime.progress=false",
         "data.dataset=imagefolder_lt",
         f"data.root={SHARED_CIFAR10}",
-        f"data.cache_dir={tmp_path}/cache",
+        f"data.imagefolder_lt.cache_dir={tmp_path}/cache",
         "data.tail_max_count=200",
         "model.depth=8",
         "model.width=8",

@@ -11,6 +11,7 @@ from dataclasses import asdict, replace
 from argse import cli, distributed, storage
 from argse.config import RunConfig, dump_yaml
 from argse.data import LTData, prepare_data, preprocess_record
+from argse.datasets import get_dataset
 from argse.errors import ArgseError
 from argse.experts.base import ExpertContext, load_recipe
 from argse.experts.registry import get_expert, list_experts, load_plugins
@@ -103,10 +104,10 @@ def check_team(cfg: RunConfig, parallel: bool) -> None:
             "--team cannot be combined with runtime.compile=true (torch.compile is not thread-safe); "
             "set runtime.compile=false or train without --team"
         )
-    if cfg.data.dataset == "list_lt":
+    if not get_dataset(cfg.data.dataset).in_memory:
         raise ArgseError(
-            "--team shares one copy of the training images on the device, but data.dataset=list_lt is decoded "
-            "by DataLoader workers; train without --team (or with --parallel)"
+            f"--team shares one copy of the training images on the device, but data.dataset={cfg.data.dataset} "
+            f"is decoded by DataLoader workers; train without --team (or with --parallel)"
         )
 
 
