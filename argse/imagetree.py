@@ -14,8 +14,9 @@ import torch
 from argse import storage
 from argse.errors import ArgseError
 
-CACHE_VERSION = 2
-"""Of the decoded image-tree cache; raised when what is decoded changes."""
+CACHE_VERSION = 3
+"""Of the decoded image-tree cache; raised when what is decoded or stored changes."""
+CACHE_FORMAT = "argse.imagecache/1"
 
 
 def load_image_tree(root: Path, cache_dir: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
@@ -23,10 +24,29 @@ def load_image_tree(root: Path, cache_dir: Path) -> tuple[dict[str, torch.Tensor
     when the tree has not changed since it was decoded."""
     cache = cache_dir / f"imagefolder-{tree_key(root)}.safetensors"
     if cache.is_file():
-        tensors, meta = storage.load_tensors(cache, "image cache")
-        return tensors, json.loads(meta["classes"])
+        return read_cache(cache)
     tensors, classes = _decode(root)
-    storage.save_tensors(cache, tensors, {"classes": json.dumps(classes), "root": str(root)})
+    storage.save_tensors(cache, tensors, {"format": CACHE_FORMAT, "classes": json.dumps(classes), "root": str(root)})
+    return tensors, classes
+
+
+def read_cache(path: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The cached tensors and class names, every one checked: a cache that does not hold what it should
+    is refused in one sentence rather than trained on."""
+    tensors, meta = storage.load_tensors(path, "image cache")
+    fix = "delete it and the next run decodes the images again"
+    try:
+        classes = json.loads(meta.get("classes", ""))
+    except json.JSONDecodeError:
+        classes = None
+    if meta.get("format") != CACHE_FORMAT or not isinstance(classes, list) or not classes:
+        raise ArgseError(f"image cache {path} has no {CACHE_FORMAT} format tag or class list; {fix}")
+    for part in ("train", "test"):
+        images, labels = tensors.get(f"{part}_images"), tensors.get(f"{part}_labels")
+        ok = images is not None and labels is not None and images.dtype == torch.uint8 and images.ndim == 4
+        ok = ok and labels.dtype == torch.int64 and labels.shape == images.shape[:1] and images.shape[1] == 3
+        if not ok or (len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < len(classes)):
+            raise ArgseError(f"image cache {path} does not hold valid {part} images and labels; {fix}")
     return tensors, classes
 
 

@@ -10,8 +10,8 @@ import torch
 
 from argse import __version__, storage
 from argse.config import dump_yaml
-from argse.data import manifest_sha256, read_manifest
 from argse.errors import ArgseError
+from argse.manifest import manifest_sha256, read_manifest
 from argse.paths import config_file, logits_file, logits_root, manifest_file
 
 FORMAT = "argse.logits/1"

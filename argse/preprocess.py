@@ -4,9 +4,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from argse import storage
 from argse.paths import RunPaths
 from argse.records import integer, list_of, number, read_record, string
+
+if TYPE_CHECKING:
+    from argse.data import LTData
 
 FORMAT = "argse.preprocess/1"
 FIX = "rerun python -m argse.train_experts with the same --config and --set (it rewrites the file)"
@@ -24,6 +30,18 @@ class Preprocess:
     def as_record(self) -> dict:
         return {"classes": self.classes, "mean": self.mean, "std": self.std, "image_size": self.image_size,
                 "resize": self.resize, "crop": self.crop}  # fmt: skip
+
+
+def preprocess_record(data: LTData) -> dict:
+    """preprocess.json's content: class names, the normalisation of the training images and how the
+    dataset prepares an evaluation image (``Dataset.eval_prep``: image_size, or resize and crop)."""
+    record = {"format": FORMAT, "dataset": data.dataset, "classes": data.classes,
+              "mean": list(data.mean), "std": list(data.std)}  # fmt: skip
+    return record | data.eval_prep
+
+
+def write_preprocess(paths: RunPaths, data: LTData) -> Path:
+    return storage.write_json(paths.preprocess, preprocess_record(data))
 
 
 def read_preprocess(paths: RunPaths) -> Preprocess:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from argse import storage
 from argse.errors import ArgseError
 
 Check = Callable[[Any], Any]  # returns the value (possibly converted) or raises ValueError("must be ...")
@@ -24,8 +25,8 @@ def read_record(path: Path, fmt: str, what: str, fix: str) -> Record:
     if not path.is_file():
         raise ArgseError(f"{what} {path} is missing; {fix}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(storage.read_text(path, what))
+    except json.JSONDecodeError as exc:
         raise ArgseError(f"{what} {path} is not valid JSON ({exc}); {fix}") from None
     if not isinstance(data, dict):
         raise ArgseError(f"{what} {path} does not hold a JSON object; {fix}")

@@ -14,7 +14,7 @@ import threading
 import torch
 
 STREAMS: dict[str, int] = {
-    "splits": 0,  # the held-out splits of the manifest (data.make_manifest)
+    "splits": 0,  # the held-out splits of the manifest (manifest.make_manifest)
     "init": 0,  # a model's initial weights
     "sampler": 0,  # the order of the training samples of each epoch
     "augment": 1,  # random crops and flips

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from argse import storage
-from argse.data import manifest_sha256
+from argse import manifest
 from argse.logits import logits_path, write_logits
+from argse.paths import manifest_file
 
 SPLIT_SIZES = {"val": 20, "tune": 40, "test": 40}  # per class
 
@@ -48,16 +48,17 @@ def write_manifest(
 ) -> str:
     """The run's splits.json for these hand-made splits; returns its sha256."""
     rows = split_rows(num_classes, split_sizes)
-    manifest = {
-        "format": "argse.splits/1",
+    record = {
+        "format": manifest.FORMAT,
         "dataset": "synthetic_lt",
+        "seed": 0,
         "classes": [f"class_{c}" for c in range(num_classes)],
         "class_counts": class_counts,
         "splits": {"train": []} | {split: idx.tolist() for split, (_, idx) in rows.items()},
         "labels": {split: y.tolist() for split, (y, _) in rows.items()},
     }
-    storage.write_json(Path(out_dir) / "splits.json", manifest)
-    return manifest_sha256(manifest)
+    manifest.write_manifest(manifest_file(out_dir), record)
+    return manifest.manifest_sha256(record)
 
 
 def write_run(

@@ -4,9 +4,11 @@ import tarfile
 import pytest
 import torch
 
+from argse import storage
 from argse.config import load_run_config
-from argse.data import lt_counts, manifest_sha256, prepare_data
+from argse.data import prepare_data
 from argse.errors import ArgseError
+from argse.manifest import lt_counts, manifest_sha256
 from argse.metrics import lt_weights
 
 
@@ -103,6 +105,25 @@ def test_imagefolder_tar_is_read_and_cached(tmp_path, tiny):
     assert prepare_data(load_run_config(None, sets)).sha256 == d.sha256  # from the cache
 
 
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda t, m: (t, {k: v for k, v in m.items() if k != "classes"}), "has no argse.imagecache/1 format tag"),
+        (lambda t, m: (t | {"train_labels": t["train_labels"] + 5}, m), "does not hold valid train images and labels"),
+        (lambda t, m: ({k: v for k, v in t.items() if k != "test_images"}, m), "does not hold valid test images"),
+    ],
+)
+def test_a_damaged_image_cache_is_refused_in_one_sentence(tmp_path, tiny, damage, message):
+    files = {f"root/{part}/{cls}/{i}.jpg": _jpeg(40) for part in ("train", "test") for cls in "ab" for i in range(4)}
+    sets = tiny + ["data.dataset=imagefolder_lt", f"data.root={_tar_with(tmp_path, files)}",
+                   f"data.imagefolder_lt.cache_dir={tmp_path / 'cache'}", "data.imbalance_factor=2"]  # fmt: skip
+    prepare_data(load_run_config(None, sets))
+    (cache,) = (tmp_path / "cache").glob("*.safetensors")
+    storage.save_tensors(cache, *damage(*storage.load_tensors(cache)))
+    with pytest.raises(ArgseError, match=f"image cache .* {message}.*; delete it and the next run decodes"):
+        prepare_data(load_run_config(None, sets))
+
+
 def test_tar_that_is_not_an_image_tree(tmp_path, tiny):
     path = _tar_with(tmp_path, {"notes/readme.txt": b"hello"})
     cfg = load_run_config(
@@ -154,12 +175,28 @@ def test_manifest_stores_the_labels_of_every_held_out_split(tiny_cfg):
         assert d.manifest["labels"][split] == d.held_out[split].labels.tolist()
 
 
-def test_manifest_written_before_labels_were_stored_is_still_accepted(tiny_cfg):
+def test_a_manifest_without_its_labels_is_refused_in_one_sentence(tiny_cfg):
     d = prepare_data(tiny_cfg)
     old = {k: v for k, v in d.manifest.items() if k != "labels"}
     (tiny_cfg.out_dir / "splits.json").write_text(__import__("json").dumps(old))
-    again = prepare_data(tiny_cfg)
-    assert again.sha256 == manifest_sha256(old) and "labels" not in again.manifest
+    with pytest.raises(ArgseError, match=r"splits\.json has no field 'labels'; delete it to rebuild the splits"):
+        prepare_data(tiny_cfg)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("format", "argse.splits/0", "is not an argse.splits/1 file"),
+        ("class_counts", [1, 2], "field 'class_counts' must be a list of 4 values"),
+        ("splits", {"train": [0]}, "has no field 'splits.val'"),
+        ("seed", "0", "field 'seed' must be an integer"),
+    ],
+)
+def test_every_field_of_the_manifest_is_checked(tiny_cfg, field, value, message):
+    d = prepare_data(tiny_cfg)
+    (tiny_cfg.out_dir / "splits.json").write_text(__import__("json").dumps(d.manifest | {field: value}))
+    with pytest.raises(ArgseError, match=message):
+        prepare_data(tiny_cfg)
 
 
 def test_split_manifest_that_is_not_utf8_is_one_sentence(tiny_cfg):

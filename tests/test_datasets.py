@@ -15,10 +15,11 @@ from PIL import Image
 import argse.registry
 from argse import train_experts
 from argse.config import load_run_config
-from argse.data import eval_image, prepare_data, preprocess_record
+from argse.data import eval_image, prepare_data
 from argse.datasets import DATASETS, Dataset, dataset_for, list_datasets, register_dataset
 from argse.errors import ArgseError
 from argse.logits import logits_path, read_logits
+from argse.preprocess import preprocess_record
 from argse.registry import RegistryError, load_plugins
 from tests.conftest import TINY_SCHEDULE
 

@@ -10,11 +10,12 @@ import torch
 from PIL import Image
 
 from argse.config import load_run_config
-from argse.data import eval_image, prepare_data, preprocess_record
+from argse.data import eval_image, prepare_data
 from argse.errors import ArgseError
 from argse.experts import ExpertContext, get_expert, load_recipe
 from argse.listfile import IMAGENET_MEAN, ImageList
 from argse.logits import read_logits
+from argse.preprocess import preprocess_record
 
 TRAIN_COUNTS = [6, 3, 2]
 TEST_PER_CLASS = 5

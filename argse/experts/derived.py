@@ -19,10 +19,10 @@ from torch import nn
 
 from argse.calibration import fit_temperature
 from argse.config import RunConfig, from_dict
-from argse.data import HELD_OUT
 from argse.errors import ArgseError
 from argse.experts.registry import get_expert
 from argse.logits import LogitsFile, load_sources, logits_path, write_export_config, write_logits
+from argse.manifest import HELD_OUT
 
 
 @dataclass

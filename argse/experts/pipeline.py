@@ -10,7 +10,7 @@ from dataclasses import asdict, replace
 
 from argse import cli, distributed, storage
 from argse.config import RunConfig, dump_yaml
-from argse.data import LTData, prepare_data, preprocess_record
+from argse.data import LTData, prepare_data
 from argse.datasets import get_dataset
 from argse.errors import ArgseError
 from argse.experts.base import ExpertContext, load_recipe
@@ -19,6 +19,7 @@ from argse.groups import TAIL
 from argse.launcher import shared_cores, train_as_team, train_in_parallel
 from argse.logits import load_sources
 from argse.metrics import source_reports
+from argse.preprocess import write_preprocess
 from argse.training import resolve_device
 
 
@@ -136,7 +137,7 @@ def run(
     data = distributed.rank_zero_first(lambda: prepare_data(cfg))
     console.print(describe_run(cfg, data, device))
     storage.write_text(cfg.paths.config, dump_yaml(asdict(cfg)))
-    storage.write_json(cfg.paths.preprocess, preprocess_record(data, cfg.data))  # for argse.predict
+    write_preprocess(cfg.paths, data)  # for argse.predict
     if parallel is not None:
         train_in_parallel(parallel, plan, cfg, console)
     elif team:

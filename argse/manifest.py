@@ -1,0 +1,107 @@
+"""The split manifest, ``argse.splits/1`` (``outputs/NAME/splits.json``): the seeded long-tailed
+training subset and the per-class disjoint val / tune / test splits, with every held-out label.
+
+It is written once per run; its sha256 goes into every logits file, and every reader checks the
+files it uses against it, so files of different splits are never mixed silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from argse import seeds, storage
+from argse.errors import ArgseError
+from argse.records import integer, list_of, mapping, read_record, string
+
+if TYPE_CHECKING:
+    from argse.config import DataConfig
+    from argse.datasets import Source
+
+FORMAT = "argse.splits/1"
+HELD_OUT = ("val", "tune", "test")
+FIX = "delete it to rebuild the splits (the run's logits must then be made again)"
+
+
+def lt_counts(n_max: int, num_classes: int, imbalance_factor: float) -> list[int]:
+    """n_i = floor(n_max * IF^(-i / (C - 1))): the CIFAR-LT profile of Cao et al. (2019)."""
+    if num_classes == 1:
+        return [n_max]
+    return [math.floor(n_max * imbalance_factor ** (-i / (num_classes - 1))) for i in range(num_classes)]
+
+
+def make_manifest(src: Source, cfg: DataConfig, seed: int) -> dict:
+    """Seeded long-tailed train subset and per-class disjoint val / tune / test splits."""
+    g = seeds.generator(seed, "splits")
+    num_classes = len(src.classes)
+    have = torch.bincount(src.train_labels, minlength=num_classes)
+    counts = have.tolist()
+    if not src.long_tailed:  # the profile, capped by what a class has (a folder may hold fewer images)
+        profile = lt_counts(int(have.max()), num_classes, cfg.imbalance_factor)
+        counts = [min(n, h) for n, h in zip(profile, counts, strict=True)]
+    splits: dict[str, list[int]] = {name: [] for name in ("train", *HELD_OUT)}
+    for c in range(num_classes):
+        pool = torch.nonzero(src.train_labels == c).flatten()
+        splits["train"] += pool[torch.randperm(len(pool), generator=g)[: counts[c]]].sort().values.tolist()
+        pool = torch.nonzero(src.test_labels == c).flatten()
+        pool = pool[torch.randperm(len(pool), generator=g)]
+        n_val = round(cfg.val_fraction * len(pool))
+        n_tune = round(cfg.tune_fraction * len(pool))
+        n_test = min(round(cfg.test_fraction * len(pool)), len(pool) - n_val - n_tune)
+        bounds = {"val": (0, n_val), "tune": (n_val, n_val + n_tune), "test": (n_val + n_tune, n_val + n_tune + n_test)}
+        for name, (a, b) in bounds.items():
+            splits[name] += pool[a:b].sort().values.tolist()
+    check_counts(src.classes, counts, cfg)
+    return {
+        "format": "argse.splits/1",
+        "dataset": cfg.dataset,
+        "classes": src.classes,
+        "seed": seed,
+        "imbalance_factor": None if src.long_tailed else cfg.imbalance_factor,
+        "fractions": [cfg.val_fraction, cfg.tune_fraction, cfg.test_fraction],
+        "class_counts": counts,
+        "splits": splits,
+        # The label of every held-out sample, so a reader can check a logits file's labels on its own.
+        "labels": {name: src.test_labels[splits[name]].tolist() for name in HELD_OUT},
+    } | ({"source": src.origin} if src.origin else {})
+
+
+def check_counts(classes: list[str], counts: list[int], cfg: DataConfig) -> None:
+    """Every class keeps at least one training image after the long-tailed subsampling."""
+    empty = [c for c, n in zip(classes, counts, strict=True) if n == 0]
+    if empty:
+        raise ArgseError(
+            f"data.imbalance_factor={cfg.imbalance_factor:g} leaves class '{empty[0]}' "
+            f"({len(empty)} class{'es' if len(empty) > 1 else ''} in all) with 0 training images; "
+            f"lower the imbalance factor or add training images"
+        )
+
+
+def manifest_sha256(manifest: dict) -> str:
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def write_manifest(path: Path, manifest: dict) -> Path:
+    return storage.write_json(path, manifest)
+
+
+def read_manifest(path: Path) -> dict:
+    """A run's split manifest, its format, classes, counts, splits and labels checked."""
+    if not path.is_file():
+        raise ArgseError(f"split manifest {path} does not exist; train the run's experts first (make experts)")
+    rec = read_record(path, FORMAT, "split manifest", FIX)
+    classes = rec.get("classes", list_of(string(), nonempty=True))
+    rec.get("class_counts", list_of(integer(0), len(classes)))
+    rec.get("seed", integer())
+    splits, labels = rec.section("splits"), rec.section("labels")
+    for name in ("train", *HELD_OUT):
+        idx = splits.get(name, list_of(integer(0)))
+        if name in HELD_OUT:
+            labels.get(name, list_of(integer(0, len(classes) - 1), len(idx)))
+    rec.get("splits", mapping())
+    return rec.data
