@@ -56,8 +56,15 @@ def check_unique(names: list[str], where: str) -> None:
 
 
 def lock_run(cfg: RunConfig, command: str) -> None:
-    """Hold the run's lock (outputs/NAME/.lock) until this process ends: one process per run name."""
+    """Hold the run's lock (outputs/NAME/.lock) until this process ends: one writer per run name, and no
+    reader beside it."""
     runlock.lock_run(cfg.out_dir, command)
+
+
+def lock_run_shared(cfg: RunConfig, command: str) -> None:
+    """Hold the run's lock as a reader until this process ends: readers run side by side, but not beside
+    a writer, so no file is replaced while they read it."""
+    runlock.lock_run(cfg.out_dir, command, shared=True)
 
 
 def file_system_error(exc: Exception) -> ArgseError | None:

@@ -9,7 +9,9 @@ expert's ``best.safetensors`` and temperature, the gate and the rule that ``args
 (``outputs/NAME/evaluation/rules.json``) are loaded; no training data is read. One row per image:
 path, predicted class, its probability, accepted or rejected, the rule's score and threshold, and
 the gate weights. An image that cannot be decoded is named on stderr and skipped; the rest are
-predicted.
+predicted. Without ``--source`` the source is gating when a gate was evaluated, else the first
+evaluated source, and a line names it. Predict holds the run's lock as a reader: predicts run side by
+side, but not while train_experts, train_gating or evaluate writes the run.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from argse import cli
 from argse.prediction import list_images, predict_images, write_rows
+from argse.rules import read_rules
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,8 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=256)
     args = parser.parse_args(argv)
     cfg = cli.load_config(args)
+    cli.lock_run_shared(cfg, "predict")  # no writer replaces the rules, the gate or a checkpoint under us
+    source = args.source
+    if source is None:  # the default follows rules.json, so it is named: it must never change unseen
+        source = read_rules(cfg.paths).default_source()
+        why = "the default when a gate was evaluated" if source == "gating" else "the first evaluated source"
+        cli.console().print(f"source: {source} ({why}; --source to choose)")
     paths = list_images(Path(args.input))
-    rows, skipped, team = predict_images(cfg, paths, args.source, args.method, args.rate, args.batch_size)
+    rows, skipped, team = predict_images(cfg, paths, source, args.method, args.rate, args.batch_size)
     for message in skipped:
         print(f"warning: {message}", file=sys.stderr)
     out = Path(args.out or f"predictions.{args.format}")
