@@ -396,7 +396,6 @@ def named_twice(names: list[str]) -> str | None:
 # The rule a selective gate learned with itself (gating.objective: selective_*); evaluate adds it for the
 # gating source only, so it is not a rejector a config may name.
 GATE_RULE = "gate_rule"
-"""The rule a selective gate learned (argse.selective_gate); evaluate adds it for the gating source by itself."""
 
 
 def check_methods(methods: list[str]) -> None:
@@ -460,5 +459,15 @@ def load_run_config(path: str | Path | None, overrides: list[str] = (), values: 
     return from_dict(RunConfig, data)
 
 
+def _as_written(data: Any) -> Any:
+    """A run config's dict as a user writes it: a dataset's section back under ``data``, not ``data.sections``."""
+    if not isinstance(data, dict):
+        return data
+    out = {k: _as_written(v) if k == "run" else v for k, v in data.items()}
+    if isinstance(out.get("data"), dict) and "sections" in out["data"]:
+        out["data"] = {**{k: v for k, v in out["data"].items() if k != "sections"}, **out["data"]["sections"]}
+    return out
+
+
 def dump_yaml(obj: Any) -> str:
-    return yaml.safe_dump(to_dict(obj), sort_keys=False)
+    return yaml.safe_dump(_as_written(to_dict(obj)), sort_keys=False)

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from argse.config import DataConfig, RunConfig
-from argse.datasets import Images, Source, dataset_for
+from argse.config import RunConfig
+from argse.datasets import Images, dataset_for
 from argse.errors import ArgseError
 from argse.groups import Groups, run_groups
 from argse.listfile import ImageList, eval_transform
@@ -59,11 +59,6 @@ class LTData:
 # ---------------------------------------------------------------- sources
 
 
-def load_source(cfg: DataConfig) -> Source:
-    """The "official" train and test set of the configured dataset (argse.datasets)."""
-    return dataset_for(cfg).load()
-
-
 def prepare_data(run: RunConfig) -> LTData:
     """Load the dataset of a run, build (or re-check) its split manifest, and return its tensors."""
     cfg = run.data
@@ -72,9 +67,13 @@ def prepare_data(run: RunConfig) -> LTData:
     manifest = make_manifest(src, cfg, run.seed)
     path = run.paths.manifest
     sha = manifest_sha256(manifest)
-    if not path.is_file():
+    old = read_manifest(path) if path.is_file() else None
+    if old is not None and "labels" not in old:  # a manifest from before labels were stored (manifest.py)
+        manifest.pop("labels")
+        sha = manifest_sha256(manifest)
+    if old is None:
         write_manifest(path, manifest)
-    elif manifest_sha256(read_manifest(path)) != sha:
+    elif manifest_sha256(old) != sha:
         raise ArgseError(
             f"the data or split settings differ from the run's manifest {path}; "
             f"use a new run name (name=...) or delete {run.out_dir} to start over"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-from argse import __version__, storage
+from argse import __version__, filesets, storage
 from argse.config import dump_yaml
 from argse.errors import ArgseError
-from argse.manifest import manifest_sha256, read_manifest
+from argse.manifest import HELD_OUT, manifest_sha256, read_manifest
 from argse.paths import config_file, logits_file, logits_root, manifest_file
 
 FORMAT = "argse.logits/1"
@@ -174,18 +174,17 @@ def read_logit_set(paths: list[str | Path]) -> list[LogitsFile]:
 
 def check_against_run(f: LogitsFile, split: str, manifest: dict, sha: str, manifest_path: Path) -> None:
     """One file against its run's split manifest: a lone source cannot be another split's or run's."""
-    rows = manifest["splits"].get(split)
-    labels = manifest.get("labels", {}).get(split)
+    rows, labels = manifest["splits"][split], manifest.get("labels", {}).get(split)
     checks = [
         ("splits_sha256", f.splits_sha256 == sha, f"{f.splits_sha256[:12]}... instead of {sha[:12]}..."),
         ("split", f.split == split, f"{f.split!r} instead of {split!r}"),
         ("dataset", f.dataset == manifest.get("dataset"), f"{f.dataset!r} instead of {manifest.get('dataset')!r}"),
         ("class_counts", f.class_counts == manifest.get("class_counts"), "other training counts"),
-        ("indices", rows is not None and f.indices.tolist() == rows, "rows missing, added or reordered"),
+        ("indices", f.indices.tolist() == rows, "rows missing, added or reordered"),
     ]
     if labels is not None:
         checks.append(("labels", f.labels.tolist() == labels, "a sample's label differs"))
-    else:  # a manifest from before labels were stored: held-out rows come class by class
+    else:  # a manifest without labels (manifest.py): held-out rows come class by class
         checks.append(("labels", bool((f.labels[1:] >= f.labels[:-1]).all()), "is not in class order"))
     for field, ok, detail in checks:
         if not ok:
@@ -195,14 +194,39 @@ def check_against_run(f: LogitsFile, split: str, manifest: dict, sha: str, manif
             )
 
 
+SPLIT_FILES = [f"{split}.safetensors" for split in HELD_OUT]
+
+
+def set_folder(source: str) -> str:
+    """The folder of a source's logit set, relative to the run's outputs (the key lineage records use)."""
+    return f"logits/{source}"
+
+
+def commit_export(out_dir: Path, source: str, made_from: dict[str, str], remake: str, **extra: str) -> str:
+    """Commit a source's just written splits (and config.yaml, when there is one) as one set; returns its id."""
+    folder = logits_path(out_dir, source, "test").parent
+    members = SPLIT_FILES + (["config.yaml"] if config_file(folder).is_file() else [])
+    return filesets.commit(folder, members, made_from, remake, **extra) if storage.is_writer() else ""
+
+
+def open_export(out_dir: Path, source: str, splits: list[str]) -> filesets.FileSet:
+    """A source's logit set, checked whole (the splits about to be read) and against what it was made from."""
+    folder = logits_path(out_dir, source, "test").parent
+    return filesets.open_set(folder, [f"{s}.safetensors" for s in splits], f"the logits of '{source}'", Path(out_dir))
+
+
 def load_sources(out_dir: Path, sources: list[str], splits: list[str]) -> dict[str, list[LogitsFile]]:
     """Load and validate the logits of ``sources`` for each split: {split: [file per source]}.
 
-    The files of one split must agree with each other and with the run's ``splits.json``.
+    The files of one split must agree with each other and with the run's ``splits.json``; each
+    source's files must be the set it committed, made from sets that are still current.
     """
     manifest_path = manifest_file(out_dir)
     manifest = read_manifest(manifest_path)
     sha = manifest_sha256(manifest)
+    for source in sources:
+        if logits_path(out_dir, source, splits[0]).is_file():
+            open_export(out_dir, source, splits)
     result = {}
     for split in splits:
         paths = []

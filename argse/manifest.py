@@ -58,7 +58,7 @@ def make_manifest(src: Source, cfg: DataConfig, seed: int) -> dict:
             splits[name] += pool[a:b].sort().values.tolist()
     check_counts(src.classes, counts, cfg)
     return {
-        "format": "argse.splits/1",
+        "format": FORMAT,
         "dataset": cfg.dataset,
         "classes": src.classes,
         "seed": seed,
@@ -98,10 +98,13 @@ def read_manifest(path: Path) -> dict:
     classes = rec.get("classes", list_of(string(), nonempty=True))
     rec.get("class_counts", list_of(integer(0), len(classes)))
     rec.get("seed", integer())
-    splits, labels = rec.section("splits"), rec.section("labels")
+    splits = rec.section("splits")
+    # ../shared/runs/ holds a manifest written before labels were stored; its sha256 is in every one of
+    # its logits files, so it cannot gain them: without labels, logits are checked to be in class order.
+    labels = rec.section("labels") if "labels" in rec.data else None
     for name in ("train", *HELD_OUT):
         idx = splits.get(name, list_of(integer(0)))
-        if name in HELD_OUT:
+        if name in HELD_OUT and labels is not None:
             labels.get(name, list_of(integer(0, len(classes) - 1), len(idx)))
     rec.get("splits", mapping())
     return rec.data

@@ -27,10 +27,6 @@ class Preprocess:
     resize: int | None
     crop: int | None
 
-    def as_record(self) -> dict:
-        return {"classes": self.classes, "mean": self.mean, "std": self.std, "image_size": self.image_size,
-                "resize": self.resize, "crop": self.crop}  # fmt: skip
-
 
 def preprocess_record(data: LTData) -> dict:
     """preprocess.json's content: class names, the normalisation of the training images and how the

@@ -128,7 +128,3 @@ def list_of(item: Check, length: int | None = None, *, nonempty: bool = False) -
         return out
 
     return check
-
-
-def anything() -> Check:
-    return lambda v: v

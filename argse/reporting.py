@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from argse import published, storage
+from argse import filesets, published, storage
 from argse.config import GATE_RULE
 from argse.evaluation import AURC_METRICS, AURC_RANGES, Evaluation, aurc_key
 from argse.groups import FEW, HEAD, MANY, MEDIUM, TAIL
+from argse.logits import set_folder
 from argse.report import write_report
 from argse.rules import write_rules
 
@@ -171,6 +172,9 @@ def write_evaluation(cfg: RunConfig, ev: Evaluation) -> dict[str, Path]:
     plot_curves(ev.curves, run.curves_png, f"{cfg.name}: {describe(cfg.evaluate)}")
     paths["plot"] = run.curves_png
     paths["summary"] = storage.write_text(run.summary, evaluation_markdown(cfg, ev))
+    if storage.is_writer():  # the five files are one set, made from the logits of every source evaluated
+        made_from = filesets.ids_of(cfg.out_dir, [set_folder(s) for s in dict.fromkeys(s for s, _ in ev.curves)])
+        filesets.commit(run.evaluation, [p.name for p in paths.values()], made_from, "python -m argse.evaluate")
     return paths
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from argse import storage
+from argse import filesets, storage
 from argse.errors import ArgseError
 from argse.paths import RunPaths
 from argse.records import Record, integer, list_of, mapping, number, read_record, string
@@ -105,9 +105,10 @@ class RulesFile:
 def read_rules(paths: RunPaths) -> RulesFile:
     """rules.json, checked down to the rule that is used."""
     rec = read_record(paths.rules, FORMAT, "the rules file", FIX)
+    filesets.open_set(paths.evaluation, [paths.rules.name], "the fitted rules", paths.out)
     fitted = rec.get("rules", mapping())
     for source, methods in fitted.items():
-        ok = isinstance(methods, dict) and all(isinstance(v, list) and all(isinstance(r, dict) for r in v)
+        ok = isinstance(methods, dict) and bool(methods) and all(isinstance(v, list) and all(isinstance(r, dict) for r in v)
                                                for v in methods.values())  # fmt: skip
         if not ok:
             raise rec.fail(f"field 'rules.{source}' must map each method to a list of rules")

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from argse import manifest
-from argse.logits import logits_path, write_logits
+from argse.logits import commit_export, logits_path, write_logits
 from argse.paths import manifest_file
 
 SPLIT_SIZES = {"val": 20, "tune": 40, "test": 40}  # per class
@@ -88,3 +88,5 @@ def write_run(
                 splits_sha256=sha,
                 config={},
             )
+    for name in experts:  # each expert's splits are one committed set, as an export writes them
+        commit_export(out_dir, name, {}, "the study that wrote these logits")

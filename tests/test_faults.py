@@ -20,6 +20,7 @@ import pytest
 from safetensors import SafetensorError
 
 from argse import train_experts, train_gating
+from argse.logits import commit_export
 from tests.fault_harness import (
     REPO,
     Result,
@@ -61,6 +62,8 @@ def test_train_gating_checks_its_sources_against_the_split_manifest(workspace):
     """The fields one by one are test_logits' job; this is that train_gating reads through that check."""
     folder = workspace.fresh()
     shutil.copy(logits(folder, "ce", "val"), logits(folder, "ce", "test"))
+    assert_one_error(gating(folder), "test.safetensors is not the file its set was written with")
+    commit_export(folder / "outputs" / "tiny", "ce", {}, "a test")  # a copy committed anyway: the manifest tells
     assert_one_error(gating(folder), "field 'split' does not match the run's split manifest")
 
 

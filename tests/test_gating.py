@@ -8,7 +8,7 @@ from argse import cli, storage, train_gating
 from argse.config import load_run_config
 from argse.errors import ArgseError
 from argse.gating.network import constant_weights
-from argse.logits import logits_path, read_logit_set, read_logits
+from argse.logits import commit_export, logits_path, read_logit_set, read_logits
 from argse.splits import tune_parts
 from studies.logit_factory import peaked, write_run
 from tests.test_logits import _rewrite
@@ -39,6 +39,8 @@ def tail_expert(labels, g):
 def run(tmp_path):
     write_run(tmp_path / "outputs" / "g", {"a_head": head_expert, "b_tail": tail_expert}, C, COUNTS)
     return [
+        "--set",
+        "experts=[a_head, b_tail]",
         "--set",
         f"output_dir={tmp_path / 'outputs'}",
         "--set",
@@ -169,6 +171,7 @@ def test_bad_inputs_are_one_sentence(tmp_path, run, capsys, breakage, message):
             _break(tmp_path, "b_tail", "tune", logits=nan)  # argse never writes such a file...
         tensors, meta = storage.load_tensors(path)
         storage.save_tensors(path, tensors | {"logits": nan}, meta)  # ...but a damaged copy is still caught
+        commit_export(tmp_path / "outputs" / "g", "b_tail", {}, "a test")  # even one committed as a set
     assert cli.run(train_gating.main, argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1

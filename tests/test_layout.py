@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ENTRY_POINTS = {"argse.train_experts", "argse.train_gating", "argse.evaluate", "argse.predict", "argse.reproduce"}
+ENTRY_POINTS = {
+    "argse.train_experts",
+    "argse.train_gating",
+    "argse.evaluate",
+    "argse.predict",
+    "argse.reproduce",
+    "argse.adopt",
+}
 
 
 def module_name(path: Path) -> str:

@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import save_file
 
 from argse.errors import ArgseError
-from argse.logits import FORMAT, read_logit_set, read_logits, write_logits
+from argse.logits import FORMAT, commit_export, read_logit_set, read_logits, write_logits
 
 
 def _write(path, n=6, c=3, indices=None, **changes):
@@ -107,6 +107,7 @@ def _rewrite(path, **changes):
         config=f.config,
     )
     write_logits(path, **tensors, **(meta | changes))
+    commit_export(path.parents[2], path.parent.name, {}, "a test")  # committed: the checks below are the file's own
 
 
 def _one_label_changed(f):
@@ -138,6 +139,9 @@ def test_a_single_source_is_checked_against_its_run(tmp_path, breakage, field):
     f = read_logits(test)
     if breakage == "val copied over test":
         test.write_bytes(logits_path(out, "ce", "val").read_bytes())
+        with pytest.raises(ArgseError, match=r"test.safetensors is not the file its set was written with"):
+            load_sources(out, ["ce"], ["test"])  # the set's commit record tells first...
+        commit_export(out, "ce", {}, "a test")  # ...and a copy committed anyway is caught by the manifest
     elif breakage == "another run's file":
         _rewrite(test, splits_sha256="0" * 64)  # what a file of another run's splits carries
     elif breakage == "one label changed":

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
@@ -12,8 +10,7 @@ from argse.config import load_run_config
 from argse.errors import ArgseError
 from argse.experts import get_expert, load_recipe
 from argse.experts import pipeline as expert_pipeline
-from argse.experts.derived import source_digest
-from argse.logits import load_sources
+from argse.logits import load_sources, open_export
 from argse.losses import log_prior
 from argse.metrics import balanced_accuracy
 from tests.conftest import tiny_overrides
@@ -96,11 +93,10 @@ def test_adjust_stays_on_the_device_of_its_logits():
     assert expert.adjust(torch.zeros(2, 3, device="meta"), [50, 5, 1]).device.type == "meta"
 
 
-def test_a_retrained_source_changes_the_digest(run):
-    _, files = run
-    ce = files["test"][0]
-    assert files["test"][1].config["source_digest"] == source_digest(ce)
-    assert source_digest(dataclasses.replace(ce, temperature=ce.temperature * 2)) != source_digest(ce)
+def test_a_derived_expert_records_the_export_it_was_made_from(run):
+    cfg, _ = run
+    made_from = open_export(cfg.out_dir, "posthoc_adjust", ["test"]).made_from
+    assert made_from == {"logits/ce": open_export(cfg.out_dir, "ce", ["test"]).id}
 
 
 @pytest.mark.parametrize("seed", ["-1", str(2**63)])

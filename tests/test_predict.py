@@ -22,7 +22,14 @@ RATE = 0.2
 def trained(tmp_path_factory):
     """Two tiny experts, a gate and the fitted rejectors; the test images written as PNG files."""
     tmp = tmp_path_factory.mktemp("predict")
-    sets = tiny_overrides(tmp, **{"data.synthetic_lt.test_per_class": "40", "gating.epochs": "30"})
+    sets = tiny_overrides(
+        tmp,
+        **{
+            "data.synthetic_lt.test_per_class": "40",
+            "gating.epochs": "30",
+            "experts": "[ce, logit_adjust, posthoc_adjust]",
+        },
+    )
     argv = [x for s in sets for x in ("--set", s)]
     assert train_experts.main(argv + ["--experts", "ce,logit_adjust,posthoc_adjust"]) == 0
     assert train_gating.main(argv) == 0

@@ -118,7 +118,8 @@ def _one_expert_run(out_dir, name: str, class_counts: list[int]) -> list[str]:
         return torch.randn(len(labels), 4, generator=g) + 2 * torch.nn.functional.one_hot(labels, 4)
 
     write_run(out_dir / name, {"ce": model}, 4, class_counts)
-    return ["--set", f"output_dir={out_dir}", "--set", f"name={name}", "--set", "data.tail_max_count=10"]
+    return ["--set", f"output_dir={out_dir}", "--set", f"name={name}", "--set", "data.tail_max_count=10",
+            "--set", "experts=[ce]"]  # fmt: skip
 
 
 def test_evaluate_end_to_end_and_bad_input(tmp_path, capsys):
@@ -230,7 +231,7 @@ def test_evaluate_refuses_logits_of_another_split_or_run(tmp_path, capsys):
     are another split's, or the same split of another run's (load_sources checks every consumer's)."""
     import shutil
 
-    from argse.logits import logits_path
+    from argse.logits import commit_export, logits_path
 
     base = _one_expert_run(tmp_path / "o", "e", [100, 50, 10, 5])
     _one_expert_run(tmp_path / "o", "other", [100, 50, 10, 6])  # another run: other counts, other splits.json
@@ -241,6 +242,9 @@ def test_evaluate_refuses_logits_of_another_split_or_run(tmp_path, capsys):
     ]:
         shutil.copyfile(replacement, tune)
         capsys.readouterr()
+        assert cli.run(evaluate.main, base + ["--methods", "chow"]) == 2
+        assert "tune.safetensors is not the file its set was written with" in capsys.readouterr().err
+        commit_export(tmp_path / "o" / "e", "ce", {}, "a test")  # committed anyway: the manifest still tells
         assert cli.run(evaluate.main, base + ["--methods", "chow"]) == 2
         err = capsys.readouterr().err
         assert f"field '{field}' does not match the run's split manifest" in err and str(tune) in err

@@ -5,15 +5,14 @@ from __future__ import annotations
 from rich.table import Table
 
 from argse import cli
-from argse.experts import get_expert, list_experts, load_plugins
+from argse.experts import get_expert, list_experts
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser("List the registered experts (built-in, config plugins and entry points).")
     parser.add_argument("command", nargs="?", default="list", choices=["list"])
     args = parser.parse_args(argv)
-    cfg = cli.load_config(args)
-    load_plugins(cfg.plugins)
+    cli.load_config(args)  # loads the config's plugins, so they are listed too
     table = Table(title="Registered experts")
     table.add_column("name")
     table.add_column("class")

@@ -16,13 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argse import seeds, storage
+from argse import filesets, seeds, storage
 from argse.calibration import fit_temperature
 from argse.config import RunConfig, deep_merge, dump_yaml, from_dict, read_yaml
 from argse.data import HELD_OUT, LTData, Split
 from argse.errors import ArgseError
 from argse.experts.registry import get_expert
-from argse.logits import load_sources, logits_path, write_export_config, write_logits
+from argse.logits import commit_export, load_sources, logits_path, open_export, write_export_config, write_logits
 from argse.losses import log_prior
 from argse.metrics import classification_report
 from argse.models import build_model, prepare_model
@@ -163,7 +163,7 @@ class StandardExpert:
 
     def __init__(self, ctx: ExpertContext, recipe: ExpertRecipe) -> None:
         self.ctx, self.recipe = ctx, recipe
-        self.ckpt_dir = ctx.config.ckpt_dir / self.name
+        self.ckpt_dir = ctx.config.paths.expert_ckpt(self.name)
         self.model: nn.Module | None = None
         self.temperature: float | None = None
 
@@ -252,7 +252,14 @@ class StandardExpert:
                 config=asdict(self.recipe),
             )
         write_export_config(asdict(cfg), self.name, asdict(self.recipe), cfg.out_dir)
+        best = cfg.paths.best(self.name)
+        commit_export(cfg.out_dir, self.name, {}, self.remake(), checkpoint=filesets.file_sha256(best))
         return paths
+
+    @classmethod
+    def remake(cls) -> str:
+        """The command that exports this expert again (training resumes from its last checkpoint)."""
+        return f"python -m argse.train_experts --experts {cls.name} --resume"
 
     # -- inference (argse.predict)
     @classmethod
@@ -270,5 +277,10 @@ class StandardExpert:
         model = build_model(cfg.model, num_classes)
         cls.inference_head(model, meta)
         load_module_weights(model, tensors, path)
+        if open_export(cfg.out_dir, cls.name, ["test"]).record.get("checkpoint") != filesets.file_sha256(path):
+            raise ArgseError(
+                f"{path} is not the checkpoint '{cls.name}' was exported from (trained again since, and not "
+                f"exported); rerun {cls.remake()}"
+            )
         memory = torch.channels_last if cfg.runtime.channels_last else torch.preserve_format
         return model.to(device, memory_format=memory).eval(), exported_temperature(cfg, cls.name)

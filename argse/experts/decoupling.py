@@ -138,7 +138,7 @@ class DecouplingExpert(StandardExpert):
         tensors, meta = load_checkpoint(path)
         mine = ctx.fingerprint()
         for key, value in mine.items():
-            if meta.get("fingerprint", {}).get(key) != value:
+            if meta["fingerprint"].get(key) != value:
                 raise ArgseError(
                     f"cannot reuse {path} as stage 1: its '{key}' differs from this run's "
                     f"(different data, splits or model); retrain it or set stage1_from: train"

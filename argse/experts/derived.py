@@ -9,7 +9,6 @@ any trained expert's.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,11 +16,19 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from argse import filesets
 from argse.calibration import fit_temperature
 from argse.config import RunConfig, from_dict
-from argse.errors import ArgseError
 from argse.experts.registry import get_expert
-from argse.logits import LogitsFile, load_sources, logits_path, write_export_config, write_logits
+from argse.logits import (
+    LogitsFile,
+    commit_export,
+    load_sources,
+    logits_path,
+    set_folder,
+    write_export_config,
+    write_logits,
+)
 from argse.manifest import HELD_OUT
 
 
@@ -29,13 +36,6 @@ from argse.manifest import HELD_OUT
 class DerivedRecipe:
     source: str = "ce"
     """The expert of the same run whose exported logits this expert transforms."""
-
-
-def source_digest(f: LogitsFile) -> str:
-    """What identifies one export of the source: its test logits and temperature (a retrained source differs)."""
-    h = hashlib.sha256(f.logits.numpy().tobytes())
-    h.update(repr(f.temperature).encode())
-    return h.hexdigest()
 
 
 class LogitsExpert:
@@ -80,7 +80,7 @@ class LogitsExpert:
 
     def export_logits(self) -> dict[str, Path]:
         cfg, paths = self.ctx.config, {}
-        record = asdict(self.recipe) | {"fitted": self.fitted, "source_digest": source_digest(self.sources["test"])}
+        record = asdict(self.recipe) | {"fitted": self.fitted}
         for split, src in self.sources.items():
             paths[split] = write_logits(
                 logits_path(cfg.out_dir, self.name, split),
@@ -96,23 +96,22 @@ class LogitsExpert:
                 config=record,
             )
         write_export_config(asdict(cfg), self.name, record, cfg.out_dir)
+        source = set_folder(self.recipe.source)
+        commit_export(cfg.out_dir, self.name, filesets.ids_of(cfg.out_dir, [source]), self.remake())
         return paths
+
+    @classmethod
+    def remake(cls) -> str:
+        return f"python -m argse.train_experts --experts {cls.name}"
 
     # -- inference (argse.predict)
     @classmethod
     def for_inference(cls, cfg: RunConfig, num_classes: int, device: torch.device) -> tuple[nn.Module, float]:
         """The source's network, its temperature and this expert's adjustment, as recorded by the export."""
-        (f,) = load_sources(cfg.out_dir, [cls.name], ["test"])["test"]
-        record = {k: v for k, v in f.config.items() if k not in ("fitted", "source_digest")}
+        (f,) = load_sources(cfg.out_dir, [cls.name], ["test"])["test"]  # checks it rests on the current source
+        record = {k: v for k, v in f.config.items() if k != "fitted"}
         expert = cls(None, from_dict(cls.Recipe, record, f"the export of {cls.name}"), f.config.get("fitted"))
-        source = expert.recipe.source
-        (src,) = load_sources(cfg.out_dir, [source], ["test"])["test"]
-        if f.config.get("source_digest") != source_digest(src):
-            raise ArgseError(
-                f"'{cls.name}' was computed from an earlier export of '{source}' (retrained since); "
-                f"rerun python -m argse.train_experts --experts {cls.name} so both match"
-            )
-        net, t_source = get_expert(source).for_inference(cfg, num_classes, device)
+        net, t_source = get_expert(expert.recipe.source).for_inference(cfg, num_classes, device)
         return DerivedNet(net, t_source, expert, f.class_counts).eval(), f.temperature
 
 

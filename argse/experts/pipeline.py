@@ -14,7 +14,7 @@ from argse.data import LTData, prepare_data
 from argse.datasets import get_dataset
 from argse.errors import ArgseError
 from argse.experts.base import ExpertContext, load_recipe
-from argse.experts.registry import get_expert, list_experts, load_plugins
+from argse.experts.registry import get_expert, list_experts
 from argse.groups import TAIL
 from argse.launcher import shared_cores, train_as_team, train_in_parallel
 from argse.logits import load_sources
@@ -25,7 +25,6 @@ from argse.training import resolve_device
 
 def plan_experts(cfg: RunConfig, names: list[str]) -> list[tuple[type, object]]:
     """(expert class, recipe) per name; every name and recipe is checked before any time is spent."""
-    load_plugins(cfg.plugins)
     for key in cfg.recipes:  # the registry, not the config, knows the experts (plugins add some)
         if key not in list_experts():
             raise ArgseError(

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from argse import filesets
 from argse.config import RunConfig
 from argse.errors import ArgseError
 from argse.gating.network import (
@@ -25,9 +26,9 @@ from argse.gating.network import (
     train_gate,
 )
 from argse.gating.selective_objective import train_selective_gate
-from argse.gating.store import write_gate
+from argse.gating.store import GATE_SET, write_gate
 from argse.groups import head_tail_groups, run_groups
-from argse.logits import LogitsFile, available_sources, load_sources, write_logits
+from argse.logits import LogitsFile, available_sources, commit_export, load_sources, set_folder, write_logits
 from argse.metrics import classification_report, lt_weights
 from argse.splits import tune_parts
 
@@ -38,7 +39,7 @@ def expert_names(cfg: RunConfig, requested: list[str] | None) -> list[str]:
     """The experts to mix: ``requested``, else every source with exported logits but the gate itself."""
     names = requested or [s for s in available_sources(cfg.out_dir) if s != "gating"]
     if not names:
-        raise ArgseError(f"no exported expert logits under {cfg.out_dir / 'logits'}; run make experts first")
+        raise ArgseError(f"no exported expert logits under {cfg.paths.logits_root}; run make experts first")
     if "gating" in names:
         raise ArgseError("the gate mixes experts; remove 'gating' from --experts")
     return names
@@ -106,6 +107,8 @@ def export_mixture(cfg, files: dict, log_w: dict, logp: dict, names: list[str]) 
             f.labels, f.indices, expert="gating", dataset=f.dataset, split=s, temperature=1.0,
             class_counts=f.class_counts, splits_sha256=f.splits_sha256, config={"experts": names, **asdict(cfg.gating)},
         )  # fmt: skip
+    gate = filesets.ids_of(cfg.out_dir, [GATE_SET])
+    commit_export(cfg.out_dir, "gating", gate, "python -m argse.train_gating")
 
 
 def mixture_reports(cfg, names, logp, labels, log_w, const_w, counts) -> dict[str, dict]:
@@ -173,13 +176,13 @@ def run(cfg: RunConfig, names: list[str]) -> GatingRun:
         info |= fit_info
     else:
         log_w, gate = fixed_weights(cfg, names, {s: len(labels[s]) for s in SPLITS}), None
-    export_mixture(cfg, files, log_w, logp, names)
-
     const_w = constant_baseline(cfg, logp, labels, gate_part)
     group_of = head_tail_groups(counts, cfg.data.tail_max_count).sample_masks(labels["test"])
     routing = routing_stats(log_w["test"].exp(), group_of, names)
     reports = mixture_reports(cfg, names, logp, labels, log_w, const_w, counts)
     info |= {"test": reports, "constant_weights": dict(zip(names, const_w.tolist(), strict=True)), "routing": routing}
     info["mean_weight_by_group"] = {g: {n: s["mean"] for n, s in r.items()} for g, r in routing.items()}
-    gate_json = write_gate(cfg.paths, info, gate)
+    made_from = filesets.ids_of(cfg.out_dir, [set_folder(n) for n in names])
+    gate_json = write_gate(cfg.paths, info, gate, made_from)
+    export_mixture(cfg, files, log_w, logp, names)  # after the gate: the mixture records the gate it came from
     return GatingRun(names, info, gate_json.parent, cfg.paths.logits_dir("gating"))

@@ -241,8 +241,3 @@ def train_selective_gate(
         "history": history,
     }
     return fit.gate, rules, info
-
-
-def nearest_rule(rules: list[dict], rate: float) -> dict:
-    """The learned rule whose training rate is closest to ``rate`` (ties: the lower rate)."""
-    return min(rules, key=lambda r: (abs(r["rate"] - rate), r["rate"]))

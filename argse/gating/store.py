@@ -1,20 +1,20 @@
 """The gate's files, ``argse.gate/1``: ``gate.json`` (settings, samples, reports) and, for a learned
 gate, ``gate.safetensors`` (the network), written and read as one thing.
 
-The weights are written first and ``gate.json`` records their sha256, so a run killed between the
-two writes leaves a pair the reader refuses instead of a new network under old settings.
+The two files are one set (argse.filesets): its commit record, written last, holds both files'
+digests and the ids of the expert logits the gate was trained on, so a run killed between the
+writes, or an expert exported again since, leaves a gate the reader refuses.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from argse import storage
+from argse import filesets, storage
 from argse.errors import ArgseError
 from argse.gating.network import GateMLP, gating_features
 from argse.paths import RunPaths
@@ -25,18 +25,21 @@ KINDS = ("learned", "uniform", "fixed")
 FIX = "rerun python -m argse.train_gating with the same --config and --set"
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+GATE_SET = "gating"  # the set's folder, relative to the run's outputs
+REMAKE = "python -m argse.train_gating"
 
 
-def write_gate(paths: RunPaths, info: dict, network: GateMLP | None) -> Path:
-    """The network (if learned), then gate.json naming its digest; returns gate.json's path."""
-    info = dict(info, format=FORMAT)
+def write_gate(paths: RunPaths, info: dict, network: GateMLP | None, made_from: dict[str, str]) -> Path:
+    """The network (if learned) and gate.json, committed as one set made from ``made_from``."""
+    members = [paths.gate_json.name]
     if network is not None:
         meta = {"format": FORMAT, "experts": ",".join(info["experts"])}
         storage.save_tensors(paths.gate_weights, network.state_dict(), meta)
-        info["weights_sha256"] = file_sha256(paths.gate_weights)
-    return storage.write_json(paths.gate_json, info)
+        members.append(paths.gate_weights.name)
+    storage.write_json(paths.gate_json, dict(info, format=FORMAT))
+    if storage.is_writer():
+        filesets.commit(paths.gating, members, made_from, REMAKE)
+    return paths.gate_json
 
 
 @dataclass
@@ -51,14 +54,20 @@ class Gate:
     fixed: list[float] | None  # normalised weights of a uniform or fixed gate
     rules: list[dict] | None  # the rules a selective gate learned, {rate, alpha, b, t}
     rejector_indices: list[int]  # tune samples left to the rejectors
+    top_k: int  # the features the network reads (gating_features), as checked
+    with_posteriors: bool
 
     def log_weights(self, logp: torch.Tensor) -> torch.Tensor:
         """Per-sample log mixture weights [N, E] from the experts' calibrated log-probabilities [E, N, C]."""
         if self.network is None:
             w = torch.tensor(self.fixed, dtype=torch.float64)
             return w.clamp_min(1e-300).log().expand(logp.shape[1], -1)
-        cfg = self.info["config"]
-        feats = gating_features(logp.exp(), cfg["top_k"], cfg["features"] == "rich+posteriors")
+        feats = gating_features(logp.exp(), self.top_k, self.with_posteriors)
+        if feats.shape[1] != self.network.mean.numel():
+            raise ArgseError(
+                f"{self.path}: config.top_k / config.features give {feats.shape[1]} features but its network reads "
+                f"{self.network.mean.numel()}; {FIX}"
+            )
         with torch.no_grad():
             return F.log_softmax(self.network(feats), 1).double()
 
@@ -76,18 +85,16 @@ def _rules(rec: Record) -> list[dict] | None:
     return out
 
 
-def _network(path: Path, rec: Record, experts: list[str]) -> GateMLP:
+def _network(weights: Path, rec: Record, experts: list[str]) -> GateMLP:
     cfg = rec.section("config")
     hidden = cfg.get("hidden", list_of(integer(1)))
     net = GateMLP(rec.get("feature_dim", integer(1)), len(experts), hidden, cfg.get("dropout", number(0, 1)))
-    weights = path.parent / "gate.safetensors"
-    if rec.get("weights_sha256", string()) != (file_sha256(weights) if weights.is_file() else None):
-        raise rec.fail(f"{weights} is missing or is not the network this gate.json was written with")
     tensors, _ = storage.load_tensors(weights, "gate")
     try:
         net.load_state_dict(tensors)
     except RuntimeError as exc:
-        raise rec.fail(f"{weights} does not fit the network gate.json describes ({str(exc).splitlines()[0]})") from None
+        detail = " ".join(line.strip() for line in str(exc).splitlines()[1:3])
+        raise rec.fail(f"{weights} does not fit the network gate.json describes ({detail})") from None
     return net.eval()
 
 
@@ -96,12 +103,14 @@ def read_gate(paths: RunPaths) -> Gate:
     rec = read_record(paths.gate_json, FORMAT, "the gate file", FIX)
     experts = rec.get("experts", list_of(string(), nonempty=True))
     kind = rec.get("gate", string(KINDS))
+    members = [paths.gate_json.name] + ([paths.gate_weights.name] if kind == "learned" else [])
+    filesets.open_set(paths.gating, members, "the gate", paths.out)
     cfg = rec.section("config")
-    cfg.get("top_k", integer(1))
-    cfg.get("features", string(("rich", "rich+posteriors")))
+    top_k = cfg.get("top_k", integer(1))
+    with_posteriors = cfg.get("features", string(("rich", "rich+posteriors"))) == "rich+posteriors"
     network, fixed = None, None
     if kind == "learned":
-        network = _network(paths.gate_json, rec, experts)
+        network = _network(paths.gate_weights, rec, experts)
     elif kind == "uniform":
         fixed = [1.0 / len(experts)] * len(experts)
     else:
@@ -110,7 +119,7 @@ def read_gate(paths: RunPaths) -> Gate:
             raise rec.fail("config.fixed_weights are all zero")
         fixed = [v / sum(w) for v in w]
     left = rec.section("samples").section("left_for_rejectors").get("indices", list_of(integer(0)))
-    return Gate(paths.gate_json, experts, kind, rec.data, network, fixed, _rules(rec), left)
+    return Gate(paths.gate_json, experts, kind, rec.data, network, fixed, _rules(rec), left, top_k, with_posteriors)
 
 
 def check_rejector_part(gate: Gate, rejector_indices: list[int]) -> None:
