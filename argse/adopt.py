@@ -8,8 +8,15 @@ are, each recorded as made from the layer before; run it only on files that belo
 from __future__ import annotations
 
 from argse import cli
-from argse.filesets import adopt
+from argse.filesets import adopt, file_sha256
 from argse.logits import SPLIT_FILES, available_sources
+from argse.paths import RunPaths
+
+
+def checkpoint(run: RunPaths, expert: str) -> dict[str, str]:
+    """The digest of the expert's best checkpoint, when the run has it (predict checks it)."""
+    best = run.best(expert)
+    return {"checkpoint": file_sha256(best)} if best.is_file() else {}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,11 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     run = cfg.paths
     experts = [s for s in available_sources(cfg.out_dir) if s != "gating"]
     layers = [
-        [(run.logits_dir(e), SPLIT_FILES, f"python -m argse.train_experts --experts {e} --resume") for e in experts],
+        [(run.logits_dir(e), SPLIT_FILES, f"python -m argse.train_experts --experts {e} --resume", checkpoint(run, e))
+         for e in experts],
         [(run.gating, ["gate.json", *(["gate.safetensors"] if run.gate_weights.is_file() else [])],
-          "python -m argse.train_gating")],
-        [(run.logits_dir("gating"), SPLIT_FILES, "python -m argse.train_gating")],
-        [(run.evaluation, ["report.json", "rules.json"], "python -m argse.evaluate")],
+          "python -m argse.train_gating", {})],
+        [(run.logits_dir("gating"), SPLIT_FILES, "python -m argse.train_gating", {})],
+        [(run.evaluation, ["report.json", "rules.json"], "python -m argse.evaluate", {})],
     ]  # fmt: skip
     done = adopt(cfg.out_dir, layers)
     cli.console().print(f"committed {len(done)} set(s): " + (", ".join(str(p) for p in done) or "none needed"))

@@ -6,12 +6,12 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from rich.console import Console
 from safetensors import SafetensorError
 
 from argse import distributed, runlock, storage
 from argse.config import RunConfig, load_run_config, named_twice
 from argse.errors import ArgseError
+from argse.terminal import console  # noqa: F401  (the entry points print through cli.console)
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -32,12 +32,6 @@ def load_config(args: argparse.Namespace, values: dict | None = None) -> RunConf
     """The run config of --config and --set, with ``values`` (nested, from the command's own options) on top;
     every field is validated by argse.config, so the entry points check none themselves."""
     return load_run_config(args.config, args.overrides, values)
-
-
-def console() -> Console:
-    """Rich console; wide enough for the report tables when output goes to a file or a pipe."""
-    quiet = distributed.rank() != 0  # under torchrun only rank 0 prints
-    return Console(quiet=quiet) if sys.stdout.isatty() else Console(width=160, quiet=quiet)
 
 
 def split_names(text: str | None) -> list[str] | None:

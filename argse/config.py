@@ -100,6 +100,8 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
             continue
         close = difflib.get_close_matches(str(key), names, n=1)
         hint = f" (did you mean '{_join(path, close[0])}'?)" if close else ""
+        if cls is DataConfig and key in MOVED_DATA_KEYS:
+            hint = f" (it moved to its dataset's section: '{_join(path, MOVED_DATA_KEYS[key])}')"
         valid = ", ".join(n for n in names if n != rest)
         also = f", and sections named after {_sections_of(cls)}" if rest else ""
         raise ArgseError(f"unknown config key '{_join(path, str(key))}'{hint}; valid keys: {valid}{also}")
@@ -189,6 +191,16 @@ def deep_merge(base: dict, extra: dict) -> dict:
 # ---------------------------------------------------------------- the run config
 
 BUILTIN_EXPERTS = ["ce", "logit_adjust", "balanced_softmax", "decoupling", "posthoc_adjust"]
+
+
+# Keys that sat flat under ``data`` before each dataset had its own section, and where they went,
+# so that an older config is told where to move a key instead of only that it is unknown.
+MOVED_DATA_KEYS = {
+    **{f"synthetic_{k}": f"synthetic_lt.{k}" for k in ("classes", "max_per_class", "test_per_class", "image_size")},
+    **{k: f"list_lt.{k}" for k in ("train_list", "test_lists", "image_size", "resize")},
+    "download": "cifar10_lt.download (or cifar100_lt.download)",
+    "cache_dir": "imagefolder_lt.cache_dir",
+}
 
 
 @dataclass

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 
+from argse import filesets
 from argse.config import RunConfig
 from argse.errors import ArgseError
 from argse.evaluation import Evaluation
+from argse.logits import set_folder
 from argse.records import Record, integer, list_of, mapping, number, read_record, string
 from argse.report import read_report, report_record
 from argse.rules import FIX as RULES_FIX
@@ -58,7 +60,7 @@ def merge_previous(cfg: RunConfig, ev: Evaluation) -> Merge:
         return Merge(ev, reason=str(exc))
     if reason:
         return Merge(ev, dropped=others, reason=reason) if others else Merge(ev)
-    stale = [s for s in others if _newer_than_report(cfg, s)]
+    stale = _made_again(cfg, others)
     if stale:
         return Merge(_fold(ev, earlier, stale), [s for s in others if s not in stale], stale,
                      "made again since that evaluation")  # fmt: skip
@@ -97,7 +99,7 @@ def _differs(cfg: RunConfig, ev: Evaluation, rec: Record) -> str:
     if part != now["samples"]["rejectors_fitted_on"]["indices"]:
         return "their rejectors were fitted on another part of tune"
     # rules.json's own record, not read_rules: that one refuses the whole file once a source is stale,
-    # while here the stale sources are left out one by one (_newer_than_report).
+    # while here the stale sources are left out one by one (_made_again).
     rules = read_record(cfg.paths.rules, RULES_FORMAT, "the rules file", RULES_FIX)
     if rules.get("groups", list_of(string()), None) != ev.groups or rules.get(
         "class_group", list_of(integer()), None
@@ -106,13 +108,15 @@ def _differs(cfg: RunConfig, ev: Evaluation, rec: Record) -> str:
     return ""
 
 
-def _newer_than_report(cfg: RunConfig, source: str) -> bool:
-    """Whether ``source``'s logits (or the gate) were written after report.json, or are gone."""
-    made = cfg.paths.report.stat().st_mtime_ns
-    files = [cfg.paths.logits(source, s) for s in ("tune", "test")]
-    if source == "gating":
-        files.append(cfg.paths.gate_json)
-    return any(not f.is_file() or f.stat().st_mtime_ns > made for f in files)
+def _made_again(cfg: RunConfig, sources: list[str]) -> list[str]:
+    """The ``sources`` whose logits set is not the one the earlier evaluation recorded (argse.filesets)."""
+    try:
+        recorded = filesets.read_set(cfg.paths.evaluation, "the earlier evaluation").made_from
+    except ArgseError:  # no commit record: nothing shows what the earlier results were made from
+        recorded = {}
+    out = cfg.paths.out
+    return [s for s in sources if recorded.get(set_folder(s)) is None
+            or filesets.current_id(out / set_folder(s)) != recorded[set_folder(s)]]  # fmt: skip
 
 
 def _fold(ev: Evaluation, earlier: dict, leave_out: list[str]) -> Evaluation:

@@ -86,9 +86,9 @@ def current_id(folder: Path) -> str | None:
         return None
 
 
-def open_set(folder: Path, members: list[str], what: str, root: Path) -> FileSet:
-    """The set in ``folder`` whose files ``members`` a reader is about to use, checked whole and against
-    the sets it was made from (``root``: the run's outputs folder, which ``made_from`` is relative to)."""
+def open_set(folder: Path, members: list[str], what: str, root: Path, lineage: bool = True) -> FileSet:
+    """The set in ``folder`` whose files ``members`` a reader is about to use, checked whole and (unless
+    ``lineage`` is false) against the sets it was made from (``root``: the run's outputs folder)."""
     if not (folder / RECORD).is_file():
         raise ArgseError(
             f"{what} in {folder} has no commit record ({RECORD}): it was left half-written or made by an "
@@ -102,7 +102,8 @@ def open_set(folder: Path, members: list[str], what: str, root: Path) -> FileSet
                 f"{path} is not the file its set was written with (a run stopped while writing {what}, or the "
                 f"file was replaced); rerun {fs.remake}"
             )
-    check_lineage(fs, what, root)
+    if lineage:
+        check_lineage(fs, what, root)
     return fs
 
 
@@ -130,19 +131,19 @@ def ids_of(root: Path, folders: list[str]) -> dict[str, str]:
     return out
 
 
-def adopt(root: Path, layers: list[list[tuple[Path, list[str], str]]]) -> list[Path]:
+def adopt(root: Path, layers: list[list[tuple[Path, list[str], str, dict[str, str]]]]) -> list[Path]:
     """Commit, as they are, the sets of a run written without commit records (``layers``: lists of
-    (folder, members, remake), upstream layers first, each layer made from the one before); returns
-    the folders committed. Only for files a user vouches belong together, e.g. logits from elsewhere."""
+    (folder, members, remake, extra digests), upstream layers first, each layer made from the one
+    before); returns the folders committed. Only for files a user vouches belong together."""
     done, below = [], {}
     for layer in layers:
         ids = {}
-        for folder, members, remake in layer:
+        for folder, members, remake, extra in layer:
             if not all((folder / m).is_file() for m in members):
                 continue
             sid = current_id(folder)
             if sid is None:
-                sid = commit(folder, members, below, remake)
+                sid = commit(folder, members, below, remake, **extra)
                 done.append(folder)
             ids[str(folder.relative_to(root))] = sid
         below = ids

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from argse import storage
+from argse import filesets, storage
 from argse.config import RunConfig
 from argse.evaluation import Evaluation, fit_options
 from argse.paths import RunPaths
@@ -44,6 +44,9 @@ def write_report(cfg: RunConfig, ev: Evaluation) -> Path:
 def read_report(paths: RunPaths) -> Record:
     """report.json with its settings and results checked to be there (a reader takes further fields by ``get``)."""
     rec = read_record(paths.report, FORMAT, "the evaluation report", "rerun python -m argse.evaluate")
+    # the file must be the one its evaluation committed (not half of a killed one); what it was made from is
+    # the caller's to judge (a partial evaluation keeps what is still current, argse.evaluation_merge)
+    filesets.open_set(paths.evaluation, [paths.report.name], "the evaluation report", paths.out, lineage=False)
     rec.get("test_prior", string(("train", "balanced")))
     rec.get("protocol", string(("argse", "paper")))
     rec.get("results", list_of(mapping()))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from argse import cli, reporting
+from argse import reporting, runlock, terminal
 from argse.config import RunConfig
 from argse.evaluation import aurc_key, evaluate_sources
 from argse.experts import pipeline as expert_pipeline
@@ -31,11 +31,11 @@ class SeedResult:
 
 def run_seed(cfg: RunConfig, train: bool, resume: bool) -> SeedResult:
     """Train (unless ``train`` is false), gate and evaluate one seed, through the library functions."""
-    cli.lock_run(cfg, "reproduce")
+    runlock.lock_run(cfg.out_dir, "reproduce")
     if train:
         expert_pipeline.run(cfg, cfg.experts, resume=resume)
     gating = gating_pipeline.run(cfg, cfg.experts)
-    cli.console().print(reporting.mixture_table(f"{cfg.name}: gating on test (%; NLL in nats)", gating.reports))
+    terminal.console().print(reporting.mixture_table(f"{cfg.name}: gating on test (%; NLL in nats)", gating.reports))
     names = cfg.experts + ["gating"]
     reports = source_reports(load_sources(cfg.out_dir, names, ["test"])["test"], cfg.data)
     aurcs = {}

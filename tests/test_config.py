@@ -150,3 +150,13 @@ def test_entry_point_values_are_validated_like_the_file():
     with pytest.raises(ArgseError, match="in 'evaluate': methods names 'chow' twice"):
         load_run_config(None, ["evaluate.methods=[plugin_worst]"], {"evaluate": {"methods": ["chow", "chow"]}})
     assert load_run_config(None, ["gating.gate=fixed", "gating.fixed_weights=[1, 0]"]).gating.fixed_weights == [1, 0]
+
+
+@pytest.mark.parametrize(
+    ("key", "new"),
+    [("data.synthetic_classes=4", "data.synthetic_lt.classes"), ("data.train_list=a.txt", "data.list_lt.train_list"),
+     ("data.cache_dir=c", "data.imagefolder_lt.cache_dir")],
+)  # fmt: skip
+def test_a_key_that_moved_to_its_dataset_section_says_where(key, new):
+    with pytest.raises(ArgseError, match=rf"unknown config key '{key.split('=')[0]}' \(it moved to .*'{new}'\)"):
+        load_run_config(None, [key])

@@ -3,14 +3,20 @@ set left half-written by a kill is refused until ``--resume`` (or the command na
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+
 import pytest
 from PIL import Image
 
-from argse import cli, evaluate, predict, train_experts, train_gating
+from argse import adopt, cli, evaluate, predict, runlock, train_experts, train_gating
 from argse.config import load_run_config
 from argse.data import prepare_data
-from argse.experts import base
+from argse.errors import ArgseError
+from argse.report import read_report
 from tests.conftest import tiny_overrides
+from tests.tiny_run import REPO
 
 TEAM = "ce,logit_adjust,posthoc_adjust"
 
@@ -67,61 +73,80 @@ def test_a_retrained_source_invalidates_the_expert_derived_from_it(run, capsys):
              "logits/ce was written again after", "rerun python -m argse.train_experts --experts posthoc_adjust")  # fmt: skip
 
 
-def test_an_export_killed_after_its_first_split_is_refused_and_resume_repairs_it(run, capsys, monkeypatch):
-    argv, _, _ = run
-    written = []
-    original = base.write_logits
+# A child process that is killed (SIGKILL) right after its first file lands in ``folder``: the moment a
+# set is half-written. Every write of argse goes through os.replace (argse.storage.atomic_write).
+KILLED_AT_FIRST_RENAME = """
+import os, signal, sys
+from pathlib import Path
+real, target = os.replace, Path(sys.argv[1]).resolve()
 
-    def killed_after_the_first(path, *args, **kwargs):
-        if written:
-            raise KeyboardInterrupt
-        written.append(path)
-        return original(path, *args, **kwargs)
+def replace(src, dst):
+    real(src, dst)
+    if Path(dst).resolve().parent == target:
+        os.kill(os.getpid(), signal.SIGKILL)
 
-    monkeypatch.setattr(base, "write_logits", killed_after_the_first)
+os.replace = replace
+module = __import__("argse." + sys.argv[2], fromlist=["main"])
+sys.exit(module.main(sys.argv[3:]))
+"""
+
+
+def _killed_in(folder, module: str, argv: list[str]) -> None:
+    runlock.release_all()  # the in-process commands before it keep the run's lock until released
+    cmd = [sys.executable, "-c", KILLED_AT_FIRST_RENAME, str(folder), module, *argv]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+
+
+def test_an_export_killed_after_its_first_split_is_refused_and_resume_repairs_it(run, capsys):
+    argv, cfg, image = run
     retrain = argv + ["--experts", "logit_adjust", "--set", "recipes.logit_adjust.seed=7"]
-    assert cli.run(train_experts.main, retrain) == 130
-    monkeypatch.undo()
+    _killed_in(cfg.paths.logits_dir("logit_adjust"), "train_experts", retrain)
     _refused(train_gating.main, argv + ["--experts", TEAM], capsys,
              "val.safetensors is not the file its set was written with",
              "rerun python -m argse.train_experts --experts logit_adjust --resume")  # fmt: skip
-    assert train_experts.main(retrain + ["--resume"]) == 0
+    _refused(predict.main, _predict(argv, image, "--source", "logit_adjust"), capsys, "is not the checkpoint")
+    assert train_experts.main(retrain + ["--resume"]) == 0  # --resume repairs the set
     assert train_gating.main(argv + ["--experts", TEAM]) == 0
 
 
-def test_a_gate_killed_between_its_files_is_refused(run, capsys, monkeypatch):
-    argv, _, image = run
-    from argse import filesets
-
-    original = filesets.commit
-
-    def killed_before_the_gate_commits(folder, *args, **kwargs):
-        if folder.name == "gating":
-            raise KeyboardInterrupt
-        return original(folder, *args, **kwargs)
-
-    monkeypatch.setattr(filesets, "commit", killed_before_the_gate_commits)
-    assert cli.run(train_gating.main, argv + ["--experts", TEAM, "--set", "gating.seed=3"]) == 130
-    monkeypatch.undo()
-    _refused(predict.main, _predict(argv, image), capsys, "gate.json is not the file its set was written with",
+def test_a_gate_killed_between_its_files_is_refused(run, capsys):
+    argv, cfg, image = run
+    _killed_in(cfg.paths.gating, "train_gating", argv + ["--experts", TEAM, "--set", "gating.seed=3"])
+    _refused(predict.main, _predict(argv, image), capsys, "gate.safetensors is not the file its set was written with",
              "rerun python -m argse.train_gating")  # fmt: skip
-    _refused(evaluate.main, argv + ["--sources", "gating", "--methods", "chow"], capsys, "gate.json is not the file")
+    _refused(evaluate.main, argv + ["--sources", "gating", "--methods", "chow"], capsys, "is not the file")
 
 
-def test_an_evaluation_killed_before_its_commit_is_refused_by_predict(run, capsys, monkeypatch):
-    argv, _, image = run
-    from argse import filesets
+def test_a_mixture_killed_after_its_first_split_is_refused(run, capsys):
+    argv, cfg, _ = run
+    _killed_in(cfg.paths.logits_dir("gating"), "train_gating", argv + ["--experts", TEAM, "--set", "gating.seed=3"])
+    _refused(evaluate.main, argv + ["--sources", "gating", "--methods", "chow"], capsys,
+             "tune.safetensors is not the file its set was written with", "rerun python -m argse.train_gating")  # fmt: skip
+    assert train_gating.main(argv + ["--experts", TEAM]) == 0
+    assert evaluate.main(argv + ["--sources", "gating", "--methods", "chow"]) == 0
 
-    original = filesets.commit
 
-    def killed_before_the_evaluation_commits(folder, *args, **kwargs):
-        if folder.name == "evaluation":
-            raise KeyboardInterrupt
-        return original(folder, *args, **kwargs)
-
-    monkeypatch.setattr(filesets, "commit", killed_before_the_evaluation_commits)
+def test_an_evaluation_killed_after_its_first_file_leaves_the_old_set_in_use(run, capsys):
+    """Killed after report.json: predict still uses the old, whole set (rules.json and its record), and
+    the half-written report is refused, so a partial evaluate keeps nothing of it."""
+    argv, cfg, image = run
     other = argv + ["--sources", f"{TEAM},gating", "--methods", "chow", "--set", "evaluate.test_prior=balanced"]
-    assert cli.run(evaluate.main, other) == 130
-    monkeypatch.undo()
-    _refused(predict.main, _predict(argv, image), capsys, "rules.json is not the file its set was written with",
-             "rerun python -m argse.evaluate")  # fmt: skip
+    _killed_in(cfg.paths.evaluation, "evaluate", other)
+    with pytest.raises(ArgseError, match="report.json is not the file its set was written with"):
+        read_report(cfg.paths)
+    assert cli.run(predict.main, _predict(argv, image)) == 0
+    capsys.readouterr()
+    assert evaluate.main(argv + ["--sources", "ce", "--methods", "chow"]) == 0
+    assert "dropped: every earlier result" in capsys.readouterr().out
+
+
+def test_a_run_written_without_commit_records_is_refused_until_adopted(run, capsys):
+    argv, cfg, image = run
+    for record in cfg.out_dir.rglob("set.json"):
+        record.unlink()
+    _refused(evaluate.main, argv + ["--sources", "ce", "--methods", "chow"], capsys, "has no commit record (set.json)")
+    assert adopt.main(argv) == 0
+    assert "committed 6 set(s)" in capsys.readouterr().out  # three experts, the gate, the mixture, the evaluation
+    assert cli.run(predict.main, _predict(argv, image)) == 0
+    assert evaluate.main(argv + ["--sources", "ce", "--methods", "chow"]) == 0

@@ -271,3 +271,19 @@ def test_a_rejector_plugin_runs_through_evaluate_without_editing_argse(tmp_path,
     rule = json.loads((out / "rules.json").read_text())["rules"]["ce"]["inverse_prior"][4]
     assert rule["alpha"][1] > rule["alpha"][0] and rule["alpha"] == rule["b"]
     assert "inverse_prior" in (out / "rc_curves.csv").read_text()
+
+
+def test_a_rejector_plugin_from_an_entry_point(monkeypatch):
+    import importlib.metadata
+
+    import argse.registry
+    from argse.registry import load_plugins
+    from argse.selective import REJECTORS
+
+    REJECTORS.unregister("inverse_prior")
+    sys.modules.pop("tests.plugins.prior_rejector", None)
+    ep = importlib.metadata.EntryPoint("inverse_prior", "tests.plugins.prior_rejector", "argse.rejectors")
+    monkeypatch.setattr(argse.registry, "entry_points", lambda group: [ep] if group == "argse.rejectors" else [])
+    assert "inverse_prior" not in REJECTORS
+    load_plugins([])
+    assert "inverse_prior" in REJECTORS

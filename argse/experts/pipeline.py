@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, replace
 
-from argse import cli, distributed, storage
+from argse import distributed, runlock, storage, terminal
 from argse.config import RunConfig, dump_yaml
 from argse.data import LTData, prepare_data
 from argse.datasets import get_dataset
@@ -129,9 +129,9 @@ def run(
         raise ArgseError("--parallel starts its own processes; run it without torchrun")
     if team:
         check_team(cfg, parallel is not None)
-    cli.lock_run(cfg, "train_experts")  # one process per run name (rank 0 under torchrun); after the checks
+    runlock.lock_run(cfg.out_dir, "train_experts")  # one process per run name (rank 0 under torchrun); after the checks
     device = resolve_device(cfg.runtime)
-    console = cli.console()  # after joining torchrun: only rank 0 prints
+    console = terminal.console()  # after joining torchrun: only rank 0 prints
     # Rank 0 first: it writes the split manifest (and any image cache) that the others then read.
     data = distributed.rank_zero_first(lambda: prepare_data(cfg))
     console.print(describe_run(cfg, data, device))
