@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from argse import __version__, filesets, storage
+from argse import __version__, filesets, records, storage
+from argse.calibration import T_MAX, T_MIN
 from argse.config import dump_yaml
 from argse.errors import ArgseError
 from argse.manifest import HELD_OUT, manifest_sha256, read_manifest
@@ -121,17 +122,11 @@ def read_logits(path: str | Path) -> LogitsFile:
         if t.ndim != ndim:
             raise bad(name, f"has shape {tuple(t.shape)}, expected {ndim} dimensions")
     logits, labels, indices = tensors["logits"], tensors["labels"], tensors["indices"]
-    try:
-        num_classes, temperature = int(meta["num_classes"]), float(meta["temperature"])
-        class_counts, config = json.loads(meta["class_counts"]), json.loads(meta["config"])
-    except (ValueError, json.JSONDecodeError):
-        raise bad("metadata", "does not parse") from None
+    num_classes, temperature, class_counts, config = _metadata(meta, bad)
     if logits.shape != (len(labels), num_classes) or len(indices) != len(labels):
         raise bad("logits", f"has shape {tuple(logits.shape)}, expected ({len(labels)}, {num_classes})")
     if not torch.isfinite(logits).all():
         raise bad("logits", "contains NaN or infinite values")
-    if not temperature > 0:
-        raise bad("temperature", f"is {temperature}, expected a positive number")
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         raise bad("labels", f"has values outside [0, {num_classes})")
     if len(class_counts) != num_classes:
@@ -150,6 +145,23 @@ def read_logits(path: str | Path) -> LogitsFile:
         meta["splits_sha256"],
         config,
     )
+
+
+def _metadata(meta: dict[str, str], bad) -> tuple[int, float, list[int], dict]:
+    """num_classes, temperature, class_counts and config from the string map, each parsed and checked."""
+
+    def parsed(key: str, parse, check):
+        try:
+            return check(parse(meta[key]))
+        except (ValueError, json.JSONDecodeError) as exc:
+            raise bad(key, str(exc) if str(exc).startswith("must be") else f"does not parse ({exc})") from None
+
+    num_classes = parsed("num_classes", int, records.integer(1))
+    # the range fit_temperature searches (with room for rounding); a value outside it was not written by argse
+    temperature = parsed("temperature", float, records.number(T_MIN * (1 - 1e-9), T_MAX * (1 + 1e-9)))
+    class_counts = parsed("class_counts", json.loads, records.list_of(records.integer(0), num_classes))
+    config = parsed("config", json.loads, records.mapping())
+    return num_classes, temperature, class_counts, config
 
 
 def read_logit_set(paths: list[str | Path]) -> list[LogitsFile]:

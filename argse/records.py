@@ -87,7 +87,8 @@ def integer(lo: int | None = None, hi: int | None = None) -> Check:
         if isinstance(v, bool) or not isinstance(v, int):
             _fail("an integer", v)
         if (lo is not None and v < lo) or (hi is not None and v > hi):
-            _fail(f"an integer in [{lo}, {hi}]", v)
+            _fail(f"an integer >= {lo}" if hi is None else f"an integer <= {hi}" if lo is None else
+                  f"an integer in [{lo}, {hi}]", v)  # fmt: skip
         return v
 
     return check

@@ -59,7 +59,14 @@ GOOD = {"logits": torch.zeros(2, 3), "labels": torch.tensor([0, 1]), "indices": 
         (GOOD | {"labels": torch.tensor([0, 1], dtype=torch.int32)}, {}, r"field 'labels' has dtype torch.int32"),
         (GOOD | {"logits": torch.zeros(2, 4)}, {}, r"field 'logits' has shape \(2, 4\), expected \(2, 3\)"),
         (GOOD | {"logits": torch.tensor([[0.0, float("nan"), 0.0]] * 2)}, {}, r"field 'logits' contains NaN"),
-        (GOOD, {"temperature": "-1"}, r"field 'temperature' is -1.0"),
+        (GOOD, {"temperature": "-1"}, r"field 'temperature' must be a number in \[0.05, 20\], got -1.0"),
+        (GOOD, {"temperature": "inf"}, r"field 'temperature' must be a finite number, got inf"),
+        (GOOD, {"temperature": "1e-300"}, r"field 'temperature' must be a number in \[0.05, 20\]"),
+        (GOOD, {"temperature": "warm"}, r"field 'temperature' does not parse"),
+        (GOOD, {"class_counts": '{"a": 1}'}, r"field 'class_counts' must be a list"),
+        (GOOD, {"class_counts": "[1, 1]"}, r"field 'class_counts' must be a list of 3 values"),
+        (GOOD, {"config": "[1]"}, r"field 'config' must be an object"),
+        (GOOD, {"num_classes": "0"}, r"field 'num_classes' must be an integer in \[1, None\]"),
     ],
 )
 def test_bad_files_name_the_file_and_field(tmp_path, tensors, meta, match):
