@@ -66,7 +66,7 @@ GOOD = {"logits": torch.zeros(2, 3), "labels": torch.tensor([0, 1]), "indices": 
         (GOOD, {"class_counts": '{"a": 1}'}, r"field 'class_counts' must be a list"),
         (GOOD, {"class_counts": "[1, 1]"}, r"field 'class_counts' must be a list of 3 values"),
         (GOOD, {"config": "[1]"}, r"field 'config' must be an object"),
-        (GOOD, {"num_classes": "0"}, r"field 'num_classes' must be an integer in \[1, None\]"),
+        (GOOD, {"num_classes": "0"}, r"field 'num_classes' must be an integer >= 1, got 0"),
     ],
 )
 def test_bad_files_name_the_file_and_field(tmp_path, tensors, meta, match):
