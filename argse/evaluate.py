@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     paths = reporting.write_evaluation(cfg, ev)
     console.print(reporting.aurc_table(
         f"{cfg.name}: AURC on test (lower is better; {reporting.describe(cfg.evaluate)})", ev.aurcs))  # fmt: skip
+    if note := reporting.empty_group_note(ev.curves):
+        console.print(note)
     if line := merged.line():
         console.print(line)
     console.print(

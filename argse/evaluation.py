@@ -109,7 +109,15 @@ def sweep(
     return rows
 
 
+def empty_group_points(rows: list[dict]) -> int:
+    """How many points of a curve have a group that accepts nothing (its error counted as EMPTY_GROUP_ERROR);
+    judged by coverage, which every report's rows hold."""
+    return sum(min(r["group_coverage"]) <= 0 for r in rows)
+
+
 def curve_aurcs(rows: list[dict]) -> dict[str, float]:
+    """AURCs over every point of the curve, those with an empty group included at EMPTY_GROUP_ERROR, exactly
+    the points reporting.plot_curves draws (marking those)."""
     rates = [r["target_rate"] for r in rows]
     out = {}
     for metric in (*AURC_METRICS, "error"):
@@ -137,6 +145,7 @@ def evaluate_sources(cfg: RunConfig, sources: list[str], methods: list[str]) -> 
     files = load_sources(cfg.out_dir, sources, ["tune", "test"])
     tune0 = files["tune"][0]
     groups = head_tail_groups(torch.tensor(tune0.class_counts), cfg.data.tail_max_count)
+    check_groups(groups, tune0.class_counts, cfg.data.tail_max_count)
     gate_part, fit_part = tune_parts(tune0.labels, cfg.gating.tune_fraction, cfg.seed)
     gate = read_gate(cfg.paths) if "gating" in sources else None
     if gate is not None:
@@ -160,12 +169,46 @@ def evaluate_sources(cfg: RunConfig, sources: list[str], methods: list[str]) -> 
     for tune, test in zip(files["tune"], files["test"], strict=True):
         fit = source_view(tune, fit_part, groups, cfg.evaluate)
         held_out = source_view(test, torch.arange(n_test), groups, cfg.evaluate)
+        check_samples(groups, {"the rejector part of tune": fit, "test": held_out})
         for method, fit_one in rule_fitters(cfg, methods, gate if tune.expert == "gating" else None).items():
             rows = sweep(fit, held_out, fit_one, sweep_grid(cfg.evaluate))
             result.curves[(tune.expert, method)] = rows
             result.aurcs[(tune.expert, method)] = curve_aurcs(rows)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def check_groups(groups: Groups, class_counts: list[int], tail_max_count: int) -> None:
+    """Refuse a group without classes: its error would be EMPTY_GROUP_ERROR at every rate, averaged into the
+    balanced error as if measured (the config check may have let it through; this is the evaluation's own)."""
+    for name in groups.names:
+        if groups.size(name) == 0:
+            counts = ", ".join(str(c) for c in class_counts)
+            raise ArgseError(
+                f"data.tail_max_count={tail_max_count} leaves the {name} group without classes (training class "
+                f"counts: {counts}; tail = classes with at most that many images), so its error would count as 1 "
+                f"at every rate; {_split_hint(class_counts)}"
+            )
+
+
+def _split_hint(class_counts: list[int]) -> str:
+    lo, hi = min(class_counts), max(class_counts)
+    if lo == hi:
+        return f"every class has {lo} training images, so no data.tail_max_count makes both a head and a tail"
+    return f"set data.tail_max_count to at least {lo} and below {hi}"
+
+
+def check_samples(groups: Groups, views: dict[str, GroupView]) -> None:
+    """Refuse a group with classes but no sample in a split the evaluation fits or measures on."""
+    for split, view in views.items():
+        have = np.bincount(view.group, minlength=groups.k)
+        for k, name in enumerate(groups.names):
+            if have[k] == 0:
+                raise ArgseError(
+                    f"the {name} group has no sample in {split}, so its error there would be a convention, not a "
+                    f"measurement; remake the splits with more held-out images per class or change "
+                    f"data.tail_max_count"
+                )
 
 
 def sweep_grid(ecfg: EvaluateConfig) -> list[float]:

@@ -1,4 +1,5 @@
-"""The evaluation report, ``argse.report/1``: settings, samples, and every curve with its AURCs."""
+"""The evaluation report, ``argse.report/1``: settings, samples, and every curve with its AURCs and how many of
+its points have a group that accepts nothing (``empty_group_points``; added fields leave the format tag)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ from pathlib import Path
 
 from argse import filesets, storage
 from argse.config import RunConfig
-from argse.evaluation import Evaluation, fit_options
+from argse.evaluation import Evaluation, empty_group_points, fit_options
 from argse.paths import RunPaths
 from argse.records import Record, list_of, mapping, read_record, string
 
 FORMAT = "argse.report/1"
 AURC_DEFINITION = (
     "mean error over the rejection-rate range: trapezoid rule over the target rejection "
-    "rates, divided by the range width; held constant past the last rate (0.95)"
+    "rates, divided by the range width; held constant past the last rate (0.95); a group that accepts nothing "
+    "counts as error 1 (see empty_group_points)"
 )
 
 
@@ -32,7 +34,16 @@ def report_record(cfg: RunConfig, ev: Evaluation) -> dict:
         "seconds": ev.seconds,
         "aurc_definition": AURC_DEFINITION,
         "results": [
-            {"source": s, "method": m, "aurc": ev.aurcs[(s, m)], "curve": ev.curves[(s, m)]} for s, m in ev.curves
+            {
+                "source": s,
+                "method": m,
+                "aurc": ev.aurcs[(s, m)],
+                "curve": ev.curves[(s, m)],
+                # points where a group accepts nothing (each marked by its row's empty_groups): their group error is
+                # the convention 1, included in the AURCs and drawn marked in rc_curves.png
+                "empty_group_points": empty_group_points(ev.curves[(s, m)]),
+            }
+            for s, m in ev.curves
         ],
     }
 

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from argse import filesets, published, storage
 from argse.config import GATE_RULE
-from argse.evaluation import AURC_METRICS, AURC_RANGES, Evaluation, aurc_key
+from argse.evaluation import AURC_METRICS, AURC_RANGES, Evaluation, aurc_key, empty_group_points
 from argse.groups import FEW, HEAD, MANY, MEDIUM, TAIL
 from argse.logits import set_folder
 from argse.report import write_report
@@ -88,11 +88,23 @@ def describe(ecfg: EvaluateConfig) -> str:
     return f"test prior: {ecfg.test_prior} ({prior}); protocol: {ecfg.protocol}"
 
 
-def aurc_markdown(aurcs: dict[tuple[str, str], dict[str, float]]) -> str:
-    """AURC table, one row per (source, method)."""
-    lines = ["| source | method | " + " | ".join(AURC_COLUMNS) + " |", "|---|---|" + "---|" * len(AURC_COLUMNS)]
-    lines += [f"| {s} | {m} | " + " | ".join(f"{a[c]:.4f}" for c in AURC_COLUMNS) + " |" for (s, m), a in aurcs.items()]
+def aurc_markdown(aurcs: dict[tuple[str, str], dict[str, float]], curves: dict[tuple[str, str], list[dict]]) -> str:
+    """AURC table, one row per (source, method), with how many of its points have a group accepting nothing."""
+    lines = ["| source | method | empty-group points | " + " | ".join(AURC_COLUMNS) + " |",
+             "|---|---|---|" + "---|" * len(AURC_COLUMNS)]  # fmt: skip
+    for (s, m), a in aurcs.items():
+        cells = [str(empty_group_points(curves[(s, m)])), *(f"{a[c]:.4f}" for c in AURC_COLUMNS)]
+        lines.append(f"| {s} | {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def empty_group_note(curves: dict[tuple[str, str], list[dict]]) -> str:
+    """One console line when some curve has points where a group accepts nothing ('' when none has)."""
+    counts = [n for n in (empty_group_points(rows) for rows in curves.values()) if n]
+    if not counts:
+        return ""
+    return (f"{len(counts)} curve(s) have {sum(counts)} point(s) where a group accepts nothing: its error counts as "
+            f"1 in the AURCs and the points are marked x in rc_curves.png (empty_group_points in report.json)")  # fmt: skip
 
 
 def curves_csv(curves: dict[tuple[str, str], list[dict]], names: list[str], ecfg: EvaluateConfig) -> str:
@@ -122,22 +134,32 @@ def plot_curves(curves: dict[tuple[str, str], list[dict]], path: Path, subtitle:
     # One colour and marker per source (identical sources stay visible), one line style per method.
     sources = list(dict.fromkeys(s for s, _ in curves))
     looks = {s: (f"C{i}", "os^Dvx*P"[i % 8]) for i, s in enumerate(sources)}
+    marked = False
     for (source, method), rows in curves.items():
-        # A point where some group accepts nothing is not drawn: its error is a convention (1), not a measurement.
-        rows = [r for r in rows if min(r["group_coverage"]) > 0]
+        # Every point the AURC rests on is drawn; where a group accepts nothing its error is the convention 1, not a
+        # measurement, so those points get a red x on top (one legend entry for all of them).
         x = [r["rejection_rate"] for r in rows]
+        empty = [r for r in rows if min(r["group_coverage"]) <= 0]
         style = {"chow": ":", "plugin_balanced": "--", "plugin_worst": "-", GATE_RULE: "-."}.get(method, "-")
         color, marker = looks[source]
-        for ax, metric in zip(axes, AURC_METRICS, strict=True):
+        for i, (ax, metric) in enumerate(zip(axes, AURC_METRICS, strict=True)):
             ax.plot(x, [r[metric] for r in rows], style, color=color, marker=marker, markersize=3,
                     markerfacecolor="none", label=f"{source} / {method}")  # fmt: skip
+            if empty:
+                label = "_nolegend_" if marked or i else "a group accepts nothing (its error counted as 1)"
+                ax.plot([r["rejection_rate"] for r in empty], [r[metric] for r in empty], "x", color="red",
+                        markersize=6, zorder=5, label=label)  # fmt: skip
+        marked = marked or bool(empty)
     for ax, title in zip(axes, ("balanced error", "worst-group error"), strict=True):
         ax.set_xlabel("rejection rate (test)")
         ax.set_ylabel(title)
         ax.set_title(f"{title} vs rejection rate")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{subtitle}; points where a group accepts nothing are not drawn", fontsize=9)
+    note = "; x: a group accepts nothing, its error counted as 1 (as in the AURCs)" if marked else ""
+    fig.suptitle(f"{subtitle}{note}", fontsize=9)
     handles, labels = axes[0].get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda i: labels[i].startswith("a group accepts nothing"))  # marker last
+    handles, labels = [handles[i] for i in order], [labels[i] for i in order]
     fig.legend(handles, labels, loc="center right", fontsize=7)  # outside the axes, covering no curve
     fig.tight_layout(rect=(0, 0, 0.8, 1))
     buf = io.BytesIO()
@@ -155,10 +177,11 @@ def evaluation_markdown(cfg: RunConfig, ev: Evaluation) -> str:
         f"({samples['rejectors_fitted_on']['n']} samples; the other "
         f"{samples['gate_trained_on']['n']} trained the gate), evaluated on `test` "
         f"({samples['measured_on']['n']} samples); AURC = mean error over the rejection-rate range (trapezoid "
-        f"rule). [0, 0.8] is the paper's range; past it a rule may reject a whole group, whose error then counts "
-        f"as 1 in the [0, 1] AURC (such points are left out of the plot). Fitting and evaluation took "
-        f"{ev.seconds:.1f} s.\n",
-        aurc_markdown(ev.aurcs),
+        f"rule). [0, 0.8] is the paper's range. Where a rule accepts no sample of a group, that group's error "
+        f"is undefined (Narasimhan et al. 2024, Eq. 6 and Assumption 2) and counts as 1 in the AURCs; the "
+        f"'empty-group points' column counts such points, drawn with a red x in the plot. Fitting and evaluation "
+        f"took {ev.seconds:.1f} s.\n",
+        aurc_markdown(ev.aurcs, ev.curves),
         "![risk-coverage curves](rc_curves.png)\n",
     ]
     return "\n".join(md)

@@ -27,8 +27,10 @@ import numpy as np
 
 from argse.registry import Registry
 
-# A group without accepted samples has undefined conditional error; it counts as all-wrong so that
-# no rule can lower its group errors by rejecting a whole group.
+# The error of a group that accepts nothing. Narasimhan et al. define e_k = P(y != h(x) | r(x) = 0, y in G_k)
+# (Sec. 3.2, Eq. 6; Sec. 5, Eq. 14): 0/0 there, and their theory assumes it away (Assumption 2: every group keeps
+# an acceptance of at least kappa > 0). argse counts it as all-wrong, the largest error a group can have, so that
+# no rule lowers its group errors by rejecting a whole group; evaluate_rule marks such points (docs/selective.md).
 EMPTY_GROUP_ERROR = 1.0
 
 
@@ -298,7 +300,7 @@ def fit_rule(method: str, view: GroupView, rate: float, opts: FitOptions) -> Rul
 
 
 def evaluate_rule(rule: Rule, view: GroupView) -> dict[str, float | list[float]]:
-    """Rates of ``rule`` on ``view``, every one under the view's sample weights."""
+    """Rates of ``rule`` on ``view``, every one under the view's sample weights, and the groups accepting nothing."""
     accepted, correct = rule.apply(view)
     err, cov, _ = group_rates(accepted, correct, view.group, view.k, view.weight)
     w_acc = float(view.weight @ accepted)
@@ -309,6 +311,8 @@ def evaluate_rule(rule: Rule, view: GroupView) -> dict[str, float | list[float]]
         "worst_group_error": float(err.max()),
         "group_error": err.tolist(),
         "group_coverage": cov.tolist(),
+        # groups that accept nothing here: their error above is EMPTY_GROUP_ERROR, a convention, not a measurement
+        "empty_groups": np.flatnonzero(cov == 0).tolist(),
     }
 
 

@@ -287,3 +287,70 @@ def test_a_rejector_plugin_from_an_entry_point(monkeypatch):
     assert "inverse_prior" not in REJECTORS
     load_plugins([])
     assert "inverse_prior" in REJECTORS
+
+
+def _hopeless_tail_run(out_dir, name: str) -> list[str]:
+    """Hand-made logits whose tail classes (2, 3) are near-uniform and head classes sure, so that Chow's rule
+    rejects the whole tail past a small rate: those points have a group that accepts nothing."""
+    from studies.logit_factory import write_run
+
+    def model(labels, g):
+        sure = torch.where(labels < 2, 4.0, 0.0).view(-1, 1)
+        return 0.1 * torch.randn(len(labels), 4, generator=g) + sure * torch.nn.functional.one_hot(labels, 4)
+
+    write_run(out_dir / name, {"ce": model}, 4, [100, 50, 10, 5])
+    return ["--set", f"output_dir={out_dir}", "--set", f"name={name}", "--set", "data.tail_max_count=10",
+            "--set", "experts=[ce]", "--methods", "chow"]  # fmt: skip
+
+
+def test_empty_group_points_are_counted_drawn_marked_and_in_the_aurc(tmp_path, monkeypatch, capsys):
+    """A point where a group accepts nothing: its count is in report.json and summary.md and the console says
+    so; the plot draws every point the AURC rests on and marks exactly those points."""
+    import matplotlib.axes
+
+    drawn, plot = [], matplotlib.axes.Axes.plot
+
+    def record(ax, *args, **kwargs):
+        drawn.append((list(args[0]), list(args[1]), kwargs.get("label", "")))
+        return plot(ax, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", record)
+    assert evaluate.main(_hopeless_tail_run(tmp_path / "o", "h")) == 0
+    out = tmp_path / "o" / "h" / "evaluation"
+    (result,) = json.loads((out / "report.json").read_text())["results"]
+    curve = result["curve"]
+    empty = [r for r in curve if r["empty_groups"]]
+    assert empty and all(r["empty_groups"] == [1] and r["group_coverage"][1] == 0 for r in empty)
+    assert all(min(r["group_coverage"]) > 0 for r in curve if not r["empty_groups"])
+    assert result["empty_group_points"] == len(empty)
+    assert f"| ce | chow | {len(empty)} |" in (out / "summary.md").read_text()
+    assert f"1 curve(s) have {len(empty)} point(s) where a group accepts nothing" in capsys.readouterr().out
+    # The balanced-error line holds every row, so its AURC over the rows' target rates is the reported one ...
+    (line,) = [d for d in drawn if d[2] == "ce / chow" and d[1] == [r["balanced_error"] for r in curve]]
+    assert line[0] == [r["rejection_rate"] for r in curve]
+    rates = [r["target_rate"] for r in curve]
+    assert aurc(rates, line[1], 0, 1) == pytest.approx(result["aurc"]["balanced_error@0-1"], abs=0)
+    # ... and the marked points are exactly the rows with an empty group, in both panels.
+    marked = [d for d in drawn if d[2].startswith("a group accepts nothing") or d[2] == "_nolegend_"]
+    assert [m[0] for m in marked] == [[r["rejection_rate"] for r in empty]] * 2
+    assert [m[1] for m in marked] == [[r[k] for r in empty] for k in ("balanced_error", "worst_group_error")]
+
+
+@pytest.mark.parametrize("tail_max_count", [0, 100])
+def test_evaluation_refuses_a_group_without_classes(tmp_path, tail_max_count):
+    """data.tail_max_count=0 leaves the tail without classes (100 the head): its error would be a convention
+    averaged into the balanced error, so the evaluation refuses in one sentence, whatever the config allows."""
+    import copy
+
+    from argse.errors import ArgseError
+    from argse.evaluation import evaluate_sources
+
+    args = cli.parser("").parse_args(_one_expert_run(tmp_path / "o", "g", [100, 50, 10, 5]))
+    cfg = copy.deepcopy(cli.load_config(args))
+    object.__setattr__(cfg.data, "tail_max_count", tail_max_count)  # past the config's own check: this is the guard
+    with pytest.raises(ArgseError) as exc:
+        evaluate_sources(cfg, ["ce"], ["chow"])
+    msg = str(exc.value)
+    group = "tail" if tail_max_count == 0 else "head"
+    assert f"data.tail_max_count={tail_max_count} leaves the {group} group without classes" in msg, msg
+    assert "100, 50, 10, 5" in msg and "\n" not in msg and msg.count(". ") == 0, msg
