@@ -354,3 +354,17 @@ def test_evaluation_refuses_a_group_without_classes(tmp_path, tail_max_count):
     group = "tail" if tail_max_count == 0 else "head"
     assert f"data.tail_max_count={tail_max_count} leaves the {group} group without classes" in msg, msg
     assert "100, 50, 10, 5" in msg and "\n" not in msg and msg.count(". ") == 0, msg
+
+
+def test_evaluation_refuses_a_group_without_samples_in_a_split():
+    """A tail class whose held-out images all went elsewhere: the tail's error on test would be the convention 1
+    at every rate, so the evaluation names the group and the split instead."""
+    from argse.errors import ArgseError
+    from argse.evaluation import check_samples
+    from argse.groups import head_tail_groups
+
+    groups = head_tail_groups(torch.tensor([100, 50, 10]), 10)
+    only_head = group_view(PROBS[:2], LABELS[:2], groups.class_group(), groups.k)
+    check_samples(groups, {"test": VIEW})  # both groups present: no complaint
+    with pytest.raises(ArgseError, match="the tail group has no sample in test, so its error there would be"):
+        check_samples(groups, {"the rejector part of tune": VIEW, "test": only_head})
