@@ -114,7 +114,8 @@ def check_lineage(fs: FileSet, what: str, root: Path, then: list[str] = ()) -> N
         if current_id(root / upstream) != recorded:
             steps = ", then ".join(dict.fromkeys([fs.remake, *then]))
             raise ArgseError(
-                f"{what} is stale: {root / upstream} was written again after {fs.folder.name}/ was made from it; "
+                f"{what} is stale: {root / upstream} was written again after {fs.folder.relative_to(root)}/ was made "
+                f"from it; "
                 f"rerun {steps}"
             )
         check_lineage(read_set(root / upstream, upstream), what, root, [fs.remake, *then])
