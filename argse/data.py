@@ -109,6 +109,10 @@ def eval_image(prep: Preprocess, image: Image, what: str = "the image") -> torch
     """uint8 [3, H, W] of a decoded RGB ``image`` as the run's evaluation sees it: resized and centre-cropped
     when ``prep`` (argse.preprocess.Preprocess) gives ``resize`` / ``crop``, otherwise taken as it is at
     ``prep.image_size``; another size is one sentence naming ``what`` (e.g. f"image {path}")."""
+    if image.mode != "RGB":  # a grey, 16-bit or float image would give other channels or a wrong range
+        from argse.images import to_rgb  # here: this edit stays inside eval_image
+
+        image = to_rgb(image, what)
     if prep.image_size is None:
         return eval_transform(prep.resize, prep.crop)(image)
     h, w = prep.image_size

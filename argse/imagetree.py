@@ -6,8 +6,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import posixpath
 import tarfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import torch
 
@@ -67,16 +68,56 @@ def _image_entries(root: Path):
         return
     try:
         with tarfile.open(root, "r:*") as tar:
-            for member in tar:
-                parts = Path(member.name).parts
-                if member.isdir() and len(parts) >= 2 and parts[-2] in ("train", "test"):
-                    yield parts[-2], parts[-1], None, None
-                if not member.isfile() or len(parts) < 3 or parts[-3] not in ("train", "test"):
-                    continue
-                data = tar.extractfile(member).read()
-                yield parts[-3], parts[-2], parts[-1], lambda data=data: data
+            yield from _archive_entries(root, tar)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ArgseError(f"{root} is not a readable .tar.gz image tree ({exc})") from None
+
+
+def _archive_entries(root: Path, tar: tarfile.TarFile):
+    """The entries of an archive exactly as its unpacked folder would give them: links read as their
+    target's bytes, and a member stored twice or outside the tree refused (unpacking would overwrite
+    the first copy or write outside the folder, so no reading of it is the same as the folder's)."""
+    stored: dict[tuple[str, ...], str] = {}
+    for member in tar:
+        parts = PurePosixPath(member.name).parts
+        if _outside(member.name):
+            raise ArgseError(f"{root}: member {member.name!r} lies outside the image tree (an absolute or '..' "
+                             f"path); repack the archive from inside its folder")  # fmt: skip
+        if member.isdir() and len(parts) >= 2 and parts[-2] in ("train", "test"):
+            yield parts[-2], parts[-1], None, None
+        if not (member.isfile() or member.islnk() or member.issym()) or len(parts) < 3:
+            continue
+        if parts[-3] not in ("train", "test"):
+            continue
+        key = parts[-3:]
+        if key in stored:
+            raise ArgseError(f"{root}: {'/'.join(key)} is stored twice (members {stored[key]!r} and {member.name!r}); "
+                             f"repack the archive with one copy")  # fmt: skip
+        stored[key] = member.name
+        data = _member_bytes(root, tar, member)
+        yield parts[-3], parts[-2], parts[-1], lambda data=data: data
+
+
+def _outside(name: str) -> bool:
+    return PurePosixPath(name).is_absolute() or ".." in PurePosixPath(name).parts
+
+
+def _member_bytes(root: Path, tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    """A regular member's bytes, or a link's target's; a link out of the tree or to no file is refused."""
+    if member.issym() or member.islnk():
+        # a symlink is relative to its own folder, a hard link to the archive's root
+        target = posixpath.join(posixpath.dirname(member.name), member.linkname) if member.issym() else member.linkname
+        if _outside(posixpath.normpath(target)):
+            raise ArgseError(f"{root}: link {member.name!r} points to {member.linkname!r}, outside the image tree; "
+                             f"repack the archive with the file itself")  # fmt: skip
+    try:
+        reader = tar.extractfile(member)
+    except (KeyError, RecursionError):
+        reader = None
+    if reader is None:
+        raise ArgseError(f"{root}: link {member.name!r} points to {member.linkname!r}, which is not a file in the "
+                         f"archive; repack the archive with the file itself")  # fmt: skip
+    return reader.read()
 
 
 def _check_image_classes(root: Path, items: dict[str, list], folders: dict[str, set[str]]) -> list[str]:
@@ -98,7 +139,8 @@ def _check_image_classes(root: Path, items: dict[str, list], folders: dict[str, 
 
 def _decode(root: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
     import numpy as np
-    from PIL import Image, UnidentifiedImageError
+
+    from argse.images import ImageError, open_rgb
 
     items: dict[str, list[tuple[str, str, torch.Tensor]]] = {"train": [], "test": []}
     folders: dict[str, set[str]] = {"train": set(), "test": set()}
@@ -107,10 +149,10 @@ def _decode(root: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
         if name is None:
             continue
         try:
-            with Image.open(io.BytesIO(read())) as im:
-                img = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)
-        except (UnidentifiedImageError, OSError):
-            raise ArgseError(f"{root}: {part}/{cls}/{name} is not a decodable image") from None
+            img = torch.from_numpy(np.array(open_rgb(io.BytesIO(read()), f"{root}: {part}/{cls}/{name}")))
+        except ImageError as exc:  # a training or test set without this image would be silently different
+            raise ArgseError(f"{exc}; replace or remove it") from None
+        img = img.permute(2, 0, 1)
         items[part].append((cls, name, img))
     if not items["train"] or not items["test"]:
         raise ArgseError(f"{root} is not an image tree: expected train/<class>/<image> and test/<class>/<image>")

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from argse.errors import ArgseError
+from argse.images import ImageError, open_rgb
 from argse.storage import read_text
 
 if TYPE_CHECKING:  # torchvision is imported only by runs that use list files (it costs memory)
@@ -45,20 +46,30 @@ def read_list(path: Path, root: Path) -> tuple[list[str], list[int]]:
     return paths, labels
 
 
-def _parse_line(line: str, path: Path, number: int, root: Path) -> tuple[str, int]:
+def split_list_line(line: str) -> tuple[str, int | None]:
+    """(path, label) of one list line: the label is the last whitespace-separated field when it is an
+    integer, and the path is everything before it, spaces included; without one the whole line is the path."""
+    line = line.strip()
     parts = line.rsplit(maxsplit=1)
-    if len(parts) != 2 or not parts[1].isdigit():
+    if len(parts) == 2 and re.fullmatch(r"-?[0-9]+", parts[1]):
+        return parts[0], int(parts[1])
+    return line, None
+
+
+def _parse_line(line: str, path: Path, number: int, root: Path) -> tuple[str, int]:
+    rel, label = split_list_line(line)
+    if label is None or label < 0:
         raise ArgseError(
             f"{path} line {number}: expected 'relative/path/to/image.jpg <class index>', got {line[:80]!r}"
         )
-    if _leaves_root(parts[0]):
+    if _leaves_root(rel):
         raise ArgseError(
-            f"{path} line {number}: image path {parts[0]!r} leaves data.root {root}; "
+            f"{path} line {number}: image path {rel!r} leaves data.root {root}; "
             f"list paths must be relative paths inside the root"
         )
-    if not os.path.isfile(root / parts[0]):
-        raise ArgseError(f"{path} line {number}: image {root / parts[0]} does not exist")
-    return parts[0], int(parts[1])
+    if not os.path.isfile(root / rel):
+        raise ArgseError(f"{path} line {number}: image {root / rel} does not exist")
+    return rel, label
 
 
 def _leaves_root(rel: str) -> bool:
@@ -107,10 +118,9 @@ class ImageList(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         path = self.root / self.paths[i]
         try:
-            with Image.open(path) as im:
-                image = im.convert("RGB")
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ArgseError(f"image {path} cannot be read or decoded ({exc}); replace or remove it") from None
+            image = open_rgb(path, f"image {path}")
+        except ImageError as exc:  # a training or test set without this image would be silently different
+            raise ArgseError(f"{exc}; replace or remove it") from None
         return self.transforms[0 if self.augment else 1](image), int(self.labels[i])
 
     def subset(self, idx: torch.Tensor) -> ImageList:

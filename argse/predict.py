@@ -3,8 +3,10 @@
 ``python -m argse.predict --config RUN.yaml INPUT [--rate 0.2] [--source gating] [--method plugin_worst]
 [--out predictions.csv] [--format csv|jsonl]``
 
-INPUT is an image file, a folder (searched recursively) or a list file (``.txt``: one image path per
-line, relative to the list's folder, optionally followed by a label, which is ignored). Every
+INPUT is an image file, a folder (searched recursively for every suffix Pillow opens) or a list file
+(UTF-8 text: one image path per line, relative to the list's folder, optionally followed by an integer
+label, which is ignored; the path may contain spaces). ``--out`` creates or replaces a regular file only,
+never an input. Every
 expert's ``best.safetensors`` and temperature, the gate and the rule that ``argse.evaluate`` fitted
 (``outputs/NAME/evaluation/rules.json``) are loaded; no training data is read. One row per image:
 path, predicted class, its probability, accepted or rejected, the rule's score and threshold, and
@@ -20,7 +22,8 @@ import sys
 from pathlib import Path
 
 from argse import cli
-from argse.prediction import list_images, predict_images, write_rows
+from argse.errors import ArgseError
+from argse.prediction import check_out, list_images, predict_images, write_rows
 from argse.rules import read_rules
 
 
@@ -34,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     parser.add_argument("--batch-size", type=int, default=256)
     args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        raise ArgseError(f"--batch-size must be at least 1 (images per batch), got {args.batch_size}")
     cfg = cli.load_config(args)
     cli.lock_run_shared(cfg, "predict")  # no writer replaces the rules, the gate or a checkpoint under us
     source = args.source
@@ -41,15 +46,20 @@ def main(argv: list[str] | None = None) -> int:
         source = read_rules(cfg.paths).default_source()
         why = "the default when a gate was evaluated" if source == "gating" else "the first evaluated source"
         cli.console().print(f"source: {source} ({why}; --source to choose)")
-    paths = list_images(Path(args.input))
+    target = Path(args.input)
+    paths = list_images(target)
+    out = Path(args.out or f"predictions.{args.format}")
+    check_out(out, [target, *paths])  # before the work: a bad --out is known now
     rows, skipped, team = predict_images(cfg, paths, source, args.method, args.rate, args.batch_size)
     for message in skipped:
         print(f"warning: {message}", file=sys.stderr)
-    out = Path(args.out or f"predictions.{args.format}")
-    write_rows(rows, out, args.format, team.names if team.gate is not None else None)
+    if not rows:  # an empty file with exit 0 would read as a success
+        raise ArgseError(f"no image of {target} could be predicted (the {len(skipped)} named above were skipped); "
+                         f"nothing was written")  # fmt: skip
+    write_rows(rows, out, args.format, team.names if team.gate is not None else None, [target, *paths])
     accepted = sum(r["decision"] == "accepted" for r in rows)
     cli.console().print(f"{len(rows)} images predicted ({accepted} accepted, {len(rows) - accepted} rejected, "
-                        f"{len(skipped)} undecodable); written: {out}")  # fmt: skip
+                        f"{len(skipped)} skipped); written: {out}")  # fmt: skip
     return 0
 
 

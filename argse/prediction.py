@@ -10,13 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
 
 from argse import storage
 from argse.config import RunConfig
@@ -24,12 +24,15 @@ from argse.data import eval_image
 from argse.errors import ArgseError
 from argse.experts import inference_model
 from argse.gating import Gate, mixture_log_probs, read_gate
+from argse.images import ImageError, image_suffixes, open_rgb
+from argse.listfile import split_list_line
 from argse.preprocess import Preprocess, read_preprocess
 from argse.rules import read_rules
 from argse.selective import decide
 from argse.training import Normalize, autocast, make_progress, resolve_device
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
+IMAGE_SUFFIXES = image_suffixes()
+"""What a folder given to predict is searched for: every suffix of a format this Pillow opens."""
 
 
 # ---------------------------------------------------------------- what the run saved
@@ -61,19 +64,46 @@ def list_images(target: Path) -> list[Path]:
     if target.is_dir():
         found = sorted(p for p in target.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not found:
-            raise ArgseError(f"folder {target} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise ArgseError(
+                f"folder {target} holds no images (files ending in a suffix Pillow opens, e.g. .png, .jpg)"
+            )
         return found
     if target.suffix.lower() in IMAGE_SUFFIXES:
         return [target]
-    lines = [ln.split()[0] for ln in target.read_text().splitlines() if ln.strip()]
-    return [p if p.is_absolute() else target.parent / p for p in map(Path, lines)]
+    lines = [ln for ln in storage.read_text(target, "list file").splitlines() if ln.strip()]
+    paths = [Path(split_list_line(ln)[0]) for ln in lines]  # the label, if any, is ignored
+    if not paths:
+        raise ArgseError(f"list file {target} names no images; give one image path per line")
+    return [p if p.is_absolute() else target.parent / p for p in paths]
 
 
 def decode(path: Path, prep: Preprocess) -> torch.Tensor:
-    """uint8 [3, H, W] as the run's evaluation sees it; raises ArgseError for a size the model cannot take."""
-    with Image.open(path) as im:
-        image = im.convert("RGB")
-    return eval_image(prep, image, f"image {path}")
+    """uint8 [3, H, W] as the run's evaluation sees it. An image that cannot be used raises ImageError (the
+    caller skips it); a size the model cannot take raises ArgseError (every image of the input is the same)."""
+    return eval_image(prep, open_rgb(path, f"image {path}"), f"image {path}")
+
+
+def check_out(out: Path, inputs: list[Path]) -> None:
+    """``--out`` may only create or replace a regular file that is not one of the inputs: the write is a
+    rename, which would put a file in place of a link, a device or a pipe."""
+    fix = "give --out the path of a new or regular file"
+    if out.is_symlink():
+        raise ArgseError(f"--out {out} is a symbolic link, which would be replaced by a file; {fix}")
+    if out.is_dir():
+        raise ArgseError(f"--out {out} is a folder; give a file path such as {out / 'predictions.csv'}")
+    if out.exists() and not out.is_file():
+        raise ArgseError(f"--out {out} is not a regular file (a device, pipe or socket); {fix}")
+    if not out.parent.is_dir():
+        raise ArgseError(f"--out {out}: folder {out.parent} does not exist; create it first or {fix}")
+    if out.exists():
+        st = out.stat()
+        for p in inputs:
+            try:
+                same = os.path.samestat(st, p.stat())
+            except OSError:
+                continue
+            if same:
+                raise ArgseError(f"--out {out} is the input {p}, which would be overwritten; {fix}")
 
 
 # ---------------------------------------------------------------- the prediction
@@ -94,7 +124,8 @@ def source_probs(team: Team, x: torch.Tensor, protocol: str, runtime) -> tuple[n
     return torch.softmax(mix.double(), 1).numpy(), log_w.exp().numpy()
 
 
-def write_rows(rows: list[dict], out: Path, fmt: str, experts: list[str] | None) -> Path:
+def write_rows(rows: list[dict], out: Path, fmt: str, experts: list[str] | None, inputs: list[Path] = ()) -> Path:
+    check_out(out, list(inputs))  # again: the predictions took a while
     if fmt == "jsonl":
         return storage.write_text(out, "".join(json.dumps(r) + "\n" for r in rows))
     fields = ["path", "class", "probability", "decision", "score", "threshold"]
@@ -131,8 +162,8 @@ def predict_images(cfg: RunConfig, paths: list[Path], source: str | None, method
                 try:
                     images.append(decode(p, prep))
                     batch.append(p)
-                except (UnidentifiedImageError, OSError, ValueError) as exc:
-                    skipped.append(f"image {p} cannot be decoded ({type(exc).__name__}: {exc}); skipped")
+                except ImageError as exc:
+                    skipped.append(f"{exc}; skipped")
             if images:
                 x = normalize(torch.stack(images).to(device))
                 probs, weights = source_probs(team, x, rule.protocol, cfg.runtime)

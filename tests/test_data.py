@@ -216,7 +216,7 @@ def test_image_folder_cache_notices_a_changed_image_inside_a_class_folder(tmp_pa
     again = prepare_data(_folder_cfg(tmp_path, tiny, root))
     assert not torch.equal(first.train.images, again.train.images)
     image.write_bytes(b"not a jpeg any more")
-    with pytest.raises(ArgseError, match=r"train/a/0.jpg is not a decodable image"):
+    with pytest.raises(ArgseError, match=r"train/a/0.jpg cannot be decoded .*; replace or remove it$"):
         prepare_data(_folder_cfg(tmp_path, tiny, root))
 
 
@@ -249,3 +249,106 @@ def test_profile_is_capped_by_what_a_class_folder_holds(tmp_path, tiny):
     root = _folder_tree(tmp_path / "tree", {"a": 6, "b": 2, "c": 6})
     d = prepare_data(_folder_cfg(tmp_path, tiny, root))  # the profile asks 6, 4, 3
     assert d.class_counts.tolist() == [6, 2, 3] == torch.bincount(d.train.labels).tolist()
+
+
+def _archive(path, members):
+    """A .tar.gz of (name, bytes or None, type, linkname) members, in that order."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data, kind, link in members:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname, info.size = kind, link, len(data or b"")
+            tar.addfile(info, io.BytesIO(data) if data else None)
+    return path
+
+
+def _tree_members(counts=(("a", 6), ("b", 3))):
+    return [(f"{part}/{cls}/{i}.jpg", _jpeg(40 + 100 * k), tarfile.REGTYPE, "")
+            for k, (cls, n) in enumerate(counts) for part, m in (("train", n), ("test", 4)) for i in range(m)]  # fmt: skip
+
+
+def test_an_archive_with_links_reads_as_its_unpacked_folder(tmp_path, tiny):
+    folder = _folder_tree(tmp_path / "tree", {"a": 6, "b": 4})  # the folder: copies of b/0.jpg and b/1.jpg
+    links = [
+        ("train/b/2.jpg", None, tarfile.LNKTYPE, "train/b/0.jpg"),
+        ("train/b/3.jpg", None, tarfile.SYMTYPE, "1.jpg"),
+    ]
+    archive = _archive(tmp_path / "tree.tar.gz", _tree_members((("a", 6), ("b", 2))) + links)
+    sets = ["data.imbalance_factor=1", "data.tail_max_count=4"]
+    from_folder = prepare_data(_folder_cfg(tmp_path, tiny, folder, *sets))
+    from_archive = prepare_data(_folder_cfg(tmp_path, tiny, archive, *sets))
+    assert from_archive.class_counts.tolist() == from_folder.class_counts.tolist() == [6, 4]
+    assert torch.equal(from_archive.train.images, from_folder.train.images)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            [("train/a/0.jpg", _jpeg(9), tarfile.REGTYPE, "")],
+            r"train/a/0.jpg is stored twice \(members 'train/a/0.jpg'",
+        ),
+        ([("./train/a/1.jpg", _jpeg(9), tarfile.REGTYPE, "")], r"train/a/1.jpg is stored twice"),
+        (
+            [("../train/a/7.jpg", _jpeg(9), tarfile.REGTYPE, "")],
+            r"member '../train/a/7.jpg' lies outside the image tree",
+        ),
+        ([("/train/a/8.jpg", _jpeg(9), tarfile.REGTYPE, "")], r"member '/train/a/8.jpg' lies outside the image tree"),
+        (
+            [("train/a/9.jpg", None, tarfile.SYMTYPE, "../../../etc/passwd")],
+            r"link 'train/a/9.jpg' points to .*, outside",
+        ),
+        (
+            [("train/a/9.jpg", None, tarfile.SYMTYPE, "/etc/passwd")],
+            r"link 'train/a/9.jpg' points to '/etc/passwd', outs",
+        ),
+        ([("train/a/9.jpg", None, tarfile.LNKTYPE, "train/a/nothing.jpg")], r"which is not a file in the archive"),
+    ],
+)
+def test_archive_members_an_unpacked_folder_would_not_hold_are_refused(tmp_path, tiny, extra, message):
+    archive = _archive(tmp_path / "tree.tar.gz", _tree_members() + extra)
+    with pytest.raises(ArgseError, match=f"tree.tar.gz: .*{message}.*; repack the archive"):
+        prepare_data(_folder_cfg(tmp_path, tiny, archive, "data.tail_max_count=3"))
+
+
+def test_an_image_too_large_for_the_limit_is_named_before_it_is_decoded(tmp_path, tiny, monkeypatch):
+    from PIL import Image
+
+    from argse import images
+
+    root = _folder_tree(tmp_path / "tree", {"a": 6, "b": 3})
+    Image.new("RGB", (8, 64)).save(root / "train" / "a" / "big.png")
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 500)  # 8x64 = 512 pixels
+    decoded, real = [], images.to_rgb
+    monkeypatch.setattr(images, "to_rgb", lambda im, what: decoded.append(what) or real(im, what))
+    with pytest.raises(
+        ArgseError, match=r"tree: train/a/big.png is 8x64 pixels \(512\), more than the 500 .*; replace"
+    ):
+        prepare_data(_folder_cfg(tmp_path, tiny, root, "data.tail_max_count=3"))
+    assert not any("big.png" in what for what in decoded)  # refused from the header alone
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 10**9)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow's own limit (it refuses above twice this)
+    with pytest.raises(ArgseError, match=r"big.png declares more pixels than Pillow's limit .*; replace or remove it"):
+        prepare_data(_folder_cfg(tmp_path, tiny, root, "data.tail_max_count=3"))
+
+
+def test_high_bit_depth_images_are_scaled_not_clipped(tmp_path, tiny):
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "tree"
+    for part in ("train", "test"):
+        for k, cls in enumerate("ab"):
+            (root / part / cls).mkdir(parents=True)
+            for i in range(
+                6 if (part, cls) == ("train", "a") else 3
+            ):  # a: 16-bit PNG at 1/4 of the range; b: float TIFF at 3/4
+                if k == 0:
+                    Image.fromarray(np.full((8, 8), 16384, np.uint16)).save(root / part / cls / f"{i}.png")
+                else:
+                    Image.fromarray(np.full((8, 8), 0.75, np.float32)).save(root / part / cls / f"{i}.tif")
+    d = prepare_data(_folder_cfg(tmp_path, tiny, root, "data.imbalance_factor=1", "data.tail_max_count=3"))
+    assert d.train.images[d.train.labels == 0].unique().tolist() == [64]  # 16384 * 255 / 65535
+    assert d.train.images[d.train.labels == 1].unique().tolist() == [191]  # 0.75 * 255
+    Image.fromarray(np.full((8, 8), 3.0, np.float32)).save(root / "train" / "b" / "0.tif")
+    with pytest.raises(ArgseError, match=r"train/b/0.tif holds floating-point values from 3 to 3; argse reads float"):
+        prepare_data(_folder_cfg(tmp_path, tiny, root, "data.imbalance_factor=1", "data.tail_max_count=3"))

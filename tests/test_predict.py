@@ -1,6 +1,8 @@
 """argse.predict on a tiny trained run reproduces what argse.evaluate decided on the test images."""
 
 import json
+import os
+import re
 
 import numpy as np
 import pytest
@@ -9,7 +11,8 @@ from PIL import Image
 
 from argse import cli, evaluate, predict, prediction, train_experts, train_gating
 from argse.config import load_run_config
-from argse.data import prepare_data
+from argse.data import eval_image, prepare_data
+from argse.errors import ArgseError
 from argse.logits import logits_path, read_logits
 from argse.preprocess import read_preprocess
 from argse.selective import Rule, group_view
@@ -107,3 +110,92 @@ def test_image_size_mismatch_and_unknown_rate(trained, capsys):
     assert cli.run(predict.main, argv + [str(folder / "0000.png"), "--rate", "0.33"]) == 2
     assert "no rule was fitted for rejection rate 0.33" in capsys.readouterr().err
     assert torch.is_tensor(prediction.decode(folder / "0000.png", read_preprocess(cfg.paths)))
+
+
+def test_oversized_images_are_skipped_before_decoding_and_the_rest_predicted(trained, capsys, monkeypatch):
+    from argse import images
+
+    tmp, argv, cfg, folder = trained
+    mixed = tmp / "oversized"
+    mixed.mkdir()
+    (mixed / "0000.png").write_bytes((folder / "0000.png").read_bytes())
+    Image.new("L", (100, 100)).save(mixed / "big.png")  # decoded, it would be a size mismatch: a whole-run error
+    Image.new("L", (8, 2000)).save(mixed / "bomb.png")
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 1000)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 6000)  # Pillow refuses bomb.png itself (above 2 * 6000)
+    out = tmp / "oversized.csv"
+    assert predict.main(argv + [str(mixed), "--out", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 2 and "0000.png" in out.read_text()
+    err = capsys.readouterr().err
+    assert "big.png is 100x100 pixels (10,000), more than the 1,000 that argse decodes" in err
+    assert "bomb.png declares more pixels than Pillow's limit (PIL.Image.MAX_IMAGE_PIXELS); skipped" in err
+    assert cli.run(predict.main, argv + [str(mixed / "big.png"), "--out", str(tmp / "none.csv")]) == 2
+    assert "no image of " in (err := capsys.readouterr().err) and "nothing was written" in err
+    assert not (tmp / "none.csv").exists()  # an empty file and exit 0 would read as a success
+
+
+def test_high_bit_depth_images_are_scaled_to_8_bits(trained, tmp_path):
+    tmp, argv, cfg, folder = trained
+    prep = read_preprocess(cfg.paths)
+    grey = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
+    Image.fromarray(grey).save(tmp_path / "8.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "16.png")  # 255 -> 65535
+    Image.fromarray(grey.astype(np.float32) / 255).save(tmp_path / "f.tif")
+    expected = prediction.decode(tmp_path / "8.png", prep)
+    assert torch.equal(prediction.decode(tmp_path / "16.png", prep), expected)
+    assert torch.equal(prediction.decode(tmp_path / "f.tif", prep), expected)
+    with Image.open(tmp_path / "16.png") as im:  # eval_image takes any mode too
+        assert torch.equal(eval_image(prep, im), expected)
+    Image.fromarray(np.full((8, 8), 2.5, np.float32)).save(tmp_path / "hot.tif")
+    with pytest.raises(ArgseError, match=r"hot.tif holds floating-point values from 2.5 to 2.5; argse reads float"):
+        prediction.decode(tmp_path / "hot.tif", prep)
+
+
+def test_every_suffix_pillow_opens_and_list_paths_with_spaces(trained, capsys):
+    tmp, argv, cfg, folder = trained
+    assert {".jfif", ".png", ".tiff"} <= prediction.IMAGE_SUFFIXES and ".txt" not in prediction.IMAGE_SUFFIXES
+    odd = tmp / "odd names"
+    odd.mkdir()
+    with Image.open(folder / "0000.png") as im:
+        im.save(odd / "a photo.jfif", format="JPEG")
+    out = tmp / "odd.csv"
+    assert predict.main(argv + [str(odd), "--out", str(out)]) == 0
+    assert "a photo.jfif" in out.read_text()
+    listing = tmp / "spaces.txt"
+    listing.write_text("odd names/a photo.jfif 3\nodd names/a photo.jfif\n")
+    assert predict.main(argv + [str(listing), "--out", str(out)]) == 0
+    assert out.read_text().count("odd names/a photo.jfif,") == 2
+    listing.write_bytes("caf\xe9.png 1\n".encode("latin-1"))
+    assert cli.run(predict.main, argv + [str(listing)]) == 2
+    assert "list file " in (err := capsys.readouterr().err) and "is not UTF-8 text (byte 0xe9 at offset 3)" in err
+
+
+@pytest.mark.parametrize("size", ["0", "-1"])
+def test_batch_size_below_one_is_one_sentence(trained, capsys, size):
+    tmp, argv, cfg, folder = trained
+    assert cli.run(predict.main, argv + [str(folder / "0000.png"), "--batch-size", size]) == 2
+    assert f"--batch-size must be at least 1 (images per batch), got {size}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d, img: d / "a folder", "is a folder; give a file path such as"),
+        (lambda d, img: d / "missing" / "p.csv", "folder .*missing does not exist; create it first"),
+        (lambda d, img: d / "fifo", r"is not a regular file \(a device, pipe or socket\)"),
+        (lambda d, img: d / "link.csv", "is a symbolic link, which would be replaced by a file"),
+        (lambda d, img: img, "is the input .*0000.png, which would be overwritten"),
+    ],
+)
+def test_out_never_replaces_anything_but_a_regular_file_nor_an_input(trained, tmp_path, capsys, make, message):
+    tmp, argv, cfg, folder = trained
+    image = tmp_path / "0000.png"
+    image.write_bytes((folder / "0000.png").read_bytes())
+    (tmp_path / "a folder").mkdir()
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "kept.csv").write_text("kept\n")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "kept.csv")
+    before = {p.name: (p.lstat().st_mode, p.read_bytes() if p.is_file() else None) for p in tmp_path.iterdir()}
+    assert cli.run(predict.main, argv + [str(image), "--out", str(make(tmp_path, image))]) == 2
+    assert re.search(f"--out .*{message}", capsys.readouterr().err)
+    assert {p.name: (p.lstat().st_mode, p.read_bytes() if p.is_file() else None) for p in tmp_path.iterdir()} == before
