@@ -43,8 +43,10 @@ def open_rgb(source: str | Path | BinaryIO, what: str) -> Image.Image:
                 if w * h > MAX_IMAGE_PIXELS:
                     raise ImageError(_too_large(what, w, h))
                 return to_rgb(im, what)
-    except Image.DecompressionBombError:  # Pillow's own limit, when ours was set above it
-        raise ImageError(f"{what} declares more pixels than Pillow's limit (PIL.Image.MAX_IMAGE_PIXELS)") from None
+    except Image.DecompressionBombError:  # Pillow refuses above twice its limit while opening, before our check
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise ImageError(f"{what} declares more than {limit:,} pixels (Pillow's limit, twice PIL.Image.MAX_IMAGE_PIXELS), "
+                         f"a likely decompression bomb; shrink it") from None  # fmt: skip
     except FileNotFoundError:
         raise ImageError(f"{what} does not exist") from None
     except UnidentifiedImageError:  # its own text names a BytesIO for archive members: no help

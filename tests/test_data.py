@@ -327,7 +327,10 @@ def test_an_image_too_large_for_the_limit_is_named_before_it_is_decoded(tmp_path
     assert not any("big.png" in what for what in decoded)  # refused from the header alone
     monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 10**9)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow's own limit (it refuses above twice this)
-    with pytest.raises(ArgseError, match=r"big.png declares more pixels than Pillow's limit .*; replace or remove it"):
+    with pytest.raises(
+        ArgseError,
+        match=r"big.png declares more than 200 pixels \(Pillow's limit, .*decompression bomb; shrink it; replace or remove it",
+    ):
         prepare_data(_folder_cfg(tmp_path, tiny, root, "data.tail_max_count=3"))
 
 
