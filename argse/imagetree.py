@@ -15,7 +15,7 @@ import torch
 from argse import storage
 from argse.errors import ArgseError
 
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 """Of the decoded image-tree cache; raised when what is decoded or stored changes."""
 CACHE_FORMAT = "argse.imagecache/1"
 
