@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
-from argse import storage
+from argse import seeds, storage
 from argse.errors import ArgseError
 from argse.paths import RunPaths
 from argse.registry import load_plugins
@@ -74,6 +75,9 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ArgseError(f"config key '{path}' must be a number, got {value!r}")
+        # NaN passes every range check (each comparison is False) and inf overflows into NaN later.
+        if not math.isfinite(value):
+            raise ArgseError(f"config key '{path}' must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -143,12 +147,92 @@ def unshare(data: Any) -> Any:
     return copy.deepcopy(data)
 
 
+# Limits of a config file: YAML anchors let 459 bytes expand to billions of nodes, deep nesting overflows
+# the parser's recursion, and a config is a few kB.
+MAX_YAML_BYTES = 1_000_000
+MAX_YAML_NODES = 100_000
+MAX_YAML_DEPTH = 50
+
+
+class YamlRefused(Exception):
+    """A YAML text that is refused before (or while) it is built: its message completes "... <where>: "."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping holding a key twice (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: set = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # '<<: *base' may be overridden on purpose
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    twice = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: SafeLoader's own error follows
+                    continue
+                if twice:
+                    raise YamlRefused(
+                        f"key {key!r} appears twice in one mapping (line {key_node.start_mark.line + 1}); "
+                        f"keep one of them"
+                    )
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_shape(text: str) -> None:
+    """Refuse nesting deeper than MAX_YAML_DEPTH and alias expansion beyond MAX_YAML_NODES, from the event
+    stream (no recursion, nothing expanded), before anything is built."""
+    sizes: dict[str, int] = {}  # anchor -> nodes it expands to
+    stack: list[list] = [[None, 0]]  # [anchor, nodes so far] per open collection
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            stack.append([event.anchor, 1])
+            if len(stack) - 1 > MAX_YAML_DEPTH:
+                line = event.start_mark.line + 1
+                raise YamlRefused(f"it nests deeper than {MAX_YAML_DEPTH} levels (line {line}); flatten it")
+            continue
+        if isinstance(event, yaml.CollectionEndEvent):
+            anchor, n = stack.pop()
+            if anchor is not None:
+                sizes[anchor] = n
+        elif isinstance(event, yaml.ScalarEvent):
+            n = 1
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.AliasEvent):
+            if any(event.anchor == anchor for anchor, _ in stack):
+                line = event.start_mark.line + 1
+                raise YamlRefused(f"alias *{event.anchor} refers to a collection that holds it (line {line})")
+            n = sizes.get(event.anchor, 1)  # an undefined alias: the loader names it
+        else:
+            continue
+        stack[-1][1] += n
+        if stack[-1][1] > MAX_YAML_NODES:
+            raise YamlRefused(
+                f"its anchors and aliases expand to more than {MAX_YAML_NODES} values "
+                f"(line {event.start_mark.line + 1}); write the values out or use fewer nested aliases"
+            )
+
+
+def load_yaml_text(text: str) -> Any:
+    """YAML ``text`` as plain data, its shape checked and every mapping's keys distinct (YamlRefused otherwise)."""
+    _check_shape(text)
+    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ArgseError(f"config file {path} does not exist")
+    size = path.stat().st_size
+    if size > MAX_YAML_BYTES:
+        raise ArgseError(f"config file {path} is {size} bytes; a config file may hold at most {MAX_YAML_BYTES} bytes")
     try:
-        data = unshare(yaml.safe_load(storage.read_text(path, "config file")))
+        data = unshare(load_yaml_text(storage.read_text(path, "config file")))
+    except YamlRefused as exc:
+        raise ArgseError(f"config file {path} is refused: {exc}") from None
     except yaml.YAMLError as exc:
         raise ArgseError(f"config file {path} is not valid YAML: {exc}".replace("\n", " ")) from None
     if data is None:
@@ -166,7 +250,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if not sep or not key:
             raise ArgseError(f"override '{item}' must look like section.key=value")
         try:
-            value = yaml.safe_load(raw)
+            value = load_yaml_text(raw)
+        except YamlRefused as exc:
+            raise ArgseError(f"override '{item}' is refused: {exc}") from None
         except yaml.YAMLError:
             value = raw
         node = data
@@ -230,11 +316,20 @@ class DataConfig:
     (argse.datasets checks every section against the registry when the data is loaded)."""
 
     def __post_init__(self) -> None:
-        if self.imbalance_factor < 1:
-            raise ValueError(f"imbalance_factor must be >= 1, got {self.imbalance_factor}")
+        _require(self.imbalance_factor >= 1, f"imbalance_factor must be >= 1, got {self.imbalance_factor}")
         fracs = (self.val_fraction, self.tune_fraction, self.test_fraction)
         if min(fracs) <= 0 or sum(fracs) > 1 + 1e-9:
             raise ValueError(f"val/tune/test fractions must be positive and sum to at most 1, got {fracs}")
+        # An empty group is found once the class counts are known (argse.manifest.check_counts).
+        _require(
+            self.tail_max_count >= 1,
+            f"tail_max_count must be >= 1 (every class keeps at least one image), got {self.tail_max_count}",
+        )
+        _require(self.many_min_count >= 0, f"many_min_count must be >= 0, got {self.many_min_count}")
+        _require(
+            0 <= self.few_max_count <= self.many_min_count,
+            f"few_max_count must lie in [0, many_min_count={self.many_min_count}], got {self.few_max_count}",
+        )
 
 
 @dataclass
@@ -252,6 +347,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.arch == "resnet_cifar" and (self.depth - 2) % 6 or self.depth < 8:
             raise ValueError(f"depth must be 6n+2 (20, 32, 44, ...), got {self.depth}")
+        _require(self.width >= 1, f"width must be >= 1 (16 in the paper), got {self.width}")
 
 
 @dataclass
@@ -279,6 +375,12 @@ class RuntimeConfig:
     """Under torchrun, BatchNorm statistics span all ranks, so N processes train like one."""
     dist_timeout_s: int = 1800
     """Under torchrun, how long a collective waits for the other ranks before failing."""
+
+    def __post_init__(self) -> None:
+        _require(self.threads >= 0, f"threads must be >= 0 (0 keeps torch's default), got {self.threads}")
+        _require(self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        _require(self.workers >= 0, f"workers must be >= 0 (0 decodes in the main process), got {self.workers}")
+        _require(self.dist_timeout_s >= 1, f"dist_timeout_s must be >= 1, got {self.dist_timeout_s}")
 
 
 @dataclass
@@ -385,6 +487,14 @@ def check_gating(g: GatingConfig) -> None:
     )
     _require(g.selective_temperature > 0, f"selective_temperature must be positive, got {g.selective_temperature}")
     _require(
+        g.selective_coverage_weight >= 0,
+        f"selective_coverage_weight must be >= 0, got {g.selective_coverage_weight}",
+    )
+    _require(g.selective_warmup_epochs >= 0, f"selective_warmup_epochs must be >= 0, got {g.selective_warmup_epochs}")
+    _require(g.selective_rule_lr > 0, f"selective_rule_lr must be > 0, got {g.selective_rule_lr}")
+    _require(g.selective_eg_step > 0, f"selective_eg_step must be > 0, got {g.selective_eg_step}")
+    seeds.check(g.seed)
+    _require(
         g.gate != "fixed" or (bool(g.fixed_weights) and min(g.fixed_weights) >= 0 and sum(g.fixed_weights) > 0),
         f"fixed_weights must hold one non-negative weight per expert, not all zero, for gate 'fixed' "
         f"(got {g.fixed_weights}); set gating.fixed_weights=[w1, w2, ...] in --experts order",
@@ -397,6 +507,7 @@ def check_evaluate(e: EvaluateConfig) -> None:
     _require(e.power_iters >= 1, f"power_iters must be >= 1, got {e.power_iters}")
     _require(e.worst_rounds >= 1, f"worst_rounds must be >= 1, got {e.worst_rounds}")
     _require(e.worst_step > 0, f"worst_step must be > 0, got {e.worst_step}")
+    seeds.check(e.seed)
     check_methods(e.methods)
 
 
@@ -422,6 +533,24 @@ def check_methods(methods: list[str]) -> None:
     _require(twice is None, f"methods names '{twice}' twice; name each method once")
 
 
+def check_run_name(name: str) -> None:
+    """A run name is one plain folder name, so outputs/<name>/ stays inside output_dir (and checkpoint_dir)."""
+    plain = bool(name) and not any(c in name for c in "/\\\0") and not name.startswith(".")
+    _require(
+        plain,
+        f"name must be a plain folder name (not empty, no '/', '\\' or '..', not starting with '.'), got {name!r}; "
+        f"set name=my_run",
+    )
+
+
+def check_folder(key: str, folder: str) -> None:
+    """``output_dir`` / ``checkpoint_dir``: not empty, and no regular file on its way (mkdir -p would fail)."""
+    _require(bool(folder), f"{key} must name a folder, got ''")
+    for part in [Path(folder), *Path(folder).parents]:
+        if part.exists() and not part.is_dir():
+            raise ValueError(f"{key}={folder!r} is not a folder: {part} is a regular file; point {key} at a folder")
+
+
 @dataclass
 class RunConfig:
     name: str = "demo"
@@ -445,8 +574,13 @@ class RunConfig:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def __post_init__(self) -> None:
+        check_run_name(self.name)
+        seeds.check(self.seed)
+        _require(bool(self.experts), "experts must name at least one expert, e.g. [ce]")
         twice = named_twice(self.experts)
         _require(twice is None, f"'{twice}' is named twice in the config's 'experts' list; name each expert once")
+        for key in ("output_dir", "checkpoint_dir"):
+            check_folder(key, getattr(self, key))
 
     @property
     def out_dir(self) -> Path:

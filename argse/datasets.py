@@ -121,8 +121,9 @@ class SyntheticOptions:
     image_size: int = 32
 
     def __post_init__(self) -> None:
-        if min(self.classes, self.max_per_class, self.test_per_class, self.image_size) < 1:
-            raise ValueError("classes, max_per_class, test_per_class and image_size must be >= 1")
+        for key in ("classes", "max_per_class", "test_per_class", "image_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
 
 
 @register_dataset("synthetic_lt")
@@ -205,6 +206,10 @@ class ImageFolderOptions:
     cache_dir: str = ".cache/argse"
     """Decoded images are cached here as uint8 safetensors."""
 
+    def __post_init__(self) -> None:
+        if not self.cache_dir:
+            raise ValueError("cache_dir must name a folder, got ''")
+
 
 @register_dataset("imagefolder_lt")
 class ImageFolderLT(Dataset):
@@ -238,6 +243,11 @@ class ListOptions:
     def __post_init__(self) -> None:
         if not (self.train_list and self.test_lists):
             raise ValueError("list_lt needs train_list and test_lists (list files under data.root)")
+        if self.image_size < 1 or self.resize < self.image_size:
+            raise ValueError(
+                f"image_size must be >= 1 and resize >= image_size (the centre crop is taken from the resized "
+                f"image), got image_size {self.image_size}, resize {self.resize}"
+            )
 
 
 @register_dataset("list_lt")

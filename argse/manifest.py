@@ -53,6 +53,7 @@ def make_manifest(src: Source, cfg: DataConfig, seed: int) -> dict:
         n_val = round(cfg.val_fraction * len(pool))
         n_tune = round(cfg.tune_fraction * len(pool))
         n_test = min(round(cfg.test_fraction * len(pool)), len(pool) - n_val - n_tune)
+        check_held_out(src.classes[c], len(pool), {"val": n_val, "tune": n_tune, "test": n_test}, cfg)
         bounds = {"val": (0, n_val), "tune": (n_val, n_val + n_tune), "test": (n_val + n_tune, n_val + n_tune + n_test)}
         for name, (a, b) in bounds.items():
             splits[name] += pool[a:b].sort().values.tolist()
@@ -71,14 +72,39 @@ def make_manifest(src: Source, cfg: DataConfig, seed: int) -> dict:
     } | ({"source": src.origin} if src.origin else {})
 
 
+def check_held_out(name: str, pool: int, sizes: dict[str, int], cfg: DataConfig) -> None:
+    """Every class keeps at least one image in each held-out split (an empty split crashes train, gating and
+    evaluate, some only after training), so a fraction too small for the official test set is refused here."""
+    for split, n in sizes.items():
+        if n < 1:
+            key = f"data.{split}_fraction"
+            raise ArgseError(
+                f"{key}={getattr(cfg, f'{split}_fraction'):g} leaves class '{name}' ({pool} official test "
+                f"image{'s' if pool != 1 else ''}) with no {split} image; raise {key} so that every class keeps at "
+                f"least one (or use a dataset with more test images per class)"
+            )
+
+
 def check_counts(classes: list[str], counts: list[int], cfg: DataConfig) -> None:
-    """Every class keeps at least one training image after the long-tailed subsampling."""
+    """Every class keeps at least one training image after the long-tailed subsampling, and both the head and
+    the tail group (argse.groups, ``data.tail_max_count``) hold classes."""
     empty = [c for c, n in zip(classes, counts, strict=True) if n == 0]
     if empty:
         raise ArgseError(
             f"data.imbalance_factor={cfg.imbalance_factor:g} leaves class '{empty[0]}' "
             f"({len(empty)} class{'es' if len(empty) > 1 else ''} in all) with 0 training images; "
             f"lower the imbalance factor or add training images"
+        )
+    tail = cfg.tail_max_count
+    if min(counts) > tail:
+        raise ArgseError(
+            f"data.tail_max_count={tail} leaves the tail group empty: the smallest class has {min(counts)} "
+            f"training images; set data.tail_max_count to at least {min(counts)}"
+        )
+    if max(counts) <= tail:
+        raise ArgseError(
+            f"data.tail_max_count={tail} leaves the head group empty: the largest class has {max(counts)} "
+            f"training images; set data.tail_max_count below {max(counts)}"
         )
 
 

@@ -85,6 +85,12 @@ def make_dir(path: str | Path) -> Path:
     except OSError as exc:
         if exc.errno in FS_ERRORS:
             raise fs_error(path, exc.errno) from None
+        if exc.errno in (errno.ENOTDIR, errno.EEXIST):  # a regular file where a folder on the way must be
+            blocker = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), path)
+            raise ArgseError(
+                f"cannot make folder {path}: {blocker} is a regular file; move it away or point output_dir / "
+                f"checkpoint_dir elsewhere"
+            ) from None
         raise
     return path
 

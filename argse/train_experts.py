@@ -8,6 +8,7 @@ devices; ``--parallel`` instead trains several experts at once, one process per 
 from __future__ import annotations
 
 from argse import cli, reporting
+from argse.errors import ArgseError
 from argse.experts import LogitsExpert, get_expert
 from argse.experts.pipeline import run
 
@@ -31,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         help="train the experts at once in this process, one thread and CUDA stream each (one GPU, one data copy)",
     )
     args = parser.parse_args(argv)
+    if args.parallel is not None and args.parallel < 0:
+        raise ArgseError(
+            f"--parallel must be >= 0 (N processes; 0 or no value: one per visible GPU), got {args.parallel}"
+        )
     cfg = cli.load_config(args)
     names = cli.split_names(args.experts) or cfg.experts
     parallel = args if args.parallel is not None else None

@@ -160,3 +160,193 @@ def test_entry_point_values_are_validated_like_the_file():
 def test_a_key_that_moved_to_its_dataset_section_says_where(key, new):
     with pytest.raises(ArgseError, match=rf"unknown config key '{key.split('=')[0]}' \(it moved to .*'{new}'\)"):
         load_run_config(None, [key])
+
+
+# ---------------------------------------------------------------- every value checked at load (hostile pass)
+# Each of these passed the checks before and then crashed with a torch traceback or ran silently wrong.
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("gating.lr=.inf", r"config key 'gating\.lr' must be a finite number, got inf"),
+        ("data.imbalance_factor=.nan", r"config key 'data\.imbalance_factor' must be a finite number, got nan"),
+        ("data.val_fraction=.nan", r"config key 'data\.val_fraction' must be a finite number, got nan"),
+        ("evaluate.worst_step=.inf", r"config key 'evaluate\.worst_step' must be a finite number, got inf"),
+        ("evaluate.mu_grid=[0.0, .nan]", r"config key 'evaluate\.mu_grid\[1\]' must be a finite number, got nan"),
+        ("experts=[]", r"invalid config: experts must name at least one expert"),
+        ("runtime.eval_batch_size=0", r"invalid config in 'runtime': eval_batch_size must be >= 1, got 0"),
+        ("runtime.threads=-1", r"invalid config in 'runtime': threads must be >= 0 .*, got -1"),
+        ("runtime.workers=-1", r"invalid config in 'runtime': workers must be >= 0 .*, got -1"),
+        ("model.width=0", r"invalid config in 'model': width must be >= 1 .*, got 0"),
+        ("data.tail_max_count=0", r"invalid config in 'data': tail_max_count must be >= 1 .*, got 0"),
+        ("data.few_max_count=200", r"invalid config in 'data': few_max_count must lie in \[0, many_min_count=100\]"),
+        ("gating.selective_rule_lr=0", r"invalid config in 'gating': selective_rule_lr must be > 0, got 0\.0"),
+        ("gating.seed=-1", r"invalid config in 'gating': seed must be between 0 and"),
+        ("name=../../x", r"invalid config: name must be a plain folder name .*, got '\.\./\.\./x'"),
+        ("name=/tmp/x", r"name must be a plain folder name .*, got '/tmp/x'"),
+        ("name=''", r"name must be a plain folder name \(not empty, .*got ''"),
+        ("name=.hidden", r"name must be a plain folder name .*, got '\.hidden'"),
+        ("name=a\\b", r"name must be a plain folder name .*, got 'a\\\\b'"),
+        (
+            "data.synthetic_lt={classes: 4, classes: 5}",
+            r"'data\.synthetic_lt=.*' is refused: key 'classes' appears twice",
+        ),
+    ],
+)
+def test_every_value_is_checked_at_load(override, message):
+    with pytest.raises(ArgseError, match=message):
+        load_run_config(None, [override])
+
+
+def test_an_output_folder_under_a_regular_file_is_one_sentence(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    for key in ("output_dir", "checkpoint_dir"):
+        with pytest.raises(ArgseError, match=rf"{key}='.*afile/o' is not a folder: .*afile is a regular file"):
+            load_run_config(None, [f"{key}={tmp_path}/afile/o"])
+
+
+def test_make_dir_under_a_regular_file_is_one_sentence(tmp_path):
+    from argse.storage import make_dir
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ArgseError, match=r"cannot make folder .*afile/o/p: .*afile is a regular file"):
+        make_dir(tmp_path / "afile" / "o" / "p")
+
+
+def _recipe(name: str, values: dict):
+    from argse.experts import get_expert
+
+    cls = get_expert(name)
+    return from_dict(cls.Recipe, values, f"recipes.{name}")
+
+
+@pytest.mark.parametrize(
+    ("name", "values", "message"),
+    [
+        ("ce", {"lr": -1}, r"in 'recipes\.ce': lr must be > 0, got -1\.0"),
+        ("ce", {"lr": float("inf")}, r"config key 'recipes\.ce\.lr' must be a finite number, got inf"),
+        ("ce", {"momentum": -1}, r"in 'recipes\.ce': momentum must lie in \[0, 1\), got -1\.0"),
+        ("ce", {"dropout": 1.5}, r"in 'recipes\.ce': dropout must lie in \[0, 1\), got 1\.5"),
+        ("ce", {"weight_decay": -1}, r"in 'recipes\.ce': weight_decay must be >= 0, got -1\.0"),
+        ("ce", {"gamma": 0}, r"in 'recipes\.ce': gamma must be > 0, got 0\.0"),
+        ("ce", {"epochs": 10, "milestones": [5, 12]}, r"milestones must lie within the epochs .*epochs=10\), got 12"),
+        ("ce", {"epochs": 3, "warmup_epochs": 4}, r"warmup_epochs must lie in \[0, epochs=3\] .*, got 4"),
+        ("ce", {"batch_size": 0}, r"in 'recipes\.ce': batch_size must be >= 1, got 0"),
+        ("logit_adjust", {"tau": float("nan")}, r"'recipes\.logit_adjust\.tau' must be a finite number, got nan"),
+        ("logit_adjust", {"tau": -1}, r"in 'recipes\.logit_adjust': tau must be >= 0"),
+        ("logit_adjust", {"nesterov": True, "momentum": 0.0}, r"nesterov needs momentum > 0, got momentum 0\.0"),
+        (
+            "posthoc_adjust",
+            {"tau_grid": [1.0, float("nan")]},
+            r"'recipes\.posthoc_adjust\.tau_grid\[1\]' must be a fin",
+        ),
+        ("posthoc_adjust", {"tau_grid": [-1.0]}, r"in 'recipes\.posthoc_adjust': tau_grid values must be >= 0"),
+        ("decoupling", {"tau_grid": []}, r"in 'recipes\.decoupling': tau_grid must list at least one value"),
+        ("decoupling", {"stage2": {"lr": -1}}, r"in 'recipes\.decoupling\.stage2': lr must be > 0, got -1\.0"),
+        ("decoupling", {"stage1": {"epochs": 10}}, r"in 'recipes\.decoupling\.stage1': milestones must lie within"),
+    ],
+)
+def test_recipe_values_are_checked(name, values, message):
+    with pytest.raises(ArgseError, match=message):
+        _recipe(name, values)
+
+
+def test_cosine_recipe_ignores_its_milestones():
+    assert _recipe("ce", {"epochs": 10, "schedule": "cosine", "milestones": [160, 180]}).epochs == 10
+
+
+@pytest.mark.parametrize(
+    ("dataset", "values", "message"),
+    [
+        ("synthetic_lt", {"classes": 0}, r"in 'data\.synthetic_lt': classes must be >= 1, got 0"),
+        ("synthetic_lt", {"test_per_class": 0}, r"in 'data\.synthetic_lt': test_per_class must be >= 1, got 0"),
+        ("list_lt", {"train_list": "a", "test_lists": ["b"], "resize": 100}, r"resize >= image_size .*resize 100"),
+        ("imagefolder_lt", {"cache_dir": ""}, r"in 'data\.imagefolder_lt': cache_dir must name a folder"),
+    ],
+)
+def test_dataset_options_are_checked(dataset, values, message):
+    from argse.datasets import get_dataset
+
+    with pytest.raises(ArgseError, match=message):
+        from_dict(get_dataset(dataset).Options, values, f"data.{dataset}")
+
+
+def _yaml_file(tmp_path, text: str) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+def _alias_bomb() -> str:  # 459 bytes that expand to 9^9 lists
+    lines = ["name: demo", "a0: &a0 [x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: demo\nseed: 1\nseed: 2\n", r"run\.yaml is refused: key 'seed' appears twice in one mapping \(line 3\)"),
+        ("data:\n  dataset: synthetic_lt\n  dataset: cifar10_lt\n", r"key 'dataset' appears twice .*\(line 3\)"),
+        (_alias_bomb(), r"run\.yaml is refused: its anchors and aliases expand to more than 100000 values"),
+        ("name: demo\nrecipes: " + "[" * 900 + "]" * 900 + "\n", r"refused: it nests deeper than 50 levels"),
+        ("name: demo\nloop: &a [*a]\n", r"refused: alias \*a refers to a collection that holds it"),
+    ],
+    ids=["duplicate", "duplicate-nested", "alias-bomb", "deep", "self-alias"],
+)
+def test_hostile_yaml_is_one_sentence(tmp_path, text, message):
+    with pytest.raises(ArgseError, match=message):
+        load_run_config(_yaml_file(tmp_path, text))
+
+
+def test_a_huge_config_file_is_refused(tmp_path):
+    with pytest.raises(ArgseError, match=r"run\.yaml is 1000014 bytes; a config file may hold at most 1000000 bytes"):
+        load_run_config(_yaml_file(tmp_path, "name: demo\n# " + "x" * 1_000_000 + "\n"))
+
+
+def test_merge_keys_and_anchors_still_load(tmp_path):
+    text = "name: demo\nrecipes:\n  ce: &s {epochs: 3, milestones: [1]}\n  logit_adjust: {<<: *s, epochs: 4}\n"
+    cfg = load_run_config(_yaml_file(tmp_path, text))
+    assert cfg.recipes == {"ce": {"epochs": 3, "milestones": [1]}, "logit_adjust": {"epochs": 4, "milestones": [1]}}
+
+
+def _source(test_per_class: int):
+    import torch
+
+    from argse.datasets import Source
+
+    train = torch.arange(10).repeat_interleave(100)
+    test = torch.arange(10).repeat_interleave(test_per_class)
+    return Source(train, train, test, test, [f"class_{i}" for i in range(10)])
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["data.test_fraction=0.01"], r"data\.test_fraction=0\.01 leaves class 'class_0' \(20 official test images\) "
+                                      r"with no test image; raise data\.test_fraction"),
+        (["data.val_fraction=0.02"], r"data\.val_fraction=0\.02 leaves class 'class_0' .* with no val image"),
+        (["data.tune_fraction=0.02"], r"data\.tune_fraction=0\.02 leaves class 'class_0' .* with no tune image"),
+        (["data.tail_max_count=0"], r"tail_max_count must be >= 1"),
+        (["data.tail_max_count=1", "data.few_max_count=1"],
+         r"data\.tail_max_count=1 leaves the tail group empty: the smallest class has 10 training images"),
+        (["data.tail_max_count=100"],
+         r"data\.tail_max_count=100 leaves the head group empty: the largest class has 100 training images"),
+    ],
+)  # fmt: skip
+def test_splits_and_groups_too_small_are_refused_where_the_counts_are_known(sets, message):
+    from argse.manifest import make_manifest
+
+    with pytest.raises(ArgseError, match=message):
+        cfg = load_run_config(None, ["data.imbalance_factor=10", *sets])
+        make_manifest(_source(20), cfg.data, 0)
+
+
+def test_a_split_of_one_image_per_class_is_enough():
+    from argse.manifest import make_manifest
+
+    cfg = load_run_config(None, ["data.imbalance_factor=10", "data.val_fraction=0.34", "data.tune_fraction=0.33",
+                                 "data.test_fraction=0.33"])  # fmt: skip
+    manifest = make_manifest(_source(3), cfg.data, 0)
+    assert [len(manifest["splits"][s]) for s in ("val", "tune", "test")] == [10, 10, 10]

@@ -134,3 +134,21 @@ def test_output_folder_not_writable(workspace):
         prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     result = run_process(experts_process(folder / "sub"), prefix)
     assert_one_error(result, "Permission denied; make its folder writable")
+
+
+def test_an_empty_test_split_is_refused_before_training(tmp_path):
+    """data.test_fraction too small for a class's official test images: one sentence, and nothing trained."""
+    result = run(train_experts.main, ["--experts", "ce", *sets(tmp_path, **{"data.test_fraction": "0.01"})])
+    assert_one_error(result, "data.test_fraction=0.01 leaves class 'class_0'")
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").rglob("*.safetensors"))
+
+
+def test_negative_parallel_is_one_sentence(tmp_path):
+    result = run(train_experts.main, ["--experts", "ce", "--parallel", "-1", *sets(tmp_path)])
+    assert_one_error(result, "--parallel must be >= 0 (N processes; 0 or no value: one per visible GPU), got -1")
+
+
+def test_a_run_name_that_leaves_the_output_folder_is_refused(tmp_path):
+    result = run(train_experts.main, ["--experts", "ce", *sets(tmp_path / "o", name="../../escaped")])
+    assert_one_error(result, "name must be a plain folder name")
+    assert not (tmp_path / "escaped").exists()

@@ -72,7 +72,9 @@ class DecouplingRecipe:
         if self.bn == "rebalanced" and self.classifier == "tau_norm":
             raise ValueError("bn: rebalanced needs a trained classifier (classifier: crt or lws)")
         if self.cache_views < 1:
-            raise ValueError("cache_views must be at least 1")
+            raise ValueError(f"cache_views must be at least 1, got {self.cache_views}")
+        if not self.tau_grid or min(self.tau_grid) < 0:
+            raise ValueError(f"tau_grid must list at least one value, each >= 0, got {self.tau_grid}")
         seeds.check(self.seed)
 
 

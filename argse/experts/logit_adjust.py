@@ -15,6 +15,11 @@ class LogitAdjustRecipe(ExpertRecipe):
     tau: float = 1.0
     """Scale of the log-prior added to the logits during training."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.tau < 0:
+            raise ValueError(f"tau must be >= 0 (1 in Menon et al.), got {self.tau}")
+
 
 @register_expert("logit_adjust")
 class LogitAdjustExpert(StandardExpert):

@@ -26,6 +26,8 @@ class PosthocRecipe(DerivedRecipe):
     def __post_init__(self) -> None:
         if not self.tau_grid:
             raise ValueError("tau_grid must list at least one value")
+        if min(self.tau_grid) < 0:
+            raise ValueError(f"tau_grid values must be >= 0, got {min(self.tau_grid)}")
 
 
 @register_expert("posthoc_adjust")

@@ -38,10 +38,30 @@ class TrainRecipe:
     """Dropout before the classifier."""
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be positive")
+        # Each value an optimiser or layer would refuse mid-run (a torch traceback), or that would silently
+        # do nothing (a milestone after the last epoch), is refused when the recipe is read.
+        _require(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        _require(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _require(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        _require(0 <= self.momentum < 1, f"momentum must lie in [0, 1), got {self.momentum}")
+        _require(not self.nesterov or self.momentum > 0, f"nesterov needs momentum > 0, got momentum {self.momentum}")
+        _require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        # A longer warm-up never reaches lr; one as long as training peaks at its last step (tiny test runs).
+        _require(
+            0 <= self.warmup_epochs <= self.epochs,
+            f"warmup_epochs must lie in [0, epochs={self.epochs}] (no longer than training), got {self.warmup_epochs}",
+        )
+        _require(self.gamma > 0, f"gamma must be > 0, got {self.gamma}")
+        _require(0 <= self.dropout < 1, f"dropout must lie in [0, 1), got {self.dropout}")
         if sorted(self.milestones) != self.milestones:
             raise ValueError(f"milestones must be increasing, got {self.milestones}")
+        if self.schedule == "multistep":  # cosine ignores the milestones
+            late = [m for m in self.milestones if not 0 < m < self.epochs]
+            _require(
+                not late,
+                f"milestones must lie within the epochs (0 < m < epochs={self.epochs}), got {late[0] if late else ''}; "
+                f"lower it or set milestones=[]",
+            )
         get_sampler(self.sampler)  # an unknown name fails here, when the config is read
 
 
@@ -56,6 +76,11 @@ class ExpertRecipe(TrainRecipe):
     def __post_init__(self) -> None:
         super().__post_init__()
         seeds.check(self.seed)
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
 
 
 def lr_factor(step: int, steps_per_epoch: int, recipe: TrainRecipe) -> float:
