@@ -55,11 +55,12 @@ class TrainRecipe:
         _require(0 <= self.dropout < 1, f"dropout must lie in [0, 1), got {self.dropout}")
         if sorted(self.milestones) != self.milestones:
             raise ValueError(f"milestones must be increasing, got {self.milestones}")
+        # A milestone past the last epoch never fires (silently no decay); one at the end is a harmless no-op.
         if self.schedule == "multistep":  # cosine ignores the milestones
-            late = [m for m in self.milestones if not 0 < m < self.epochs]
+            late = [m for m in self.milestones if not 0 < m <= self.epochs]
             _require(
                 not late,
-                f"milestones must lie within the epochs (0 < m < epochs={self.epochs}), got {late[0] if late else ''}; "
+                f"milestones must lie within the epochs (0 < m <= epochs={self.epochs}), got {late[0] if late else ''}; "
                 f"lower it or set milestones=[]",
             )
         get_sampler(self.sampler)  # an unknown name fails here, when the config is read
