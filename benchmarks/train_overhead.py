@@ -73,7 +73,9 @@ def _task(images, labels) -> TrainTask:
 
 def argse_train_epoch(images, labels, runtime: RuntimeConfig) -> Callable[[], None]:
     """argse's ``train_epoch`` alone (scheduler, divergence tracking, progress callback)."""
-    run = FitRun(_task(images, labels), TrainRecipe(epochs=1, warmup_epochs=0), Path("-"), 0, CPU, runtime, False)
+    run = FitRun(
+        _task(images, labels), TrainRecipe(epochs=1, warmup_epochs=0, milestones=[]), Path("-"), 0, CPU, runtime, False
+    )
     return lambda: run.train_epoch(0, run.task.network, lambda: None)
 
 
@@ -85,7 +87,13 @@ def argse_fit(images, labels, runtime: RuntimeConfig) -> Callable[[], None]:
         task.evaluate = lambda: {"balanced_acc": 0.0}
         with tempfile.TemporaryDirectory() as d:
             fit(
-                task, TrainRecipe(epochs=1, warmup_epochs=0), Path(d), seed=0, resume=False, device=CPU, runtime=runtime
+                task,
+                TrainRecipe(epochs=1, warmup_epochs=0, milestones=[]),
+                Path(d),
+                seed=0,
+                resume=False,
+                device=CPU,
+                runtime=runtime,
             )
 
     return run

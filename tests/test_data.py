@@ -96,6 +96,7 @@ def test_imagefolder_tar_is_read_and_cached(tmp_path, tiny):
         f"data.root={path}",
         f"data.imagefolder_lt.cache_dir={tmp_path / 'cache'}",
         "data.imbalance_factor=2",
+        "data.tail_max_count=3",
     ]
     d = prepare_data(load_run_config(None, sets))
     assert d.classes == ["a", "b"] and d.class_counts.tolist() == [6, 3]
@@ -116,7 +117,8 @@ def test_imagefolder_tar_is_read_and_cached(tmp_path, tiny):
 def test_a_damaged_image_cache_is_refused_in_one_sentence(tmp_path, tiny, damage, message):
     files = {f"root/{part}/{cls}/{i}.jpg": _jpeg(40) for part in ("train", "test") for cls in "ab" for i in range(4)}
     sets = tiny + ["data.dataset=imagefolder_lt", f"data.root={_tar_with(tmp_path, files)}",
-                   f"data.imagefolder_lt.cache_dir={tmp_path / 'cache'}", "data.imbalance_factor=2"]  # fmt: skip
+                   f"data.imagefolder_lt.cache_dir={tmp_path / 'cache'}", "data.imbalance_factor=2",
+                   "data.tail_max_count=3"]  # fmt: skip
     prepare_data(load_run_config(None, sets))
     (cache,) = (tmp_path / "cache").glob("*.safetensors")
     storage.save_tensors(cache, *damage(*storage.load_tensors(cache)))
@@ -165,6 +167,7 @@ def _folder_cfg(tmp_path, tiny, root, *extra):
         f"data.root={root}",
         f"data.imagefolder_lt.cache_dir={tmp_path / 'cache'}",
         "data.imbalance_factor=2",
+        "data.tail_max_count=3",
     ]
     return load_run_config(None, tiny + sets + list(extra))
 

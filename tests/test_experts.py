@@ -138,7 +138,12 @@ def test_plugin_from_config_list(tiny):
         tiny,
         "label_smoothing",
         plugins="[tests.plugins.tiny_expert]",
-        **{"recipes.label_smoothing.epochs": 1, "recipes.label_smoothing.batch_size": 16},
+        **{
+            "recipes.label_smoothing.epochs": 1,
+            "recipes.label_smoothing.batch_size": 16,
+            "recipes.label_smoothing.warmup_epochs": 0,
+            "recipes.label_smoothing.milestones": "[]",
+        },
     )
     assert train_experts.main(argv) == 0
 

@@ -39,7 +39,7 @@ def test_parallel_experts_wait_for_their_stage1_and_all_export(tmp_path):
 
 
 def test_a_failing_expert_is_named_and_its_dependants_skipped(tmp_path):
-    proc = run(tmp_path, "recipes.ce.lr=.nan")
+    proc = run(tmp_path, "recipes.ce.lr=1.0e+30")  # finite, so the config takes it; the loss diverges
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     err = proc.stderr.strip()
     assert len(err.splitlines()) == 1
@@ -89,7 +89,7 @@ def test_a_team_trains_exactly_what_one_by_one_training_does(tmp_path):
 def test_a_failing_team_member_is_named_and_the_others_finish(tmp_path, capsys):
     from argse.experts import pipeline as expert_pipeline
 
-    cfg = load_run_config(None, tiny_overrides(tmp_path, **{"recipes.ce.lr": ".nan"}))
+    cfg = load_run_config(None, tiny_overrides(tmp_path, **{"recipes.ce.lr": "1.0e+30"}))
     with pytest.raises(ArgseError, match=r"2 of 3 experts failed; ce: ce: the loss became NaN or infinite at epoch 1"):
         expert_pipeline.run(cfg, ["ce", "logit_adjust", "posthoc_adjust"], team=True)
     out = capsys.readouterr().out

@@ -26,6 +26,6 @@ def test_the_recipe_yaml_and_the_dataclass_defaults_agree(name):
 
 def test_the_agreement_test_can_fail(tmp_path):
     """A YAML that changes one number no longer agrees with the defaults."""
-    (tmp_path / "ce.yaml").write_text((REPO / "experts" / "ce.yaml").read_text().replace("epochs: 200", "epochs: 150"))
+    (tmp_path / "ce.yaml").write_text((REPO / "experts" / "ce.yaml").read_text().replace("gamma: 0.01", "gamma: 0.02"))
     changed = load_recipe(get_expert("ce"), RunConfig(recipes_dir=str(tmp_path)))
     assert dataclasses.asdict(changed) != dataclasses.asdict(get_expert("ce").Recipe())

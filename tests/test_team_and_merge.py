@@ -130,10 +130,18 @@ def test_predict_names_the_source_it_defaults_to(tmp_path, run, capsys, monkeypa
 
     def stub(cfg, paths, source, method, rate, batch_size):
         given.append(source)
-        return [], [], type("Team", (), {"names": ["a", "b"], "gate": None})()
+        row = {
+            "path": "x.png",
+            "class": "a",
+            "probability": 0.9,
+            "decision": "accepted",
+            "score": 0.5,
+            "threshold": 0.1,
+        }
+        return [row], [], type("Team", (), {"names": ["a", "b"], "gate": None})()
 
     monkeypatch.setattr(predict, "predict_images", stub)
-    monkeypatch.setattr(predict, "list_images", lambda path: [])
+    monkeypatch.setattr(predict, "list_images", lambda path: [tmp_path / "x.png"])
     capsys.readouterr()
     assert predict.main(run + ["--method", "chow", "--out", str(tmp_path / "p.csv"), str(tmp_path)]) == 0
     assert given == ["gating"]
