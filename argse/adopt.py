@@ -8,9 +8,10 @@ are, each recorded as made from the layer before; run it only on files that belo
 from __future__ import annotations
 
 from argse import cli
-from argse.filesets import adopt, file_sha256
+from argse.filesets import adopt
 from argse.logits import SPLIT_FILES, available_sources
 from argse.paths import RunPaths
+from argse.storage import file_sha256
 
 
 def checkpoint(run: RunPaths, expert: str) -> dict[str, str]:

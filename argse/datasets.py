@@ -24,11 +24,11 @@ from argse.listfile import (
     IMAGENET_STD,
     ImageList,
     eval_transform,
-    file_sha256,
     read_list,
     train_transform,
 )
 from argse.registry import Registry
+from argse.storage import file_sha256
 
 Images = torch.Tensor | ImageList
 """uint8 [N, 3, H, W] in memory (moved to the training device), or JPEG files decoded in DataLoader workers."""

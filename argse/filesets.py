@@ -27,14 +27,6 @@ FORMAT = "argse.set/1"
 RECORD = "set.json"
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def set_id(digests: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
 
@@ -45,7 +37,7 @@ def commit(folder: Path, members: list[str], made_from: dict[str, str], remake: 
     ``made_from`` maps each upstream set's folder (relative to the run's outputs folder) to its id;
     ``extra`` records digests of plain inputs (an expert's checkpoint).
     """
-    digests = {name: file_sha256(folder / name) for name in members}
+    digests = {name: storage.file_sha256(folder / name) for name in members}
     sid = set_id(digests | extra)
     record = {"format": FORMAT, "id": sid, "files": digests, "made_from": made_from, "remake": remake} | extra
     storage.write_json(folder / RECORD, record)
@@ -97,7 +89,7 @@ def open_set(folder: Path, members: list[str], what: str, root: Path, lineage: b
     fs = read_set(folder, what)
     for name in members:
         path = folder / name
-        if name not in fs.files or not path.is_file() or file_sha256(path) != fs.files[name]:
+        if name not in fs.files or not path.is_file() or storage.file_sha256(path) != fs.files[name]:
             raise ArgseError(
                 f"{path} is not the file its set was written with (a run stopped while writing {what}, or the "
                 f"file was replaced); rerun {fs.remake}"

@@ -9,7 +9,6 @@ reference; torchvision 0.29 deprecates its own decoders) and only normalised on 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -75,10 +74,6 @@ def _parse_line(line: str, path: Path, number: int, root: Path) -> tuple[str, in
 def _leaves_root(rel: str) -> bool:
     """An absolute path, or one whose '..' climbs above the root (checked on the text: symlinks may point anywhere)."""
     return os.path.isabs(rel) or os.path.normpath(rel).split(os.sep)[0] == ".."
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def train_transform(size: int) -> v2.Transform:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argse import filesets, seeds, storage
+from argse import seeds, storage
 from argse.calibration import fit_temperature
 from argse.config import RunConfig, deep_merge, dump_yaml, from_dict, read_yaml
 from argse.data import HELD_OUT, LTData, Split
@@ -253,7 +253,7 @@ class StandardExpert:
             )
         write_export_config(asdict(cfg), self.name, asdict(self.recipe), cfg.out_dir)
         best = cfg.paths.best(self.name)
-        commit_export(cfg.out_dir, self.name, {}, self.remake(), checkpoint=filesets.file_sha256(best))
+        commit_export(cfg.out_dir, self.name, {}, self.remake(), checkpoint=storage.file_sha256(best))
         return paths
 
     @classmethod
@@ -277,7 +277,7 @@ class StandardExpert:
         model = build_model(cfg.model, num_classes)
         cls.inference_head(model, meta)
         load_module_weights(model, tensors, path)
-        if open_export(cfg.out_dir, cls.name, ["test"]).record.get("checkpoint") != filesets.file_sha256(path):
+        if open_export(cfg.out_dir, cls.name, ["test"]).record.get("checkpoint") != storage.file_sha256(path):
             raise ArgseError(
                 f"{path} is not the checkpoint '{cls.name}' was exported from (trained again since, and not "
                 f"exported); rerun {cls.remake()}"
