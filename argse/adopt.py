@@ -29,10 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     layers = [
         [(run.logits_dir(e), SPLIT_FILES, f"python -m argse.train_experts --experts {e} --resume", checkpoint(run, e))
          for e in experts],
-        [(run.gating, ["gate.json", *(["gate.safetensors"] if run.gate_weights.is_file() else [])],
+        [(run.gating, [run.gate_json.name, *([run.gate_weights.name] if run.gate_weights.is_file() else [])],
           "python -m argse.train_gating", {})],
         [(run.logits_dir("gating"), SPLIT_FILES, "python -m argse.train_gating", {})],
-        [(run.evaluation, ["report.json", "rules.json"], "python -m argse.evaluate", {})],
+        [(run.evaluation, [run.report.name, run.rules.name], "python -m argse.evaluate", {})],
     ]  # fmt: skip
     done = adopt(cfg.out_dir, layers)
     cli.console().print(f"committed {len(done)} set(s): " + (", ".join(str(p) for p in done) or "none needed"))

@@ -211,7 +211,7 @@ SPLIT_FILES = [f"{split}.safetensors" for split in HELD_OUT]
 
 def set_folder(source: str) -> str:
     """The folder of a source's logit set, relative to the run's outputs (the key lineage records use)."""
-    return f"logits/{source}"
+    return (logits_root(Path()) / source).as_posix()
 
 
 def commit_export(out_dir: Path, source: str, made_from: dict[str, str], remake: str, **extra: str) -> str:

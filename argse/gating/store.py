@@ -25,7 +25,7 @@ KINDS = ("learned", "uniform", "fixed")
 FIX = "rerun python -m argse.train_gating with the same --config and --set"
 
 
-GATE_SET = "gating"  # the set's folder, relative to the run's outputs
+GATE_SET = RunPaths(Path(), Path()).gating.as_posix()  # the set's folder, relative to the run's outputs
 REMAKE = "python -m argse.train_gating"
 
 
