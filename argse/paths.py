@@ -43,6 +43,11 @@ def metrics_file(folder: Path) -> Path:
     return Path(folder) / "metrics.jsonl"
 
 
+def training_curves_file(folder: Path) -> Path:
+    """metrics.jsonl drawn: loss and validation accuracy per epoch."""
+    return Path(folder) / "training_curves.png"
+
+
 def config_file(folder: Path) -> Path:
     """The config a folder's files were made with (a run, an export, a checkpoint folder)."""
     return Path(folder) / "config.yaml"
@@ -122,6 +127,11 @@ class RunPaths:
     @property
     def summary(self) -> Path:
         return self.evaluation / "summary.md"
+
+    @property
+    def predictions(self) -> Path:
+        """Where argse.predict writes by default (one file per input)."""
+        return self.out / "predictions"
 
     # ---- checkpoints/NAME
     def expert_ckpt(self, expert: str) -> Path:
