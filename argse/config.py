@@ -369,6 +369,11 @@ class RuntimeConfig:
     eval_batch_size: int = 1000
     progress: bool = True
     """Show rich progress bars (rank 0 only under torchrun)."""
+    log_lines: Literal["auto", "always", "never"] = "auto"
+    """One plain line per training epoch (epoch, loss, val balanced accuracy, lr, seconds, ETA): 'auto'
+    when stdout is not a terminal (nohup, a batch job, CI), where no progress bar is drawn."""
+    tensorboard: bool = False
+    """Also write each epoch's metrics as TensorBoard events beside metrics.jsonl (pip install argse[tensorboard])."""
     workers: int = 8
     """DataLoader worker processes that decode JPEGs (list_lt; the in-memory datasets need none)."""
     sync_bn: bool = True

@@ -48,6 +48,11 @@ def training_curves_file(folder: Path) -> Path:
     return Path(folder) / "training_curves.png"
 
 
+def tensorboard_dir(folder: Path) -> Path:
+    """TensorBoard event files of a training stage (runtime.tensorboard)."""
+    return Path(folder) / "tensorboard"
+
+
 def config_file(folder: Path) -> Path:
     """The config a folder's files were made with (a run, an export, a checkpoint folder)."""
     return Path(folder) / "config.yaml"
