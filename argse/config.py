@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import difflib
 import math
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import yaml
 
 from argse import seeds, storage
 from argse.errors import ArgseError
-from argse.paths import RunPaths
+from argse.paths import RunPaths, config_base, resolve
 from argse.registry import load_plugins
 
 # ---------------------------------------------------------------- generic machinery
@@ -558,13 +559,14 @@ def check_folder(key: str, folder: str) -> None:
 
 @dataclass
 class RunConfig:
-    name: str = "demo"
-    """Run name: outputs/<name>/ and checkpoints/<name>/."""
+    name: str = "default"
+    """Run name: outputs/<name>/ and checkpoints/<name>/ (the built-in settings, with no --config: default)."""
     seed: int = 0
     output_dir: str = "outputs"
     checkpoint_dir: str = "checkpoints"
-    recipes_dir: str = "experts"
-    """Where experts/<name>.yaml recipes live."""
+    recipes_dir: str = ""
+    """A folder of your own recipes (<expert>.yaml, presets/<expert>.<preset>.yaml), read before each expert's
+    own (argse's experts/ for the built-ins, a plugin's ``recipes_dir``); empty: the experts' own only."""
     plugins: list[str] = field(default_factory=list)
     """Modules imported when the config is loaded, before any registry is used (third-party experts,
     samplers, rejectors, datasets); every command loads them, then the entry points of every argse group."""
@@ -601,12 +603,73 @@ class RunConfig:
         return RunPaths(self.out_dir, self.ckpt_dir)
 
 
+# Config keys that hold a path. Written in a config file, a relative one is resolved against the file's base
+# folder (argse.paths.config_base); given with --set, against the current folder, as any command-line path;
+# left out, output_dir, checkpoint_dir and data.root take their defaults under the base folder.
+PATH_KEYS = ("output_dir", "checkpoint_dir", "recipes_dir", "data.root", "data.imagefolder_lt.cache_dir")
+DEFAULT_PATHS = {"output_dir": "outputs", "checkpoint_dir": "checkpoints", "data.root": "data"}
+
+
+def _lookup(data: dict, dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _place(data: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            return  # a section that is not a mapping: from_dict reports it
+        node = node[part]
+    node[leaf] = value
+
+
+def resolve_paths(data: dict, base: Path, keys: tuple[str, ...] = PATH_KEYS) -> dict:
+    """``data`` with every relative path under ``keys`` made absolute against ``base`` (in place)."""
+    for key in keys:
+        value = _lookup(data, key)
+        if isinstance(value, str) and value:
+            _place(data, key, resolve(value, base))
+    return data
+
+
+def set_by(overrides: list[str], dotted: str) -> bool:
+    """Whether one of the ``--set`` strings sets ``dotted`` (itself or a section holding it)."""
+    keys = [item.partition("=")[0] for item in overrides]
+    return any(dotted == k or dotted.startswith(k + ".") for k in keys)
+
+
+def file_data(path: str | Path | None) -> dict:
+    """The config file's mapping with its relative paths resolved against its base folder ({} for None)."""
+    return resolve_paths(read_yaml(path), config_base(path)) if path else {}
+
+
 def load_run_config(path: str | Path | None, overrides: list[str] = (), values: dict | None = None) -> RunConfig:
     """The run config of YAML file ``path`` (None: the defaults), then ``--set`` ``overrides``, then nested
-    ``values`` (what an entry point's own options set, e.g. evaluate's --methods), validated as one."""
-    data = deep_merge(apply_overrides(read_yaml(path) if path else {}, list(overrides)), values or {})
+    ``values`` (what an entry point's own options set, e.g. evaluate's --methods), validated as one.
+
+    Paths: see PATH_KEYS; the resolved config never depends on the current folder unless a --set names one.
+    """
+    overrides = list(overrides)
+    data = apply_overrides(file_data(path), overrides)
+    resolve_paths(data, Path.cwd(), tuple(k for k in PATH_KEYS if set_by(overrides, k)))
+    base = config_base(path)
+    if data.get("data") is None:
+        data["data"] = {}
+    for key, default in DEFAULT_PATHS.items():
+        if _lookup(data, key) is None:
+            _place(data, key, str(base / default))
+    data = deep_merge(data, values or {})
+    plugins = _coerce(list[str], data.get("plugins", []), "plugins")
+    if path is not None and plugins and str(base) not in sys.path:
+        sys.path.append(str(base))  # a plugin module beside the config imports from any folder
     # Plugins first: what they register (a dataset, a rejector) may be named anywhere in the config.
-    load_plugins(_coerce(list[str], data.get("plugins", []), "plugins"))
+    load_plugins(plugins)
     return from_dict(RunConfig, data)
 
 

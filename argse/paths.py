@@ -151,3 +151,26 @@ class RunPaths:
 
     def last(self, expert: str) -> Path:
         return last_file(self.expert_ckpt(expert))
+
+
+# ---- where a config's relative paths start, and where the built-in recipes are
+
+# The built-in recipes (experts/*.yaml, experts/presets/) sit beside the package: a checkout or an
+# editable install (pip install -e ., what make does) finds them from any folder.
+BUILTIN_RECIPES = Path(__file__).resolve().parent.parent / "experts"
+
+
+def config_base(config_file: str | Path | None) -> Path:
+    """The folder a config file's relative paths (and the path defaults) are resolved against: the file's
+    folder, or its parent when that folder is named ``configs`` (a project's ``configs/``, so
+    ``configs/x.yaml`` writes ``outputs/`` beside ``configs/``); with no file, the current folder."""
+    if config_file is None:
+        return Path.cwd()
+    folder = Path(config_file).resolve().parent
+    return folder.parent if folder.name == "configs" else folder
+
+
+def resolve(path: str, base: Path) -> str:
+    """``path`` as written, made absolute against ``base`` when relative (``~`` expanded first)."""
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else base / p)

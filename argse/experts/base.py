@@ -18,7 +18,7 @@ from torch import nn
 
 from argse import seeds, storage
 from argse.calibration import fit_temperature
-from argse.config import RunConfig, deep_merge, dump_yaml, from_dict, read_yaml
+from argse.config import RunConfig, dump_yaml
 from argse.data import HELD_OUT, LTData, Split
 from argse.errors import ArgseError
 from argse.experts.registry import get_expert
@@ -27,6 +27,7 @@ from argse.losses import log_prior
 from argse.metrics import classification_report
 from argse.models import build_model, prepare_model
 from argse.paths import config_file
+from argse.recipes import load_recipe
 from argse.training import (
     ExpertRecipe,
     LoaderBatches,
@@ -121,31 +122,6 @@ def inference_model(cfg: RunConfig, name: str, num_classes: int, device: torch.d
 def exported_temperature(cfg: RunConfig, name: str) -> float:
     """The temperature fitted on val; it travels with the exported logits, which must be this run's."""
     return load_sources(cfg.out_dir, [name], ["test"])["test"][0].temperature
-
-
-def load_recipe(cls: type, cfg: RunConfig) -> Any:
-    """experts/<name>.yaml (if present), then a named preset, then the run config's ``recipes.<name>``.
-
-    ``recipes.<name>.preset: P`` merges experts/presets/<name>.P.yaml (e.g. a paper's own, much
-    longer schedule) over the default recipe before the other overrides.
-    """
-    path = Path(cfg.recipes_dir) / f"{cls.name}.yaml"
-    data = read_yaml(path) if path.is_file() else {}
-    overrides = dict(cfg.recipes.get(cls.name) or {})
-    preset = overrides.pop("preset", None)
-    if preset is not None:
-        data = deep_merge(data, read_preset(Path(cfg.recipes_dir) / "presets", cls.name, preset))
-    return from_dict(cls.Recipe, deep_merge(data, overrides), f"recipes.{cls.name}")
-
-
-def read_preset(folder: Path, expert: str, preset: str) -> dict:
-    """experts/presets/<expert>.<preset>.yaml, or one sentence listing the presets there are."""
-    found = sorted(p.name[len(expert) + 1 : -len(".yaml")] for p in folder.glob(f"{expert}.*.yaml"))
-    if preset not in found:
-        raise ArgseError(
-            f"recipes.{expert}.preset: no preset '{preset}' in {folder}; available: {', '.join(found) or 'none'}"
-        )
-    return read_yaml(folder / f"{expert}.{preset}.yaml")
 
 
 def build_expert(name: str, ctx: ExpertContext, **changes: Any) -> Expert:
