@@ -1,15 +1,19 @@
-"""Shared command-line plumbing: --config / --set, and one-sentence errors without tracebacks."""
+"""Shared command-line plumbing: --config / --set / --print-config, one-sentence errors without tracebacks,
+and the time a command took."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from collections.abc import Callable
+from dataclasses import asdict
 
 from safetensors import SafetensorError
 
 from argse import distributed, runlock, storage
-from argse.config import RunConfig, load_run_config, named_twice
+from argse.config import RunConfig, dump_yaml, file_data, load_run_config, named_twice, set_by
 from argse.errors import ArgseError
 from argse.terminal import console  # noqa: F401  (the entry points print through cli.console)
 
@@ -25,13 +29,65 @@ def parser(description: str) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config value by dotted path, e.g. --set recipes.ce.epochs=5 (repeatable)",
     )
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config and each expert's recipe with where every value came from, then stop",
+    )
     return p
+
+
+class Printed(Exception):
+    """--print-config printed the config: the command stops there, successfully."""
 
 
 def load_config(args: argparse.Namespace, values: dict | None = None) -> RunConfig:
     """The run config of --config and --set, with ``values`` (nested, from the command's own options) on top;
-    every field is validated by argse.config, so the entry points check none themselves."""
-    return load_run_config(args.config, args.overrides, values)
+    every field is validated by argse.config, so the entry points check none themselves. With
+    --print-config it is printed and the command stops (``run`` returns 0)."""
+    cfg = load_run_config(args.config, args.overrides, values)
+    if getattr(args, "print_config", False):
+        print(describe_config(cfg, args, split_names(getattr(args, "experts", None)) or cfg.experts), end="")
+        raise Printed
+    return cfg
+
+
+def describe_config(cfg: RunConfig, args: argparse.Namespace, experts: list[str]) -> str:
+    """The resolved run config as YAML, then each expert's recipe, every value commented with its origin."""
+    from argse.experts.registry import get_expert  # the registry, filled once the plugins are loaded
+    from argse.recipes import resolve_recipe
+
+    written = file_data(args.config)
+
+    def origin(dotted: str) -> str:
+        sets = [s for s in args.overrides if set_by([s], dotted)]
+        if sets:
+            return f"--set {sets[-1]}"
+        return str(args.config) if _has(written, dotted) else "the command's options"
+
+    source = f"{args.config}" if args.config else "the built-in defaults"
+    lines = [f"# resolved config of {source}{''.join(' --set ' + s for s in args.overrides)}", dump_yaml(asdict(cfg))]
+    for name in experts:
+        recipe, origins = resolve_recipe(get_expert(name), cfg, origin)
+        lines.append(f"# recipe of {name}: value  # where it came from")
+        lines.append(f"{name}:")
+        lines += [f"  {key}: {json.dumps(value)}  # {origins[key]}" for key, value in _flat(asdict(recipe))]
+    return "\n".join(lines) + "\n"
+
+
+def _has(data: dict, dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
+def _flat(data: dict, prefix: str = "") -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = []
+    for k, v in data.items():
+        out += _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+    return out
 
 
 def split_names(text: str | None) -> list[str] | None:
@@ -70,12 +126,26 @@ def file_system_error(exc: Exception) -> ArgseError | None:
     return storage.fs_error(path, code)
 
 
+def elapsed(seconds: float) -> str:
+    """``4.2s``, ``1m23s``, ``2h05m``."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
 def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Run ``main``; a user error prints one line on stderr and returns 2."""
+    """Run ``main`` and say on stderr how long it took; a user error prints one line on stderr and returns 2."""
+    start = time.perf_counter()
     try:
         code = main(argv)
+        first = distributed.rank() == 0  # before shutdown, after which every rank reads as 0
         distributed.shutdown()
+        if first:
+            print(f"done in {elapsed(time.perf_counter() - start)}", file=sys.stderr)
         return code
+    except Printed:
+        return 0
     except ArgseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -50,7 +50,7 @@ def child_command(args: argparse.Namespace, name: str, threads: int) -> list[str
         cmd += ["--config", args.config]
     for item in [*args.overrides, "runtime.progress=false", *([f"runtime.threads={threads}"] if threads else [])]:
         cmd += ["--set", item]
-    return cmd + (["--resume"] if args.resume else [])
+    return cmd + (["--resume"] if args.resume else []) + (["--overwrite"] if getattr(args, "overwrite", False) else [])
 
 
 def train_in_parallel(args: argparse.Namespace, plan: list[tuple[type, Any]], cfg: RunConfig, console: Console) -> None:

@@ -2,8 +2,8 @@
 
 ``python -m argse.reproduce --config configs/cifar10_lt_cpu.yaml [--seeds 0,1,2] [--skip-training]``
 (``make reproduce SEEDS=0,1,2``) trains and exports the run's experts, trains the gate, runs the
-selective evaluation, and writes ``docs/results/<name>.md`` with ``docs/results/<name>.png`` (the
-risk-coverage curves of the first seed). With ``--seeds`` every seed is a run of its own, named
+selective evaluation, and writes the results page ``outputs/results/<name>.md`` with its plot
+``<name>.png`` (under the run's ``output_dir``; ``--out docs/results/<name>.md`` for the published pages). With ``--seeds`` every seed is a run of its own, named
 ``<name>_seed<S>`` (its own long-tailed subset, splits and initialisation), and the page reports
 mean ± standard error over the seeds, as Narasimhan et al. (2024) do over their trials. The AURC
 table covers both test priors and both protocols, whatever the run config selects.
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from argse import cli, reporting
 from argse.config import RunConfig, load_run_config
+from argse.errors import ArgseError
 from argse.reproduction import claims, run_seed
 
 
@@ -43,19 +44,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default=None, help="comma list of run seeds, e.g. 0,1,2 (default: the config's)")
     parser.add_argument("--skip-training", action="store_true", help="reuse exported expert logits")
     parser.add_argument("--resume", action="store_true", help="resume interrupted expert training")
-    parser.add_argument("--docs", default="docs/results", help="where the page goes")
+    parser.add_argument("--overwrite", action="store_true", help="train experts the runs already have again")
+    parser.add_argument(
+        "--out",
+        default=None,
+        metavar="PAGE.md",
+        help="the results page, named after the file (default: <output_dir>/results/<name>.md); its plot goes beside it",
+    )
     args = parser.parse_args(argv)
+    if args.out is not None and not args.out.endswith(".md"):
+        raise ArgseError(f"--out {args.out} must name a markdown page (.md), e.g. --out docs/results/my_run.md")
     start = time.perf_counter()
     cfgs = seed_configs(args)
-    runs = [run_seed(cfg, not args.skip_training, args.resume) for cfg in cfgs]
+    runs = [run_seed(cfg, not args.skip_training, args.resume, args.overwrite) for cfg in cfgs]
     name = cfgs[0].name.rsplit("_seed", 1)[0] if len(cfgs) > 1 else cfgs[0].name
+    folder = Path(cfgs[0].output_dir) / "results"
+    if args.out is not None:
+        folder, name = Path(args.out).parent, Path(args.out).stem
     tables = (
         reporting.seeds_accuracy_markdown([r.reports for r in runs]),
         reporting.seeds_aurc_markdown([r.aurcs for r in runs]),
     )
     minutes = (time.perf_counter() - start) / 60
     path = reporting.write_results_page(
-        Path(args.docs), name, (command_line(args), args.config), cfgs, tables, claims(runs), minutes
+        folder, name, (command_line(args), args.config), cfgs, tables, claims(runs), minutes
     )
     cli.console().print(f"results page: {path}")
     return 0

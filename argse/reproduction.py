@@ -29,11 +29,11 @@ class SeedResult:
     aurcs: dict[tuple[str, str], dict[tuple[str, str], dict[str, float]]]
 
 
-def run_seed(cfg: RunConfig, train: bool, resume: bool) -> SeedResult:
+def run_seed(cfg: RunConfig, train: bool, resume: bool, overwrite: bool = False) -> SeedResult:
     """Train (unless ``train`` is false), gate and evaluate one seed, through the library functions."""
     runlock.lock_run(cfg.out_dir, "reproduce")
     if train:
-        expert_pipeline.run(cfg, cfg.experts, resume=resume)
+        expert_pipeline.run(cfg, cfg.experts, resume=resume, overwrite=overwrite)
     gating = gating_pipeline.run(cfg, cfg.experts)
     terminal.console().print(reporting.mixture_table(f"{cfg.name}: gating on test (%; NLL in nats)", gating.reports))
     names = cfg.experts + ["gating"]

@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experts", default=None, help="comma list of registered experts (default: config 'experts')")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint of each stage")
     parser.add_argument(
+        "--overwrite", action="store_true", help="train experts that this run already has again, from scratch"
+    )
+    parser.add_argument(
         "--parallel",
         nargs="?",
         type=int,
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = cli.load_config(args)
     names = cli.split_names(args.experts) or cfg.experts
     parallel = args if args.parallel is not None else None
-    reports = run(cfg, names, resume=args.resume, parallel=parallel, team=args.team)
+    reports = run(cfg, names, resume=args.resume, overwrite=args.overwrite, parallel=parallel, team=args.team)
     if reports is not None:
         console = cli.console()
         title = f"{cfg.name}: test split, % (ECE before / after temperature scaling)"

@@ -1,6 +1,6 @@
 import torch
 
-from argse import reproduce
+from argse import cli, reproduce
 from studies.logit_factory import write_run
 
 
@@ -11,8 +11,8 @@ def _model(strength):
     return fn
 
 
-def _argv(tmp_path, *extra):
-    argv = ["--skip-training", "--docs", str(tmp_path / "docs"), *extra]
+def _argv(tmp_path, *extra, out=True):
+    argv = ["--skip-training", *(["--out", str(tmp_path / "docs" / "r.md")] if out else []), *extra]
     for s in (
         f"output_dir={tmp_path / 'o'}",
         "name=r",
@@ -48,3 +48,17 @@ def test_results_page_over_seeds_reports_standard_errors(tmp_path):
     row = next(line for line in page.splitlines() if line.startswith("| logit_adjust | plugin_balanced |"))
     assert row.count("±") == 8  # mean ± standard error in every AURC column
     assert (tmp_path / "o" / "r_seed1" / "evaluation" / "report.json").is_file()
+
+
+def test_the_page_goes_under_outputs_unless_asked(tmp_path, monkeypatch):
+    """Without --out the page lands in <output_dir>/results/, never in the source tree's docs/."""
+    monkeypatch.chdir(tmp_path)
+    write_run(tmp_path / "o" / "r", {"ce": _model(1.0), "logit_adjust": _model(3.0)}, 4, [100, 50, 10, 5])
+    assert reproduce.main(_argv(tmp_path, out=False)) == 0
+    assert (tmp_path / "o" / "results" / "r.md").is_file() and (tmp_path / "o" / "results" / "r.png").is_file()
+    assert not (tmp_path / "docs").exists()
+
+
+def test_out_must_name_a_markdown_page(tmp_path, capsys):
+    assert cli.run(reproduce.main, ["--skip-training", "--out", str(tmp_path / "page.txt")]) == 2
+    assert "--out" in capsys.readouterr().err and not (tmp_path / "page.txt").exists()

@@ -56,6 +56,27 @@ def in_dependency_order(plan: list[tuple[type, object]]) -> list[tuple[type, obj
     return ordered
 
 
+def check_fresh(cfg: RunConfig, plan: list[tuple[type, object]]) -> None:
+    """Refuse to retrain an expert that already has checkpoints or exported logits in this run, in one sentence
+    that names them and the two ways on (--resume or --overwrite)."""
+    kept = [
+        cls.name
+        for cls, _ in plan
+        if cfg.paths.logits_dir(cls.name).is_dir() or _has_files(cfg.paths.expert_ckpt(cls.name))
+    ]
+    if kept:
+        one = len(kept) == 1
+        raise ArgseError(
+            f"run '{cfg.name}' already has {'expert' if one else 'experts'} {', '.join(kept)} (under {cfg.out_dir} "
+            f"and {cfg.ckpt_dir}); pass --resume to continue {'it' if one else 'them'}, --overwrite to train "
+            f"{'it' if one else 'them'} again from scratch, or --set name=... for a new run"
+        )
+
+
+def _has_files(folder) -> bool:
+    return folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))
+
+
 def describe_run(cfg: RunConfig, data: LTData, device) -> str:
     where = f"{device} x {distributed.world_size()} processes" if distributed.is_distributed() else str(device)
     return (
@@ -116,10 +137,14 @@ def run(
     names: list[str],
     *,
     resume: bool = False,
+    overwrite: bool = False,
     parallel: argparse.Namespace | None = None,
     team: bool = False,
 ) -> dict[str, dict[str, float]] | None:
     """Train and export experts ``names``; their test reports on rank 0 (None on the other ranks).
+
+    An expert that already has files in this run is refused unless ``resume`` (continue it) or
+    ``overwrite`` (train it again from scratch).
 
     ``parallel``: the command line (with --parallel N) whose --config and --set each child process
     repeats. ``team``: all experts at once in threads of this process (launcher.train_as_team).
@@ -130,6 +155,8 @@ def run(
     if team:
         check_team(cfg, parallel is not None)
     runlock.lock_run(cfg.out_dir, "train_experts")  # one process per run name (rank 0 under torchrun); after the checks
+    if not (resume or overwrite):
+        check_fresh(cfg, plan)  # under the lock: no other writer adds files meanwhile
     device = resolve_device(cfg.runtime)
     console = terminal.console()  # after joining torchrun: only rank 0 prints
     # Rank 0 first: it writes the split manifest (and any image cache) that the others then read.
