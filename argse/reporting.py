@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from argse import filesets, published, storage
-from argse.config import GATE_RULE
+from argse import filesets, plots, published, storage
+from argse.errors import ArgseError
 from argse.evaluation import AURC_METRICS, AURC_RANGES, Evaluation, aurc_key, empty_group_points
 from argse.groups import FEW, HEAD, MANY, MEDIUM, TAIL
 from argse.logits import set_folder
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 ACCURACY_COLUMNS = ["acc", "acc_lt", "balanced_acc", HEAD, TAIL, MANY, MEDIUM, FEW]
 CALIBRATION_COLUMNS = ["ece_raw", "ece_cal"]
 AURC_COLUMNS = [aurc_key(m, s) for s in AURC_RANGES for m in AURC_METRICS]
+PAPER_RANGE = "0-0.8"  # the AURC range of Narasimhan et al. (2024), marked in the plots
 
 
 # ---------------------------------------------------------------- console tables
@@ -107,9 +108,12 @@ def empty_group_note(curves: dict[tuple[str, str], list[dict]]) -> str:
             f"1 in the AURCs and the points are marked x in rc_curves.png (empty_group_points in report.json)")  # fmt: skip
 
 
+CURVE_RATES = ["target_rate", "tune_rejection_rate", "rejection_rate", "error", "balanced_error", "worst_group_error"]
+
+
 def curves_csv(curves: dict[tuple[str, str], list[dict]], names: list[str], ecfg: EvaluateConfig) -> str:
     """One row per (source, method, target rate), with the error and coverage of every named group."""
-    rates = ["target_rate", "tune_rejection_rate", "rejection_rate", "error", "balanced_error", "worst_group_error"]
+    rates = CURVE_RATES
     per_group = [f"{g}_{what}" for what in ("error", "coverage") for g in names]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=["source", "method", "test_prior", "protocol", *rates, *per_group])
@@ -123,49 +127,54 @@ def curves_csv(curves: dict[tuple[str, str], list[dict]], names: list[str], ecfg
     return buf.getvalue()
 
 
-def plot_curves(curves: dict[tuple[str, str], list[dict]], path: Path, subtitle: str) -> None:
-    """Balanced and worst-group error against the test rejection rate, one line per (source, method)."""
-    import matplotlib
+def read_curves_csv(path: Path) -> dict[tuple[str, str], list[dict]]:
+    """rc_curves.csv back as {(source, method): rows} with the rates and each row's group coverages, every
+    number checked (the seeds page averages them)."""
+    text = storage.read_text(path, "the risk-coverage curves")
+    reader = csv.DictReader(io.StringIO(text))
+    head = reader.fieldnames or []
+    groups = [f.removesuffix("_coverage") for f in head if f.endswith("_coverage")]
+    missing = [f for f in ["source", "method", *CURVE_RATES] if f not in head]
+    if missing or not groups:
+        raise ArgseError(
+            f"{path} has no column '{(missing or ['<group>_coverage'])[0]}'; rerun python -m argse.evaluate"
+        )
+    curves: dict[tuple[str, str], list[dict]] = {}
+    for line, row in enumerate(reader, start=2):
+        try:
+            rec = {f: float(row[f]) for f in CURVE_RATES} | {
+                "group_coverage": [float(row[f"{g}_coverage"]) for g in groups]
+            }
+        except (TypeError, ValueError):
+            raise ArgseError(
+                f"{path}, line {line}: a rate or coverage is not a number; rerun python -m argse.evaluate"
+            ) from None
+        curves.setdefault((row["source"], row["method"]), []).append(rec)
+    return curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
-    # One colour and marker per source (identical sources stay visible), one line style per method.
-    sources = list(dict.fromkeys(s for s, _ in curves))
-    looks = {s: (f"C{i}", "os^Dvx*P"[i % 8]) for i, s in enumerate(sources)}
-    marked = False
-    for (source, method), rows in curves.items():
-        # Every point the AURC rests on is drawn; where a group accepts nothing its error is the convention 1, not a
-        # measurement, so those points get a red x on top (one legend entry for all of them).
-        x = [r["rejection_rate"] for r in rows]
-        empty = [r for r in rows if min(r["group_coverage"]) <= 0]
-        style = {"chow": ":", "plugin_balanced": "--", "plugin_worst": "-", GATE_RULE: "-."}.get(method, "-")
-        color, marker = looks[source]
-        for i, (ax, metric) in enumerate(zip(axes, AURC_METRICS, strict=True)):
-            ax.plot(x, [r[metric] for r in rows], style, color=color, marker=marker, markersize=3,
-                    markerfacecolor="none", label=f"{source} / {method}")  # fmt: skip
-            if empty:
-                label = "_nolegend_" if marked or i else "a group accepts nothing (its error counted as 1)"
-                ax.plot([r["rejection_rate"] for r in empty], [r[metric] for r in empty], "x", color="red",
-                        markersize=6, zorder=5, label=label)  # fmt: skip
-        marked = marked or bool(empty)
-    for ax, title in zip(axes, ("balanced error", "worst-group error"), strict=True):
-        ax.set_xlabel("rejection rate (test)")
-        ax.set_ylabel(title)
-        ax.set_title(f"{title} vs rejection rate")
-        ax.grid(alpha=0.3)
-    note = "; x: a group accepts nothing, its error counted as 1 (as in the AURCs)" if marked else ""
-    fig.suptitle(f"{subtitle}{note}", fontsize=9)
-    handles, labels = axes[0].get_legend_handles_labels()
-    order = sorted(range(len(labels)), key=lambda i: labels[i].startswith("a group accepts nothing"))  # marker last
-    handles, labels = [handles[i] for i in order], [labels[i] for i in order]
-    fig.legend(handles, labels, loc="center right", fontsize=7)  # outside the axes, covering no curve
-    fig.tight_layout(rect=(0, 0, 0.8, 1))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    storage.atomic_write(path, lambda tmp: open(tmp, "wb").write(buf.getvalue()))
+def seed_curves(paths: list[Path]) -> dict[tuple[str, str], plots.Curve]:
+    """The seeds' rc_curves.csv averaged point by point; the seeds must hold the same curves at the same rates."""
+    per_seed = [read_curves_csv(p) for p in paths]
+    for p, seed in zip(paths[1:], per_seed[1:], strict=True):
+        shape = {k: [r["target_rate"] for r in v] for k, v in seed.items()}
+        if shape != {k: [r["target_rate"] for r in v] for k, v in per_seed[0].items()}:
+            raise ArgseError(
+                f"{p} holds other sources, methods or rates than {paths[0]}; rerun python -m argse.reproduce"
+            )
+    return plots.mean_curves(per_seed)
+
+
+def rc_curves(curves: dict[tuple[str, str], list[dict]]) -> dict[tuple[str, str], plots.Curve]:
+    """An evaluation's curves as plots draws them: every point the AURC rests on, the empty-group ones marked."""
+    return {key: plots.Curve([r["rejection_rate"] for r in rows], {m: [r[m] for r in rows] for m in AURC_METRICS},
+                             empty=[min(r["group_coverage"]) <= 0 for r in rows])
+            for key, rows in curves.items()}  # fmt: skip
+
+
+def plot_curves(curves: dict[tuple[str, str], list[dict]], path: Path, subtitle: str) -> Path:
+    """rc_curves.png: balanced and worst-group error against the test rejection rate, one panel per source."""
+    return plots.rc_panels(rc_curves(curves), path, subtitle, AURC_RANGES[PAPER_RANGE][1])
 
 
 def evaluation_markdown(cfg: RunConfig, ev: Evaluation) -> str:
@@ -238,14 +247,15 @@ def seeds_aurc_markdown(aurcs: list[dict[tuple[str, str], dict]], span: str = "0
 
 def write_results_page(docs: Path, name: str, command: tuple[str, str | None], cfgs: list[RunConfig],
                        tables: tuple[str, str], checks: list[str], minutes: float) -> Path:  # fmt: skip
-    """docs/<name>.md and docs/<name>.png (the first seed's curves) from the tables and checks over seeds;
-    ``command`` is the command line that made the page and its config file."""
+    """docs/<name>.md and docs/<name>.png (the seeds' mean curves, with a ± standard error band) from the tables
+    and checks over seeds; ``command`` is the command line that made the page and its config file."""
     import torch  # only for the version line of the page
 
     cfg, d = cfgs[0], cfgs[0].data
-    png = cfg.paths.curves_png.read_bytes()
-    storage.atomic_write(docs / f"{name}.png", lambda tmp: Path(tmp).write_bytes(png))
     seeds = ", ".join(str(c.seed) for c in cfgs)
+    curves = seed_curves([c.paths.curves_csv for c in cfgs])
+    plots.rc_panels(curves, docs / f"{name}.png", f"{name}: {describe(cfg.evaluate)}; mean over seeds {seeds}",
+                    AURC_RANGES[PAPER_RANGE][1])  # fmt: skip
     lines = [
         f"# Results: `{name}`\n",
         f"Generated by `{command[0]}` on "
@@ -264,7 +274,7 @@ def write_results_page(docs: Path, name: str, command: tuple[str, str | None], c
         "do, `balanced` takes the split as it is; protocol `paper` is the published procedure, `argse` adds "
         "calibration, best-round beta, refitting and the grid search (docs/selective.md).\n",
         tables[1],
-        f"\n![risk-coverage curves, seed {cfg.seed}]({name}.png)\n",
+        f"\n![risk-coverage curves, mean ± standard error over seeds {seeds}]({name}.png)\n",
         "## Checks (on seed means)\n",
         *checks,
         "",

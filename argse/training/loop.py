@@ -19,11 +19,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from argse import distributed, seeds, storage
+from argse import distributed, plots, seeds, storage, terminal
 from argse.config import RuntimeConfig
 from argse.errors import ArgseError
 from argse.models import attach_dropout_generator
-from argse.paths import best_file, last_file, metrics_file
+from argse.paths import best_file, last_file, metrics_file, training_curves_file
 from argse.training.batches import LoaderBatches, TensorBatches
 from argse.training.checkpoints import (
     LiveTraining,
@@ -34,6 +34,7 @@ from argse.training.checkpoints import (
     save_weights,
 )
 from argse.training.device import autocast
+from argse.training.epoch_log import EpochLog
 from argse.training.recipe import TrainRecipe, lr_factor
 from argse.training.samplers import epoch_order
 from argse.training.static_step import StaticEpochs, check_cuda_graphs
@@ -96,18 +97,23 @@ def fit(
     run = FitRun(task, recipe, ckpt_dir, seed, device, runtime, static_shapes)
     if resume and run.last_path.is_file():
         run.state = restore_training_state(run.last_path, run.live, run.state)
+        if storage.is_writer():
+            terminal.console().print(f"{task.name}: resumed from epoch {run.state['epoch']} of {recipe.epochs} "
+                                     f"({run.last_path})", highlight=False, soft_wrap=True)  # fmt: skip
     try:
         run.epochs()
     finally:
         if run.static_epochs is not None:
             run.static_epochs.close()
+    if storage.is_writer():
+        plots.training_curves(run.state["history"], training_curves_file(ckpt_dir), f"{task.name}: {ckpt_dir}")
     distributed.barrier()  # rank 0 has written best.safetensors
     tensors, _ = load_checkpoint(run.best_path)
     load_module_weights(task.module, tensors, run.best_path)
     return run.state["best"]
 
 
-def make_progress(enabled: bool) -> Progress:
+def make_progress(enabled: bool, console=None) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -116,6 +122,7 @@ def make_progress(enabled: bool) -> Progress:
         TimeRemainingColumn(),
         disable=not enabled,
         transient=False,
+        console=console,
     )
 
 
@@ -167,17 +174,26 @@ class FitRun:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             network = DistributedDataParallel(network, device_ids=device_ids)
         total, done = self.recipe.epochs * self.steps, self.state["epoch"] * self.steps
-        with make_progress(self.runtime.progress and storage.is_writer()) as progress:
+        writer, console = storage.is_writer(), terminal.console()
+        lines = writer and terminal.log_lines(self.runtime.log_lines)
+        # Off a terminal a rich bar is drawn once its work is done: the lines replace it there.
+        bar_on = self.runtime.progress and writer and (console.is_terminal or not lines)
+        log = EpochLog(self.task.name, self.recipe.epochs, self.state["epoch"], self.ckpt_dir,
+                       console if lines else None, writer and self.runtime.tensorboard)  # fmt: skip
+        with make_progress(bar_on, console) as progress:
             bar = progress.add_task(self.task.name, total=total, completed=done, info="")
-            for epoch in range(self.state["epoch"], self.recipe.epochs):
-                start = time.perf_counter()
-                loss_sum = self.train_epoch(epoch, network, lambda: progress.advance(bar))
-                train_seconds = time.perf_counter() - start  # the divergence check waited for the device
-                record = self.end_epoch(epoch, loss_sum, train_seconds, start)
-                info = (
-                    f"epoch {epoch + 1} loss {record['train_loss']:.3f} val bal-acc {record['val']['balanced_acc']:.3f}"
-                )
-                progress.update(bar, info=info)
+            try:
+                for epoch in range(self.state["epoch"], self.recipe.epochs):
+                    start = time.perf_counter()
+                    loss_sum = self.train_epoch(epoch, network, lambda: progress.advance(bar))
+                    train_seconds = time.perf_counter() - start  # the divergence check waited for the device
+                    record = self.end_epoch(epoch, loss_sum, train_seconds, start, log)
+                    val = record["val"]["balanced_acc"]
+                    progress.update(
+                        bar, info=f"epoch {epoch + 1} loss {record['train_loss']:.3f} val bal-acc {val:.3f}"
+                    )
+            finally:
+                log.close()
 
     def train_epoch(self, epoch: int, network: nn.Module, advance: Callable[[], None]) -> torch.Tensor:
         """One pass over the sampler's order; returns this rank's summed loss."""
@@ -238,8 +254,11 @@ class FitRun:
             f"{kept}; lower the learning rate and rerun (with --resume to continue)"
         )
 
-    def end_epoch(self, epoch: int, loss_sum: torch.Tensor, train_seconds: float, start: float) -> dict:
-        """Validate, then write best (if it is), last and metrics.jsonl; returns the epoch's record."""
+    def end_epoch(self, epoch: int, loss_sum: torch.Tensor, train_seconds: float, start: float, log: EpochLog) -> dict:
+        """Validate, report, then write best (if it is), last and metrics.jsonl; returns the epoch's record.
+
+        The report comes first: an epoch whose checkpoint a kill prevented is trained again on --resume,
+        and its TensorBoard events are then replaced (purge_step), whereas events after it would be lost."""
         task, state = self.task, self.state
         val = task.evaluate()
         record = {
@@ -250,6 +269,7 @@ class FitRun:
             "seconds": round(time.perf_counter() - start, 3),
             "val": val,
         }
+        log.epoch(record)
         state["history"].append(record)
         state["epoch"] = epoch + 1
         if state["best"] is None or val["balanced_acc"] > state["best"]["val"]["balanced_acc"]:
