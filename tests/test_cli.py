@@ -8,6 +8,7 @@ import pytest
 from argse import cli, train_experts
 from argse.experts import list_experts
 from argse.experts.__main__ import main as list_main
+from tests.tiny_run import REPO
 
 
 def _argv(tiny, *extra):
@@ -54,3 +55,35 @@ def test_list_experts(capsys):
     names = [cells[1].strip() for cells in rows if cells[1].strip()]
     assert names == list_experts()
     assert {"ce", "logit_adjust", "balanced_softmax", "decoupling"} <= set(names)
+
+
+def test_print_config_names_where_each_recipe_value_came_from(tiny, tmp_path, capsys):
+    argv = _argv(tiny, "--experts", "ce,logit_adjust", "--print-config") + ["--set", "recipes.logit_adjust.epochs=20"]
+    assert cli.run(train_experts.main, argv) == 0
+    out = capsys.readouterr().out
+    assert "# resolved config of the built-in defaults --set name=tiny" in out and "name: tiny" in out
+    assert "  epochs: 2  # --set recipes.ce.epochs=2" in out
+    la = out[out.index("logit_adjust:\n") :]
+    assert "  nesterov: true  # " + str(REPO / "experts" / "logit_adjust.yaml") in la
+    assert "  epochs: 20  # --set recipes.logit_adjust.epochs=20" in la
+    assert "  gamma: 0.1  # --set recipes.logit_adjust.gamma=0.1" in la
+    assert "  seed: null  # default" in la
+    assert not (tmp_path / "outputs").exists()  # printed only: nothing trained, nothing written
+
+
+def test_a_finished_expert_is_not_retrained_without_overwrite_or_resume(tiny, tmp_path, capsys):
+    assert cli.run(train_experts.main, _argv(tiny, "--experts", "ce")) == 0
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("done in ")
+    best = tmp_path / "checkpoints" / "tiny" / "ce" / "best.safetensors"
+    before = best.stat().st_mtime_ns
+    assert cli.run(train_experts.main, _argv(tiny, "--experts", "ce")) == 2
+    err = capsys.readouterr().err
+    assert "run 'tiny' already has expert ce" in err and "--resume" in err and "--overwrite" in err
+    assert len(err.strip().splitlines()) == 1 and best.stat().st_mtime_ns == before
+    assert cli.run(train_experts.main, _argv(tiny, "--experts", "ce", "--overwrite")) == 0
+    assert best.stat().st_mtime_ns != before
+
+
+@pytest.mark.parametrize("seconds,text", [(4.21, "4.2s"), (83.4, "1m23s"), (7500, "2h05m")])
+def test_elapsed(seconds, text):
+    assert cli.elapsed(seconds) == text

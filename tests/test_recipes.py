@@ -8,8 +8,9 @@ import dataclasses
 
 import pytest
 
-from argse.config import RunConfig
+from argse.config import RunConfig, load_run_config
 from argse.experts import get_expert, load_recipe
+from argse.training.recipe import lr_factor
 from tests.tiny_run import REPO
 
 # ce: TrainRecipe's defaults are Cao et al. 2019's schedule; decoupling: _stage1() / _stage2() are
@@ -29,3 +30,39 @@ def test_the_agreement_test_can_fail(tmp_path):
     (tmp_path / "ce.yaml").write_text((REPO / "experts" / "ce.yaml").read_text().replace("gamma: 0.01", "gamma: 0.02"))
     changed = load_recipe(get_expert("ce"), RunConfig(recipes_dir=str(tmp_path)))
     assert dataclasses.asdict(changed) != dataclasses.asdict(get_expert("ce").Recipe())
+
+
+# ---------------------------------------------------------------- a shortened schedule keeps its shape
+
+
+def _recipe(name, *sets):
+    return load_recipe(get_expert(name), load_run_config(None, list(sets)))
+
+
+def test_shortening_scales_warmup_and_milestones():
+    """ce's 5 warm-up epochs and milestones [160, 180] of 200 become 1 and [8, 9] of 10: the lr peaks, then decays."""
+    r = _recipe("ce", "recipes.ce.epochs=10")
+    assert (r.epochs, r.warmup_epochs, r.milestones) == (10, 1, [8, 9])
+    steps = 4
+    factors = [lr_factor(s, steps, r) for s in range(10 * steps)]
+    assert max(factors) == 1.0 and factors[-1] == pytest.approx(r.gamma**2)
+    two = _recipe("ce", "recipes.ce.epochs=2")  # the issue's case: the lr reaches its peak within the first epoch
+    assert (two.warmup_epochs, two.milestones) == (1, [2, 2])
+    assert lr_factor(steps - 1, steps, two) == 1.0
+
+
+def test_values_set_beside_epochs_are_kept_and_lengthening_scales_too():
+    kept = _recipe("ce", "recipes.ce.epochs=30", "recipes.ce.milestones=[20, 26]")
+    assert (kept.warmup_epochs, kept.milestones) == (1, [20, 26])  # warm-up scaled (5 * 30/200 -> 1), milestones kept
+    long = _recipe("logit_adjust", "recipes.logit_adjust.epochs=400")
+    assert (long.warmup_epochs, long.milestones) == (6, [194, 298, 364])  # experts/logit_adjust.yaml's doubled
+    stage = _recipe("decoupling", "recipes.decoupling.stage2.epochs=19")
+    assert (stage.stage2.warmup_epochs, stage.stage2.milestones) == (0, [10, 15])  # 76 -> 19: [40, 60] / 4
+    assert stage.stage1.milestones == [80, 140, 160]  # the other stage is untouched
+
+
+def test_the_shipped_short_configs_keep_what_they_write():
+    """Configs that write their whole short schedule (every key beside epochs) are read as written."""
+    cfg = load_run_config(REPO / "configs" / "cifar10_lt_cpu.yaml")
+    ce = load_recipe(get_expert("ce"), cfg)
+    assert (ce.epochs, ce.warmup_epochs, ce.milestones) == (30, 2, [20, 26])
