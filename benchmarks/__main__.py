@@ -341,6 +341,7 @@ def bench_cifar10_rss() -> dict:
             f"output_dir={d}/o",
             f"checkpoint_dir={d}/c",
             "runtime.progress=false",
+            "data.dataset=imagefolder_lt",  # configs/cifar10_lt.yaml reads torchvision's CIFAR-10; this is the archive
             f"data.root={ARCHIVE}",
             "recipes.ce.epochs=1",
             "recipes.ce.warmup_epochs=0",
