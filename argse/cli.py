@@ -13,7 +13,16 @@ from dataclasses import asdict
 from safetensors import SafetensorError
 
 from argse import distributed, runlock, storage
-from argse.config import RunConfig, dump_yaml, file_data, load_run_config, named_twice, set_by
+from argse.config import (
+    RunConfig,
+    apply_overrides,
+    dump_yaml,
+    file_data,
+    load_run_config,
+    named_twice,
+    scale_written,
+    set_by,
+)
 from argse.errors import ArgseError
 from argse.terminal import console  # noqa: F401  (the entry points print through cli.console)
 
@@ -58,11 +67,16 @@ def describe_config(cfg: RunConfig, args: argparse.Namespace, experts: list[str]
     from argse.recipes import resolve_recipe
 
     written = file_data(args.config)
+    given = apply_overrides({}, args.overrides).get("recipes") or {}
+    merged = apply_overrides(written, args.overrides).get("recipes") or {}
+    scaled = scale_written(merged, written.get("recipes") or {}, given)  # what load_run_config scaled
 
     def origin(dotted: str) -> str:
         sets = [s for s in args.overrides if set_by([s], dotted)]
         if sets:
             return f"--set {sets[-1]}"
+        if dotted.removeprefix("recipes.") in scaled:
+            return f"{scaled[dotted.removeprefix('recipes.')]}, in {args.config}"
         return str(args.config) if _has(written, dotted) else "the command's options"
 
     source = f"{args.config}" if args.config else "the built-in defaults"

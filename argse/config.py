@@ -649,6 +649,42 @@ def file_data(path: str | Path | None) -> dict:
     return resolve_paths(read_yaml(path), config_base(path)) if path else {}
 
 
+def scale_schedule(old: dict | Any, epochs: int, keep: Any = ()) -> tuple[dict, dict[str, str]]:
+    """``old``'s warm-up and milestones (a mapping or a recipe) in proportion to ``epochs`` instead of its
+    epochs (rounded, at least 1, at most ``epochs``), except the keys in ``keep``; and per key, why."""
+    get = old.get if isinstance(old, dict) else lambda k, d=None: getattr(old, k, d)
+    before, warmup, milestones = get("epochs"), get("warmup_epochs"), get("milestones")
+    if not isinstance(before, int) or before < 1 or not isinstance(epochs, int) or epochs < 1 or epochs == before:
+        return {}, {}
+    ratio, why = epochs / before, f"scaled with epochs {before} -> {epochs}"
+    out, notes = {}, {}
+    if "warmup_epochs" not in keep and isinstance(warmup, int) and warmup > 0:
+        out["warmup_epochs"], notes["warmup_epochs"] = (
+            min(epochs, max(1, round(warmup * ratio))),
+            f"{why} (was {warmup})",
+        )
+    if "milestones" not in keep and isinstance(milestones, list) and milestones:
+        if all(isinstance(m, int) for m in milestones):
+            out["milestones"] = [min(epochs, max(1, round(m * ratio))) for m in milestones]
+            notes["milestones"] = f"{why} (was {milestones})"
+    return out, notes
+
+
+def scale_written(data: dict, written: dict, given: dict, where: str = "") -> dict[str, str]:
+    """Where ``given`` (the --set part) changes an ``epochs`` that ``written`` (the config file) states beside a
+    warm-up or milestones, scale those in ``data`` (the merged config, in place) to the new epochs; returns
+    'dotted key -> why' per scaled value (argse.recipes scales the recipe files' schedules the same way)."""
+    notes: dict[str, str] = {}
+    for key, value in given.items():
+        if isinstance(value, dict) and isinstance(written.get(key), dict) and isinstance(data.get(key), dict):
+            notes |= scale_written(data[key], written[key], value, f"{where}{key}.")
+    if "epochs" in given:
+        changes, why = scale_schedule(written, given["epochs"], keep=given)
+        data.update(changes)
+        notes |= {f"{where}{k}": v for k, v in why.items()}
+    return notes
+
+
 def load_run_config(path: str | Path | None, overrides: list[str] = (), values: dict | None = None) -> RunConfig:
     """The run config of YAML file ``path`` (None: the defaults), then ``--set`` ``overrides``, then nested
     ``values`` (what an entry point's own options set, e.g. evaluate's --methods), validated as one.
@@ -656,7 +692,12 @@ def load_run_config(path: str | Path | None, overrides: list[str] = (), values: 
     Paths: see PATH_KEYS; the resolved config never depends on the current folder unless a --set names one.
     """
     overrides = list(overrides)
-    data = apply_overrides(file_data(path), overrides)
+    written = file_data(path)
+    data = apply_overrides(written, overrides)
+    # --set recipes.ce.epochs=4 over a config that writes ce's whole schedule keeps its shape, too.
+    scale_written(
+        data.get("recipes") or {}, written.get("recipes") or {}, apply_overrides({}, overrides).get("recipes") or {}
+    )
     resolve_paths(data, Path.cwd(), tuple(k for k in PATH_KEYS if set_by(overrides, k)))
     base = config_base(path)
     if data.get("data") is None:

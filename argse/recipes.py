@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from argse.config import RunConfig, deep_merge, from_dict, read_yaml
+from argse.config import RunConfig, deep_merge, from_dict, read_yaml, scale_schedule
 from argse.errors import ArgseError
 from argse.paths import BUILTIN_RECIPES
 
@@ -101,17 +101,10 @@ def scaled(recipe: Any, layer: dict, where: str, notes: dict[str, str]) -> dict:
         below = getattr(recipe, name, None)
         if isinstance(value, dict) and dataclasses.is_dataclass(below):
             out[name] = scaled(below, value, f"{where}{name}.", notes)
-    epochs = layer.get("epochs")
-    if not (hasattr(recipe, "milestones") and isinstance(epochs, int) and epochs >= 1 and epochs != recipe.epochs):
-        return out
-    ratio = epochs / recipe.epochs
-    why = f"scaled with epochs {recipe.epochs} -> {epochs}"
-    if "warmup_epochs" not in layer and recipe.warmup_epochs:
-        out["warmup_epochs"] = min(epochs, max(1, round(recipe.warmup_epochs * ratio)))
-        notes[f"{where}warmup_epochs"] = f"{why} (was {recipe.warmup_epochs})"
-    if "milestones" not in layer and recipe.milestones:
-        out["milestones"] = [min(epochs, max(1, round(m * ratio))) for m in recipe.milestones]
-        notes[f"{where}milestones"] = f"{why} (was {recipe.milestones})"
+    if hasattr(recipe, "milestones") and "epochs" in layer:
+        changes, why = scale_schedule(recipe, layer["epochs"], keep=layer)
+        out.update(changes)
+        notes.update({f"{where}{k}": v for k, v in why.items()})
     return out
 
 

@@ -66,3 +66,12 @@ def test_the_shipped_short_configs_keep_what_they_write():
     cfg = load_run_config(REPO / "configs" / "cifar10_lt_cpu.yaml")
     ce = load_recipe(get_expert("ce"), cfg)
     assert (ce.epochs, ce.warmup_epochs, ce.milestones) == (30, 2, [20, 26])
+
+
+def test_set_epochs_over_a_config_that_writes_the_schedule_scales_it():
+    """configs/demo.yaml writes ce's 15 epochs, warm-up 1 and milestones [10, 13]: --set epochs=4 keeps that shape
+    (the milestones would otherwise lie past the last epoch and be refused)."""
+    cfg = load_run_config(REPO / "configs" / "demo.yaml", ["recipes.ce.epochs=4"])
+    ce, la = (load_recipe(get_expert(n), cfg) for n in ("ce", "logit_adjust"))
+    assert (ce.epochs, ce.warmup_epochs, ce.milestones) == (4, 1, [3, 3])
+    assert (la.epochs, la.milestones) == (15, [10, 13])  # the YAML anchor's other user is not changed
