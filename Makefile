@@ -2,12 +2,18 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu: torch and torchvision from that wheel index, installed
+# first (CPU-only wheels: no CUDA libraries, no Triton); empty: the default index (CUDA wheels on Linux).
+# It takes effect when .venv is built: rm -rf .venv first to switch an existing one.
+TORCH_INDEX ?=
 CONFIG ?= configs/cifar100_lt.yaml
 # EXPERTS=a,b: train these; default: the config's 'experts' (the five built-ins unless it says otherwise).
 EXPERTS ?=
 ARGS ?=
 # SEEDS=0,1,2: make reproduce runs the pipeline once per seed and reports mean ± standard error.
 SEEDS ?=
+# OUT=docs/results/NAME.md: where make reproduce writes its page (default: outputs/results/NAME.md).
+OUT ?=
 # PARALLEL=1: train the experts at once, one process per visible GPU; PARALLEL=N: N processes.
 PARALLEL ?=
 PARALLEL_FLAG = $(if $(filter-out 0,$(PARALLEL)),--parallel $(filter-out 1,$(PARALLEL)))
@@ -25,6 +31,7 @@ METHOD ?= plugin_worst
 # The venv is rebuilt when the dependencies change.
 $(VENV)/.stamp: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
+	$(if $(TORCH_INDEX),$(PY) -m pip install -q -c constraints.txt --index-url $(TORCH_INDEX) torch torchvision)
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
@@ -56,9 +63,9 @@ lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check argse tests benchmarks studies
 	$(VENV)/bin/ruff format --check argse tests benchmarks studies
 
-# Experts, gate, evaluation and docs/results/<name>.md for one config.
+# Experts, gate, evaluation and the results page outputs/results/<name>.md (OUT=... elsewhere) for one config.
 reproduce: $(VENV)/.stamp
-	$(PY) -m argse.reproduce --config $(CONFIG) $(if $(SEEDS),--seeds $(SEEDS)) $(ARGS)
+	$(PY) -m argse.reproduce --config $(CONFIG) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(OUT),--out $(OUT)) $(ARGS)
 
 # Speed only; the accuracy tables of docs/ come from the studies (`python -m studies` lists them).
 bench: $(VENV)/.stamp
