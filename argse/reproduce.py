@@ -23,9 +23,9 @@ from argse.reproduction import claims, run_seed
 def seed_configs(args) -> list[RunConfig]:
     """One config per seed; without --seeds, the run config as it is."""
     seeds = cli.split_names(args.seeds)
+    base = cli.load_config(args)  # --print-config stops here
     if not seeds:
-        return [cli.load_config(args)]
-    base = load_run_config(args.config, args.overrides)
+        return [base]
     sets = [[*args.overrides, f"seed={int(s)}", f"name={base.name}_seed{int(s)}"] for s in seeds]
     return [load_run_config(args.config, s) for s in sets]
 
