@@ -1,9 +1,11 @@
+import re
 from pathlib import Path
 
 import pytest
 
 from argse.config import RunConfig, apply_overrides, from_dict, load_run_config
 from argse.errors import ArgseError
+from argse.manifest import lt_counts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -11,6 +13,39 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_loads(path):
     assert isinstance(load_run_config(path), RunConfig)
+
+
+CIFAR_TRAIN_MAX = {"cifar10_lt": 5000, "cifar100_lt": 500}  # images per class of the official train sets
+
+
+def _header(path: Path) -> str:
+    lines = path.read_text().splitlines()
+    return " ".join(
+        line.lstrip("# ") for line in lines[: next(i for i, x in enumerate(lines) if not x.startswith("#"))]
+    )
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_header_says_what_it_holds(path):
+    """The header's imbalance factor and data source are the config's, no config points at this project's
+    own machines, and a CIFAR config's groups are not empty at its imbalance factor."""
+    cfg, header = load_run_config(path), _header(path)
+    stated = re.findall(r"(?:imbalance factor|IF=)\s*(\d+)", header)
+    assert (
+        stated
+        and {float(x) for x in stated} == {cfg.data.imbalance_factor}
+        or cfg.data.dataset
+        in (
+            "list_lt",
+            "synthetic_lt",
+        )
+    ), f"{path.name}: header says IF {stated}, config {cfg.data.imbalance_factor}"
+    assert "../shared" not in path.read_text().split("\n", header.count("\n") + 1)[-1]  # not in the settings
+    if cfg.data.dataset in CIFAR_TRAIN_MAX:
+        assert "torchvision" in header, f"{path.name}: the header should say it reads torchvision's files"
+        n = CIFAR_TRAIN_MAX[cfg.data.dataset]
+        counts = lt_counts(n, 10 if n == 5000 else 100, cfg.data.imbalance_factor)
+        assert min(counts) <= cfg.data.tail_max_count < max(counts), f"{path.name}: an empty head or tail group"
 
 
 def test_override_sets_nested_value_with_yaml_types():
