@@ -14,7 +14,7 @@ from argse.losses import balanced_softmax_loss, log_prior, logit_adjusted_loss, 
 from argse.training import ExpertRecipe, TrainRecipe, TrainTask, get_sampler, list_samplers, register_sampler
 
 # Built-in experts register themselves on import.
-from argse.experts import balanced_softmax, ce, decoupling, logit_adjust, posthoc_adjust  # noqa: E402, F401  isort: skip
+from argse.experts import balanced_softmax, ce, css, decoupling, group_dro, logit_adjust, posthoc_adjust  # noqa: E402, F401  isort: skip
 
 __all__ = [
     "Expert",
