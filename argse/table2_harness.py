@@ -10,13 +10,22 @@ config, hence the same long-tailed subset and splits (the tabulation checks thei
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
+
+import torch
 
 from argse import terminal
 from argse.config import RunConfig, load_run_config
+from argse.errors import ArgseError
+from argse.evaluation import AURC_RANGES, aurc_key, evaluate_sources
 from argse.experts import pipeline as expert_pipeline
 from argse.experts.base import load_recipe
-from argse.experts.css import CSSExpert
+from argse.experts.css import CSSExpert, css_abstains
 from argse.gating import pipeline as gating_pipeline
+from argse.groups import Groups, head_tail_groups
+from argse.logits import LogitsFile, load_sources
+from argse.metrics import lt_weights, source_reports
+from argse.selective import aurc, group_rates
 
 
 def seed_configs(config: str | None, overrides: list[str], seeds: list[int]) -> list[RunConfig]:
@@ -55,3 +64,121 @@ def train_all(cfgs: list[RunConfig], resume: bool = False) -> None:
         for cfg in cfgs:
             console.rule(f"{cfg.name}: CSS at cost {cost:g}")
             expert_pipeline.run(css_config(cfg, cost), ["css"], resume=resume)
+
+
+# ---------------------------------------------------------------- tabulation
+# Table 2's rows: (method, the expert it is measured on, the rejector fitted on that expert's logits).
+# CSS has no rejector to fit: each of its models decides by itself (css_points).
+METHODS = [
+    ("Chow", "ce", "chow"),
+    ("CSS", "css", None),
+    ("Chow [BCE]", "logit_adjust", "chow"),
+    ("Chow [DRO]", "group_dro", "chow"),
+    ("Plug-in [Balanced]", "ce", "plugin_balanced"),
+    ("Plug-in [Worst]", "ce", "plugin_worst"),
+]
+# argse's extra rows: the gated team (the config's experts) under each rejector.
+TEAM_ROWS = [
+    ("gated team, Chow", "gating", "chow"),
+    ("gated team, Plug-in [Balanced]", "gating", "plugin_balanced"),
+    ("gated team, Plug-in [Worst]", "gating", "plugin_worst"),
+]
+# Both fitting protocols under the paper's test prior (the training label distribution); CSS fits nothing.
+VIEWS = [("train", "paper"), ("train", "argse")]
+SPAN = "0-0.8"  # the paper's rejection rates (Figure 3)
+
+
+@dataclass
+class SeedTable:
+    """One seed's AURCs per view and row label, CSS's points per cost, and each model's test report."""
+
+    aurcs: dict[tuple[str, str], dict[str, dict[str, float]]]
+    css: list[dict[str, float]]
+    reports: dict[str, dict[str, float]]
+
+
+def check_team(cfg: RunConfig) -> None:
+    """Table 2's methods are measured on ce, logit_adjust and group_dro: the config must train them."""
+    missing = [e for e in ("ce", "logit_adjust", "group_dro") if e not in cfg.experts]
+    if missing:
+        raise ArgseError(
+            f"Table 2 measures Chow and the plug-ins on ce, Chow [BCE] on logit_adjust and Chow [DRO] on group_dro; "
+            f"the config's experts lack {', '.join(missing)}: set experts=[ce,logit_adjust,group_dro]"
+        )
+
+
+def view_config(cfg: RunConfig, prior: str, protocol: str) -> RunConfig:
+    ecfg = dataclasses.replace(cfg.evaluate, test_prior=prior, protocol=protocol)
+    return dataclasses.replace(cfg, evaluate=ecfg)
+
+
+def table_aurcs(cfg: RunConfig, prior: str, protocol: str) -> dict[str, dict[str, float]]:
+    """Balanced and worst-group AURC of every non-CSS row in one view, through argse.evaluation."""
+    view = view_config(cfg, prior, protocol)
+    rows = [r for r in METHODS + TEAM_ROWS if r[2] is not None]
+    # Only the rejectors each source needs: the plug-ins on ce and the gate, Chow on all.
+    wanted: dict[str, list[str]] = {}
+    for _, source, method in rows:
+        wanted.setdefault(source, []).append(method)
+    aurcs: dict[tuple[str, str], dict[str, float]] = {}
+    for methods in {tuple(dict.fromkeys(m)) for m in wanted.values()}:
+        sources = [s for s, m in wanted.items() if tuple(dict.fromkeys(m)) == methods]
+        aurcs |= evaluate_sources(view, sources, list(methods)).aurcs
+    return {label: pick(aurcs[(source, method)]) for label, source, method in rows}
+
+
+def pick(aurcs: dict[str, float]) -> dict[str, float]:
+    return {m: aurcs[aurc_key(f"{m}_error", SPAN)] for m in ("balanced", "worst_group")}
+
+
+def css_point(f: LogitsFile, groups: Groups, prior: str) -> dict[str, float]:
+    """One CSS model on ``test``: its own decision (abstain where the abstain output wins), no threshold fitted."""
+    accepted = ~css_abstains(f.logits).numpy()
+    labels = f.labels.numpy()
+    correct = f.logits.argmax(1).numpy() == labels
+    weight = lt_weights(f.labels, torch.tensor(f.class_counts)).numpy() if prior == "train" else None
+    err, _, joint = group_rates(accepted, correct, groups.class_group()[labels], groups.k, weight)
+    return {
+        "rejection_rate": 1.0 - float(joint.sum()),
+        "balanced": float(err.mean()),
+        "worst_group": float(err.max()),
+    }
+
+
+def css_curve(cfg: RunConfig, splits_sha256: str, prior: str) -> list[dict[str, float]]:
+    """CSS's trade-off on ``test``: one point per cost of the grid, each from the run that trained that cost."""
+    points = []
+    for cost in css_costs(cfg):
+        run = css_config(cfg, cost)
+        f = load_sources(run.out_dir, ["css"], ["test"])["test"][0]
+        if f.splits_sha256 != splits_sha256:
+            raise ArgseError(
+                f"{f.path} was exported from other splits than {cfg.name} (splits_sha256 differs); retrain it: "
+                f"python -m argse.train_experts --experts css --set name={run.name} --set recipes.css.cost={cost:g}"
+            )
+        groups = head_tail_groups(torch.tensor(f.class_counts), cfg.data.tail_max_count)
+        points.append({"cost": cost, **css_point(f, groups, prior)})
+    return points
+
+
+def css_aurcs(points: list[dict[str, float]]) -> dict[str, float]:
+    """AURC of CSS's points over the paper's rates: the rates its models reach, linearly interpolated, the
+    curve held at its end points outside them (selective.aurc, as every other curve)."""
+    lo, hi = AURC_RANGES[SPAN]
+    rates = [p["rejection_rate"] for p in points]
+    return {m: aurc(rates, [p[m] for p in points], lo, hi) for m in ("balanced", "worst_group")}
+
+
+def tabulate_seed(cfg: RunConfig) -> SeedTable:
+    """Every Table-2 row of one seed's run, in every view, from its exported logits (no training)."""
+    check_team(cfg)
+    names = [*cfg.experts, "gating"]
+    test = load_sources(cfg.out_dir, names, ["test"])["test"]
+    reports = source_reports(test, cfg.data)
+    aurcs, css = {}, []
+    for prior, protocol in VIEWS:
+        aurcs[(prior, protocol)] = table_aurcs(cfg, prior, protocol)
+        points = css_curve(cfg, test[0].splits_sha256, prior)
+        aurcs[(prior, protocol)]["CSS"] = css_aurcs(points)
+        css = css or points
+    return SeedTable(aurcs, css, reports)
