@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,21 +169,20 @@ def _metadata(meta: dict[str, str], bad) -> tuple[int, float, list[int], dict]:
 def read_logit_set(paths: list[str | Path]) -> list[LogitsFile]:
     """Read several files of one split and check they describe the same samples."""
     files = [read_logits(p) for p in paths]
-    ref = files[0]
     for f in files[1:]:
-        for field in ("splits_sha256", "num_classes", "split", "class_counts"):
-            if getattr(f, field) != getattr(ref, field):
-                raise ArgseError(
-                    f"logits file {f.path}: field '{field}' differs from {ref.path}; "
-                    f"export every expert from the same run and splits"
-                )
-        for field in ("labels", "indices"):
-            if not torch.equal(getattr(f, field), getattr(ref, field)):
-                raise ArgseError(
-                    f"logits file {f.path}: field '{field}' differs from {ref.path}; "
-                    f"export every expert from the same run and splits"
-                )
+        check_same_samples(f, files[0])
     return files
+
+
+def check_same_samples(f: LogitsFile, ref: LogitsFile) -> None:
+    """Refuse ``f`` unless it holds the same split, samples and training counts as ``ref``."""
+    for field in ("splits_sha256", "num_classes", "split", "class_counts", "labels", "indices"):
+        a, b = getattr(f, field), getattr(ref, field)
+        if not (torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b):
+            raise ArgseError(
+                f"logits file {f.path}: field '{field}' differs from {ref.path}; "
+                f"export every expert from the same run and splits"
+            )
 
 
 def check_against_run(f: LogitsFile, split: str, manifest: dict, sha: str, manifest_path: Path) -> None:
@@ -233,27 +234,40 @@ def load_sources(out_dir: Path, sources: list[str], splits: list[str]) -> dict[s
     The files of one split must agree with each other and with the run's ``splits.json``; each
     source's files must be the set it committed, made from sets that are still current.
     """
-    manifest_path = manifest_file(out_dir)
-    manifest = read_manifest(manifest_path)
-    sha = manifest_sha256(manifest)
-    for source in sources:
-        if logits_path(out_dir, source, splits[0]).is_file():
-            open_export(out_dir, source, splits)
-    result = {}
-    for split in splits:
-        paths = []
+    reader = SourceReader(out_dir, sources, splits)
+    return {split: [reader.read(source, split) for source in sources] for split in splits}
+
+
+class SourceReader:
+    """A run's logits read one (source, split) at a time, with every check of :func:`load_sources`, so a
+    caller can hold one file at a time (8,142 classes: 0.8 GB per split and source) and read from threads."""
+
+    def __init__(self, out_dir: Path, sources: list[str], splits: list[str]):
+        self.out_dir = Path(out_dir)
+        self.manifest_path = manifest_file(out_dir)
+        self.manifest = read_manifest(self.manifest_path)
+        self.sha = manifest_sha256(self.manifest)
         for source in sources:
-            p = logits_path(out_dir, source, split)
-            if not p.is_file():
-                raise ArgseError(
-                    f"no {split} logits for '{source}' at {p}; train and export it first "
-                    f"(make experts EXPERTS={source}, or make gating for 'gating')"
-                )
-            paths.append(p)
-        result[split] = read_logit_set(paths)
-        for f in result[split]:
-            check_against_run(f, split, manifest, sha, manifest_path)
-    return result
+            if logits_path(out_dir, source, splits[0]).is_file():
+                open_export(out_dir, source, splits)
+        for split in splits:  # every file is there before any is read
+            for source in sources:
+                p = logits_path(out_dir, source, split)
+                if not p.is_file():
+                    raise ArgseError(
+                        f"no {split} logits for '{source}' at {p}; train and export it first "
+                        f"(make experts EXPERTS={source}, or make gating for 'gating')"
+                    )
+        self._first: dict[str, LogitsFile] = {}  # per split, the first file read, without its logits
+        self._lock = threading.Lock()
+
+    def read(self, source: str, split: str) -> LogitsFile:
+        f = read_logits(logits_path(self.out_dir, source, split))
+        check_against_run(f, split, self.manifest, self.sha, self.manifest_path)
+        with self._lock:
+            first = self._first.setdefault(split, dataclasses.replace(f, logits=torch.empty(0)))
+        check_same_samples(f, first)
+        return f
 
 
 def available_sources(out_dir: Path) -> list[str]:

@@ -49,6 +49,18 @@ class GroupView:
 def group_view(
     probs: np.ndarray, labels: np.ndarray, class_group: np.ndarray, k: int, weight: np.ndarray | None = None
 ) -> GroupView:
+    top, mass, hit = group_summaries(probs, labels, class_group, k)
+    return GroupView(
+        top, mass, hit, class_group[labels], k, np.ones(len(labels)) if weight is None else np.asarray(weight, float)
+    )
+
+
+def group_summaries(
+    probs: np.ndarray, labels: np.ndarray, class_group: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each group's top probability, its mass and whether its top class is the label, per row of ``probs``
+    [N, C]: the one pass over the classes. Every row is reduced on its own, so summaries of row blocks
+    equal those of the whole array."""
     n = len(labels)
     top, mass, hit = np.zeros((n, k)), np.zeros((n, k)), np.zeros((n, k), dtype=bool)
     for g in range(k):
@@ -59,9 +71,7 @@ def group_view(
         sub = probs[:, cls]
         arg = sub.argmax(1)
         top[:, g], mass[:, g], hit[:, g] = sub[np.arange(n), arg], sub.sum(1), cls[arg] == labels
-    return GroupView(
-        top, mass, hit, class_group[labels], k, np.ones(n) if weight is None else np.asarray(weight, float)
-    )
+    return top, mass, hit
 
 
 def subset(view: GroupView, idx: np.ndarray) -> GroupView:
@@ -70,19 +80,22 @@ def subset(view: GroupView, idx: np.ndarray) -> GroupView:
 
 def score(view: GroupView, alpha: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """s(x) and correctness of the prediction, for rules stacked in the leading dims of alpha, b [..., K]."""
-    # A loop over the (few) groups of whole [..., N] arrays: numpy reduces a tiny last axis slowly.
-    best = correct = None
-    s = 0.0
-    for k in range(view.k):
+    # A loop over the (few) groups of whole [..., N] arrays, in place: numpy reduces a tiny last axis slowly,
+    # and these arrays are the bulk of every rule search. s = 0 - b_0 m_0 - b_1 m_1 ... + max_k alpha_k top_k.
+    best = alpha[..., 0, None] * view.top[:, 0]
+    s = b[..., 0, None] * view.mass[:, 0]
+    np.negative(s, out=s)
+    s = np.broadcast_to(s, best.shape).copy() if s.shape != best.shape else s
+    correct = np.empty(best.shape, dtype=bool)
+    correct[...] = view.hit[:, 0]
+    for k in range(1, view.k):
         weighted = alpha[..., k, None] * view.top[:, k]
-        s = s - b[..., k, None] * view.mass[:, k]
-        if best is None:
-            best, correct = weighted, np.broadcast_to(view.hit[:, k], weighted.shape)
-        else:
-            better = weighted > best  # ties keep the earlier group, as argmax does
-            best = np.where(better, weighted, best)
-            correct = np.where(better, view.hit[:, k], correct)
-    return s + best, correct
+        better = weighted > best  # ties keep the earlier group, as argmax does
+        np.maximum(best, weighted, out=best)
+        np.copyto(correct, view.hit[:, k], where=better)
+        s -= b[..., k, None] * view.mass[:, k]
+    s += best
+    return s, correct
 
 
 def decide(
@@ -117,11 +130,15 @@ def threshold(s: np.ndarray, rate: float, weight: np.ndarray | None = None) -> n
     if weight is None or np.all(weight == weight[0]):
         kth = min(int(np.floor(rate * n)), n - 1)
         return np.partition(s, kth, axis=-1)[..., kth]
-    order = np.argsort(s, axis=-1)  # any order of ties gives the same t: see the docstring
+    rows = s.reshape(-1, n)
+    order = np.argsort(rows, axis=-1)  # any order of ties gives the same t: see the docstring
     w = weight[order]
-    before = np.cumsum(w, axis=-1) - w  # weight strictly before each sorted position
-    kth = np.clip((before <= rate * weight.sum() * (1 + 1e-12)).sum(-1, keepdims=True) - 1, 0, n - 1)
-    return np.take_along_axis(np.take_along_axis(s, order, -1), kth, -1)[..., 0]
+    before = np.cumsum(w, axis=-1)
+    before -= w  # weight strictly before each sorted position
+    kth = np.clip((before <= rate * weight.sum() * (1 + 1e-12)).sum(-1) - 1, 0, n - 1)
+    # Only the chosen position of each row is read, not the whole sorted array.
+    picked = order[np.arange(len(rows)), kth]
+    return rows[np.arange(len(rows)), picked].reshape(s.shape[:-1])
 
 
 def group_rates(
@@ -177,9 +194,35 @@ def mu_candidates(k: int, grid: tuple[float, ...]) -> np.ndarray:
     return np.array([(0.0, *rest) for rest in itertools.product(grid, repeat=k - 1)])
 
 
+# Candidate rules are scored in blocks of about this many (rule, sample) pairs, so that each block's
+# arrays stay in the CPU cache from the score through the sort to the group sums: on 2 busy cores,
+# about twice as fast as scoring a whole grid at once (docs/performance.md).
+BLOCK = 1 << 16
+# Objectives closer than this count as tied, and a tie goes to the earlier candidate. Error rates are
+# sums of sample weights, and BLAS rounds the same sum differently in different rows of a product
+# (by ~1e-16), so without it exact ties would be broken by rounding, differently for every block size.
+TIE = 1e-12
+
+
+def first_min(objective: np.ndarray) -> int:
+    """Index of the first objective within TIE of the smallest."""
+    return int(np.argmax(objective <= objective.min() + TIE))
+
+
+def lower(a: float, b: float) -> bool:
+    """Whether objective a is lower than b by more than a tie."""
+    return a < b - TIE
+
+
 def objectives(view: GroupView, alpha: np.ndarray, b: np.ndarray, rate: float, beta: np.ndarray | None):
     """Objective of rules stacked in alpha, b [G, K] at the target rate: sum_k beta_k e_k, or the
     worst group error when beta is None; also their thresholds and joint group acceptances."""
+    step = max(1, BLOCK // len(view.group))
+    parts = [_objectives(view, alpha[i : i + step], b[i : i + step], rate, beta) for i in range(0, len(alpha), step)]
+    return tuple(np.concatenate(x) for x in zip(*parts, strict=True))
+
+
+def _objectives(view: GroupView, alpha: np.ndarray, b: np.ndarray, rate: float, beta: np.ndarray | None):
     s, correct = score(view, alpha, b)  # [G, N]
     t = threshold(s, rate, view.weight)
     err, _, joint = group_rates(s >= t[:, None], correct, view.group, view.k, view.weight)
@@ -204,8 +247,8 @@ def fit_plugin(view: GroupView, beta: np.ndarray, rate: float, opts: FitOptions)
         alpha = beta / pi
         b = alpha - mus
         objective, t, joint = objectives(view, alpha, b, rate, beta)
-        i = int(np.argmin(objective))
-        if (opts.every_iterate or it == opts.power_iters) and objective[i] < best[0]:
+        i = first_min(objective)
+        if (opts.every_iterate or it == opts.power_iters) and lower(objective[i], best[0]):
             best = (objective[i], Rule(alpha[i], b[i], float(t[i])))
         pi = np.maximum(joint, 1e-4)
     return best[1]
@@ -228,7 +271,7 @@ def fit_worst(view: GroupView, rate: float, opts: FitOptions) -> Rule:
         rule = fit_plugin(s1, beta, rate, opts)
         accepted, correct = rule.apply(s2)
         err, _, _ = group_rates(accepted, correct, s2.group, s2.k, s2.weight)
-        if not opts.best_round or err.max() < best[0]:
+        if not opts.best_round or lower(err.max(), best[0]):
             best = (err.max(), beta, rule)
         beta = beta * np.exp(opts.worst_step * err)
         beta = beta / beta.sum()
@@ -249,7 +292,7 @@ def refine(view: GroupView, rule: Rule, rate: float, beta: np.ndarray | None, po
     best = float(objectives(view, alpha[None], b[None], rate, beta)[0][0])
     one = np.ones(view.k)  # Chow's rule is in the family too: start from it when it is better
     chow = float(objectives(view, one[None], one[None], rate, beta)[0][0])
-    if chow < best:
+    if lower(chow, best):
         best, alpha, b = chow, one, one
     for k in range(1, view.k):
         span_log, span_mu = 3.0, 2.0 * max(1.0, alpha[k])
@@ -261,8 +304,8 @@ def refine(view: GroupView, rule: Rule, rate: float, beta: np.ndarray | None, po
             alphas[:, k] = np.exp(la)
             bs[:, k] = alphas[:, k] - mu
             objective, _, _ = objectives(view, alphas, bs, rate, beta)
-            i = int(np.argmin(objective))
-            if objective[i] < best:
+            i = first_min(objective)
+            if lower(objective[i], best):
                 best, alpha, b = float(objective[i]), alphas[i], bs[i]
             span_log, span_mu = span_log / 4, span_mu / 4
     return Rule(alpha, b, rule.t)

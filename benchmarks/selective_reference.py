@@ -1,0 +1,321 @@
+"""argse's selective fitting as of commit 1b9327d, frozen: the reference that the fast path in
+argse.selective must match (every rule and AURC within 1e-9) and is timed against.
+
+Not for use by argse itself; ``python -m benchmarks --only selective`` and tests/test_selective_speed.py
+import it. The registry is a plain dict here so that nothing is registered twice.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+# The error of a group that accepts nothing. Narasimhan et al. define e_k = P(y != h(x) | r(x) = 0, y in G_k)
+# (Sec. 3.2, Eq. 6; Sec. 5, Eq. 14): 0/0 there, and their theory assumes it away (Assumption 2: every group keeps
+# an acceptance of at least kappa > 0). argse counts it as all-wrong, the largest error a group can have, so that
+# no rule lowers its group errors by rejecting a whole group; evaluate_rule marks such points (docs/selective.md).
+EMPTY_GROUP_ERROR = 1.0
+
+
+@dataclass
+class GroupView:
+    """Per-sample summaries of class probabilities by group; all a rule needs."""
+
+    top: np.ndarray  # [N, K] highest probability among each group's classes
+    mass: np.ndarray  # [N, K] total probability of each group's classes
+    hit: np.ndarray  # [N, K] whether the group's top class is the true label
+    group: np.ndarray  # [N] group of the true label
+    k: int
+    weight: np.ndarray  # [N] sample weight: 1 for the split as it is, pi_train(y) / pi_split(y) for the train prior
+
+
+def group_view(
+    probs: np.ndarray, labels: np.ndarray, class_group: np.ndarray, k: int, weight: np.ndarray | None = None
+) -> GroupView:
+    n = len(labels)
+    top, mass, hit = np.zeros((n, k)), np.zeros((n, k)), np.zeros((n, k), dtype=bool)
+    for g in range(k):
+        cls = np.flatnonzero(class_group == g)
+        if len(cls) == 0:
+            top[:, g] = -np.inf
+            continue
+        sub = probs[:, cls]
+        arg = sub.argmax(1)
+        top[:, g], mass[:, g], hit[:, g] = sub[np.arange(n), arg], sub.sum(1), cls[arg] == labels
+    return GroupView(
+        top, mass, hit, class_group[labels], k, np.ones(n) if weight is None else np.asarray(weight, float)
+    )
+
+
+def subset(view: GroupView, idx: np.ndarray) -> GroupView:
+    return GroupView(view.top[idx], view.mass[idx], view.hit[idx], view.group[idx], view.k, view.weight[idx])
+
+
+def score(view: GroupView, alpha: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """s(x) and correctness of the prediction, for rules stacked in the leading dims of alpha, b [..., K]."""
+    # A loop over the (few) groups of whole [..., N] arrays: numpy reduces a tiny last axis slowly.
+    best = correct = None
+    s = 0.0
+    for k in range(view.k):
+        weighted = alpha[..., k, None] * view.top[:, k]
+        s = s - b[..., k, None] * view.mass[:, k]
+        if best is None:
+            best, correct = weighted, np.broadcast_to(view.hit[:, k], weighted.shape)
+        else:
+            better = weighted > best  # ties keep the earlier group, as argmax does
+            best = np.where(better, weighted, best)
+            correct = np.where(better, view.hit[:, k], correct)
+    return s + best, correct
+
+
+def decide(
+    probs: np.ndarray, class_group: np.ndarray, k: int, alpha: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted class and score s(x) of one rule for unlabelled ``probs`` [N, C], computed exactly as
+    :func:`score` computes them (the same group-by-group order, so ties resolve the same way)."""
+    view = group_view(probs, np.zeros(len(probs), dtype=np.int64), class_group, k)
+    s, _ = score(view, alpha, b)
+    top_class = np.zeros((len(probs), k), dtype=np.int64)
+    for g in range(k):
+        cls = np.flatnonzero(class_group == g)
+        if len(cls):
+            top_class[:, g] = cls[probs[:, cls].argmax(1)]
+    pred, best = top_class[:, 0], alpha[0] * view.top[:, 0]
+    for g in range(1, k):
+        weighted = alpha[g] * view.top[:, g]
+        better = weighted > best  # ties keep the earlier group, as in score()
+        pred, best = np.where(better, top_class[:, g], pred), np.where(better, weighted, best)
+    return pred, s
+
+
+def threshold(s: np.ndarray, rate: float, weight: np.ndarray | None = None) -> np.ndarray:
+    """Weighted rate-quantile of s along the last axis: the t at the first sorted position whose
+    preceding weight exceeds ``rate`` of the total, so about that share of the weight lies below t.
+
+    Put differently, t is the largest value v with weight(s < v) <= rate * total, which does not
+    depend on how tied values are ordered, so the sort need not be stable. With equal weights this
+    is the floor(rate * N)-th smallest value, found by a partition.
+    """
+    n = s.shape[-1]
+    if weight is None or np.all(weight == weight[0]):
+        kth = min(int(np.floor(rate * n)), n - 1)
+        return np.partition(s, kth, axis=-1)[..., kth]
+    order = np.argsort(s, axis=-1)  # any order of ties gives the same t: see the docstring
+    w = weight[order]
+    before = np.cumsum(w, axis=-1) - w  # weight strictly before each sorted position
+    kth = np.clip((before <= rate * weight.sum() * (1 + 1e-12)).sum(-1, keepdims=True) - 1, 0, n - 1)
+    return np.take_along_axis(np.take_along_axis(s, order, -1), kth, -1)[..., 0]
+
+
+def group_rates(
+    accepted: np.ndarray, correct: np.ndarray, group: np.ndarray, k: int, weight: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-group error among accepted samples, coverage within the group, and the joint
+    P(accepted, group), all under the sample weights, stacked over leading dims."""
+    onehot = (group[:, None] == np.arange(k)).astype(float)  # [N, K]
+    if weight is not None:
+        onehot *= weight[:, None]
+    acc_n = accepted.astype(float) @ onehot  # [..., K]
+    err_n = (accepted & ~correct).astype(float) @ onehot
+    with np.errstate(invalid="ignore", divide="ignore"):
+        err = np.where(acc_n > 0, err_n / acc_n, EMPTY_GROUP_ERROR)
+    total = len(group) if weight is None else weight.sum()
+    return err, acc_n / np.maximum(onehot.sum(0), 1e-300), acc_n / total
+
+
+@dataclass
+class Rule:
+    alpha: np.ndarray  # [K]
+    b: np.ndarray  # [K]
+    t: float
+
+    def apply(self, view: GroupView) -> tuple[np.ndarray, np.ndarray]:
+        s, correct = score(view, self.alpha, self.b)
+        return s >= self.t, correct
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How the rejectors are fitted (docs/selective.md, "Protocol", for the two protocols)."""
+
+    mu_grid: tuple[float, ...]
+    power_iters: int = 10  # M of Algorithm 1
+    worst_rounds: int = 10  # T of Algorithm 2
+    worst_step: float = 1.0  # xi of Algorithm 2
+    seed: int = 0
+    every_iterate: bool = True  # every power iterate is a candidate (paper: the last one per multiplier)
+    best_round: bool = True  # Algorithm 2 keeps the round with the lowest worst-group error on S2 (paper: the last)
+    refit_all: bool = True  # Algorithm 2's rule is refitted on S1 and S2 (paper: fitted on S1)
+    search: str = "power"  # "grid": then refine the rule's weights directly on the fitting sample
+
+
+Rejector = Callable[[GroupView, float, FitOptions], Rule]
+"""(fitting view, target rejection rate, options) -> a rule; fit_rule then sets its threshold."""
+REJECTORS: dict[str, Rejector] = {}
+
+
+def register_rejector(name: str):
+    def add(fn: Rejector) -> Rejector:
+        REJECTORS[name] = fn
+        return fn
+
+    return add
+
+
+def mu_candidates(k: int, grid: tuple[float, ...]) -> np.ndarray:
+    """Multiplier vectors: mu_0 = 0 (only differences matter) and a grid on the other coordinates."""
+    return np.array([(0.0, *rest) for rest in itertools.product(grid, repeat=k - 1)])
+
+
+def objectives(view: GroupView, alpha: np.ndarray, b: np.ndarray, rate: float, beta: np.ndarray | None):
+    """Objective of rules stacked in alpha, b [G, K] at the target rate: sum_k beta_k e_k, or the
+    worst group error when beta is None; also their thresholds and joint group acceptances."""
+    s, correct = score(view, alpha, b)  # [G, N]
+    t = threshold(s, rate, view.weight)
+    err, _, joint = group_rates(s >= t[:, None], correct, view.group, view.k, view.weight)
+    return (err.max(-1) if beta is None else err @ beta), t, joint
+
+
+def fit_plugin(view: GroupView, beta: np.ndarray, rate: float, opts: FitOptions) -> Rule:
+    """Algorithm 1: for every mu on the grid, power-iterate the group acceptance pi; keep the best rule.
+
+    pi_k is the joint P(accepted, y in G_k) on the fitting sample (under its sample weights): with
+    it, beta_k / pi_k is the weight of an error in group k in sum_k beta_k e_k, which makes the rule
+    the plug-in Bayes rule for that objective. The iteration starts from the group priors times the
+    target coverage. With ``every_iterate`` every rule built on the way is a candidate, so a
+    degenerate fixed point (a group losing all its accepted samples) is never preferred to an
+    earlier, better iterate; otherwise only the last iterate of each multiplier competes.
+    """
+    mus = mu_candidates(view.k, opts.mu_grid)  # [G, K]
+    prior = np.bincount(view.group, weights=view.weight, minlength=view.k) / view.weight.sum()
+    pi = np.maximum(prior * (1.0 - rate), 1e-4) * np.ones_like(mus)
+    best = (np.inf, None)
+    for it in range(opts.power_iters + 1):
+        alpha = beta / pi
+        b = alpha - mus
+        objective, t, joint = objectives(view, alpha, b, rate, beta)
+        i = int(np.argmin(objective))
+        if (opts.every_iterate or it == opts.power_iters) and objective[i] < best[0]:
+            best = (objective[i], Rule(alpha[i], b[i], float(t[i])))
+        pi = np.maximum(joint, 1e-4)
+    return best[1]
+
+
+def fit_worst(view: GroupView, rate: float, opts: FitOptions) -> Rule:
+    """Algorithm 2: exponentiated-gradient updates of beta on S2 against Algorithm 1 fitted on S1.
+
+    The paper returns the last round's rule, fitted on S1. argse's default differs in two ways: the
+    round whose rule has the lowest worst-group error on S2 supplies beta (the last iterate can
+    overshoot: when one group's error cannot fall, beta keeps growing on it and the rule gives up
+    the other groups for nothing), and the final rule is Algorithm 1 with that beta refitted on all
+    of ``view`` (S1 and S2), not on half of it.
+    """
+    perm = np.random.default_rng(opts.seed).permutation(len(view.group))
+    s1, s2 = subset(view, perm[: len(perm) // 2]), subset(view, perm[len(perm) // 2 :])
+    beta = np.full(view.k, 1.0 / view.k)
+    best = (np.inf, beta, None)
+    for _ in range(opts.worst_rounds):
+        rule = fit_plugin(s1, beta, rate, opts)
+        accepted, correct = rule.apply(s2)
+        err, _, _ = group_rates(accepted, correct, s2.group, s2.k, s2.weight)
+        if not opts.best_round or err.max() < best[0]:
+            best = (err.max(), beta, rule)
+        beta = beta * np.exp(opts.worst_step * err)
+        beta = beta / beta.sum()
+    return fit_plugin(view, best[1], rate, opts) if opts.refit_all else best[2]
+
+
+def refine(view: GroupView, rule: Rule, rate: float, beta: np.ndarray | None, points: int = 15, zooms: int = 3) -> Rule:
+    """Search the rule family directly on the fitting sample, starting from ``rule``.
+
+    A rule is invariant to scaling (alpha, b, t) and to adding a constant to b (absorbed by t at a
+    fixed rate), so with alpha_0 = 1 and b_0 fixed each other group k has two free weights:
+    log alpha_k and mu_k = alpha_k - b_k. For each such group in turn, a 2-D grid of those two
+    around the incumbent is scored and zoomed in (a local search: with two groups it moves both free weights).
+    The search starts from the better of ``rule`` and Chow's rule, and a candidate replaces the
+    incumbent only if it lowers the objective, so the result is never worse than either on ``view``.
+    """
+    alpha, b = rule.alpha / rule.alpha[0], rule.b / rule.alpha[0]
+    best = float(objectives(view, alpha[None], b[None], rate, beta)[0][0])
+    one = np.ones(view.k)  # Chow's rule is in the family too: start from it when it is better
+    chow = float(objectives(view, one[None], one[None], rate, beta)[0][0])
+    if chow < best:
+        best, alpha, b = chow, one, one
+    for k in range(1, view.k):
+        span_log, span_mu = 3.0, 2.0 * max(1.0, alpha[k])
+        for _ in range(zooms):
+            la = np.log(alpha[k]) + np.linspace(-span_log, span_log, points)
+            mu = alpha[k] - b[k] + np.linspace(-span_mu, span_mu, points)
+            la, mu = (x.ravel() for x in np.meshgrid(la, mu))
+            alphas, bs = np.tile(alpha, (len(la), 1)), np.tile(b, (len(la), 1))
+            alphas[:, k] = np.exp(la)
+            bs[:, k] = alphas[:, k] - mu
+            objective, _, _ = objectives(view, alphas, bs, rate, beta)
+            i = int(np.argmin(objective))
+            if objective[i] < best:
+                best, alpha, b = float(objective[i]), alphas[i], bs[i]
+            span_log, span_mu = span_log / 4, span_mu / 4
+    return Rule(alpha, b, rule.t)
+
+
+@register_rejector("chow")
+def chow(view: GroupView, rate: float, opts: FitOptions) -> Rule:
+    """Chow's rule: accept iff the top probability clears 1 - c."""
+    one = np.ones(view.k)
+    return Rule(one, one, 0.0)
+
+
+@register_rejector("plugin_balanced")
+def plugin_balanced(view: GroupView, rate: float, opts: FitOptions) -> Rule:
+    """Algorithm 1 for the balanced error (beta = 1/K), refined on the fitting sample under search: grid."""
+    beta = np.full(view.k, 1.0 / view.k)
+    rule = fit_plugin(view, beta, rate, opts)
+    return refine(view, rule, rate, beta) if opts.search == "grid" else rule
+
+
+@register_rejector("plugin_worst")
+def plugin_worst(view: GroupView, rate: float, opts: FitOptions) -> Rule:
+    """Algorithm 2 for the worst-group error, refined on the fitting sample under search: grid."""
+    rule = fit_worst(view, rate, opts)
+    return refine(view, rule, rate, None) if opts.search == "grid" else rule
+
+
+def fit_rule(method: str, view: GroupView, rate: float, opts: FitOptions) -> Rule:
+    """The registered rejector ``method`` fitted on ``view`` at ``rate``."""
+    rule = REJECTORS[method](view, rate, opts)
+    # The cost c is set on the whole fitting sample so that the rule rejects the target fraction of it.
+    s, _ = score(view, rule.alpha, rule.b)
+    rule.t = float(threshold(s, rate, view.weight))
+    return rule
+
+
+def evaluate_rule(rule: Rule, view: GroupView) -> dict[str, float | list[float]]:
+    """Rates of ``rule`` on ``view``, every one under the view's sample weights, and the groups accepting nothing."""
+    accepted, correct = rule.apply(view)
+    err, cov, _ = group_rates(accepted, correct, view.group, view.k, view.weight)
+    w_acc = float(view.weight @ accepted)
+    return {
+        "rejection_rate": 1.0 - w_acc / float(view.weight.sum()),
+        "error": float(view.weight @ (accepted & ~correct)) / w_acc if w_acc else EMPTY_GROUP_ERROR,
+        "balanced_error": float(err.mean()),
+        "worst_group_error": float(err.max()),
+        "group_error": err.tolist(),
+        "group_coverage": cov.tolist(),
+        # groups that accept nothing here: their error above is EMPTY_GROUP_ERROR, a convention, not a measurement
+        "empty_groups": np.flatnonzero(cov == 0).tolist(),
+    }
+
+
+def aurc(rates: list[float], errors: list[float], lo: float = 0.0, hi: float = 1.0) -> float:
+    """Mean of the error curve over [lo, hi]: trapezoid area on the linearly interpolated curve
+    divided by (hi - lo); beyond the last measured rate the curve is held at its last value."""
+    x, y = np.asarray(rates, float), np.asarray(errors, float)
+    order = np.argsort(x)
+    x, y = x[order], y[order]
+    inside = (x > lo) & (x < hi)
+    xs = np.concatenate([[lo], x[inside], [hi]])
+    ys = np.interp(xs, x, y)  # np.interp holds the end values outside the data
+    return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2) / (hi - lo))
