@@ -29,7 +29,11 @@ from argse.terminal import console  # noqa: F401  (the entry points print throug
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--config", default=None, help="run config YAML (default: built-in demo settings)")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="run config YAML; its relative paths start at its folder (default: the built-in settings, run name default)",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
