@@ -49,6 +49,21 @@ def gating_features(probs: torch.Tensor, top_k: int = 5, with_posteriors: bool =
     return torch.cat(feats, dim=1).float()
 
 
+# Samples per block when features are computed from log-probabilities: a block's [E, rows, C] temporaries are
+# the only ones made, so memory does not grow with N x C x experts (iNaturalist 2018: 8,142 classes).
+FEATURE_ROWS = 2048
+
+
+def features_of(logp: torch.Tensor, top_k: int = 5, with_posteriors: bool = False) -> torch.Tensor:
+    """:func:`gating_features` of ``logp.exp()`` [E, N, C], a block of samples at a time (every feature is
+    per sample, so the blocks' features are those of the whole)."""
+    n = logp.shape[1]
+    blocks = [
+        gating_features(logp[:, i : i + FEATURE_ROWS].exp(), top_k, with_posteriors) for i in range(0, n, FEATURE_ROWS)
+    ]
+    return torch.cat(blocks) if blocks else gating_features(logp.exp(), top_k, with_posteriors)
+
+
 class GateMLP(nn.Module):
     """Standardised features -> MLP -> logits over experts."""
 

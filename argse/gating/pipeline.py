@@ -19,7 +19,7 @@ from argse.config import RunConfig
 from argse.errors import ArgseError
 from argse.gating.network import (
     constant_weights,
-    gating_features,
+    features_of,
     mixture_log_probs,
     routing_stats,
     sample_weights,
@@ -61,7 +61,7 @@ def learned_weights(
 ) -> tuple[dict, dict, object]:
     """Train the gate on the gate part of tune; per-split log weights [N, E], info and the gate."""
     gcfg, num_experts = cfg.gating, logp["tune"].shape[0]
-    feats = {s: gating_features(logp[s].exp(), gcfg.top_k, gcfg.features == "rich+posteriors") for s in SPLITS}
+    feats = {s: features_of(logp[s], gcfg.top_k, gcfg.features == "rich+posteriors") for s in SPLITS}
     label_logp = {
         s: logp[s].gather(2, labels[s].view(1, -1, 1).expand(num_experts, -1, 1)).squeeze(2).t().float() for s in SPLITS
     }

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from argse import filesets, storage
 from argse.errors import ArgseError
-from argse.gating.network import GateMLP, gating_features
+from argse.gating.network import GateMLP, features_of
 from argse.paths import RunPaths
 from argse.records import Record, integer, list_of, mapping, number, read_record, string
 
@@ -62,7 +62,7 @@ class Gate:
         if self.network is None:
             w = torch.tensor(self.fixed, dtype=torch.float64)
             return w.clamp_min(1e-300).log().expand(logp.shape[1], -1)
-        feats = gating_features(logp.exp(), self.top_k, self.with_posteriors)
+        feats = features_of(logp, self.top_k, self.with_posteriors)
         if feats.shape[1] != self.network.mean.numel():
             raise ArgseError(
                 f"{self.path}: config.top_k / config.features give {feats.shape[1]} features but its network reads "
