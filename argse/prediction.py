@@ -1,8 +1,14 @@
-"""Classifying new images with a trained team, with the option to abstain (``python -m argse.predict``).
+"""Classifying new images with a trained team, with the option to abstain: the library of
+``python -m argse.predict``, and its Python API::
+
+    from argse import prediction
+    team = prediction.load("outputs/demo", rate=0.2, method="plugin_worst")   # or a run config file
+    rows = team.predict(images)   # PIL images, or uint8 [N, 3, H, W] / float [0, 1] tensors
+    rows[0]["class"], rows[0]["decision"]                                      # 'class_3', 'accepted'
 
 Every expert's network is rebuilt through the expert protocol (``for_inference``), the gate from its
 files (argse.gating.store) and the rule from rules.json (argse.rules); no training data is read. An
-image that cannot be decoded is named and skipped; the rest are predicted.
+image file that cannot be decoded is named and skipped; the rest are predicted.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import csv
 import io
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,15 +26,16 @@ import torch
 import torch.nn.functional as F
 
 from argse import storage
-from argse.config import RunConfig
+from argse.config import RunConfig, load_run_config
 from argse.data import eval_image
 from argse.errors import ArgseError
 from argse.experts import inference_model
 from argse.gating import Gate, mixture_log_probs, read_gate
 from argse.images import ImageError, image_suffixes, open_rgb
 from argse.listfile import split_list_line
+from argse.paths import config_file
 from argse.preprocess import Preprocess, read_preprocess
-from argse.rules import read_rules
+from argse.rules import SelectiveRule, read_rules
 from argse.selective import decide
 from argse.training import Normalize, autocast, make_progress, resolve_device
 
@@ -55,10 +63,154 @@ def load_team(cfg: RunConfig, source: str, num_classes: int, device: torch.devic
     return Team(names, [m for m, _ in loaded], [t for _, t in loaded], gate)
 
 
-# ---------------------------------------------------------------- images
+def read_classes(path: Path, count: int) -> list[str]:
+    """``--classes``: one class name per line, in class-index order (a list_lt run knows only the indices)."""
+    names = [ln.strip() for ln in storage.read_text(path, "class-name file").splitlines()]
+    while names and not names[-1]:
+        names.pop()  # a trailing newline or two
+    if len(names) != count:
+        raise ArgseError(f"class-name file {path} has {len(names)} lines but the run has {count} classes; "
+                         f"give one name per line, in class-index order")  # fmt: skip
+    for i, name in enumerate(names):
+        if not name:
+            raise ArgseError(f"class-name file {path}, line {i + 1} is empty; give every class a name")
+        if name in names[:i]:
+            raise ArgseError(f"class-name file {path}: '{name}' is on lines {names.index(name) + 1} and {i + 1}; "
+                             f"class names must differ")  # fmt: skip
+    return names
 
 
-def list_images(target: Path) -> list[Path]:
+# ---------------------------------------------------------------- the Python API
+
+
+@dataclass
+class Predictor:
+    """A run's team and one fitted rule, loaded once (:func:`load`); :meth:`predict` classifies images."""
+
+    cfg: RunConfig
+    rule: SelectiveRule
+    prep: Preprocess
+    team: Team
+    classes: list[str]
+    device: torch.device
+
+    @property
+    def input_size(self) -> str:
+        """Which images the run's models take, in one phrase."""
+        p = self.prep
+        if p.image_size is None:
+            return f"images of any size (shorter side resized to {p.resize}, then a {p.crop}x{p.crop} centre crop)"
+        return f"{p.image_size[1]}x{p.image_size[0]} images, taken as they are"
+
+    def predict(self, images, top_k: int = 1) -> list[dict]:
+        """One row per image: ``class`` (the rule's prediction) and ``class_index``, its ``probability``,
+        ``decision`` ('accepted' iff ``score`` >= ``threshold``), ``top`` (the ``top_k`` most probable classes,
+        when ``top_k`` > 1) and ``gate_weights`` (for gating).
+
+        Args:
+            images: a PIL image or a sequence of them (any mode; resized and cropped as the run's evaluation
+                does), or a uint8 tensor [N, 3, H, W] / [3, H, W] (0-255) or a float one in [0, 1] (torchvision's
+                ``ToTensor``), at the run's size (:attr:`input_size`).
+            top_k: how many of the most probable classes each row lists.
+        """
+        return self.predict_batch(self.as_batch(images), top_k)
+
+    def as_batch(self, images) -> torch.Tensor:
+        """[N, 3, H, W] on a 0-255 scale at the models' size; anything else is one sentence."""
+        if not torch.is_tensor(images):
+            images = [images] if hasattr(images, "getbands") else list(images)  # one PIL image, or several
+            return torch.stack([eval_image(self.prep, im, f"image {i}") for i, im in enumerate(images)])
+        x = images[None] if images.dim() == 3 else images
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ArgseError(f"images must be a [N, 3, H, W] or [3, H, W] RGB tensor, got shape {list(images.shape)}")
+        size = self.prep.image_size or [self.prep.crop, self.prep.crop]
+        if list(x.shape[2:]) != list(size):
+            raise ArgseError(f"the images are {x.shape[3]}x{x.shape[2]} pixels but the models of this run take "
+                             f"{size[1]}x{size[0]}; resize them first (or give PIL images)")  # fmt: skip
+        if x.dtype == torch.uint8:
+            return x
+        if not x.is_floating_point() or x.numel() and (x.min() < 0 or x.max() > 1):
+            raise ArgseError(f"a {x.dtype} image tensor must be uint8 (0-255) or floating point in [0, 1]")
+        return x * 255
+
+    def predict_batch(self, x: torch.Tensor, top_k: int = 1) -> list[dict]:
+        """Rows for a batch :meth:`as_batch` made (full precision; the CLI rounds what it writes)."""
+        if top_k < 1:
+            raise ArgseError(f"top_k must be at least 1, got {top_k}")
+        x = Normalize(self.prep.mean, self.prep.std, self.device, self.cfg.runtime.channels_last)(x.to(self.device))
+        probs, weights = source_probs(self.team, x, self.rule.protocol, self.cfg.runtime)
+        rule = self.rule
+        pred, s = decide(probs, rule.class_group, len(rule.groups), rule.alpha, rule.b)
+        top = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+        rows = []
+        for i in range(len(probs)):
+            row = {"class": self.classes[pred[i]], "class_index": int(pred[i]), "probability": float(probs[i, pred[i]]),
+                   "decision": "accepted" if s[i] >= rule.t else "rejected", "score": float(s[i]),
+                   "threshold": rule.t}  # fmt: skip
+            if top_k > 1:
+                row["top"] = [{"class": self.classes[j], "probability": float(probs[i, j])} for j in top[i]]
+            if weights is not None:
+                row["gate_weights"] = dict(zip(self.team.names, map(float, weights[i]), strict=True))
+            rows.append(row)
+        return rows
+
+
+def open_predictor(cfg: RunConfig, source: str | None, method: str, rate: float, classes: Path | None = None,
+                   device: str | None = None) -> Predictor:  # fmt: skip
+    """The team of ``source`` (default: rules.json's) and its rule ``method`` at ``rate`` from run ``cfg``."""
+    rule = read_rules(cfg.paths).rule(source, method, rate)
+    prep = read_preprocess(cfg.paths)
+    if len(rule.class_group) != len(prep.classes):
+        raise ArgseError(
+            f"{cfg.paths.rules} groups {len(rule.class_group)} classes but {cfg.paths.preprocess} names "
+            f"{len(prep.classes)}; rerun python -m argse.evaluate for this run"
+        )
+    names = read_classes(Path(classes), len(prep.classes)) if classes is not None else prep.classes
+    dev = torch.device(device) if device is not None else resolve_device(cfg.runtime)
+    return Predictor(cfg, rule, prep, load_team(cfg, rule.source, len(names), dev), names, dev)
+
+
+def load(config_or_run_dir: str | Path | None = None, *, rate: float = 0.2, method: str = "plugin_worst",
+         source: str | None = None, overrides: Sequence[str] = (), classes: str | Path | None = None,
+         device: str | None = None) -> Predictor:  # fmt: skip
+    """A trained run's team and fitted rule, ready to classify images with :meth:`Predictor.predict`.
+
+    Args:
+        config_or_run_dir: the run's config file (as given to the commands, with ``overrides`` as with
+            ``--set``), or its output folder ``outputs/NAME`` (whose config.yaml is read). None: the built-in
+            default config.
+        rate: the target rejection rate, one of ``evaluate.rejection_grid``.
+        method: the fitted rejector (chow, plugin_balanced, plugin_worst, ...).
+        source: gating or an expert; default gating when a gate was evaluated, else the first evaluated source.
+        classes: a file of class names, one per line in class-index order (default: the run's own).
+        device: e.g. 'cpu' or 'cuda:1'; default the run's ``runtime.device``.
+    """
+    path = Path(config_or_run_dir) if config_or_run_dir is not None else None
+    if path is not None and path.is_dir():
+        if not config_file(path).is_file():
+            raise ArgseError(f"{path} is a folder without config.yaml; give a run's outputs/NAME folder or its "
+                             f"config file")  # fmt: skip
+        # The folder is where the run is now: it may have been moved since config.yaml was written.
+        overrides = [f"output_dir={path.resolve().parent}", f"name={path.name}", *overrides]
+        path = config_file(path)
+    cfg = load_run_config(path, list(overrides))
+    return open_predictor(cfg, source, method, rate, Path(classes) if classes is not None else None, device)
+
+
+# ---------------------------------------------------------------- image files
+
+
+@dataclass
+class Inputs:
+    """The image files of a predict input, with their labels when every line of a list file has one."""
+
+    paths: list[Path]
+    labels: list[int] | None = None
+    lines: list[int] | None = None  # the list file's line of each path, for messages
+    note: str = ""  # why labels that some lines carry are not scored
+
+
+def read_inputs(target: Path) -> Inputs:
     if not target.exists():
         raise ArgseError(f"{target} does not exist; give an image file, a folder of images or a list file")
     if target.is_dir():
@@ -67,20 +219,37 @@ def list_images(target: Path) -> list[Path]:
             raise ArgseError(
                 f"folder {target} holds no images (files ending in a suffix Pillow opens, e.g. .png, .jpg)"
             )
-        return found
+        return Inputs(found)
     if target.suffix.lower() in IMAGE_SUFFIXES:
-        return [target]
-    lines = [ln for ln in storage.read_text(target, "list file").splitlines() if ln.strip()]
-    paths = [Path(split_list_line(ln)[0]) for ln in lines]  # the label, if any, is ignored
-    if not paths:
+        return Inputs([target])
+    numbered = [(i + 1, ln) for i, ln in enumerate(storage.read_text(target, "list file").splitlines()) if ln.strip()]
+    parsed = [split_list_line(ln) for _, ln in numbered]
+    if not parsed:
         raise ArgseError(f"list file {target} names no images; give one image path per line")
-    return [p if p.is_absolute() else target.parent / p for p in paths]
+    paths = [Path(p) if Path(p).is_absolute() else target.parent / p for p, _ in parsed]
+    labelled = sum(y is not None for _, y in parsed)
+    if labelled == len(parsed):
+        return Inputs(paths, [y for _, y in parsed], [n for n, _ in numbered])
+    note = f"{labelled} of {len(parsed)} lines of {target} carry a label; none is scored (label every line)"
+    return Inputs(paths, note=note if labelled else "")
+
+
+def check_labels(inputs: Inputs, target: Path, classes: list[str]) -> None:
+    for y, line in zip(inputs.labels or [], inputs.lines or [], strict=True):
+        if not 0 <= y < len(classes):
+            raise ArgseError(f"list file {target}, line {line}: label {y} is not a class of this run "
+                             f"(0 to {len(classes) - 1}); fix the label or leave labels out")  # fmt: skip
 
 
 def decode(path: Path, prep: Preprocess) -> torch.Tensor:
     """uint8 [3, H, W] as the run's evaluation sees it. An image that cannot be used raises ImageError (the
     caller skips it); a size the model cannot take raises ArgseError (every image of the input is the same)."""
     return eval_image(prep, open_rgb(path, f"image {path}"), f"image {path}")
+
+
+def default_out(cfg: RunConfig, target: Path, fmt: str) -> Path:
+    """Beside the run, not in the current folder: outputs/NAME/predictions/<input name>.<format>."""
+    return cfg.paths.predictions / f"{target.resolve().stem or 'input'}.{fmt}"
 
 
 def check_out(out: Path, inputs: list[Path]) -> None:
@@ -124,56 +293,69 @@ def source_probs(team: Team, x: torch.Tensor, protocol: str, runtime) -> tuple[n
     return torch.softmax(mix.double(), 1).numpy(), log_w.exp().numpy()
 
 
-def write_rows(rows: list[dict], out: Path, fmt: str, experts: list[str] | None, inputs: list[Path] = ()) -> Path:
+def predict_files(
+    predictor: Predictor, inputs: Inputs, batch_size: int, top_k: int = 1
+) -> tuple[list[dict], list[str]]:
+    """Rows (with ``path``, and ``label`` / ``correct`` when labelled) for every decodable image of ``inputs``,
+    and the messages for those that are not."""
+    labels = inputs.labels or [None] * len(inputs.paths)
+    rows, skipped, todo = [], [], list(zip(inputs.paths, labels, strict=True))
+    with make_progress(predictor.cfg.runtime.progress) as progress:
+        bar = progress.add_task(f"predict {predictor.rule.source}", total=len(todo), info="")
+        for start in range(0, len(todo), batch_size):
+            batch, images = [], []
+            for p, y in todo[start : start + batch_size]:
+                try:
+                    images.append(decode(p, predictor.prep))
+                    batch.append((p, y))
+                except ImageError as exc:
+                    skipped.append(f"{exc}; skipped")
+            if images:
+                for (p, y), row in zip(batch, predictor.predict_batch(torch.stack(images), top_k), strict=True):
+                    labelled = {} if y is None else {"label": y, "correct": row["class_index"] == y}
+                    rows.append({"path": str(p)} | row | labelled)
+            progress.update(bar, advance=len(todo[start : start + batch_size]))
+    return rows, skipped
+
+
+def labelled_scores(rows: list[dict]) -> dict | None:
+    """Accuracy (of every prediction), coverage (accepted share) and selective error (the error among the
+    accepted; None when none is) of labelled rows, taken as they are (no re-weighting); None when unlabelled."""
+    if not rows or "label" not in rows[0]:
+        return None
+    accepted = [r for r in rows if r["decision"] == "accepted"]
+    wrong = sum(not r["correct"] for r in accepted)
+    return {"n": len(rows), "accuracy": sum(r["correct"] for r in rows) / len(rows),
+            "coverage": len(accepted) / len(rows), "selective_error": wrong / len(accepted) if accepted else None}  # fmt: skip
+
+
+def short(value, digits: int):
+    """``value`` (a float, or a list / dict of them) to ``digits`` significant digits; 0 keeps full precision."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}") if digits else value
+    if isinstance(value, dict):
+        return {k: short(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [short(v, digits) for v in value]
+    return value
+
+
+def write_rows(rows: list[dict], out: Path, fmt: str, experts: list[str] | None, inputs: list[Path] = (),
+               top_k: int = 1, digits: int = 4) -> Path:  # fmt: skip
     check_out(out, list(inputs))  # again: the predictions took a while
+    rows = [short(r, digits) for r in rows]
     if fmt == "jsonl":
         return storage.write_text(out, "".join(json.dumps(r) + "\n" for r in rows))
     fields = ["path", "class", "probability", "decision", "score", "threshold"]
+    fields += [f"top{k}_{what}" for k in range(1, top_k + 1) for what in ("class", "probability")] if top_k > 1 else []
+    fields += ["label", "correct"] if rows and "label" in rows[0] else []
     fields += [f"weight_{e}" for e in experts or []]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     for r in rows:
-        writer.writerow(r | {f"weight_{e}": w for e, w in (r.get("gate_weights") or {}).items()})
+        flat = {f"weight_{e}": w for e, w in (r.get("gate_weights") or {}).items()}
+        for k, t in enumerate(r.get("top", []), start=1):
+            flat |= {f"top{k}_class": t["class"], f"top{k}_probability": t["probability"]}
+        writer.writerow(r | flat)
     return storage.write_text(out, buf.getvalue())
-
-
-def predict_images(cfg: RunConfig, paths: list[Path], source: str | None, method: str, rate: float,
-                   batch_size: int) -> tuple[list[dict], list[str], Team]:  # fmt: skip
-    """Rows for every decodable image in ``paths`` and the messages for those that are not."""
-    rule = read_rules(cfg.paths).rule(source, method, rate)
-    prep = read_preprocess(cfg.paths)
-    classes = prep.classes
-    if len(rule.class_group) != len(classes):
-        raise ArgseError(
-            f"{cfg.paths.rules} groups {len(rule.class_group)} classes but {cfg.paths.preprocess} names "
-            f"{len(classes)}; rerun python -m argse.evaluate for this run"
-        )
-    device = resolve_device(cfg.runtime)
-    team = load_team(cfg, rule.source, len(classes), device)
-    normalize = Normalize(prep.mean, prep.std, device, cfg.runtime.channels_last)
-    t = rule.t
-    rows, skipped = [], []
-    with make_progress(cfg.runtime.progress) as progress:
-        bar = progress.add_task(f"predict {rule.source}", total=len(paths), info="")
-        for start in range(0, len(paths), batch_size):
-            batch, images = [], []
-            for p in paths[start : start + batch_size]:
-                try:
-                    images.append(decode(p, prep))
-                    batch.append(p)
-                except ImageError as exc:
-                    skipped.append(f"{exc}; skipped")
-            if images:
-                x = normalize(torch.stack(images).to(device))
-                probs, weights = source_probs(team, x, rule.protocol, cfg.runtime)
-                pred, s = decide(probs, rule.class_group, len(rule.groups), rule.alpha, rule.b)
-                for i, p in enumerate(batch):
-                    row = {"path": str(p), "class": classes[pred[i]], "class_index": int(pred[i]),
-                           "probability": float(probs[i, pred[i]]), "decision": "accepted" if s[i] >= t else "rejected",
-                           "score": float(s[i]), "threshold": t}  # fmt: skip
-                    if weights is not None:
-                        row["gate_weights"] = dict(zip(team.names, map(float, weights[i]), strict=True))
-                    rows.append(row)
-            progress.update(bar, advance=len(paths[start : start + batch_size]))
-    return rows, skipped, team

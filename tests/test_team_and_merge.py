@@ -2,11 +2,12 @@
 earlier one made under the same settings, and predict names the source it defaults to."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from argse import evaluate, predict, train_gating
+from argse import evaluate, predict, prediction, train_gating
 from studies.logit_factory import write_run
 
 COUNTS = [100, 50, 10, 5]
@@ -128,20 +129,16 @@ def test_predict_names_the_source_it_defaults_to(tmp_path, run, capsys, monkeypa
     assert evaluate.main(run + ["--methods", "chow"]) == 0
     given = []
 
-    def stub(cfg, paths, source, method, rate, batch_size):
+    def stub(cfg, source, method, rate, classes=None):
         given.append(source)
-        row = {
-            "path": "x.png",
-            "class": "a",
-            "probability": 0.9,
-            "decision": "accepted",
-            "score": 0.5,
-            "threshold": 0.1,
-        }
-        return [row], [], type("Team", (), {"names": ["a", "b"], "gate": None})()
+        team = prediction.Team(["a", "b"], [], [], None)
+        return prediction.Predictor(cfg, SimpleNamespace(source=source), SimpleNamespace(image_size=[8, 8]), team,
+                                    ["a"], None)  # fmt: skip
 
-    monkeypatch.setattr(predict, "predict_images", stub)
-    monkeypatch.setattr(predict, "list_images", lambda path: [tmp_path / "x.png"])
+    row = {"path": "x.png", "class": "a", "probability": 0.9, "decision": "accepted", "score": 0.5, "threshold": 0.1}
+    monkeypatch.setattr(predict, "open_predictor", stub)
+    monkeypatch.setattr(predict, "predict_files", lambda predictor, inputs, batch_size, top_k: ([row], []))
+    monkeypatch.setattr(predict, "read_inputs", lambda path: prediction.Inputs([tmp_path / "x.png"]))
     capsys.readouterr()
     assert predict.main(run + ["--method", "chow", "--out", str(tmp_path / "p.csv"), str(tmp_path)]) == 0
     assert given == ["gating"]
