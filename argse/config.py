@@ -675,6 +675,8 @@ def scale_written(data: dict, written: dict, given: dict, where: str = "") -> di
     warm-up or milestones, scale those in ``data`` (the merged config, in place) to the new epochs; returns
     'dotted key -> why' per scaled value (argse.recipes scales the recipe files' schedules the same way)."""
     notes: dict[str, str] = {}
+    if not all(isinstance(x, dict) for x in (data, written, given)):
+        return notes  # a section that is not a mapping: from_dict reports it
     for key, value in given.items():
         if isinstance(value, dict) and isinstance(written.get(key), dict) and isinstance(data.get(key), dict):
             notes |= scale_written(data[key], written[key], value, f"{where}{key}.")

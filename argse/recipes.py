@@ -73,7 +73,10 @@ def layers(cls: type, cfg: RunConfig, config_origin: Any = None) -> list[Layer]:
     path = recipe_file(cls, cfg)
     if path is not None:
         out.append(Layer(read_yaml(path), str(path)))
-    overrides = dict(cfg.recipes.get(cls.name) or {})
+    overrides = cfg.recipes.get(cls.name) or {}
+    if not isinstance(overrides, dict):
+        raise ArgseError(f"config key 'recipes.{cls.name}' must be a mapping of recipe keys, got {overrides!r}")
+    overrides = dict(overrides)
     preset = overrides.pop("preset", None)
     if preset is not None:
         out.append(

@@ -9,6 +9,7 @@ import dataclasses
 import pytest
 
 from argse.config import RunConfig, load_run_config
+from argse.errors import ArgseError
 from argse.experts import get_expert, load_recipe
 from argse.training.recipe import lr_factor
 from tests.tiny_run import REPO
@@ -75,3 +76,9 @@ def test_set_epochs_over_a_config_that_writes_the_schedule_scales_it():
     ce, la = (load_recipe(get_expert(n), cfg) for n in ("ce", "logit_adjust"))
     assert (ce.epochs, ce.warmup_epochs, ce.milestones) == (4, 1, [3, 3])
     assert (la.epochs, la.milestones) == (15, [10, 13])  # the YAML anchor's other user is not changed
+
+
+@pytest.mark.parametrize("value", ["3", "[1, 2]"])
+def test_a_recipe_that_is_no_mapping_is_one_sentence(value):
+    with pytest.raises(ArgseError, match=r"config key 'recipes.ce' must be a mapping of recipe keys"):
+        _recipe("ce", f"recipes.ce={value}")
