@@ -119,11 +119,17 @@ class SyntheticOptions:
     test_per_class: int = 100
     """Official test images of each class (split into val / tune / test)."""
     image_size: int = 32
+    signal: float = 60.0
+    """How far each class's colour pattern departs from mid-grey (grey levels, before clipping to 0-255)."""
+    noise: float = 100.0
+    """Standard deviation of the per-pixel Gaussian noise (grey levels): with ``signal``, how hard the classes are."""
 
     def __post_init__(self) -> None:
         for key in ("classes", "max_per_class", "test_per_class", "image_size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.signal <= 0 or self.noise < 0:
+            raise ValueError(f"signal must be > 0 and noise >= 0, got signal {self.signal}, noise {self.noise}")
 
 
 @register_dataset("synthetic_lt")
@@ -144,7 +150,7 @@ class SyntheticLT(Dataset):
         def draw(per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
             labels = torch.arange(c).repeat_interleave(per_class)
             noise = torch.randn(len(labels), 3, s, s, generator=g)
-            x = 128 + 60 * protos[labels] + 100 * noise
+            x = 128 + self.options.signal * protos[labels] + self.options.noise * noise
             return x.clamp(0, 255).round().to(torch.uint8), labels
 
         train_x, train_y = draw(self.options.max_per_class)

@@ -134,3 +134,27 @@ def test_in_memory_eval_image_is_taken_as_it_is_at_the_training_size(tiny_cfg):
     assert torch.equal(eval_image(prep, Image.fromarray(x.permute(1, 2, 0).numpy())), x)
     with pytest.raises(ArgseError, match=r"^image a\.png is 9x8 pixels but the models of this run take 8x8; resize it"):
         eval_image(prep, Image.new("RGB", (9, 8)), "image a.png")
+
+
+def _synthetic(tiny, *sets):
+    return dataset_for(load_run_config(None, tiny + list(sets)).data).load()
+
+
+def test_synthetic_signal_and_noise_set_how_hard_the_classes_are(tiny):
+    default = _synthetic(tiny)
+    explicit = _synthetic(tiny, "data.synthetic_lt.signal=60", "data.synthetic_lt.noise=100")
+    assert torch.equal(default.train_images, explicit.train_images)  # the defaults are the data the tests train on
+    clean = _synthetic(tiny, "data.synthetic_lt.noise=0")
+    for c in range(4):  # without noise every image of a class is its pattern
+        same = clean.train_images[clean.train_labels == c]
+        assert (same == same[0]).all()
+    # A weaker pattern: a third of the distance from mid-grey (60 -> 20), up to rounding and clipping at 0 and 255.
+    faint = _synthetic(tiny, "data.synthetic_lt.noise=0", "data.synthetic_lt.signal=20")
+    spread = [(s.train_images.float() - 128).abs().mean() for s in (clean, faint)]
+    assert 0.3 < spread[1] / spread[0] < 0.4
+
+
+@pytest.mark.parametrize(("key", "value"), [("signal", "0"), ("noise", "-1")])
+def test_synthetic_signal_and_noise_are_checked(tiny, key, value):
+    with pytest.raises(ArgseError, match=r"in 'data\.synthetic_lt': signal must be > 0 and noise >= 0, got signal"):
+        _synthetic(tiny, f"data.synthetic_lt.{key}={value}")
