@@ -90,7 +90,7 @@ def rc_panels(curves: dict[tuple[str, str], Curve], path: Path, title: str, rang
     sources = list(dict.fromkeys(s for s, _ in curves))
     methods = list(dict.fromkeys(m for _, m in curves))
     colors = {m: f"C{i}" for i, m in enumerate(methods)}
-    fig, axes = plt.subplots(len(METRICS), len(sources), figsize=(0.6 + 2.9 * len(sources), 6.2),
+    fig, axes = plt.subplots(len(METRICS), len(sources), figsize=(max(8.0, 0.6 + 2.9 * len(sources)), 6.2),
                              sharex=True, sharey="row", squeeze=False)  # fmt: skip
     marked = False
     for (source, method), c in curves.items():
@@ -120,10 +120,11 @@ def rc_panels(curves: dict[tuple[str, str], Curve], path: Path, title: str, rang
     legend = {}
     for ax in (a for r in axes for a in r):
         legend.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
-    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=min(len(legend), 5), fontsize=8)
+    legend = dict(sorted(legend.items(), key=lambda kv: kv[0].startswith(("end of", "a group"))))  # methods first
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=min(len(legend), 3), fontsize=8)
     band = "; bands: ± standard error over seeds" if any(c.se is not None for c in curves.values()) else ""
     fig.suptitle(f"{title}{band}" + ("; x: a group accepts nothing" if marked else ""), fontsize=9)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return save_png(fig, path)
 
 
