@@ -54,11 +54,8 @@ def training_curves(history: list[dict], path: Path, title: str) -> Path | None:
     for i, key in enumerate(k for k in ("balanced_acc", "acc", "head", "tail") if k in history[0]["val"]):
         acc_ax.plot(epochs, [r["val"][key] for r in history], "-o" if i == 0 else "-", markersize=3, label=key)
     best = max(history, key=lambda r: r["val"]["balanced_acc"])  # the first of equals, as fit keeps it
-    acc_ax.axvline(best["epoch"], color="k", alpha=0.3)
-    right = best["epoch"] > (epochs[0] + epochs[-1]) / 2  # the label stays inside the axes
-    acc_ax.annotate(f"kept: epoch {best['epoch']}, balanced_acc {best['val']['balanced_acc']:.3f}",
-                    (best["epoch"], best["val"]["balanced_acc"]), fontsize=7, xytext=(-4 if right else 4, -12),
-                    textcoords="offset points", ha="right" if right else "left")  # fmt: skip
+    kept = f"kept: epoch {best['epoch']} (balanced_acc {best['val']['balanced_acc']:.3f})"
+    acc_ax.axvline(best["epoch"], color="k", alpha=0.3, label=kept)
     acc_ax.set(xlabel="epoch", ylabel="accuracy on val", title="validation")
     acc_ax.legend(fontsize=7)
     for ax in (loss_ax, acc_ax):
