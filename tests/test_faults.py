@@ -102,7 +102,8 @@ def test_disk_full_while_safetensors_writes_a_checkpoint(workspace):
         return real(tensors, filename, metadata=metadata)
 
     with mock.patch.object(argse.storage, "save_file", full):
-        result = run(train_experts.main, ["--experts", "ce", *sets(workspace.fresh())])
+        # --overwrite: the copy holds a trained ce, which train_experts otherwise refuses to retrain
+        result = run(train_experts.main, ["--experts", "ce", "--overwrite", *sets(workspace.fresh())])
     assert_one_error(result, "last.safetensors: No space left on device")
 
 
