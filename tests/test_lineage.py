@@ -53,7 +53,8 @@ def _predict(argv, image, *extra):
 def test_a_retrained_expert_invalidates_the_gate_the_mixture_and_the_rules(run, capsys):
     argv, cfg, image = run
     assert cli.run(predict.main, _predict(argv, image)) == 0  # consistent: it predicts
-    assert train_experts.main(argv + ["--experts", "logit_adjust", "--set", "recipes.logit_adjust.seed=7"]) == 0
+    retrain = ["--experts", "logit_adjust", "--set", "recipes.logit_adjust.seed=7", "--overwrite"]
+    assert train_experts.main(argv + retrain) == 0
     stale = "logits/logit_adjust was written again after"
     _refused(evaluate.main, argv + ["--sources", "gating", "--methods", "chow"], capsys, stale,
              "rerun python -m argse.train_gating")  # fmt: skip
@@ -68,7 +69,7 @@ def test_a_retrained_expert_invalidates_the_gate_the_mixture_and_the_rules(run, 
 
 def test_a_retrained_source_invalidates_the_expert_derived_from_it(run, capsys):
     argv, _, _ = run
-    assert train_experts.main(argv + ["--experts", "ce", "--set", "recipes.ce.seed=7"]) == 0
+    assert train_experts.main(argv + ["--experts", "ce", "--set", "recipes.ce.seed=7", "--overwrite"]) == 0
     _refused(evaluate.main, argv + ["--sources", "posthoc_adjust", "--methods", "chow"], capsys,
              "logits/ce was written again after", "rerun python -m argse.train_experts --experts posthoc_adjust")  # fmt: skip
 
@@ -101,7 +102,7 @@ def _killed_in(folder, module: str, argv: list[str]) -> None:
 def test_an_export_killed_after_its_first_split_is_refused_and_resume_repairs_it(run, capsys):
     argv, cfg, image = run
     retrain = argv + ["--experts", "logit_adjust", "--set", "recipes.logit_adjust.seed=7"]
-    _killed_in(cfg.paths.logits_dir("logit_adjust"), "train_experts", retrain)
+    _killed_in(cfg.paths.logits_dir("logit_adjust"), "train_experts", retrain + ["--overwrite"])
     _refused(train_gating.main, argv + ["--experts", TEAM], capsys,
              "val.safetensors is not the file its set was written with",
              "rerun python -m argse.train_experts --experts logit_adjust --resume")  # fmt: skip

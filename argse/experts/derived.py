@@ -102,7 +102,7 @@ class LogitsExpert:
 
     @classmethod
     def remake(cls) -> str:
-        return f"python -m argse.train_experts --experts {cls.name}"
+        return f"python -m argse.train_experts --experts {cls.name} --overwrite"  # it has files: recompute them
 
     # -- inference (argse.predict)
     @classmethod
