@@ -4,7 +4,8 @@
 (``make table2``) trains, per seed, the config's experts (ce, logit_adjust, group_dro), the gate and
 one CSS model per cost of ``recipes.css.costs``, then measures Chow, CSS, Chow [BCE], Chow [DRO],
 Plug-in [Balanced] and Plug-in [Worst] (and the gated team) by balanced and worst-group AURC, and
-writes ``docs/results/table2_<name>.md``. ``--skip-training`` only reads the exported logits.
+writes the page ``<output_dir>/results/table2_<name>.md`` (``--out docs/results/table2_<name>.md`` for
+the published one). ``--skip-training`` only reads the exported logits (minutes, no training).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import time
 from pathlib import Path
 
 from argse import cli
-from argse.table2_harness import seed_configs, tabulate_seed, train_all
+from argse.errors import ArgseError
+from argse.table2_harness import parse_seeds, seed_configs, tabulate_seed, train_all
 from argse.table2_page import write_page
 
 
@@ -23,6 +25,7 @@ def command_line(args) -> str:
     parts += [f"--config {args.config}"] if args.config else []
     parts += [f"--seeds {args.seeds}"] if args.seeds else []
     parts += ["--skip-training"] if args.skip_training else []
+    parts += [f"--out {args.out}"] if args.out else []
     parts += [f"--set {s}" for s in args.overrides]
     return " ".join(parts)
 
@@ -32,17 +35,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default=None, help="comma list of run seeds, e.g. 0,1,2 (default: the config's)")
     parser.add_argument("--skip-training", action="store_true", help="only tabulate the exported logits")
     parser.add_argument("--resume", action="store_true", help="resume interrupted training")
-    parser.add_argument("--docs", default="docs/results", help="where the page goes")
+    parser.add_argument("--overwrite", action="store_true", help="train models the runs already have again")
+    parser.add_argument(
+        "--out", default=None, metavar="PAGE.md", help="the page (default: <output_dir>/results/table2_<name>.md)"
+    )
     args = parser.parse_args(argv)
-    seeds = [int(s) for s in cli.split_names(args.seeds) or []]
+    if args.out is not None and not args.out.endswith(".md"):
+        raise ArgseError(f"--out {args.out} must name a markdown page (.md), e.g. --out docs/results/table2_my_run.md")
+    seeds = parse_seeds(args.seeds)
     cfgs = seed_configs(args.config, args.overrides, seeds)
     if not args.skip_training:
-        train_all(cfgs, resume=args.resume)
+        train_all(cfgs, resume=args.resume, overwrite=args.overwrite)
     start = time.perf_counter()
     tables = [tabulate_seed(cfg) for cfg in cfgs]
     name = cfgs[0].name.rsplit("_seed", 1)[0] if seeds else cfgs[0].name
-    page = write_page(Path(args.docs) / f"table2_{name}.md", command_line(args), cfgs, tables,
-                      (time.perf_counter() - start) / 60)  # fmt: skip
+    out = Path(args.out) if args.out else Path(cfgs[0].output_dir) / "results" / f"table2_{name}.md"
+    page = write_page(out, command_line(args), cfgs, tables, (time.perf_counter() - start) / 60)
     cli.console().print(f"Table 2 page: {page}")
     return 0
 

@@ -28,6 +28,16 @@ from argse.metrics import lt_weights, source_reports
 from argse.selective import aurc, group_rates
 
 
+def parse_seeds(text: str | None) -> list[int]:
+    """``0,1,2`` -> [0, 1, 2]; anything else is one sentence."""
+    names = [s.strip() for s in (text or "").split(",") if s.strip()]
+    if not all(s.isdigit() for s in names) or len(set(names)) != len(names):
+        raise ArgseError(
+            f"--seeds must be distinct non-negative integers separated by commas, e.g. 0,1,2; got {text!r}"
+        )
+    return [int(s) for s in names]
+
+
 def seed_configs(config: str | None, overrides: list[str], seeds: list[int]) -> list[RunConfig]:
     """One run config per seed, named ``<name>_seed<S>``; without seeds, the config as it is."""
     if not seeds:
@@ -53,17 +63,17 @@ def css_config(cfg: RunConfig, cost: float) -> RunConfig:
     return dataclasses.replace(cfg, name=f"{cfg.name}_{cost_tag(cost)}", experts=["css"], recipes=recipes)
 
 
-def train_all(cfgs: list[RunConfig], resume: bool = False) -> None:
+def train_all(cfgs: list[RunConfig], resume: bool = False, overwrite: bool = False) -> None:
     """Every seed's experts and gate, then CSS cost by cost over the seeds (a cut-short run still has
     every seed's experts, and the first costs of ``recipes.css.costs`` on every seed)."""
     console = terminal.console()
     for cfg in cfgs:
-        expert_pipeline.run(cfg, cfg.experts, resume=resume)
+        expert_pipeline.run(cfg, cfg.experts, resume=resume, overwrite=overwrite)
         gating_pipeline.run(cfg, cfg.experts)
     for cost in css_costs(cfgs[0]):
         for cfg in cfgs:
             console.rule(f"{cfg.name}: CSS at cost {cost:g}")
-            expert_pipeline.run(css_config(cfg, cost), ["css"], resume=resume)
+            expert_pipeline.run(css_config(cfg, cost), ["css"], resume=resume, overwrite=overwrite)
 
 
 # ---------------------------------------------------------------- tabulation
@@ -139,7 +149,7 @@ def css_point(f: LogitsFile, groups: Groups, prior: str) -> dict[str, float]:
     weight = lt_weights(f.labels, torch.tensor(f.class_counts)).numpy() if prior == "train" else None
     err, _, joint = group_rates(accepted, correct, groups.class_group()[labels], groups.k, weight)
     return {
-        "rejection_rate": 1.0 - float(joint.sum()),
+        "rejection_rate": max(0.0, 1.0 - float(joint.sum())),  # no "-0.0000" from rounding
         "balanced": float(err.mean()),
         "worst_group": float(err.max()),
     }

@@ -2,10 +2,13 @@
 
 Narasimhan et al. (ICLR 2024), App. F.3: the base model of Chow [DRO] is trained with the group DRO
 of Sagawa et al. (ICLR 2020), as Jones et al. (ICLR 2021) prescribe, with the inner weighted
-minimisation done on the logit-adjusted loss of Menon et al. (ICLR 2021). Every step, each group's
-mean loss on the batch, plus Sagawa et al.'s generalisation adjustment C / sqrt(n_g), raises that
-group's weight by exponentiated gradient ascent; the model descends the weighted sum of the group
-losses. The groups are the run's head/tail partition (``data.tail_max_count``).
+minimisation done by a logit-adjusted loss (Narasimhan & Menon 2021; Wang et al. 2023) rather than
+by multiplying losses by weights. Every step, each group's mean balanced (logit-adjusted) loss on
+the batch, plus Sagawa et al.'s generalisation adjustment C / sqrt(n_g), raises that group's weight
+q_g by exponentiated gradient ascent; the model then descends the logit-adjusted loss with the
+weights folded into the margins, CE(f + tau log pi_y - log q_[y]), whose minimiser predicts
+argmax_y q_[y] eta_y / pi_y: the balanced classifier with each group weighted by q. With q uniform
+it is exactly ``logit_adjust``'s loss. The groups are the run's head/tail (``data.tail_max_count``).
 """
 
 from __future__ import annotations
@@ -62,11 +65,15 @@ def group_dro_loss(
     step: float,
     tau: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(the robust loss sum_g q'_g loss_g, the updated weights q'), the loss logit-adjusted per sample."""
-    per_sample = F.cross_entropy(logits + tau * log_pi, targets, reduction="none")
-    losses = group_losses(per_sample, class_group[targets], len(q))
-    q = dro_update(q, losses.detach(), adjustment, step)
-    return (q * losses).sum(), q
+    """(the loss the model descends, the updated group weights q').
+
+    q' comes from the groups' mean logit-adjusted losses; the loss is CE(logits + tau log pi - log q'_[y]).
+    """
+    balanced = logits + tau * log_pi
+    per_sample = F.cross_entropy(balanced, targets, reduction="none")
+    losses = group_losses(per_sample.detach(), class_group[targets], len(q))
+    q = dro_update(q, losses, adjustment, step)
+    return F.cross_entropy(balanced - q.log()[class_group], targets), q
 
 
 @register_expert("group_dro")

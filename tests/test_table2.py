@@ -1,0 +1,137 @@
+"""argse.table2 on hand-made logits: every Table-2 row, CSS from its runs, the page, and its refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from argse import table2
+from argse.config import load_run_config
+from argse.errors import ArgseError
+from argse.gating import pipeline as gating_pipeline
+from argse.groups import head_tail_groups
+from argse.logits import LogitsFile
+from argse.table2_harness import css_aurcs, css_point, parse_seeds, seed_configs
+from argse.table2_page import PAPER_TABLE2, orderings, paper_dataset
+from studies.logit_factory import write_run
+
+COUNTS = [100, 50, 10, 5]  # tail (<= 10 images): classes 2 and 3
+
+
+def _model(strength: float, offset: float = 0.0):
+    def fn(labels, g):
+        return torch.randn(len(labels), 4, generator=g) + strength * torch.nn.functional.one_hot(labels, 4) + offset
+
+    return fn
+
+
+def _sets(tmp_path: Path) -> list[str]:
+    return [
+        f"output_dir={tmp_path / 'o'}",
+        "name=t",
+        "data.tail_max_count=10",
+        "experts=[ce,logit_adjust,group_dro]",
+        "gating.epochs=20",
+        "recipes.css.costs=[0.5,0.9]",
+    ]
+
+
+def _write_runs(tmp_path: Path, seeds: list[int], counts: list[int] = COUNTS) -> None:
+    """Each seed's team and gate, and one CSS run per cost: the more the cost, the higher CSS's margins."""
+    out = tmp_path / "o"
+    for cfg in seed_configs(None, _sets(tmp_path), seeds):
+        write_run(out / cfg.name, {"ce": _model(1.0), "logit_adjust": _model(2.0), "group_dro": _model(2.5)},
+                  4, COUNTS, seed=cfg.seed)  # fmt: skip
+        gating_pipeline.run(cfg, cfg.experts)
+        for cost, offset in ((0.5, -1.5), (0.9, -0.3)):
+            write_run(out / f"{cfg.name}_css{cost:g}", {"css": _model(2.0, offset)}, 4, counts, seed=cfg.seed)
+
+
+def _argv(tmp_path: Path, *extra: str) -> list[str]:
+    return ["--skip-training", "--out", str(tmp_path / "page.md"), *extra] + [
+        x for s in _sets(tmp_path) for x in ("--set", s)
+    ]
+
+
+def test_table2_page_over_seeds(tmp_path):
+    _write_runs(tmp_path, [0, 1])
+    assert table2.main(_argv(tmp_path, "--seeds", "0,1")) == 0
+    page = (tmp_path / "page.md").read_text()
+    for row in ("| Chow | ce, rejector chow |", "| CSS | css (one model per cost) |",
+                "| Chow [BCE] | logit_adjust, rejector chow |", "| Chow [DRO] | group_dro, rejector chow |",
+                "| Plug-in [Balanced] | ce, rejector plugin_balanced |", "| Plug-in [Worst] | ce, rejector plugin_worst |",
+                "| gated team, Plug-in [Worst] | gating, rejector plugin_worst |"):  # fmt: skip
+        line = next(x for x in page.splitlines() if x.startswith(row))
+        assert line.count("±") == 2  # mean ± sd in both AURC columns, over two seeds
+    assert "## Test prior train, protocol paper" in page and "## Test prior train, protocol argse" in page
+    assert "is not one of the paper's" in page  # synthetic data: no paper columns
+    css = [x for x in page.splitlines() if x.startswith("| 0.5 |") or x.startswith("| 0.9 |")]
+    rate = [float(x.split("|")[2].split("±")[0]) for x in css]
+    assert len(css) == 2 and rate[0] > rate[1] > 0  # the lower cost (and lower margins) abstains more
+    assert page.count("- PASS") + page.count("- FAIL") == 10  # 5 orderings in each of the two views
+
+
+def test_css_run_from_other_splits_is_refused(tmp_path):
+    _write_runs(tmp_path, [0], counts=[100, 50, 10, 6])
+    with pytest.raises(ArgseError, match=r"exported from other splits than t_seed0"):
+        table2.main(_argv(tmp_path, "--seeds", "0"))
+
+
+def test_config_without_the_tables_experts_is_refused(tmp_path):
+    _write_runs(tmp_path, [0])
+    with pytest.raises(
+        ArgseError, match=r"the config's experts lack group_dro: set experts=\[ce,logit_adjust,group_dro\]"
+    ):
+        table2.main(_argv(tmp_path, "--seeds", "0", "--set", "experts=[ce,logit_adjust]"))
+
+
+@pytest.mark.parametrize("text", ["0,a", "1,1", "-1"])
+def test_bad_seeds_are_one_sentence(text):
+    with pytest.raises(ArgseError, match=r"^--seeds must be distinct non-negative integers"):
+        parse_seeds(text)
+
+
+def _file(logits, labels, counts):
+    n = len(labels)
+    return LogitsFile(Path("x"), torch.tensor(logits), torch.tensor(labels), torch.arange(n), "css", "d", "test",
+                      len(counts), 1.0, counts, "sha", {})  # fmt: skip
+
+
+def test_css_point_by_hand():
+    """Four samples, class 0 head (100 images), class 1 tail (5): sample 1 abstains, sample 3 is wrong."""
+    f = _file([[1.0, -1.0], [-1.0, -2.0], [-1.0, 0.5], [0.2, 0.1]], [0, 0, 1, 1], [100, 5])
+    groups = head_tail_groups(torch.tensor([100, 5]), 10)
+    point = css_point(f, groups, "balanced")
+    assert point == pytest.approx({"rejection_rate": 0.25, "balanced": 0.25, "worst_group": 0.5})
+    # training prior: head samples weigh 100/105 / (1/2) each, tail 5/105 / (1/2); one head sample abstains
+    point = css_point(f, groups, "train")
+    assert point == pytest.approx({"rejection_rate": 100 / 210, "balanced": 0.25, "worst_group": 0.5})
+
+
+def test_css_aurc_interpolates_and_holds_the_end_points():
+    points = [{"rejection_rate": 0.5, "balanced": 0.2, "worst_group": 0.3},
+              {"rejection_rate": 0.1, "balanced": 0.4, "worst_group": 0.3}]  # fmt: skip
+    # balanced: 0.4 on [0, 0.1], 0.4 -> 0.2 on [0.1, 0.5], 0.2 on [0.5, 0.8]: (0.04 + 0.12 + 0.06) / 0.8
+    assert css_aurcs(points) == pytest.approx({"balanced": 0.275, "worst_group": 0.3})
+
+
+def test_paper_dataset_is_recognised_from_the_config():
+    assert paper_dataset(load_run_config("configs/cifar100_lt_narasimhan2024.yaml")) == "CIFAR-100-LT"
+    assert paper_dataset(load_run_config("configs/imagenet_lt_narasimhan2024.yaml")) == "ImageNet-LT"
+    assert paper_dataset(load_run_config("configs/inat2018_narasimhan2024.yaml")) == "iNaturalist 2018"
+    assert paper_dataset(load_run_config("configs/cifar10_lt_table2.yaml")) is None
+    assert PAPER_TABLE2["CIFAR-100-LT"]["Plug-in [Worst]"] == (0.287, 0.008, 0.321, 0.018)
+
+
+def test_orderings_on_the_papers_own_cifar100_figures_all_pass():
+    """The checks read the paper's claims: fed the paper's own CIFAR-100-LT means, every one holds."""
+    from argse.table2_harness import SeedTable
+
+    view = ("train", "paper")
+    aurcs = {label: {"balanced": v[0], "worst_group": v[2]} for label, v in PAPER_TABLE2["CIFAR-100-LT"].items()}
+    lines = orderings([SeedTable({view: aurcs}, [], {})], view)
+    assert len(lines) == 5 and all(x.startswith("- PASS") for x in lines)
+    aurcs["Chow [DRO]"]["worst_group"] = 0.9
+    assert orderings([SeedTable({view: aurcs}, [], {})], view)[-1].startswith("- FAIL")
