@@ -26,7 +26,7 @@ INPUT ?=
 RATE ?= 0.2
 METHOD ?= plugin_worst
 
-.PHONY: demo experts gating evaluate predict reproduce test test-all lint bench clean
+.PHONY: demo experts gating evaluate predict reproduce table2 test test-all lint bench clean
 
 # The venv is rebuilt when the dependencies change.
 $(VENV)/.stamp: pyproject.toml constraints.txt
@@ -66,6 +66,10 @@ lint: $(VENV)/.stamp
 # Experts, gate, evaluation and the results page outputs/results/<name>.md (OUT=... elsewhere) for one config.
 reproduce: $(VENV)/.stamp
 	$(PY) -m argse.reproduce --config $(CONFIG) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(OUT),--out $(OUT)) $(ARGS)
+
+# Narasimhan et al. (ICLR 2024)'s Table 2 over seeds (docs/table2.md); default config: their CIFAR-100-LT protocol.
+table2: $(VENV)/.stamp
+	$(PY) -m argse.table2 --config $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),configs/cifar100_lt_narasimhan2024.yaml) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(OUT),--out $(OUT)) $(ARGS)
 
 # Speed only; the accuracy tables of docs/ come from the studies (`python -m studies` lists them).
 bench: $(VENV)/.stamp

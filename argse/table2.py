@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None and not args.out.endswith(".md"):
         raise ArgseError(f"--out {args.out} must name a markdown page (.md), e.g. --out docs/results/table2_my_run.md")
     seeds = parse_seeds(args.seeds)
+    cli.load_config(args)  # the config as given, checked; --print-config stops here
     cfgs = seed_configs(args.config, args.overrides, seeds)
     if not args.skip_training:
         train_all(cfgs, resume=args.resume, overwrite=args.overwrite)
