@@ -6,12 +6,15 @@ The paper's figures are read from its Table 2 (p. 8); its ± are 95% confidence 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
 from argse import storage
 from argse.config import RunConfig
+from argse.experts import get_expert, load_recipe
 from argse.table2_harness import METHODS, SPAN, TEAM_ROWS, VIEWS, SeedTable, css_costs
+from argse.training import TrainRecipe
 
 PAPER = "Narasimhan et al., Learning to Reject Meets Long-tail Learning, ICLR 2024, Table 2 (p. 8)"
 PAPER_RECIPES = {
@@ -135,6 +138,22 @@ def accuracy_markdown(tables: list[SeedTable]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def recipes_markdown(cfg: RunConfig) -> str:
+    """The schedule every trained model of the table ran, as its recipe resolved for this config."""
+    head = "| model | epochs | batch | lr | warm-up | decay | weight decay | checkpoint kept | own settings |"
+    lines = [head, "|---|" + "---|" * 8]
+    for name in (*cfg.experts, "css"):
+        r = load_recipe(get_expert(name), cfg)
+        decay = "cosine" if r.schedule == "cosine" else f"x{r.gamma:g} at {', '.join(map(str, r.milestones)) or '-'}"
+        base = {f.name for f in dataclasses.fields(TrainRecipe)} | {"seed", "checkpoint"}
+        own = ", ".join(f"{k} {v}" for k, v in dataclasses.asdict(r).items() if k not in base)
+        lines.append(
+            f"| {name} | {r.epochs} | {r.batch_size} | {r.lr:g}{' Nesterov' if r.nesterov else ''} | "
+            f"{r.warmup_epochs} | {decay} | {r.weight_decay:g} | {getattr(r, 'checkpoint', 'best_val')} | {own or '-'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def write_page(path: Path, command: str, cfgs: list[RunConfig], tables: list[SeedTable], minutes: float) -> Path:
     """docs/results/table2_<name>.md: the Table-2 layout per view, the checks, CSS's points and the models."""
     cfg = cfgs[0]
@@ -158,4 +177,5 @@ def write_page(path: Path, command: str, cfgs: list[RunConfig], tables: list[See
         parts += ["Orderings of the paper (§6):\n", "\n".join(orderings(tables, view)) + "\n"]
     parts += ["## CSS: one model per cost (test, training prior)\n", css_markdown(tables)]
     parts += ["## The models without rejection (test, %)\n", accuracy_markdown(tables)]
+    parts += ["## Recipes (as resolved for this config)\n", recipes_markdown(cfg)]
     return storage.write_text(path, "\n".join(parts))
