@@ -42,9 +42,10 @@ AURC_METRICS = ("balanced_error", "worst_group_error")
 AURC_RANGES = {"0-0.8": (0.0, 0.8), "0-1": (0.0, 1.0)}
 
 
-def aurc_key(metric: str, span: str) -> str:
-    """The name of the AURC of ``metric`` over the rejection-rate span ``span`` (e.g. "0-0.8")."""
-    return f"{metric}@{span}"
+def aurc_key(metric: str, span: str, reached: bool = False) -> str:
+    """The name of the AURC of ``metric`` over the rejection-rate span ``span`` (e.g. "0-0.8"): over the target
+    rates (the headline), or with ``reached`` over the rates each rule reached on test."""
+    return f"{metric}@{span}" + ("@reached" if reached else "")
 
 
 # Extra sweep points past the configured grid, so that AURC over [0, 1] rests on measured errors up to 0.95.
@@ -62,7 +63,7 @@ def fit_options(ecfg: EvaluateConfig) -> FitOptions:
     if ecfg.protocol == "paper":
         return FitOptions(
             PAPER_MU_GRID, PAPER_POWER_ITERS, PAPER_ROUNDS, PAPER_STEP, ecfg.seed, every_iterate=False,
-            best_round=False, refit_all=False, search="power",
+            best_round=False, refit_all=False, search="power", fixed_cost=True,
         )  # fmt: skip
     return FitOptions(
         tuple(ecfg.mu_grid), ecfg.power_iters, ecfg.worst_rounds, ecfg.worst_step, ecfg.seed, search=ecfg.search
@@ -134,14 +135,20 @@ def empty_group_points(rows: list[dict]) -> int:
 
 def curve_aurcs(rows: list[dict]) -> dict[str, float]:
     """AURCs over every point of the curve, those with an empty group included at EMPTY_GROUP_ERROR, exactly
-    the points reporting.plot_curves draws (marking those)."""
-    rates = [r["target_rate"] for r in rows]
+    the points reporting.plot_curves draws (marking those). The headline integrates over the target rates;
+    the ``@reached`` ones over the rejection rates the rules reached on test, as Narasimhan et al. plot
+    their curves (Sec. 6: errors "as a function of the proportion of rejections")."""
     out = {}
-    for metric in (*AURC_METRICS, "error"):
-        errs = [r[metric] for r in rows]
-        for span, (lo, hi) in AURC_RANGES.items():
-            keep = [i for i, x in enumerate(rates) if x <= hi + 1e-9]
-            out[aurc_key(metric, span)] = aurc([rates[i] for i in keep], [errs[i] for i in keep], lo, hi)
+    for reached in (False, True):
+        rates = [r["rejection_rate" if reached else "target_rate"] for r in rows]
+        for metric in (*AURC_METRICS, "error"):
+            errs = [r[metric] for r in rows]
+            for span, (lo, hi) in AURC_RANGES.items():
+                keep = [i for i, x in enumerate(rates) if x <= hi + 1e-9]
+                if keep:
+                    out[aurc_key(metric, span, reached)] = aurc(
+                        [rates[i] for i in keep], [errs[i] for i in keep], lo, hi
+                    )
     return out
 
 

@@ -181,6 +181,7 @@ class FitOptions:
     best_round: bool = True  # Algorithm 2 keeps the round with the lowest worst-group error on S2 (paper: the last)
     refit_all: bool = True  # Algorithm 2's rule is refitted on S1 and S2 (paper: fitted on S1)
     search: str = "power"  # "grid": then refine the rule's weights directly on the fitting sample
+    fixed_cost: bool = False  # Algorithm 1 at a fixed cost c found for the rate (paper), not at a fixed rate
 
 
 Rejector = Callable[[GroupView, float, FitOptions], Rule]
@@ -239,6 +240,8 @@ def fit_plugin(view: GroupView, beta: np.ndarray, rate: float, opts: FitOptions)
     degenerate fixed point (a group losing all its accepted samples) is never preferred to an
     earlier, better iterate; otherwise only the last iterate of each multiplier competes.
     """
+    if opts.fixed_cost:
+        return fit_plugin_fixed_cost(view, beta, rate, opts)
     mus = mu_candidates(view.k, opts.mu_grid)  # [G, K]
     prior = np.bincount(view.group, weights=view.weight, minlength=view.k) / view.weight.sum()
     pi = np.maximum(prior * (1.0 - rate), 1e-4) * np.ones_like(mus)
@@ -252,6 +255,46 @@ def fit_plugin(view: GroupView, beta: np.ndarray, rate: float, opts: FitOptions)
             best = (objective[i], Rule(alpha[i], b[i], float(t[i])))
         pi = np.maximum(joint, 1e-4)
     return best[1]
+
+
+# Bisection steps for the cost c at which Algorithm 1 (fixed-cost form) rejects the target rate, and the
+# bracket of c: every score s = max_y alpha p - sum_y b p lies within it (alpha = beta / pi <= 1 / 1e-4).
+COST_STEPS, COST_BOUND = 40, 3e4
+
+
+def plugin_at_cost(view: GroupView, beta: np.ndarray, cost: float, opts: FitOptions) -> tuple[Rule, float]:
+    """Algorithm 1 as Narasimhan et al. state it (Sec. 4.2, Algorithm 1): at rejection cost c (accept iff
+    s(x) >= -c at every iterate), M rules per multiplier, each built from the previous one's group
+    acceptance, starting from the group priors; the last rule of the best multiplier, and the share of
+    the fitting weight it rejects."""
+    mus = mu_candidates(view.k, opts.mu_grid)
+    prior = np.bincount(view.group, weights=view.weight, minlength=view.k) / view.weight.sum()
+    pi = np.maximum(prior, 1e-4) * np.ones_like(mus)
+    rules = max(1, opts.power_iters)
+    for m in range(rules):
+        alpha = beta / pi
+        b = alpha - mus
+        s, correct = score(view, alpha, b)
+        accepted = s >= -cost
+        err, _, joint = group_rates(accepted, correct, view.group, view.k, view.weight)
+        if m < rules - 1:
+            pi = np.maximum(joint, 1e-4)
+    i = first_min(err @ beta)
+    rejected = 1.0 - float(view.weight @ accepted[i]) / float(view.weight.sum())
+    return Rule(alpha[i], b[i], -cost), rejected
+
+
+def fit_plugin_fixed_cost(view: GroupView, beta: np.ndarray, rate: float, opts: FitOptions) -> Rule:
+    """Algorithm 1 at the cost c whose rule rejects ``rate`` of the fitting sample, c found by bisection (a
+    higher cost rejects less); fit_rule then sets t to the rate's quantile, as for every method."""
+    lo, hi = -COST_BOUND, COST_BOUND
+    for _ in range(COST_STEPS):
+        mid = (lo + hi) / 2
+        if plugin_at_cost(view, beta, mid, opts)[1] > rate:
+            lo = mid
+        else:
+            hi = mid
+    return plugin_at_cost(view, beta, hi, opts)[0]
 
 
 def fit_worst(view: GroupView, rate: float, opts: FitOptions) -> Rule:
