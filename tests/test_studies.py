@@ -10,6 +10,7 @@ def test_every_study_is_listed_with_its_summary():
         "decoupling_variants",
         "gate_objectives",
         "paper_lambda_sign",
+        "plugin_family",
         "plugin_search",
         "synthetic_logits",
     }
