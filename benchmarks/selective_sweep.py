@@ -13,6 +13,7 @@ Prints one JSON line: seconds (the views and the sweeps) and peak RSS in MiB.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import time
@@ -41,8 +42,10 @@ def hand_made(n: int, classes: int, counts: list[int], seed: int) -> LogitsFile:
     return LogitsFile(Path("-"), logits, labels, torch.arange(n), "x", "d", "s", classes, 1.3, counts, "s", {})
 
 
-def argse_path(tune: LogitsFile, test: LogitsFile, sources: int, groups, ecfg: EvaluateConfig, threads: int) -> None:
+def argse_path(tune, test, sources: int, groups, ecfg: EvaluateConfig, threads: int, today: bool) -> None:
     opts, grid, fit_part = fit_options(ecfg), sweep_grid(ecfg), torch.arange(len(tune.labels) // 2)
+    if today:  # the search as the reference has it: no coarse grid, one start
+        opts = dataclasses.replace(opts, coarse=0, starts=1)
 
     def one(_: int) -> None:
         fit = source_view(tune, fit_part, groups, ecfg)
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test", type=int, required=True)
     p.add_argument("--sources", type=int, default=6)
     p.add_argument("--reference", action="store_true")
+    p.add_argument("--today", action="store_true", help="argse's path with the reference's search (no coarse grid)")
     p.add_argument("--threads", type=int, default=cpu_count(), help="argse's path: sources evaluated side by side")
     args = p.parse_args(argv)
     counts = [max(1, int(500 * 100 ** (-i / max(1, args.classes - 1)))) for i in range(args.classes)]
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.reference:
         reference_path(tune, test, args.sources, groups, EvaluateConfig())
     else:
-        argse_path(tune, test, args.sources, groups, EvaluateConfig(), min(args.sources, args.threads))
+        argse_path(tune, test, args.sources, groups, EvaluateConfig(), min(args.sources, args.threads), args.today)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": seconds, "peak_rss_mib": peak}))

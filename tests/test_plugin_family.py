@@ -69,7 +69,7 @@ def test_brute_force_no_worse_than_argse_grid_on_the_fitting_objective(seed):
     on the fitting sample. Not at every rate: the objectives are step functions of the two weights, and a
     240-sample view has cells narrower than the brute force's grid, which argse's zoom can land in."""
     view = synthetic_view(seed=seed)
-    opts = FitOptions(tuple(np.round(np.arange(-2, 2.01, 0.1), 2)), search="grid")
+    opts = FitOptions(tuple(np.round(np.arange(-2, 2.01, 0.1), 2)), search="grid", coarse=0, starts=1)
     brute = pf.brute_force(view, RATES)
     for method, metric in pf.METRIC.items():
         argse = []
@@ -86,7 +86,7 @@ def test_brute_force_no_worse_than_argse_grid_on_the_fitting_objective(seed):
 def test_todays_refine_reimplemented():
     """Search() with Algorithm 1/2 first is argse's search: grid (the variants are measured against it)."""
     view = synthetic_view(seed=2)
-    opts = FitOptions(tuple(np.round(np.arange(-2, 2.01, 0.1), 2)), search="grid")
+    opts = FitOptions(tuple(np.round(np.arange(-2, 2.01, 0.1), 2)), search="grid", coarse=0, starts=1)
     for method, metric in pf.METRIC.items():
         proto = pf.prototype_fitter(method, opts, pf.Search("today"))
         for rate in (0.1, 0.4):

@@ -3,6 +3,8 @@ the same rules and AURCs within 1e-9 (issue: selective evaluation at the speed o
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -35,8 +37,11 @@ def views(module, n: int, seed: int):
     return module.group_view(probs, labels, GROUPS.class_group(), GROUPS.k, weight)
 
 
-def curve(module, fit, test, method: str, rates: list[float]) -> list[dict]:
-    opts = fit_options(EvaluateConfig())
+# The search as it was (no coarse grid, one start): what the reference implements.
+TODAY = dataclasses.replace(fit_options(EvaluateConfig()), coarse=0, starts=1)
+
+
+def curve(module, fit, test, method: str, rates: list[float], opts=TODAY) -> list[dict]:
     rows = []
     for rate in rates:
         rule = module.fit_rule(method, fit, rate, opts)
@@ -127,3 +132,17 @@ def test_gate_features_in_blocks_equal_the_whole():
         torch.testing.assert_close(
             features_of(logp, 5, posteriors), gating_features(logp.exp(), 5, posteriors), rtol=0, atol=0
         )
+
+
+def test_the_coarse_grid_is_never_worse_on_the_fitting_sample():
+    """The default search (a coarse grid, three starts) against the search as it was, on its own objective."""
+    fit, test = views(selective, 800, 5), views(selective, 800, 6)
+    rates = [0.1, 0.3, 0.5, 0.7]
+    for method, metric in (("plugin_balanced", "balanced_error"), ("plugin_worst", "worst_group_error")):
+        wide = curve(selective, fit, test, method, rates, fit_options(EvaluateConfig()))
+        narrow = curve(selective, fit, test, method, rates)
+        for a, b in zip(wide, narrow, strict=True):
+            assert (
+                selective.evaluate_rule(a["rule"], fit)[metric]
+                <= selective.evaluate_rule(b["rule"], fit)[metric] + 1e-12
+            )
