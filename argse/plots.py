@@ -34,7 +34,7 @@ def save_png(fig, path: Path, dpi: int = 100) -> Path:
 # ---------------------------------------------------------------- training curves
 
 
-def training_curves(history: list[dict], path: Path, title: str) -> Path | None:
+def training_curves(history: list[dict], path: Path, title: str, kept: dict | None = None) -> Path | None:
     """metrics.jsonl's records drawn: training loss and learning rate, and validation accuracy per epoch
     (balanced, overall, head and tail), the best epoch (the one kept) marked. None when no epoch was trained."""
     if not history:
@@ -53,7 +53,8 @@ def training_curves(history: list[dict], path: Path, title: str) -> Path | None:
     loss_ax.legend(lines, [ln.get_label() for ln in lines], fontsize=7)
     for i, key in enumerate(k for k in ("balanced_acc", "acc", "head", "tail") if k in history[0]["val"]):
         acc_ax.plot(epochs, [r["val"][key] for r in history], "-o" if i == 0 else "-", markersize=3, label=key)
-    best = max(history, key=lambda r: r["val"]["balanced_acc"])  # the first of equals, as fit keeps it
+    # the epoch fit kept: given, or the best (the first of equals, as fit keeps it)
+    best = kept or max(history, key=lambda r: r["val"]["balanced_acc"])
     kept = f"kept: epoch {best['epoch']} (balanced_acc {best['val']['balanced_acc']:.3f})"
     acc_ax.axvline(best["epoch"], color="k", alpha=0.3, label=kept)
     acc_ax.set(xlabel="epoch", ylabel="accuracy on val", title="validation")

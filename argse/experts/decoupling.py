@@ -26,8 +26,9 @@ from argse.training import TensorBatches, TrainRecipe, load_checkpoint, load_mod
 
 def _stage1() -> TrainRecipe:
     return TrainRecipe(
-        epochs=180, lr=0.1, weight_decay=1e-4, warmup_epochs=5, milestones=[80, 140, 160], gamma=0.1, dropout=0.1
-    )
+        epochs=180, lr=0.1, weight_decay=1e-4, warmup_epochs=5, milestones=[80, 140, 160], gamma=0.1, dropout=0.1,
+        checkpoint="best_val",
+    )  # fmt: skip
 
 
 def _stage2() -> TrainRecipe:
@@ -40,6 +41,7 @@ def _stage2() -> TrainRecipe:
         gamma=0.1,
         sampler="balanced",
         augment=False,
+        checkpoint="best_val",
     )
 
 

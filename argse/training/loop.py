@@ -85,7 +85,8 @@ def fit(
     runtime: RuntimeConfig,
     static_shapes: bool | None = None,
 ) -> dict:
-    """Train ``task`` with ``recipe``; checkpoints go to ``ckpt_dir``. Returns the best val metrics.
+    """Train ``task`` with ``recipe``; checkpoints go to ``ckpt_dir``. Returns the val metrics of the epoch
+    kept (``recipe.checkpoint``: the best by validation, or the last), whose weights ``task`` then holds.
 
     ``static_shapes`` (default ``runtime.cuda_graphs``) trains with the static-shape step of
     static_step.py: captured in CUDA graphs on a GPU, run eagerly on the CPU (the equality tests).
@@ -105,8 +106,12 @@ def fit(
     finally:
         if run.static_epochs is not None:
             run.static_epochs.close()
+    last = recipe.checkpoint == "last"
+    kept = run.state["history"][-1] if last and run.state["history"] else run.state["best"]
     if storage.is_writer():
-        plots.training_curves(run.state["history"], training_curves_file(ckpt_dir), f"{task.name}: {ckpt_dir}")
+        plots.training_curves(run.state["history"], training_curves_file(ckpt_dir), f"{task.name}: {ckpt_dir}", kept)
+    if last:  # the module holds the last epoch's weights (trained, or restored by a resume)
+        return kept
     distributed.barrier()  # rank 0 has written best.safetensors
     tensors, _ = load_checkpoint(run.best_path)
     load_module_weights(task.module, tensors, run.best_path)

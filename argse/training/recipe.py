@@ -36,6 +36,9 @@ class TrainRecipe:
     """Random crop (padding 4) and horizontal flip."""
     dropout: float = 0.0
     """Dropout before the classifier."""
+    checkpoint: Literal["best_val", "last"] = "last"
+    """The weights an expert keeps and exports: the epoch with the best validation balanced accuracy, or the
+    last epoch (what each expert's paper reports: experts/*.yaml say which, and why)."""
 
     def __post_init__(self) -> None:
         # Each value an optimiser or layer would refuse mid-run (a torch traceback), or that would silently
