@@ -16,7 +16,8 @@ FORMAT = "argse.report/1"
 AURC_DEFINITION = (
     "mean error over the rejection-rate range: trapezoid rule over the target rejection "
     "rates, divided by the range width; held constant past the last rate (0.95); a group that accepts nothing "
-    "counts as error 1 (see empty_group_points)"
+    "counts as error 1 (see empty_group_points); the keys ending @reached integrate over the rejection rates "
+    "reached on test instead"
 )
 
 
