@@ -326,7 +326,7 @@ def test_empty_group_points_are_counted_drawn_marked_and_in_the_aurc(tmp_path, m
     assert f"| ce | chow | {len(empty)} |" in (out / "summary.md").read_text()
     assert f"1 curve(s) have {len(empty)} point(s) where a group accepts nothing" in capsys.readouterr().out
     # The balanced-error line holds every row, so its AURC over the rows' target rates is the reported one ...
-    (line,) = [d for d in drawn if d[2] == "ce / chow" and d[1] == [r["balanced_error"] for r in curve]]
+    (line,) = [d for d in drawn if d[2] == "chow" and d[1] == [r["balanced_error"] for r in curve]]  # in the ce panel
     assert line[0] == [r["rejection_rate"] for r in curve]
     rates = [r["target_rate"] for r in curve]
     assert aurc(rates, line[1], 0, 1) == pytest.approx(result["aurc"]["balanced_error@0-1"], abs=0)
