@@ -263,10 +263,10 @@ class SourceReader:
 
     def read(self, source: str, split: str) -> LogitsFile:
         f = read_logits(logits_path(self.out_dir, source, split))
-        check_against_run(f, split, self.manifest, self.sha, self.manifest_path)
         with self._lock:
             first = self._first.setdefault(split, dataclasses.replace(f, logits=torch.empty(0)))
-        check_same_samples(f, first)
+        check_same_samples(f, first)  # first, as load_sources did: the file that differs from its team is named
+        check_against_run(f, split, self.manifest, self.sha, self.manifest_path)
         return f
 
 

@@ -30,7 +30,7 @@ def logits_file(out: Path, source: str, split: str) -> Path:
 
 
 def best_file(folder: Path) -> Path:
-    """The best epoch's weights (val balanced accuracy)."""
+    """The kept epoch's weights: the best by val balanced accuracy, or the last (recipe ``checkpoint``)."""
     return Path(folder) / "best.safetensors"
 
 

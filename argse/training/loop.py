@@ -110,7 +110,11 @@ def fit(
     kept = run.state["history"][-1] if last and run.state["history"] else run.state["best"]
     if storage.is_writer():
         plots.training_curves(run.state["history"], training_curves_file(ckpt_dir), f"{task.name}: {ckpt_dir}", kept)
-    if last:  # the module holds the last epoch's weights (trained, or restored by a resume)
+    if last:  # the module holds the last epoch's weights (trained, or restored by a resume): they become the kept ones
+        if storage.is_writer():
+            meta = {"fingerprint": task.fingerprint, "epoch": kept["epoch"], "val": kept["val"]}
+            save_weights(run.best_path, task.module, meta)
+        distributed.barrier()
         return kept
     distributed.barrier()  # rank 0 has written best.safetensors
     tensors, _ = load_checkpoint(run.best_path)
