@@ -228,7 +228,7 @@ class ImageFolderLT(Dataset):
         if not root.exists():
             raise ArgseError(
                 f"imagefolder_lt root '{root}' does not exist; set data.root to a train/ + test/ image tree "
-                f"or its .tar.gz (e.g. ../shared/datasets/cifar10-jpeg.tar.gz)"
+                f"or its .tar.gz (e.g. --set data.root=path/to/cifar10-jpeg.tar.gz)"
             )
         t, classes = load_image_tree(root, Path(self.options.cache_dir))
         return Source(t["train_images"], t["train_labels"], t["test_images"], t["test_labels"], classes)
