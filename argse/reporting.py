@@ -245,6 +245,34 @@ def seeds_aurc_markdown(aurcs: list[dict[tuple[str, str], dict]], span: str = "0
     return "\n".join(lines) + "\n"
 
 
+def kept_checkpoints(cfg: RunConfig) -> str:
+    """Which epoch each trained expert of the run kept (its recipe's ``checkpoint``, from its exported test logits);
+    files from before argse recorded the setting kept the best epoch on val, as argse then always did."""
+    from argse.logits import read_logits  # the page's only look inside the files
+
+    parts, old = [], False
+    for expert in cfg.experts:
+        path = cfg.paths.logits(expert, "test")
+        if not path.is_file():
+            continue
+        recipe = read_logits(path).config
+        stages = {k: v for k, v in recipe.items() if isinstance(v, dict) and "epochs" in v}  # decoupling's stages
+        if "epochs" in recipe:
+            stages = {"": recipe}
+        if not stages:
+            parts.append(f"{expert}: derived (no training)")
+            continue
+        kept = []
+        for stage, r in stages.items():
+            old = old or "checkpoint" not in r
+            kept.append(
+                f"{stage + ' ' if stage else ''}`{r.get('checkpoint', 'best_val')}`{'' if 'checkpoint' in r else '*'}"
+            )
+        parts.append(f"{expert}: {', '.join(kept)}")
+    note = " (* trained before the recipe recorded it: the best epoch on val)" if old else ""
+    return f"Checkpoints kept (recipe `checkpoint`: `best_val` or `last`){note}: {'; '.join(parts)}.\n"
+
+
 def write_results_page(docs: Path, name: str, command: tuple[str, str | None], cfgs: list[RunConfig],
                        tables: tuple[str, str], checks: list[str], minutes: float) -> Path:  # fmt: skip
     """docs/<name>.md and docs/<name>.png (the seeds' mean curves, with a ± standard error band) from the tables
@@ -263,6 +291,7 @@ def write_results_page(docs: Path, name: str, command: tuple[str, str | None], c
         f"Dataset `{d.dataset}`, imbalance factor {d.imbalance_factor:g}, tail = classes with at most "
         f"{d.tail_max_count} training images. Seeds: {seeds} ({len(cfgs)} run(s); values are mean ± standard "
         f"error over seeds). Recipes: `experts/*.yaml` overridden by `recipes` in `{command[1]}`.\n",
+        kept_checkpoints(cfg),
         "## Accuracy on `test` (%)\n",
         "ECE (15 bins) before (`ece_raw`) and after (`ece_cal`) temperature scaling on `val`. T minimises NLL on "
         "`val`, not ECE on `test`, so an already well-calibrated source can end slightly above its raw ECE. "

@@ -42,3 +42,28 @@ def test_the_cost_is_found_for_the_rate_and_t_set_to_its_quantile():
     # of s = (-0.1, -0.5, -0.3, -0.65): the 2nd smallest, -0.3.
     rule = fit_rule("plugin_balanced", VIEW, 0.5, OPTS)
     assert abs(rule.t - (-0.3)) < 1e-12
+
+
+def test_results_pages_say_which_checkpoint_each_expert_kept(tmp_path):
+    """The page line reads each expert's recipe from its exported logits; older files (no setting) are starred."""
+    import torch
+
+    from argse.config import load_run_config
+    from argse.logits import write_logits
+    from argse.reporting import kept_checkpoints
+
+    cfg = load_run_config(None, [f"output_dir={tmp_path}", "experts=[ce,decoupling,posthoc_adjust,logit_adjust]"])
+    recipes = {
+        "ce": {"epochs": 2, "checkpoint": "last"},
+        "decoupling": {"stage1": {"epochs": 2, "checkpoint": "best_val"}, "stage2": {"epochs": 1}},
+        "posthoc_adjust": {"source": "ce", "tau_grid": [1.0]},
+    }
+    for expert, recipe in recipes.items():
+        write_logits(
+            cfg.paths.logits(expert, "test"), torch.zeros(2, 3), torch.tensor([0, 1]), torch.tensor([0, 1]),
+            expert=expert, dataset="d", split="test", temperature=1.0, class_counts=[5, 3, 1], splits_sha256="s",
+            config=recipe,
+        )  # fmt: skip
+    line = kept_checkpoints(cfg)
+    assert "ce: `last`;" in line and "decoupling: stage1 `best_val`, stage2 `best_val`*" in line
+    assert "posthoc_adjust: derived" in line and "logit_adjust" not in line and "* trained before" in line
