@@ -101,11 +101,13 @@ METRICS = ("balanced", "worst_group")
 
 @dataclass
 class SeedTable:
-    """One seed's AURCs per view and row label, CSS's points per cost, and each model's test report."""
+    """One seed's AURCs per view and row label, CSS's points per cost, each model's test report, and the
+    recipe each model's logits were exported with (as the logits file records it)."""
 
     aurcs: dict[tuple[str, str], dict[str, dict[str, float]]]
     css: list[dict[str, float]]
     reports: dict[str, dict[str, float]]
+    recipes: dict[str, dict] = dataclasses.field(default_factory=dict)
 
 
 def check_team(cfg: RunConfig) -> None:
@@ -195,4 +197,6 @@ def tabulate_seed(cfg: RunConfig) -> SeedTable:
         points = css_curve(cfg, test[0].splits_sha256, prior)
         aurcs[(prior, protocol)]["CSS"] = css_aurcs(points)
         css = css or points
-    return SeedTable(aurcs, css, reports)
+    recipes = {f.expert: f.config for f in test if f.expert != "gating"}
+    recipes["css"] = load_sources(css_config(cfg, css_costs(cfg)[0]).out_dir, ["css"], ["test"])["test"][0].config
+    return SeedTable(aurcs, css, reports, recipes)
