@@ -10,7 +10,7 @@ def test_benchmark_smoke(tmp_path, monkeypatch):
     assert bench.main(["--quick", "--only", "train,stage2,export,gating,selective", "--out", str(out)]) == 0
     text = out.read_text()
     assert "Training throughput" in text and "Decoupling stage 2" in text and "Logits export" in text
-    assert "Gating: 100 epochs" in text and "Selective sweep: 1 sources x 3 methods" in text
+    assert "Gating: 100 epochs" in text and "Selective sweep: 100 classes, 1 sources x 3 methods" in text
 
 
 def test_scaling_benchmark_smoke(tmp_path):
