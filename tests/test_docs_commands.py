@@ -28,7 +28,7 @@ PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 START = re.compile(r"^(make |python -m |torchrun )")
 TEMPLATE = ("RUN.yaml", "[--", " | ", "mypkg", "...", "HOST:", "a,b", "DIR", "=S ")
 # The entry points that take --config / --set (argse.cli.parser) and so --print-config.
-ENTRY_POINTS = {"train_experts", "train_gating", "evaluate", "reproduce", "predict", "adopt", "experts"}
+ENTRY_POINTS = {"train_experts", "train_gating", "evaluate", "reproduce", "predict", "adopt", "experts", "table2"}
 
 
 def page_commands(text: str) -> list[tuple[str, bool]]:

@@ -20,6 +20,7 @@ ENTRY_POINTS = {
     "argse.predict",
     "argse.reproduce",
     "argse.adopt",
+    "argse.table2",
 }
 
 
