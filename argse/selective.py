@@ -74,28 +74,43 @@ def group_summaries(
     return top, mass, hit
 
 
+def columns(view: GroupView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """top, mass and hit as contiguous [K, N] rows, made once per view: what score reads."""
+    if not hasattr(view, "_columns"):
+        view._columns = tuple(np.ascontiguousarray(x.T) for x in (view.top, view.mass, view.hit))
+    return view._columns
+
+
 def subset(view: GroupView, idx: np.ndarray) -> GroupView:
     return GroupView(view.top[idx], view.mass[idx], view.hit[idx], view.group[idx], view.k, view.weight[idx])
 
 
 def score(view: GroupView, alpha: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """s(x) and correctness of the prediction, for rules stacked in the leading dims of alpha, b [..., K]."""
-    # A loop over the (few) groups of whole [..., N] arrays, in place: numpy reduces a tiny last axis slowly,
-    # and these arrays are the bulk of every rule search. s = 0 - b_0 m_0 - b_1 m_1 ... + max_k alpha_k top_k.
-    best = alpha[..., 0, None] * view.top[:, 0]
-    s = b[..., 0, None] * view.mass[:, 0]
-    np.negative(s, out=s)
-    s = np.broadcast_to(s, best.shape).copy() if s.shape != best.shape else s
-    correct = np.empty(best.shape, dtype=bool)
-    correct[...] = view.hit[:, 0]
-    for k in range(1, view.k):
-        weighted = alpha[..., k, None] * view.top[:, k]
+    lead = np.broadcast_shapes(alpha.shape[:-1], b.shape[:-1])
+    a = np.broadcast_to(alpha, (*lead, view.k)).reshape(-1, view.k)
+    bb = np.broadcast_to(b, (*lead, view.k)).reshape(-1, view.k)
+    top, mass, hit = columns(view)
+    # Products by matrix products: numpy broadcasts a column of weights across samples slowly, BLAS does not.
+    # Each alpha_k top_k is one exact product (a row of alpha with zeros elsewhere), so max and argmax compare
+    # the same numbers as elementwise products would; sum_k b_k m_k is one product as BLAS sums it.
+    finite = np.isfinite(top).all()  # a group without classes has top -inf, and 0 * -inf is not 0
+    best, correct = None, None
+    for k in range(view.k):
+        if finite:
+            only = np.zeros_like(a)
+            only[:, k] = a[:, k]
+            weighted = only @ top
+        else:
+            weighted = a[:, k, None] * top[k]
+        if best is None:
+            best, correct = weighted, np.repeat(hit[k][None], len(a), 0)
+            continue
         better = weighted > best  # ties keep the earlier group, as argmax does
         np.maximum(best, weighted, out=best)
-        np.copyto(correct, view.hit[:, k], where=better)
-        s -= b[..., k, None] * view.mass[:, k]
-    s += best
-    return s, correct
+        correct ^= better & (correct ^ hit[k])
+    best -= bb @ mass
+    return best.reshape(*lead, -1), correct.reshape(*lead, -1)
 
 
 def decide(
@@ -131,14 +146,68 @@ def threshold(s: np.ndarray, rate: float, weight: np.ndarray | None = None) -> n
         kth = min(int(np.floor(rate * n)), n - 1)
         return np.partition(s, kth, axis=-1)[..., kth]
     rows = s.reshape(-1, n)
-    order = np.argsort(rows, axis=-1)  # any order of ties gives the same t: see the docstring
+    limit = rate * weight.sum() * (1 + 1e-12)
+    keys, bits = sort_keys(rows)
+    order = keys & ((1 << bits) - 1)
+    kth = last_position_within(np.take(weight, order), limit)
+    t = rows[np.arange(len(rows)), order[np.arange(len(rows)), kth]]
+    # A key keeps about 38 bits of each score's mantissa: scores closer than that may be out of order, which
+    # matters only where they meet the chosen position; those rows (none, nearly always) are sorted exactly.
+    near = near_ties(keys, kth, bits)
+    if near.any():
+        t[near] = _threshold_argsort(rows[near], limit, weight)
+    return t.reshape(s.shape[:-1])
+
+
+def sort_keys(rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each row's scores sorted as int64 keys: the score's order-preserving bits above, its column below
+    (``bits`` of them), so one plain sort gives the order with no argsort and no gather of the values."""
+    bits = max(1, (rows.shape[-1] - 1).bit_length())
+    keys = (rows + 0.0).view(np.int64)  # + 0.0: -0.0 becomes 0.0, which it equals
+    keys ^= (keys >> 63) & 0x7FFFFFFFFFFFFFFF  # negative floats: flip the magnitude bits, so ints order as floats
+    keys >>= bits
+    keys <<= bits
+    keys |= np.arange(rows.shape[-1], dtype=np.int64)
+    keys.sort(axis=-1)
+    return keys, bits
+
+
+def near_ties(keys: np.ndarray, kth: np.ndarray, bits: int) -> np.ndarray:
+    """Rows whose chosen key shares its score bits with a neighbour's."""
+    r, n = np.arange(len(keys)), keys.shape[-1]
+    at = keys[r, kth] >> bits
+    return ((kth > 0) & (keys[r, np.maximum(kth - 1, 0)] >> bits == at)) | (
+        (kth < n - 1) & (keys[r, np.minimum(kth + 1, n - 1)] >> bits == at)
+    )
+
+
+# Sorted weights are summed in chunks of this many: one cumulative sum over the chunks finds the chunk where
+# the running weight passes the limit, and only that chunk is summed position by position.
+CHUNK = 64
+
+
+def last_position_within(w: np.ndarray, limit: float) -> np.ndarray:
+    """Per row of sorted weights w, the last position whose preceding weight is at most ``limit`` (at least 0)."""
+    g, n = w.shape
+    starts = np.arange(0, n, CHUNK)
+    sums = np.add.reduceat(w, starts, axis=1)
+    before_chunk = np.cumsum(sums, axis=1) - sums
+    c = np.maximum((before_chunk <= limit).sum(1) - 1, 0)
+    cols = starts[c][:, None] + np.arange(CHUNK)
+    inside = np.take_along_axis(w, np.minimum(cols, n - 1), 1)
+    inside[cols >= n] = 0.0  # past the end of a short last chunk
+    before = before_chunk[np.arange(g), c][:, None] + np.cumsum(inside, 1) - inside
+    return np.clip(starts[c] + (before <= limit).sum(1) - 1, 0, n - 1)
+
+
+def _threshold_argsort(rows: np.ndarray, limit: float, weight: np.ndarray) -> np.ndarray:
+    """The exact weighted quantile by a full argsort (rows with near ties)."""
+    n = rows.shape[-1]
+    order = np.argsort(rows, axis=-1)
     w = weight[order]
-    before = np.cumsum(w, axis=-1)
-    before -= w  # weight strictly before each sorted position
-    kth = np.clip((before <= rate * weight.sum() * (1 + 1e-12)).sum(-1) - 1, 0, n - 1)
-    # Only the chosen position of each row is read, not the whole sorted array.
-    picked = order[np.arange(len(rows)), kth]
-    return rows[np.arange(len(rows)), picked].reshape(s.shape[:-1])
+    before = np.cumsum(w, axis=-1) - w
+    kth = np.clip((before <= limit).sum(-1) - 1, 0, n - 1)
+    return rows[np.arange(len(rows)), order[np.arange(len(rows)), kth]]
 
 
 def group_rates(
@@ -247,15 +316,20 @@ def fit_plugin(view: GroupView, beta: np.ndarray, rate: float, opts: FitOptions)
     mus = mu_candidates(view.k, opts.mu_grid)  # [G, K]
     prior = np.bincount(view.group, weights=view.weight, minlength=view.k) / view.weight.sum()
     pi = np.maximum(prior * (1.0 - rate), 1e-4) * np.ones_like(mus)
-    best = (np.inf, None)
+    objective, t, joint = np.zeros(len(mus)), np.zeros(len(mus)), np.zeros_like(mus)
+    best, previous = (np.inf, None), None
     for it in range(opts.power_iters + 1):
         alpha = beta / pi
         b = alpha - mus
-        objective, t, joint = objectives(view, alpha, b, rate, beta)
+        # A multiplier whose pi came back unchanged has the rule it had: its figures are those already found
+        # (most multipliers reach their fixed point within a few iterations).
+        fresh = np.ones(len(mus), bool) if previous is None else (pi != previous).any(1)
+        if fresh.any():
+            objective[fresh], t[fresh], joint[fresh] = objectives(view, alpha[fresh], b[fresh], rate, beta)
         i = first_min(objective)
         if (opts.every_iterate or it == opts.power_iters) and lower(objective[i], best[0]):
             best = (objective[i], Rule(alpha[i], b[i], float(t[i])))
-        pi = np.maximum(joint, 1e-4)
+        previous, pi = pi, np.maximum(joint, 1e-4)
     return best[1]
 
 
