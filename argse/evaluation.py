@@ -8,10 +8,11 @@ argse.rules, argse.reporting).
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 
 from argse.config import GATE_RULE, EvaluateConfig, RunConfig
 from argse.errors import ArgseError
-from argse.gating.store import Gate, check_rejector_part, read_gate
+from argse.gating.store import check_rejector_part, read_gate
 from argse.groups import Groups, head_tail_groups
 from argse.logits import LogitsFile, SourceReader
 from argse.metrics import lt_weights
@@ -167,8 +168,8 @@ class Evaluation:
 def evaluate_sources(cfg: RunConfig, sources: list[str], methods: list[str]) -> Evaluation:
     """Fit every method on every source's rejector part of ``tune`` and measure it on ``test``.
 
-    Sources are read one at a time and evaluated side by side, one thread per core: each holds its own
-    source's per-group summaries only, and numpy's sorts and products release the GIL."""
+    Sources are read one at a time, reduced to their per-group summaries, and swept side by side, one
+    process per core (:func:`source_pool`); only the summaries travel, not the logits."""
     reader = SourceReader(cfg.out_dir, sources, ["tune", "test"])
     tune0 = reader.read(sources[0], "tune")
     groups = head_tail_groups(torch.tensor(tune0.class_counts), cfg.data.tail_max_count)
@@ -190,21 +191,43 @@ def evaluate_sources(cfg: RunConfig, sources: list[str], methods: list[str]) -> 
         },
     )
 
-    def curves(source: str) -> dict[str, list[dict]]:
-        fit = source_view(reader.read(source, "tune"), fit_part, groups, cfg.evaluate)
-        held_out = source_view(reader.read(source, "test"), torch.arange(n_test), groups, cfg.evaluate)
-        check_samples(groups, {"the rejector part of tune": fit, "test": held_out})
-        fitters = rule_fitters(cfg, methods, gate if source == "gating" else None)
-        return {method: sweep(fit, held_out, fit_one, sweep_grid(cfg.evaluate)) for method, fit_one in fitters.items()}
-
+    opts, grid = fit_options(cfg.evaluate), sweep_grid(cfg.evaluate)
+    for m in methods:
+        REJECTORS.get(m)  # an unknown name is one sentence listing the registered rejectors, before any work
     start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=min(len(sources), cpu_count())) as pool:
-        for source, by_method in zip(sources, pool.map(curves, sources), strict=True):
-            for method, rows in by_method.items():
+    with source_pool(len(sources)) as pool:
+        pending = []
+        for source in sources:  # one source's logits in memory at a time; its sweep runs while the next is read
+            fit = source_view(reader.read(source, "tune"), fit_part, groups, cfg.evaluate)
+            held_out = source_view(reader.read(source, "test"), torch.arange(n_test), groups, cfg.evaluate)
+            check_samples(groups, {"the rejector part of tune": fit, "test": held_out})
+            rules = gate.rules if gate is not None and source == "gating" else None
+            pending.append(pool.submit(sweep_source, fit, held_out, methods, opts, grid, rules))
+        for source, job in zip(sources, pending, strict=True):
+            for method, rows in job.result().items():
                 result.curves[(source, method)] = rows
                 result.aurcs[(source, method)] = curve_aurcs(rows)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def source_pool(sources: int) -> Executor:
+    """Where the sources' sweeps run: one process per core where processes can be forked (the search is many
+    short numpy calls, so threads would wait on each other for the interpreter), else threads."""
+    workers = min(sources, cpu_count())
+    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    return ThreadPoolExecutor(max(1, workers))
+
+
+def sweep_source(
+    fit: GroupView, held_out: GroupView, methods: list[str], opts: FitOptions, grid: list[float], gate_rules
+) -> dict[str, list[dict]]:
+    """Every method's curve on one source (with ``gate_rules``, the selective gate's own rule too)."""
+    fitters = {m: (lambda view, rate, m=m: fit_rule(m, view, rate, opts)) for m in methods}
+    if gate_rules:
+        fitters[GATE_RULE] = lambda view, rate: fit_gate_rule(gate_rules, view, rate)
+    return {method: sweep(fit, held_out, fit_one, grid) for method, fit_one in fitters.items()}
 
 
 def cpu_count() -> int:
@@ -248,16 +271,3 @@ def check_samples(groups: Groups, views: dict[str, GroupView]) -> None:
 def sweep_grid(ecfg: EvaluateConfig) -> list[float]:
     """The configured target rejection rates and the extra ones that the [0, 1] AURC rests on."""
     return sorted(set(ecfg.rejection_grid) | set(AURC_TAIL))
-
-
-def rule_fitters(
-    cfg: RunConfig, methods: list[str], gate: Gate | None = None
-) -> dict[str, Callable[[GroupView, float], Rule]]:
-    """How each method fits a rule to a view at a rate; a gate that learned rules adds its own."""
-    opts = fit_options(cfg.evaluate)
-    for m in methods:
-        REJECTORS.get(m)  # an unknown name is one sentence listing the registered rejectors
-    fitters = {m: (lambda view, rate, m=m: fit_rule(m, view, rate, opts)) for m in methods}
-    if gate is not None and gate.rules:
-        fitters[GATE_RULE] = lambda view, rate: fit_gate_rule(gate.rules, view, rate)
-    return fitters

@@ -5,7 +5,7 @@
 Hand-made logits of the given size (one [N, C] float32 array per split, shared by the sources, as argse's
 reader holds one file per thread); the rejectors fit on the rejector half of ``tune`` as ``argse.evaluate``
 does (gating.tune_fraction 0.5). argse's path: per-group summaries in row blocks, the sweep of every method,
-the sources on one thread per core. ``--reference``: today's implementation as it was (benchmarks/
+the sources in one process per core (evaluation.source_pool). ``--reference``: today's implementation as it was (benchmarks/
 selective_reference.py): the float64 softmax of the whole split, then the sweep, one source after another.
 Prints one JSON line: seconds (the views and the sweeps) and peak RSS in MiB.
 """
@@ -17,14 +17,12 @@ import dataclasses
 import json
 import resource
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
-from argse import selective
 from argse.config import EvaluateConfig
-from argse.evaluation import cpu_count, fit_options, source_view, sweep, sweep_grid
+from argse.evaluation import cpu_count, fit_options, source_pool, source_view, sweep_grid, sweep_source
 from argse.groups import head_tail_groups
 from argse.logits import LogitsFile
 from argse.metrics import lt_weights
@@ -42,19 +40,18 @@ def hand_made(n: int, classes: int, counts: list[int], seed: int) -> LogitsFile:
     return LogitsFile(Path("-"), logits, labels, torch.arange(n), "x", "d", "s", classes, 1.3, counts, "s", {})
 
 
-def argse_path(tune, test, sources: int, groups, ecfg: EvaluateConfig, threads: int, today: bool) -> None:
+def argse_path(tune, test, sources: int, groups, ecfg: EvaluateConfig, workers: int, today: bool) -> None:
     opts, grid, fit_part = fit_options(ecfg), sweep_grid(ecfg), torch.arange(len(tune.labels) // 2)
     if today:  # the search as the reference has it: no coarse grid, one start
         opts = dataclasses.replace(opts, coarse=0, starts=1)
-
-    def one(_: int) -> None:
-        fit = source_view(tune, fit_part, groups, ecfg)
-        held = source_view(test, torch.arange(len(test.labels)), groups, ecfg)
-        for m in METHODS:
-            sweep(fit, held, lambda v, r, m=m: selective.fit_rule(m, v, r, opts), grid)
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        list(pool.map(one, range(sources)))
+    with source_pool(min(sources, workers)) as pool:
+        jobs = []
+        for _ in range(sources):  # as evaluate_sources: the views here, the sweeps in the pool
+            fit = source_view(tune, fit_part, groups, ecfg)
+            held = source_view(test, torch.arange(len(test.labels)), groups, ecfg)
+            jobs.append(pool.submit(sweep_source, fit, held, list(METHODS), opts, grid, None))
+        for job in jobs:
+            job.result()
 
 
 def reference_path(tune: LogitsFile, test: LogitsFile, sources: int, groups, ecfg: EvaluateConfig) -> None:
@@ -82,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sources", type=int, default=6)
     p.add_argument("--reference", action="store_true")
     p.add_argument("--today", action="store_true", help="argse's path with the reference's search (no coarse grid)")
-    p.add_argument("--threads", type=int, default=cpu_count(), help="argse's path: sources evaluated side by side")
+    p.add_argument("--workers", type=int, default=cpu_count(), help="argse's path: sources swept side by side")
     args = p.parse_args(argv)
     counts = [max(1, int(500 * 100 ** (-i / max(1, args.classes - 1)))) for i in range(args.classes)]
     groups = head_tail_groups(torch.tensor(counts), tail_max_count=20)
@@ -91,10 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.reference:
         reference_path(tune, test, args.sources, groups, EvaluateConfig())
     else:
-        argse_path(tune, test, args.sources, groups, EvaluateConfig(), min(args.sources, args.threads), args.today)
+        argse_path(tune, test, args.sources, groups, EvaluateConfig(), min(args.sources, args.workers), args.today)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_rss_mib": peak}))
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest sweep process
+    print(json.dumps({"seconds": seconds, "peak_rss_mib": peak, "worker_peak_rss_mib": workers}))
     return 0
 
 
