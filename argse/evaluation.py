@@ -12,7 +12,8 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -204,11 +205,23 @@ def evaluate_sources(cfg: RunConfig, sources: list[str], methods: list[str]) -> 
             rules = gate.rules if gate is not None and source == "gating" else None
             pending.append(pool.submit(sweep_source, fit, held_out, methods, opts, grid, rules))
         for source, job in zip(sources, pending, strict=True):
-            for method, rows in job.result().items():
+            for method, rows in swept(source, job).items():
                 result.curves[(source, method)] = rows
                 result.aurcs[(source, method)] = curve_aurcs(rows)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def swept(source: str, job: Future) -> dict[str, list[dict]]:
+    """A source's curves from its sweep process, or one sentence if the process died (the system kills the
+    largest process when memory runs out)."""
+    try:
+        return job.result()
+    except BrokenProcessPool:
+        raise ArgseError(
+            f"the process sweeping the rejectors of '{source}' stopped without a result (killed, most likely for "
+            f"lack of memory); free memory or evaluate fewer sources at once (evaluate.sources)"
+        ) from None
 
 
 def source_pool(sources: int) -> Executor:

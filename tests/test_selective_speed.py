@@ -3,7 +3,10 @@ the same rules and AURCs within 1e-9 (issue: selective evaluation at the speed o
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -146,3 +149,54 @@ def test_the_coarse_grid_is_never_worse_on_the_fitting_sample():
                 selective.evaluate_rule(a["rule"], fit)[metric]
                 <= selective.evaluate_rule(b["rule"], fit)[metric] + 1e-12
             )
+
+
+def _two_source_run(tmp_path) -> list[str]:
+    from studies.logit_factory import write_run
+
+    def model(scale):
+        return lambda labels, g: (
+            torch.randn(len(labels), 4, generator=g) + scale * torch.nn.functional.one_hot(labels, 4)
+        )
+
+    write_run(tmp_path / "o" / "p", {"ce": model(2.0), "la": model(1.0)}, 4, [100, 50, 10, 5])
+    return ["--set", f"output_dir={tmp_path / 'o'}", "--set", "name=p", "--set", "data.tail_max_count=10",
+            "--set", "experts=[ce,la]"]  # fmt: skip
+
+
+def test_sweep_processes_give_the_curves_of_one_thread(tmp_path, monkeypatch):
+    """The sources swept in forked processes (one per core) and one after another on one thread: the same curves."""
+    from argse import evaluation
+    from argse.config import load_run_config
+
+    cfg = load_run_config(None, [s for s in _two_source_run(tmp_path) if s != "--set"])
+    monkeypatch.setattr(evaluation, "cpu_count", lambda: 2)
+    assert isinstance(evaluation.source_pool(2), concurrent.futures.ProcessPoolExecutor)
+    pooled = evaluation.evaluate_sources(cfg, ["ce", "la"], ["chow", "plugin_balanced"])
+    monkeypatch.setattr(evaluation, "cpu_count", lambda: 1)
+    assert isinstance(evaluation.source_pool(2), concurrent.futures.ThreadPoolExecutor)
+    alone = evaluation.evaluate_sources(cfg, ["ce", "la"], ["chow", "plugin_balanced"])
+    assert pooled.curves == alone.curves and pooled.aurcs == alone.aurcs
+
+
+def test_a_sweep_process_that_dies_is_one_sentence(tmp_path, monkeypatch, capsys):
+    """A sweep process killed (as the system kills the largest process when memory runs out): exit 2, the
+    source named, nothing written."""
+    from argse import cli, evaluate, evaluation
+
+    parent = os.getpid()
+
+    @selective.register_rejector("dies_in_a_child")
+    def dies(view, rate, opts):
+        if os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("expected to run in a sweep process")
+
+    monkeypatch.setattr(evaluation, "cpu_count", lambda: 2)
+    try:
+        assert cli.run(evaluate.main, _two_source_run(tmp_path) + ["--methods", "dies_in_a_child"]) == 2
+    finally:
+        selective.REJECTORS.unregister("dies_in_a_child")
+    err = capsys.readouterr().err
+    assert "stopped without a result" in err and "'ce'" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "p" / "evaluation").exists()
