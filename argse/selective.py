@@ -164,9 +164,10 @@ def sort_keys(rows: np.ndarray) -> tuple[np.ndarray, int]:
     (``bits`` of them), so one plain sort gives the order with no argsort and no gather of the values."""
     bits = max(1, (rows.shape[-1] - 1).bit_length())
     keys = (rows + 0.0).view(np.int64)  # + 0.0: -0.0 becomes 0.0, which it equals
-    keys ^= (keys >> 63) & 0x7FFFFFFFFFFFFFFF  # negative floats: flip the magnitude bits, so ints order as floats
-    keys >>= bits
-    keys <<= bits
+    flip = keys >> 63
+    flip &= 0x7FFFFFFFFFFFFFFF
+    keys ^= flip  # negative floats: flip the magnitude bits, so the ints order as the floats do
+    keys &= -(1 << bits)
     keys |= np.arange(rows.shape[-1], dtype=np.int64)
     keys.sort(axis=-1)
     return keys, bits
