@@ -456,6 +456,11 @@ class EvaluateConfig:
     search: Literal["power", "grid"] = "grid"
     """grid: after Algorithm 1/2, search the rule's group weights directly on the fitting sample
     (never worse there); power: Algorithm 1/2 only. protocol=paper always uses power."""
+    search_grid: int = 21
+    """search: grid: points per free weight of the coarse grid scored before the local search (0: none, the
+    local search from the algorithm's rule alone)."""
+    search_starts: int = 3
+    """search: grid, with search_grid: local searches also from this many best other candidates of the coarse grid."""
 
     def __post_init__(self) -> None:
         bad = [r for r in self.rejection_grid if not 0 <= r < 1]
@@ -513,6 +518,8 @@ def check_evaluate(e: EvaluateConfig) -> None:
     _require(e.power_iters >= 1, f"power_iters must be >= 1, got {e.power_iters}")
     _require(e.worst_rounds >= 1, f"worst_rounds must be >= 1, got {e.worst_rounds}")
     _require(e.worst_step > 0, f"worst_step must be > 0, got {e.worst_step}")
+    _require(e.search_grid == 0 or e.search_grid >= 2, f"search_grid must be 0 (none) or >= 2, got {e.search_grid}")
+    _require(e.search_starts >= 0, f"search_starts must be >= 0, got {e.search_starts}")
     seeds.check(e.seed)
     check_methods(e.methods)
 

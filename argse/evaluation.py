@@ -68,8 +68,9 @@ def fit_options(ecfg: EvaluateConfig) -> FitOptions:
             best_round=False, refit_all=False, search="power", fixed_cost=True,
         )  # fmt: skip
     return FitOptions(
-        tuple(ecfg.mu_grid), ecfg.power_iters, ecfg.worst_rounds, ecfg.worst_step, ecfg.seed, search=ecfg.search
-    )
+        tuple(ecfg.mu_grid), ecfg.power_iters, ecfg.worst_rounds, ecfg.worst_step, ecfg.seed, search=ecfg.search,
+        coarse=ecfg.search_grid, starts=ecfg.search_starts,
+    )  # fmt: skip
 
 
 # Rows per block when a source's probabilities are summarised by group: a block's float64 softmax is the only

@@ -200,3 +200,11 @@ def test_a_sweep_process_that_dies_is_one_sentence(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert "stopped without a result" in err and "'ce'" in err and "Traceback" not in err
     assert not (tmp_path / "o" / "p" / "evaluation").exists()
+
+
+def test_the_search_grid_and_starts_are_settings():
+    opts = fit_options(EvaluateConfig(search_grid=0, search_starts=1))
+    assert (opts.coarse, opts.starts) == (0, 1) and opts == TODAY
+    for bad in ({"search_grid": 1}, {"search_grid": -3}, {"search_starts": -1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            EvaluateConfig(**bad)
