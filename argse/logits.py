@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from argse import __version__, filesets, records, storage
 from argse.calibration import T_MAX, T_MIN
@@ -35,7 +37,7 @@ META_KEYS = (
 @dataclass
 class LogitsFile:
     path: Path
-    logits: torch.Tensor  # float32 [N, C], raw
+    logits: torch.Tensor  # float32 [N, C], raw; a meta tensor (no data) when read with rows_on_disk
     labels: torch.Tensor  # int64 [N]
     indices: torch.Tensor  # int64 [N]
     expert: str
@@ -54,6 +56,36 @@ class LogitsFile:
     @property
     def probs(self) -> torch.Tensor:
         return torch.softmax(self.calibrated.double(), dim=1)
+
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        """Raw logits of samples ``start:stop``; read from the file, and checked finite, when the file was read
+        with ``rows_on_disk``."""
+        if not self.logits.is_meta:
+            return self.logits[start:stop]
+        block = storage.read_rows(self.path, "logits file", "logits", start, stop)
+        expected = (len(range(len(self.labels))[start:stop]), self.num_classes)
+        if block.dtype != torch.float32 or tuple(block.shape) != expected:  # replaced since it was checked
+            raise field_error(self.path, "logits", "changed on disk while it was read")
+        if not torch.isfinite(block).all():
+            raise field_error(self.path, "logits", "contains NaN or infinite values")
+        return block
+
+    def log_probs(self, start: int, stop: int) -> torch.Tensor:
+        """Calibrated log-probabilities (float64) of samples ``start:stop``, as ``log_softmax(calibrated)``."""
+        return F.log_softmax((self.rows(start, stop) / self.temperature).double(), dim=1)
+
+
+def log_prob_blocks(files: list[LogitsFile], rows: int) -> Iterator[tuple[slice, torch.Tensor]]:
+    """The calibrated log-probabilities [E, rows, C] of one split's ``files`` (one per expert), a block of
+    samples at a time, so that [E, N, C] is never held; yields (the block's samples, the block)."""
+    n = len(files[0].labels)
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        yield slice(start, stop), torch.stack([f.log_probs(start, stop) for f in files])
+
+
+def field_error(path: Path, field: str, why: str) -> ArgseError:
+    return ArgseError(f"logits file {path}: field '{field}' {why}; re-export it with train_experts")
 
 
 def logits_path(out_dir: Path, expert: str, split: str) -> Path:
@@ -101,13 +133,20 @@ def write_export_config(run: dict, expert: str, recipe: dict, out_dir: Path) -> 
     return storage.write_text(config_file(logits_path(out_dir, expert, "test").parent), text)
 
 
-def read_logits(path: str | Path) -> LogitsFile:
-    """Read one file and validate format, metadata, dtypes, shapes and finiteness."""
+def read_logits(path: str | Path, *, rows_on_disk: bool = False) -> LogitsFile:
+    """Read one file and validate format, metadata, dtypes, shapes and finiteness.
+
+    ``rows_on_disk``: every check but finiteness now, and the logits left in the file (``logits`` is a meta
+    tensor); :meth:`LogitsFile.rows` reads a block of them and checks it finite, with the same sentence.
+    """
     path = Path(path)
-    tensors, meta = storage.load_tensors(path, "logits file")
+    if rows_on_disk:
+        tensors, meta = storage.open_tensors(path, "logits file", ("logits",))
+    else:
+        tensors, meta = storage.load_tensors(path, "logits file")
 
     def bad(field: str, why: str) -> ArgseError:
-        return ArgseError(f"logits file {path}: field '{field}' {why}; re-export it with train_experts")
+        return field_error(path, field, why)
 
     if meta.get("format") != FORMAT:
         raise bad("format", f"is {meta.get('format')!r}, expected {FORMAT!r}")
@@ -127,7 +166,7 @@ def read_logits(path: str | Path) -> LogitsFile:
     num_classes, temperature, class_counts, config = _metadata(meta, bad)
     if logits.shape != (len(labels), num_classes) or len(indices) != len(labels):
         raise bad("logits", f"has shape {tuple(logits.shape)}, expected ({len(labels)}, {num_classes})")
-    if not torch.isfinite(logits).all():
+    if not logits.is_meta and not torch.isfinite(logits).all():
         raise bad("logits", "contains NaN or infinite values")
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         raise bad("labels", f"has values outside [0, {num_classes})")
@@ -261,8 +300,9 @@ class SourceReader:
         self._first: dict[str, LogitsFile] = {}  # per split, the first file read, without its logits
         self._lock = threading.Lock()
 
-    def read(self, source: str, split: str) -> LogitsFile:
-        f = read_logits(logits_path(self.out_dir, source, split))
+    def read(self, source: str, split: str, rows_on_disk: bool = False) -> LogitsFile:
+        """One file, checked against its team and the run; ``rows_on_disk`` as :func:`read_logits`."""
+        f = read_logits(logits_path(self.out_dir, source, split), rows_on_disk=rows_on_disk)
         with self._lock:
             first = self._first.setdefault(split, dataclasses.replace(f, logits=torch.empty(0)))
         check_same_samples(f, first)  # first, as load_sources did: the file that differs from its team is named

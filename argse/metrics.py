@@ -65,7 +65,14 @@ def classification_report(
     logits: torch.Tensor, labels: torch.Tensor, class_counts: torch.Tensor, groups: Groups, shots: Groups
 ) -> dict[str, float]:
     """Overall, LT-re-weighted, balanced and per-group accuracy of argmax predictions."""
-    pred = logits.argmax(dim=1)
+    return prediction_report(logits.argmax(dim=1), labels, class_counts, groups, shots)
+
+
+def prediction_report(
+    pred: torch.Tensor, labels: torch.Tensor, class_counts: torch.Tensor, groups: Groups, shots: Groups
+) -> dict[str, float]:
+    """:func:`classification_report` of the predicted classes ``pred`` [N] (made a block of samples at a time
+    by a caller that never holds all the logits)."""
     correct = (pred == labels).double()
     per_class = per_class_accuracy(pred, labels, len(class_counts))
     report = {

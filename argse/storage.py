@@ -112,6 +112,10 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
+def corrupt(path: Path, what: str, exc: Exception) -> ArgseError:
+    return ArgseError(f"{what} {path} is corrupt or not a safetensors file ({exc}); delete it and re-create it")
+
+
 def load_tensors(path: str | Path, what: str = "file") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read a safetensors file and its metadata; a missing or corrupt file is an ArgseError."""
     path = Path(path)
@@ -122,9 +126,40 @@ def load_tensors(path: str | Path, what: str = "file") -> tuple[dict[str, torch.
             metadata = f.metadata() or {}
         return load_file(str(path)), metadata
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ArgseError(
-            f"{what} {path} is corrupt or not a safetensors file ({exc}); delete it and re-create it"
-        ) from None
+        raise corrupt(path, what, exc) from None
+
+
+def open_tensors(
+    path: str | Path, what: str, on_disk: tuple[str, ...]
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """:func:`load_tensors`, except that the tensors named in ``on_disk`` are not read: each is a meta tensor
+    (its dtype and shape, no data) whose rows :func:`read_rows` reads when they are needed."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArgseError(f"{what} {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata, tensors = f.metadata() or {}, {}
+            for name in f.keys():
+                piece = f.get_slice(name)
+                shape = piece.get_shape()
+                if name in on_disk and shape:  # zero rows read: the dtype as torch names it
+                    tensors[name] = torch.empty(shape, dtype=piece[:0].dtype, device="meta")
+                else:
+                    tensors[name] = f.get_tensor(name)
+        return tensors, metadata
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise corrupt(path, what, exc) from None
+
+
+def read_rows(path: str | Path, what: str, name: str, start: int, stop: int) -> torch.Tensor:
+    """Rows ``start:stop`` of tensor ``name`` of a safetensors file, reading only those rows: the file is
+    opened for this block and closed after it, so its pages do not stay mapped into the process."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.get_slice(name)[start:stop]
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise corrupt(path, what, exc) from None
 
 
 def read_text(path: Path, what: str) -> str:

@@ -44,10 +44,15 @@ def split_rows(
 
 
 def write_manifest(
-    out_dir: Path, num_classes: int, class_counts: list[int], split_sizes: dict[str, int] = SPLIT_SIZES
+    out_dir: Path,
+    num_classes: int,
+    class_counts: list[int],
+    split_sizes: dict[str, int] = SPLIT_SIZES,
+    rows: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> str:
-    """The run's splits.json for these hand-made splits; returns its sha256."""
-    rows = split_rows(num_classes, split_sizes)
+    """The run's splits.json for these hand-made splits (or for ``rows``: (labels, indices) per split, as
+    :func:`split_rows` gives them); returns its sha256."""
+    rows = rows or split_rows(num_classes, split_sizes)
     record = {
         "format": manifest.FORMAT,
         "dataset": "synthetic_lt",

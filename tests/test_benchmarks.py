@@ -53,3 +53,17 @@ def test_team_wall_time_rows_train_the_whole_team_three_ways(tmp_path):
     for i in range(len(TEAM_MODES)):
         for name in TEAM:
             assert (tmp_path / str(i) / "tiny" / "logits" / name / "test.safetensors").is_file(), (i, name)
+
+
+def test_gating_memory_benchmark_smoke(tmp_path, capsys):
+    """Its hand-made run passes train_gating's checks and the measuring process prints its line; the real
+    figures are in docs/gating.md#train_gating-memory."""
+    import json
+
+    from benchmarks import gating_memory
+
+    argv = ["--classes", "6", "--tune", "60", "--val", "30", "--test", "40", "--experts", "2", "--dir", str(tmp_path)]
+    assert gating_memory.main(argv) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["classes"] == 6 and line["peak_rss_mib"] >= line["rss_after_imports_mib"] > 0 and line["seconds"] > 0
+    assert (tmp_path / "c6_t60_v30_s40_e2" / "bench" / "logits" / "gating" / "set.json").is_file()

@@ -69,15 +69,31 @@ GOOD = {"logits": torch.zeros(2, 3), "labels": torch.tensor([0, 1]), "indices": 
         (GOOD, {"num_classes": "0"}, r"field 'num_classes' must be an integer >= 1, got 0"),
     ],
 )
-def test_bad_files_name_the_file_and_field(tmp_path, tensors, meta, match):
+@pytest.mark.parametrize("rows_on_disk", [False, True])
+def test_bad_files_name_the_file_and_field(tmp_path, tensors, meta, match, rows_on_disk):
+    """The same sentence whether the logits are loaded or left on disk (read a block at a time, each checked)."""
     with pytest.raises(ArgseError, match=match):
-        read_logits(_raw(tmp_path / "bad.safetensors", tensors, **meta))
+        f = read_logits(_raw(tmp_path / "bad.safetensors", tensors, **meta), rows_on_disk=rows_on_disk)
+        f.rows(0, 1), f.rows(1, 2)
 
 
-def test_corrupt_file(tmp_path):
+@pytest.mark.parametrize("rows_on_disk", [False, True])
+def test_corrupt_file(tmp_path, rows_on_disk):
     (tmp_path / "x.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(ArgseError, match="is corrupt or not a safetensors file"):
-        read_logits(tmp_path / "x.safetensors")
+        read_logits(tmp_path / "x.safetensors", rows_on_disk=rows_on_disk)
+
+
+def test_rows_on_disk_are_the_file_s_rows(tmp_path):
+    path = _write(tmp_path / "a.safetensors", n=11)
+    whole, lazy = read_logits(path), read_logits(path, rows_on_disk=True)
+    assert lazy.logits.is_meta and lazy.logits.shape == whole.logits.shape and torch.equal(lazy.labels, whole.labels)
+    for start, stop in [(0, 4), (4, 8), (8, 11), (8, 20)]:
+        assert torch.equal(lazy.rows(start, stop), whole.logits[start:stop])
+        assert torch.equal(lazy.log_probs(start, stop), torch.log_softmax(whole.calibrated.double(), 1)[start:stop])
+    _write(path, n=10)  # replaced since it was checked: refused, not read short
+    with pytest.raises(ArgseError, match=r"field 'logits' changed on disk while it was read"):
+        lazy.rows(8, 11)
 
 
 def test_siblings_must_agree(tmp_path):

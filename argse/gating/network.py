@@ -50,8 +50,10 @@ def gating_features(probs: torch.Tensor, top_k: int = 5, with_posteriors: bool =
 
 
 # Samples per block when features are computed from log-probabilities: a block's [E, rows, C] temporaries are
-# the only ones made, so memory does not grow with N x C x experts (iNaturalist 2018: 8,142 classes).
-FEATURE_ROWS = 2048
+# the only ones made, so memory does not grow with N x C x experts. train_gating reads its splits in blocks of
+# this size too; at iNaturalist 2018's 8,142 classes and 3 experts one block's float64 [E, rows, C] is 200 MB,
+# and gating_features makes about six of them (docs/gating.md#train_gating-memory).
+FEATURE_ROWS = 1024
 
 
 def features_of(logp: torch.Tensor, top_k: int = 5, with_posteriors: bool = False) -> torch.Tensor:

@@ -2,13 +2,15 @@
 
 The gate trains on the gate part of ``tune`` (``gating.tune_fraction``); the rest of ``tune`` is left
 for the rejectors that the evaluation fits, so no rejector is fitted on the samples that trained
-the gate. Reads only logits files.
+the gate. Reads only logits files, one split at a time and a block of samples at a time (``network.FEATURE_ROWS``):
+per split it holds the gate's features [N, F] and the experts' log-probabilities of the true labels [E, N], and,
+for export, the mixture's [N, C] float32; never the experts' [E, N, C] (docs/gating.md#train_gating-memory).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -17,9 +19,10 @@ import torch.nn.functional as F
 from argse import filesets
 from argse.config import RunConfig
 from argse.errors import ArgseError
+from argse.gating import network
 from argse.gating.network import (
     constant_weights,
-    features_of,
+    gating_features,
     mixture_log_probs,
     routing_stats,
     sample_weights,
@@ -28,8 +31,16 @@ from argse.gating.network import (
 from argse.gating.selective_objective import train_selective_gate
 from argse.gating.store import GATE_SET, write_gate
 from argse.groups import head_tail_groups, run_groups
-from argse.logits import LogitsFile, available_sources, commit_export, load_sources, set_folder, write_logits
-from argse.metrics import classification_report, lt_weights
+from argse.logits import (
+    LogitsFile,
+    SourceReader,
+    available_sources,
+    commit_export,
+    log_prob_blocks,
+    set_folder,
+    write_logits,
+)
+from argse.metrics import lt_weights, prediction_report
 from argse.splits import tune_parts
 
 SPLITS = ("tune", "val", "test")
@@ -45,10 +56,62 @@ def expert_names(cfg: RunConfig, requested: list[str] | None) -> list[str]:
     return names
 
 
-def selective_gate(cfg, logp: dict, feats: dict, labels: dict, gate_part: torch.Tensor, counts: torch.Tensor):
+@dataclass
+class SplitData:
+    """What the gate needs of one split, made a block of samples at a time from its experts' files."""
+
+    files: list[LogitsFile]  # one per expert, logits left on disk
+    label_logp: torch.Tensor  # [E, N] float64: each expert's log-probability of the true label
+    feats: torch.Tensor | None = None  # [N, F] the gate's features (a learned gate only)
+    probs: torch.Tensor | None = None  # [E, n, C] float64 posteriors of the rows a selective objective reads
+    labels: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.labels = self.files[0].labels
+
+
+def split_data(files: list[LogitsFile], cfg: RunConfig, kept_rows: torch.Tensor | None) -> SplitData:
+    """Features and label log-probabilities of one split; with ``kept_rows`` (sorted positions), also those
+    rows' posteriors [E, n, C], which the selective objectives hold.
+
+    The results are allocated once and filled block by block: small tensors kept between a block's large
+    temporaries would pin the freed heap below them, and the process would keep that memory."""
+    gcfg, labels, e = cfg.gating, files[0].labels, len(files)
+    label_logp, feats = torch.empty(e, len(labels), dtype=torch.float64), None
+    probs = None if kept_rows is None else torch.empty(e, len(kept_rows), files[0].num_classes, dtype=torch.float64)
+    for rows, logp in log_prob_blocks(files, network.FEATURE_ROWS):
+        if gcfg.gate == "learned":
+            block = gating_features(logp.exp(), gcfg.top_k, gcfg.features == "rich+posteriors")
+            feats = torch.empty(len(labels), block.shape[1]) if feats is None else feats
+            feats[rows] = block
+        label_logp[:, rows] = logp.gather(2, labels[rows].view(1, -1, 1).expand(e, -1, 1)).squeeze(2)
+        if probs is not None:
+            a, b = torch.searchsorted(kept_rows, torch.tensor([rows.start, rows.stop])).tolist()
+            probs[:, a:b] = logp[:, kept_rows[a:b] - rows.start].exp()
+    return SplitData(files, label_logp, feats, probs)
+
+
+def read_splits(cfg: RunConfig, names: list[str]) -> dict[str, SplitData]:
+    """Every split of the experts ``names``, checked as load_sources checks them, one split in memory at a time."""
+    reader = SourceReader(cfg.out_dir, names, list(SPLITS))
+    data = {}
+    for s in SPLITS:
+        files = [reader.read(n, s, rows_on_disk=True) for n in names]
+        data[s] = split_data(files, cfg, posterior_rows(cfg, s, files[0].labels))
+    return data
+
+
+def posterior_rows(cfg: RunConfig, split: str, labels: torch.Tensor) -> torch.Tensor | None:
+    """The rows whose posteriors a selective objective trains on (the gate part of tune, all of val), else None."""
+    if cfg.gating.gate != "learned" or not cfg.gating.objective.startswith("selective_") or split == "test":
+        return None
+    return tune_parts(labels, cfg.gating.tune_fraction, cfg.seed)[0] if split == "tune" else torch.arange(len(labels))
+
+
+def selective_gate(cfg, data: dict, feats: dict, labels: dict, counts: torch.Tensor):
     """The gate and its rules trained for the selective objective, under evaluate's test prior and groups."""
     groups = head_tail_groups(counts, cfg.data.tail_max_count)
-    probs = {"tune": logp["tune"][:, gate_part].exp(), "val": logp["val"].exp()}
+    probs = {"tune": data["tune"].probs, "val": data["val"].probs}
     if cfg.evaluate.test_prior == "train":
         weights = {s: lt_weights(y, counts) for s, y in labels.items()}
     else:
@@ -57,23 +120,21 @@ def selective_gate(cfg, logp: dict, feats: dict, labels: dict, gate_part: torch.
 
 
 def learned_weights(
-    cfg, logp: dict, labels: dict, gate_part: torch.Tensor, counts: torch.Tensor
+    cfg, data: dict[str, SplitData], gate_part: torch.Tensor, counts: torch.Tensor
 ) -> tuple[dict, dict, object]:
     """Train the gate on the gate part of tune; per-split log weights [N, E], info and the gate."""
-    gcfg, num_experts = cfg.gating, logp["tune"].shape[0]
-    feats = {s: features_of(logp[s], gcfg.top_k, gcfg.features == "rich+posteriors") for s in SPLITS}
-    label_logp = {
-        s: logp[s].gather(2, labels[s].view(1, -1, 1).expand(num_experts, -1, 1)).squeeze(2).t().float() for s in SPLITS
-    }
+    gcfg = cfg.gating
+    feats = {s: d.feats for s, d in data.items()}
+    label_logp = {s: d.label_logp.t().float() for s, d in data.items()}
     fit = {"tune": feats["tune"][gate_part], "val": feats["val"]}
-    fit_labels = {"tune": labels["tune"][gate_part], "val": labels["val"]}
+    fit_labels = {"tune": data["tune"].labels[gate_part], "val": data["val"].labels}
     if gcfg.objective.startswith("selective_"):
-        gate, rules, info = selective_gate(cfg, logp, fit, fit_labels, gate_part, counts)
+        gate, rules, info = selective_gate(cfg, data, fit, fit_labels, counts)
         info = {"selective": info, "rules": rules}
     else:
         gate, info = train_gate(
             fit, {"tune": label_logp["tune"][gate_part], "val": label_logp["val"]}, fit_labels,
-            logp["tune"].shape[2], gcfg,
+            data["tune"].files[0].num_classes, gcfg,
         )  # fmt: skip
     with torch.no_grad():
         log_w = {s: F.log_softmax(gate(feats[s]), dim=1).double() for s in SPLITS}
@@ -97,13 +158,16 @@ def fixed_weights(cfg, names: list[str], sizes: dict[str, int]) -> dict:
     return {s: w.clamp_min(1e-300).log().expand(n, -1) for s, n in sizes.items()}
 
 
-def export_mixture(cfg, files: dict, log_w: dict, logp: dict, names: list[str]) -> None:
+def export_mixture(cfg, data: dict[str, SplitData], log_w: dict, names: list[str]) -> None:
     """The mixture's log-probabilities on every split, as the logits of source 'gating'."""
     for s in SPLITS:
-        f = files[s][0]
+        f = data[s].files[0]
+        mixture = torch.empty(len(f.labels), f.num_classes, dtype=torch.float32)
+        for rows, logp in log_prob_blocks(data[s].files, network.FEATURE_ROWS):
+            mixture[rows] = mixture_log_probs(log_w[s][rows], logp)  # float64 rounded to float32, as .float()
         write_logits(
             cfg.paths.logits("gating", s),
-            mixture_log_probs(log_w[s], logp[s]).float(),
+            mixture,
             f.labels, f.indices, expert="gating", dataset=f.dataset, split=s, temperature=1.0,
             class_counts=f.class_counts, splits_sha256=f.splits_sha256, config={"experts": names, **asdict(cfg.gating)},
         )  # fmt: skip
@@ -111,18 +175,28 @@ def export_mixture(cfg, files: dict, log_w: dict, logp: dict, names: list[str]) 
     commit_export(cfg.out_dir, "gating", gate, "python -m argse.train_gating")
 
 
-def mixture_reports(cfg, names, logp, labels, log_w, const_w, counts) -> dict[str, dict]:
-    """Each expert, the uniform average, the best constant mixture and the gate, on test."""
+def mixture_reports(cfg, names, test: SplitData, log_w, const_w, counts) -> dict[str, dict]:
+    """Each expert, the uniform average, the best constant mixture and the gate, on test.
+
+    A block of samples at a time: each candidate's argmax and log-probability of the label are all a report needs.
+    """
     groups, shots = run_groups(counts, cfg.data)
-    y, lp, e = labels["test"], logp["test"], len(names)
-    candidates = {n: lp[i] for i, n in enumerate(names)}
-    candidates["uniform"] = mixture_log_probs(torch.full((len(y), e), -math.log(e), dtype=torch.float64), lp)
-    candidates["constant (fitted)"] = mixture_log_probs(const_w.log().expand(len(y), -1), lp)
-    candidates[f"gating ({cfg.gating.gate})"] = mixture_log_probs(log_w["test"], lp)
+    y, e = test.labels, len(names)
+    candidates: dict[str, torch.Tensor | None] = dict.fromkeys(names)  # an expert: its own log-probabilities
+    candidates["uniform"] = torch.full((len(y), e), -math.log(e), dtype=torch.float64)
+    candidates["constant (fitted)"] = const_w.log().expand(len(y), -1)
+    candidates[f"gating ({cfg.gating.gate})"] = log_w["test"]
+    preds = {name: torch.empty(len(y), dtype=torch.int64) for name in candidates}  # filled in place: see split_data
+    label_logp = {name: torch.empty(len(y), 1, dtype=torch.float64) for name in candidates}
+    for rows, lp in log_prob_blocks(test.files, network.FEATURE_ROWS):
+        for i, (name, log_weights) in enumerate(candidates.items()):
+            mix = lp[i] if log_weights is None else mixture_log_probs(log_weights[rows], lp)
+            preds[name][rows] = mix.argmax(dim=1)
+            label_logp[name][rows] = mix.gather(1, y[rows].view(-1, 1))
     reports = {}
-    for name, mix in candidates.items():
-        rep = classification_report(mix, y, counts, groups, shots)
-        rep["nll"] = float(-mix.gather(1, y.view(-1, 1)).mean())
+    for name in candidates:
+        rep = prediction_report(preds[name], y, counts, groups, shots)
+        rep["nll"] = float(-label_logp[name].mean())
         reports[name] = rep
     return reports
 
@@ -155,34 +229,32 @@ def sample_record(cfg: RunConfig, names: list[str], tune: LogitsFile, gate_part,
     }  # fmt: skip
 
 
-def constant_baseline(cfg: RunConfig, logp: dict, labels: dict, gate_part: torch.Tensor) -> torch.Tensor:
+def constant_baseline(cfg: RunConfig, tune: SplitData, gate_part: torch.Tensor) -> torch.Tensor:
     """The baseline a gate must beat to be routing: one weight vector for every sample, fitted on its data."""
-    num_experts, y_gate = logp["tune"].shape[0], labels["tune"][gate_part]
-    label_logp = logp["tune"][:, gate_part].gather(2, y_gate.view(1, -1, 1).expand(num_experts, -1, 1))
-    balanced = cfg.gating.objective != "nll"
-    return constant_weights(label_logp.squeeze(2).t(), sample_weights(y_gate, logp["tune"].shape[2], balanced))
+    y_gate, balanced = tune.labels[gate_part], cfg.gating.objective != "nll"
+    num_classes = tune.files[0].num_classes
+    return constant_weights(tune.label_logp[:, gate_part].t(), sample_weights(y_gate, num_classes, balanced))
 
 
 def run(cfg: RunConfig, names: list[str]) -> GatingRun:
     """Train (or set) the gate over experts ``names``, export the mixture's logits and write gate.json."""
-    files = load_sources(cfg.out_dir, names, list(SPLITS))
-    labels = {s: files[s][0].labels for s in SPLITS}
-    logp = {s: torch.stack([F.log_softmax(f.calibrated.double(), dim=1) for f in files[s]]) for s in SPLITS}
-    counts = torch.tensor(files["tune"][0].class_counts)
+    data = read_splits(cfg, names)  # every file is checked, every row included, before anything is written
+    labels = {s: d.labels for s, d in data.items()}
+    counts = torch.tensor(data["tune"].files[0].class_counts)
     gate_part, rejector_part = tune_parts(labels["tune"], cfg.gating.tune_fraction, cfg.seed)
-    info = sample_record(cfg, names, files["tune"][0], gate_part, rejector_part)
+    info = sample_record(cfg, names, data["tune"].files[0], gate_part, rejector_part)
     if cfg.gating.gate == "learned":
-        log_w, fit_info, gate = learned_weights(cfg, logp, labels, gate_part, counts)
+        log_w, fit_info, gate = learned_weights(cfg, data, gate_part, counts)
         info |= fit_info
     else:
         log_w, gate = fixed_weights(cfg, names, {s: len(labels[s]) for s in SPLITS}), None
-    const_w = constant_baseline(cfg, logp, labels, gate_part)
+    const_w = constant_baseline(cfg, data["tune"], gate_part)
     group_of = head_tail_groups(counts, cfg.data.tail_max_count).sample_masks(labels["test"])
     routing = routing_stats(log_w["test"].exp(), group_of, names)
-    reports = mixture_reports(cfg, names, logp, labels, log_w, const_w, counts)
+    reports = mixture_reports(cfg, names, data["test"], log_w, const_w, counts)
     info |= {"test": reports, "constant_weights": dict(zip(names, const_w.tolist(), strict=True)), "routing": routing}
     info["mean_weight_by_group"] = {g: {n: s["mean"] for n, s in r.items()} for g, r in routing.items()}
     made_from = filesets.ids_of(cfg.out_dir, [set_folder(n) for n in names])
     gate_json = write_gate(cfg.paths, info, gate, made_from)
-    export_mixture(cfg, files, log_w, logp, names)  # after the gate: the mixture records the gate it came from
+    export_mixture(cfg, data, log_w, names)  # after the gate: the mixture records the gate it came from
     return GatingRun(names, info, gate_json.parent, cfg.paths.logits_dir("gating"))

@@ -1,0 +1,157 @@
+"""Peak memory and time of ``train_gating``'s pipeline on hand-made logits of a given size, in its own process.
+
+    python -m benchmarks.gating_memory --classes 8142 --tune 24000 --val 12000 --test 24000 --experts 3
+        [--dir DIR] [--code TREE] [--rss-limit-mib MIB]
+
+Writes a run folder under ``--dir`` (once per size; reused when it is there): every expert's ``tune``, ``val`` and
+``test`` logits as argse.logits/1 files, the run's split manifest and each expert's committed set, as
+studies.logit_factory writes the tests' runs, so ``argse.train_gating`` accepts them. Then it runs
+``argse.gating.pipeline.run`` with the default gating settings (balanced_nll, rich features) in a fresh process,
+whose ``argse`` is the one in ``--code`` (default: this checkout; another worktree measures another commit), and
+prints that process's JSON line: seconds of the pipeline, peak RSS (ru_maxrss) and the RSS after the imports,
+in MiB. A process whose RSS passes ``--rss-limit-mib`` (default: 3/4 of the machine's memory) is stopped and
+the line says so, with the RSS it had reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+NAME = "bench"
+
+
+def expert_names(experts: int) -> list[str]:
+    return [f"expert_{i}" for i in range(experts)]
+
+
+def class_counts(classes: int) -> list[int]:
+    """Training counts of a long-tailed profile (imbalance 100), so the run has head and tail classes."""
+    return [max(1, int(500 * 100 ** (-i / max(1, classes - 1)))) for i in range(classes)]
+
+
+def split_rows(sizes: dict[str, int], classes: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """(labels, indices) per split: every class about equally often, class by class as the data core orders them."""
+    return {
+        split: (torch.arange(n) * classes // n, torch.arange(n) + 10_000_000 * s)
+        for s, (split, n) in enumerate(sizes.items())
+    }
+
+
+def hand_made(labels: torch.Tensor, classes: int, seed: int) -> torch.Tensor:
+    """Noise with the true class lifted by a random margin: accuracy and confidence vary across samples."""
+    g = torch.Generator().manual_seed(seed)
+    logits = 2 * torch.randn(len(labels), classes, generator=g)
+    logits[torch.arange(len(labels)), labels] += 8 * torch.rand(len(labels), generator=g)
+    return logits
+
+
+def build(out_dir: Path, sizes: dict[str, int], classes: int, experts: int) -> None:
+    """The run folder: splits.json, then each expert's three splits committed as its set."""
+    from argse.logits import commit_export, logits_path, write_logits
+    from studies.logit_factory import write_manifest
+
+    counts, rows = class_counts(classes), split_rows(sizes, classes)
+    sha = write_manifest(out_dir, classes, counts, rows=rows)
+    for e, name in enumerate(expert_names(experts)):
+        for s, (split, (labels, indices)) in enumerate(rows.items()):
+            logits = hand_made(labels, classes, seed=100 * e + s)
+            write_logits(
+                logits_path(out_dir, name, split), logits, labels, indices, expert=name, dataset="synthetic_lt",
+                split=split, temperature=1.0 + 0.25 * e, class_counts=counts, splits_sha256=sha, config={},
+            )  # fmt: skip
+            del logits
+        commit_export(out_dir, name, {}, "python -m benchmarks.gating_memory")
+
+
+def measure(out_dir: Path, experts: int) -> dict:
+    """The pipeline of ``python -m argse.train_gating`` on the folder, with the default gating settings."""
+    import argse
+    from argse.config import load_run_config
+    from argse.gating.pipeline import run
+
+    names = expert_names(experts)
+    sets = [f"output_dir={out_dir.parent}", f"name={out_dir.name}", f"experts=[{', '.join(names)}]"]
+    cfg = load_run_config(None, sets + ["runtime.progress=false", "data.tail_max_count=20"])
+    after_imports = rss_mib(os.getpid())
+    start = time.perf_counter()
+    run(cfg, names)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    code = str(Path(argse.__file__).parents[1])
+    return {
+        "code": code,
+        "seconds": round(seconds, 1),
+        "peak_rss_mib": round(peak),
+        "rss_after_imports_mib": round(after_imports),
+    }
+
+
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory (or its peak, ``VmHWM``) from /proc, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def watched(cmd: list[str], env: dict, cwd: Path, limit_mib: float) -> dict:
+    """Run the measuring process; stop it if its RSS passes ``limit_mib`` (so the machine never runs out)."""
+    start, reached = time.perf_counter(), 0.0
+    child = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, text=True)
+    while child.poll() is None:
+        try:
+            reached = max(reached, rss_mib(child.pid, "VmHWM"))
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        if reached > limit_mib:
+            child.kill()
+            child.wait()
+            return {"stopped": f"RSS passed {limit_mib:.0f} MiB", "rss_reached_mib": round(reached),
+                    "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+        time.sleep(0.05)
+    out = child.communicate()[0].strip().splitlines()
+    if child.returncode != 0 or not out:
+        return {"failed": f"exit status {child.returncode}", "rss_reached_mib": round(reached)}
+    return json.loads(out[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--classes", type=int, required=True)
+    p.add_argument("--tune", type=int, required=True)
+    p.add_argument("--val", type=int, required=True)
+    p.add_argument("--test", type=int, required=True)
+    p.add_argument("--experts", type=int, default=3)
+    p.add_argument("--dir", type=Path, default=Path("/tmp/argse_gating_memory"), help="where the run folders go")
+    p.add_argument("--code", type=Path, default=REPO, help="the argse checkout whose pipeline is measured")
+    p.add_argument(
+        "--rss-limit-mib", type=float, default=0.75 * os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**20
+    )
+    p.add_argument("--measure-only", action="store_true", help=argparse.SUPPRESS)  # the measuring process itself
+    args = p.parse_args(argv)
+    out_dir = args.dir / f"c{args.classes}_t{args.tune}_v{args.val}_s{args.test}_e{args.experts}" / NAME
+    if args.measure_only:
+        print(json.dumps(measure(out_dir, args.experts)))
+        return 0
+    if not (out_dir / "logits" / expert_names(args.experts)[-1] / "set.json").is_file():
+        build(out_dir, {"tune": args.tune, "val": args.val, "test": args.test}, args.classes, args.experts)
+    size = {"classes": args.classes, "tune": args.tune, "val": args.val, "test": args.test, "experts": args.experts}
+    cmd = [sys.executable, str(Path(__file__).resolve()), *(f"--{k}={v}" for k, v in size.items())]
+    cmd += [f"--dir={args.dir.resolve()}", "--measure-only"]  # as a script: its argse is the one of --code
+    env = os.environ | {"PYTHONPATH": str(args.code.resolve())}
+    print(json.dumps(size | {"code": str(args.code)} | watched(cmd, env, args.code, args.rss_limit_mib)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
