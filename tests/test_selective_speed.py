@@ -208,3 +208,13 @@ def test_the_search_grid_and_starts_are_settings():
     for bad in ({"search_grid": 1}, {"search_grid": -3}, {"search_starts": -1}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             EvaluateConfig(**bad)
+
+
+def test_the_equal_results_benchmark_on_a_run(tmp_path, capsys):
+    """benchmarks.selective_equal on hand-made logits: every rule compared, each one apart explained."""
+    from benchmarks import selective_equal
+
+    _two_source_run(tmp_path)
+    assert selective_equal.main(["--run", str(tmp_path / "o" / "p"), "--tail-max-count", "10"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "rules at rates above 0" in last and "within 1e-9 of the reference" in last
