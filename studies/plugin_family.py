@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from argse import cli
+from argse import cli, selective
 from argse.config import load_run_config
 from argse.evaluation import aurc_key, curve_aurcs, fit_options, source_view
 from argse.groups import head_tail_groups
@@ -196,31 +196,18 @@ def brute_force(view: GroupView, rates, log_a: np.ndarray = LOG_A, theta: np.nda
 
 
 def objectives(view: GroupView, alpha: np.ndarray, b: np.ndarray, rate: float, metric: str) -> np.ndarray:
-    """Objective of rules stacked in alpha, b [G, K] at ``rate``, as selective.objectives computes it."""
-    s, correct = score(view, alpha, b)
-    t = threshold(s, rate, view.weight)
-    err, _, _ = group_rates(s >= t[:, None], correct, view.group, view.k, view.weight)
-    return err.max(-1) if metric == "worst_group_error" else err.mean(-1)
+    """Objective of rules stacked in alpha, b [G, K] at ``rate``: selective.objectives for the metric."""
+    return selective.objectives(view, alpha, b, rate, beta_of(view, metric))[0]
+
+
+def beta_of(view: GroupView, metric: str) -> np.ndarray | None:
+    """The group weights selective's search uses for ``metric``: 1/K (balanced), None (the worst group)."""
+    return None if metric == "worst_group_error" else np.full(view.k, 1.0 / view.k)
 
 
 def zoom(view, alpha, b, best, rate, metric, points, zooms):
-    """Today's local search (selective.refine): per group, a points x points grid of (log alpha_k, mu_k)
-    around the incumbent, zoomed in ``zooms`` times by 4; a candidate must be strictly better."""
-    for k in range(1, view.k):
-        span_log, span_mu = 3.0, 2.0 * max(1.0, alpha[k])
-        for _ in range(zooms):
-            la = np.log(alpha[k]) + np.linspace(-span_log, span_log, points)
-            mu = alpha[k] - b[k] + np.linspace(-span_mu, span_mu, points)
-            la, mu = (x.ravel() for x in np.meshgrid(la, mu))
-            alphas, bs = np.tile(alpha, (len(la), 1)), np.tile(b, (len(la), 1))
-            alphas[:, k] = np.exp(la)
-            bs[:, k] = alphas[:, k] - mu
-            obj = objectives(view, alphas, bs, rate, metric)
-            i = int(np.argmin(obj))
-            if obj[i] < best:
-                best, alpha, b = float(obj[i]), alphas[i], bs[i]
-            span_log, span_mu = span_log / 4, span_mu / 4
-    return best, alpha, b
+    """Today's local search (selective.zoom) from the incumbent (alpha, b) with objective ``best``."""
+    return selective.zoom(view, (best, alpha, b), rate, beta_of(view, metric), points, zooms)
 
 
 @dataclasses.dataclass(frozen=True)
