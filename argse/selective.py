@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -44,6 +45,21 @@ class GroupView:
     group: np.ndarray  # [N] group of the true label
     k: int
     weight: np.ndarray  # [N] sample weight: 1 for the split as it is, pi_train(y) / pi_split(y) for the train prior
+
+    @cached_property
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """top, mass and hit as contiguous [K, N] rows, made once per view: what score reads."""
+        return tuple(np.ascontiguousarray(x.T) for x in (self.top, self.mass, self.hit))
+
+    @cached_property
+    def group_weight(self) -> np.ndarray:
+        """[N, K]: each sample's weight in the column of its true group, 0 elsewhere (group sums are one product)."""
+        return group_weights(self.group, self.k, self.weight)
+
+    @cached_property
+    def finite(self) -> bool:
+        """Whether every group has a top probability (a group without classes has -inf)."""
+        return bool(np.isfinite(self.top).all())
 
 
 def group_view(
@@ -68,17 +84,12 @@ def group_summaries(
         if len(cls) == 0:
             top[:, g] = -np.inf
             continue
-        sub = probs[:, cls]
+        # A group of consecutive classes is searched for its top in place (fast along a row), but its mass is
+        # summed from a gathered copy, whose layout makes the sum run class after class, as it always has.
+        sub = probs[:, cls[0] : cls[-1] + 1] if cls[-1] - cls[0] == len(cls) - 1 else probs[:, cls]
         arg = sub.argmax(1)
-        top[:, g], mass[:, g], hit[:, g] = sub[np.arange(n), arg], sub.sum(1), cls[arg] == labels
+        top[:, g], mass[:, g], hit[:, g] = sub[np.arange(n), arg], probs[:, cls].sum(1), cls[arg] == labels
     return top, mass, hit
-
-
-def columns(view: GroupView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """top, mass and hit as contiguous [K, N] rows, made once per view: what score reads."""
-    if not hasattr(view, "_columns"):
-        view._columns = tuple(np.ascontiguousarray(x.T) for x in (view.top, view.mass, view.hit))
-    return view._columns
 
 
 def subset(view: GroupView, idx: np.ndarray) -> GroupView:
@@ -90,26 +101,26 @@ def score(view: GroupView, alpha: np.ndarray, b: np.ndarray) -> tuple[np.ndarray
     lead = np.broadcast_shapes(alpha.shape[:-1], b.shape[:-1])
     a = np.broadcast_to(alpha, (*lead, view.k)).reshape(-1, view.k)
     bb = np.broadcast_to(b, (*lead, view.k)).reshape(-1, view.k)
-    top, mass, hit = columns(view)
+    top, mass, hit = view.columns
     # Products by matrix products: numpy broadcasts a column of weights across samples slowly, BLAS does not.
     # Each alpha_k top_k is one exact product (a row of alpha with zeros elsewhere), so max and argmax compare
     # the same numbers as elementwise products would; sum_k b_k m_k is one product as BLAS sums it.
-    finite = np.isfinite(top).all()  # a group without classes has top -inf, and 0 * -inf is not 0
     best, correct = None, None
     for k in range(view.k):
-        if finite:
+        if view.finite:
             only = np.zeros_like(a)
             only[:, k] = a[:, k]
             weighted = only @ top
-        else:
+        else:  # 0 * -inf is not 0
             weighted = a[:, k, None] * top[k]
         if best is None:
-            best, correct = weighted, np.repeat(hit[k][None], len(a), 0)
+            best, correct = weighted, hit[k]
             continue
         better = weighted > best  # ties keep the earlier group, as argmax does
         np.maximum(best, weighted, out=best)
-        correct ^= better & (correct ^ hit[k])
+        correct = correct ^ (better & (correct ^ hit[k]))  # hit[k] where better (np.where is slow on bools)
     best -= bb @ mass
+    correct = np.broadcast_to(correct, best.shape).copy() if correct.ndim == 1 else correct
     return best.reshape(*lead, -1), correct.reshape(*lead, -1)
 
 
@@ -145,31 +156,32 @@ def threshold(s: np.ndarray, rate: float, weight: np.ndarray | None = None) -> n
     if weight is None or np.all(weight == weight[0]):
         kth = min(int(np.floor(rate * n)), n - 1)
         return np.partition(s, kth, axis=-1)[..., kth]
-    rows = s.reshape(-1, n)
+    rows = np.asarray(s, np.float64).reshape(-1, n)
     limit = rate * weight.sum() * (1 + 1e-12)
     keys, bits = sort_keys(rows)
     order = keys & ((1 << bits) - 1)
     kth = last_position_within(np.take(weight, order), limit)
     t = rows[np.arange(len(rows)), order[np.arange(len(rows)), kth]]
     # A key keeps about 38 bits of each score's mantissa: scores closer than that may be out of order, which
-    # matters only where they meet the chosen position; those rows (none, nearly always) are sorted exactly.
-    near = near_ties(keys, kth, bits)
+    # matters only where they meet the chosen position; those rows (none, nearly always) are sorted exactly,
+    # as are rows with an infinite score.
+    near = near_ties(keys, kth, bits) | np.isnan(keys[:, -1].view(np.float64))
     if near.any():
         t[near] = _threshold_argsort(rows[near], limit, weight)
     return t.reshape(s.shape[:-1])
 
 
 def sort_keys(rows: np.ndarray) -> tuple[np.ndarray, int]:
-    """Each row's scores sorted as int64 keys: the score's order-preserving bits above, its column below
-    (``bits`` of them), so one plain sort gives the order with no argsort and no gather of the values."""
+    """Each row's scores with their column written into the lowest ``bits`` bits of the mantissa, sorted as
+    floats (one plain sort gives the order, with no argsort and no gather of the values), and viewed as int64.
+
+    Clearing low bits moves a float towards zero, so scores that differ in the bits kept keep their order.
+    An infinite score would become NaN and sort last: rows whose last key is NaN are sorted exactly instead.
+    """
     bits = max(1, (rows.shape[-1] - 1).bit_length())
-    keys = (rows + 0.0).view(np.int64)  # + 0.0: -0.0 becomes 0.0, which it equals
-    flip = keys >> 63
-    flip &= 0x7FFFFFFFFFFFFFFF
-    keys ^= flip  # negative floats: flip the magnitude bits, so the ints order as the floats do
-    keys &= -(1 << bits)
+    keys = rows.view(np.int64) & -(1 << bits)
     keys |= np.arange(rows.shape[-1], dtype=np.int64)
-    keys.sort(axis=-1)
+    keys.view(np.float64).sort(axis=-1)
     return keys, bits
 
 
@@ -211,20 +223,31 @@ def _threshold_argsort(rows: np.ndarray, limit: float, weight: np.ndarray) -> np
     return rows[np.arange(len(rows)), order[np.arange(len(rows)), kth]]
 
 
+def group_weights(group: np.ndarray, k: int, weight: np.ndarray | None = None) -> np.ndarray:
+    """[N, K]: each sample's weight (1 without weights) in the column of its group, 0 elsewhere."""
+    onehot = (group[:, None] == np.arange(k)).astype(float)
+    if weight is not None:
+        onehot *= weight[:, None]
+    return onehot
+
+
 def group_rates(
     accepted: np.ndarray, correct: np.ndarray, group: np.ndarray, k: int, weight: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-group error among accepted samples, coverage within the group, and the joint
     P(accepted, group), all under the sample weights, stacked over leading dims."""
-    onehot = (group[:, None] == np.arange(k)).astype(float)  # [N, K]
-    if weight is not None:
-        onehot *= weight[:, None]
-    acc_n = accepted.astype(float) @ onehot  # [..., K]
-    err_n = (accepted & ~correct).astype(float) @ onehot
-    with np.errstate(invalid="ignore", divide="ignore"):
-        err = np.where(acc_n > 0, err_n / acc_n, EMPTY_GROUP_ERROR)
+    onehot = group_weights(group, k, weight)
+    err, acc_n = accepted_errors(accepted, correct, onehot)
     total = len(group) if weight is None else weight.sum()
     return err, acc_n / np.maximum(onehot.sum(0), 1e-300), acc_n / total
+
+
+def accepted_errors(accepted: np.ndarray, correct: np.ndarray, onehot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-group error among accepted samples and the accepted weight per group, from group_weights."""
+    acc_n = accepted.astype(float) @ onehot  # [..., K]
+    err_n = np.greater(accepted, correct).astype(float) @ onehot  # accepted and wrong
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(acc_n > 0, err_n / acc_n, EMPTY_GROUP_ERROR), acc_n
 
 
 @dataclass
@@ -298,8 +321,8 @@ def objectives(view: GroupView, alpha: np.ndarray, b: np.ndarray, rate: float, b
 def _objectives(view: GroupView, alpha: np.ndarray, b: np.ndarray, rate: float, beta: np.ndarray | None):
     s, correct = score(view, alpha, b)  # [G, N]
     t = threshold(s, rate, view.weight)
-    err, _, joint = group_rates(s >= t[:, None], correct, view.group, view.k, view.weight)
-    return (err.max(-1) if beta is None else err @ beta), t, joint
+    err, acc_n = accepted_errors(s >= t[:, None], correct, view.group_weight)
+    return (err.max(-1) if beta is None else err @ beta), t, acc_n / view.weight.sum()
 
 
 def fit_plugin(view: GroupView, beta: np.ndarray, rate: float, opts: FitOptions) -> Rule:
