@@ -208,11 +208,16 @@ def evaluate_sources(cfg: RunConfig, sources: list[str], methods: list[str]) -> 
             held_out = source_view(reader.read(source, "test"), torch.arange(n_test), groups, cfg.evaluate)
             check_samples(groups, {"the rejector part of tune": fit, "test": held_out})
             rules = gate.rules if gate is not None and source == "gating" else None
-            pending.append(pool.submit(sweep_source, fit, held_out, methods, opts, grid, rules))
-        for source, job in zip(sources, pending, strict=True):
+            try:
+                pending.append(pool.submit(sweep_source, fit, held_out, methods, opts, grid, rules))
+            except BrokenProcessPool:
+                break  # an earlier source's sweep process died: its result, read below, names it
+        for source, job in zip(sources, pending, strict=False):
             for method, rows in swept(source, job).items():
                 result.curves[(source, method)] = rows
                 result.aurcs[(source, method)] = curve_aurcs(rows)
+        if len(pending) < len(sources):
+            raise stopped(sources[len(pending)])
     result.seconds = time.perf_counter() - start
     return result
 
@@ -223,10 +228,14 @@ def swept(source: str, job: Future) -> dict[str, list[dict]]:
     try:
         return job.result()
     except BrokenProcessPool:
-        raise ArgseError(
-            f"the process sweeping the rejectors of '{source}' stopped without a result (killed, most likely for "
-            f"lack of memory); free memory or evaluate fewer sources at once (evaluate.sources)"
-        ) from None
+        raise stopped(source) from None
+
+
+def stopped(source: str) -> ArgseError:
+    return ArgseError(
+        f"the process sweeping the rejectors of '{source}' stopped without a result (killed, most likely for "
+        f"lack of memory); free memory or evaluate fewer sources at once (evaluate.sources)"
+    )
 
 
 def source_pool(sources: int) -> Executor:

@@ -101,10 +101,17 @@ def score(view: GroupView, alpha: np.ndarray, b: np.ndarray) -> tuple[np.ndarray
     lead = np.broadcast_shapes(alpha.shape[:-1], b.shape[:-1])
     a = np.broadcast_to(alpha, (*lead, view.k)).reshape(-1, view.k)
     bb = np.broadcast_to(b, (*lead, view.k)).reshape(-1, view.k)
-    top, mass, hit = view.columns
+    best, correct = weighted_top(view, a)
+    best -= bb @ view.columns[1]  # sum_k b_k m_k, one product as BLAS sums it
+    return best.reshape(*lead, -1), correct.reshape(*lead, -1)
+
+
+def weighted_top(view: GroupView, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """max_k a_k top_k(x) and whether that group's top class is the label, for the rows of a [G, K]."""
+    top, _, hit = view.columns
     # Products by matrix products: numpy broadcasts a column of weights across samples slowly, BLAS does not.
-    # Each alpha_k top_k is one exact product (a row of alpha with zeros elsewhere), so max and argmax compare
-    # the same numbers as elementwise products would; sum_k b_k m_k is one product as BLAS sums it.
+    # Each a_k top_k is one exact product (a row of a with zeros elsewhere), so max and argmax compare the
+    # same numbers as elementwise products would.
     best, correct = None, None
     for k in range(view.k):
         if view.finite:
@@ -119,9 +126,7 @@ def score(view: GroupView, alpha: np.ndarray, b: np.ndarray) -> tuple[np.ndarray
         better = weighted > best  # ties keep the earlier group, as argmax does
         np.maximum(best, weighted, out=best)
         correct = correct ^ (better & (correct ^ hit[k]))  # hit[k] where better (np.where is slow on bools)
-    best -= bb @ mass
-    correct = np.broadcast_to(correct, best.shape).copy() if correct.ndim == 1 else correct
-    return best.reshape(*lead, -1), correct.reshape(*lead, -1)
+    return best, (np.broadcast_to(correct, best.shape).copy() if correct.ndim == 1 else correct)
 
 
 def decide(
@@ -314,12 +319,36 @@ def objectives(view: GroupView, alpha: np.ndarray, b: np.ndarray, rate: float, b
     """Objective of rules stacked in alpha, b [G, K] at the target rate: sum_k beta_k e_k, or the
     worst group error when beta is None; also their thresholds and joint group acceptances."""
     step = max(1, BLOCK // len(view.group))
-    parts = [_objectives(view, alpha[i : i + step], b[i : i + step], rate, beta) for i in range(0, len(alpha), step)]
+    tops = shared_tops(view, alpha)
+    parts = [
+        _objectives(view, alpha[i : i + step], b[i : i + step], rate, beta, None if tops is None else tops(i, step))
+        for i in range(0, len(alpha), step)
+    ]
     return tuple(np.concatenate(x) for x in zip(*parts, strict=True))
 
 
-def _objectives(view: GroupView, alpha: np.ndarray, b: np.ndarray, rate: float, beta: np.ndarray | None):
-    s, correct = score(view, alpha, b)  # [G, N]
+# Rules whose alpha repeats (a local search grid holds 15 alphas in 225 rules, Algorithm 1 one alpha for every mu
+# at first) share max_k alpha_k top_k: it is made once per distinct alpha when they are at most half the rules
+# and fit in this many elements.
+SHARED_TOPS = 1 << 20
+
+
+def shared_tops(view: GroupView, alpha: np.ndarray) -> Callable[[int, int], tuple] | None:
+    """The weighted tops of the rows i..i+step of alpha from those of its distinct rows, or None."""
+    distinct, back = np.unique(alpha, axis=0, return_inverse=True)
+    if 2 * len(distinct) > len(alpha) or len(distinct) * len(view.group) > SHARED_TOPS:
+        return None
+    best, correct = weighted_top(view, distinct)
+    back = back.reshape(-1)
+    return lambda i, step: (best[back[i : i + step]], correct[back[i : i + step]])
+
+
+def _objectives(view: GroupView, alpha: np.ndarray, b: np.ndarray, rate: float, beta: np.ndarray | None, tops):
+    if tops is None:
+        s, correct = score(view, alpha, b)  # [G, N]
+    else:
+        s, correct = tops
+        s -= b @ view.columns[1]  # as score() does
     t = threshold(s, rate, view.weight)
     err, acc_n = accepted_errors(s >= t[:, None], correct, view.group_weight)
     return (err.max(-1) if beta is None else err @ beta), t, acc_n / view.weight.sum()

@@ -95,6 +95,48 @@ def test_weighted_threshold_is_the_reference_one_bit_for_bit():
             np.testing.assert_array_equal(selective.threshold(s, rate, w), reference.threshold(s, rate, w))
 
 
+def test_threshold_with_infinite_scores_and_signed_zeros_is_the_reference_one():
+    """Keys carry the column in the low mantissa bits: an infinite score would become NaN, so such rows are sorted
+    exactly; -0.0 and 0.0 are equal scores in any order."""
+    rng = np.random.default_rng(2)
+    s = np.round(rng.normal(size=(6, 40)), 1)
+    s[0, 3], s[1, :5], s[2, 7], s[3, ::3] = -np.inf, np.inf, np.inf, -0.0
+    s[4, ::2] = 0.0
+    w = rng.uniform(0.1, 5.0, 40)
+    for rate in (0.0, 0.1, 0.5, 0.9):
+        np.testing.assert_array_equal(selective.threshold(s, rate, w), reference.threshold(s, rate, w))
+
+
+def test_rules_that_share_an_alpha_share_its_tops_with_the_same_objectives(monkeypatch):
+    """A local-search grid (15 alphas x 15 mus) gives what each rule scored alone gives, bit for bit."""
+    view = views(selective, 700, 4)
+    la, mu = (x.ravel() for x in np.meshgrid(np.linspace(-1, 1, 15), np.linspace(-2, 2, 15)))
+    alpha = np.ones((225, GROUPS.k))
+    alpha[:, 1] = np.exp(la)
+    b = alpha.copy()
+    b[:, 1] -= mu
+    assert selective.shared_tops(view, alpha) is not None
+    monkeypatch.setattr(selective, "BLOCK", 700 * 20)  # blocks that cut across the alphas
+    for beta in (None, np.full(GROUPS.k, 0.5)):
+        shared = selective.objectives(view, alpha, b, 0.3, beta)
+        with monkeypatch.context() as m:
+            m.setattr(selective, "shared_tops", lambda v, a: None)
+            alone = selective.objectives(view, alpha, b, 0.3, beta)
+        for x, y in zip(shared, alone, strict=True):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_numpy_blas_is_single_threaded_unless_the_user_set_it():
+    import subprocess
+    import sys
+
+    probe = "import argse, os; print(os.environ['OPENBLAS_NUM_THREADS'])"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True).stdout == "1\n"
+    env["OPENBLAS_NUM_THREADS"] = "3"
+    assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True).stdout == "3\n"
+
+
 def test_candidate_blocks_do_not_change_objectives(monkeypatch):
     """Scoring candidates block by block (BLOCK) gives every candidate the objective it has alone."""
     view = views(selective, 500, 3)
@@ -118,7 +160,7 @@ def test_source_view_in_row_blocks_equals_the_whole_softmax():
         ecfg = EvaluateConfig(protocol=protocol)
         view = source_view(f, positions, GROUPS, ecfg)
         probs = torch.softmax((logits if protocol == "paper" else logits / 1.7).double(), 1)[positions].numpy()
-        whole = selective.group_view(
+        whole = reference.group_view(  # the summaries as they were made: every group gathered, then summed
             probs,
             labels[positions].numpy(),
             GROUPS.class_group(),
