@@ -335,11 +335,21 @@ SHARED_TOPS = 1 << 20
 
 def shared_tops(view: GroupView, alpha: np.ndarray) -> Callable[[int, int], tuple] | None:
     """The weighted tops of the rows i..i+step of alpha from those of its distinct rows, or None."""
-    distinct, back = np.unique(alpha, axis=0, return_inverse=True)
-    if 2 * len(distinct) > len(alpha) or len(distinct) * len(view.group) > SHARED_TOPS:
+    # Rows are told apart by one number each (np.unique over rows costs about 8x more, and most calls have no
+    # repeats); rows that share a number but differ are caught below and scored one by one.
+    key = alpha @ (1.0 + np.arange(alpha.shape[1]) / np.pi)
+    order = np.argsort(key, kind="stable")
+    starts = np.ones(len(key), bool)
+    np.not_equal(key[order[1:]], key[order[:-1]], out=starts[1:])
+    distinct = int(starts.sum())
+    if 2 * distinct > len(alpha) or distinct * len(view.group) > SHARED_TOPS:
         return None
-    best, correct = weighted_top(view, distinct)
-    back = back.reshape(-1)
+    back = np.empty(len(key), np.int64)
+    back[order] = np.cumsum(starts) - 1
+    rows = alpha[order[starts]]
+    if not np.array_equal(rows[back], alpha):
+        return None
+    best, correct = weighted_top(view, rows)
     return lambda i, step: (best[back[i : i + step]], correct[back[i : i + step]])
 
 
