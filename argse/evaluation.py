@@ -75,8 +75,8 @@ def fit_options(ecfg: EvaluateConfig) -> FitOptions:
 
 # Rows per block when a source's probabilities are summarised by group: a block's float64 softmax is the only
 # [rows, C] array made, so memory does not grow with N x C (iNaturalist 2018: 8,142 classes). Small enough that a
-# block's arrays stay in cache and are reused by the allocator rather than mapped afresh (2x faster at 8,142
-# classes than 2,048 rows, docs/performance_notes.md).
+# block's arrays stay in cache and are reused by the allocator rather than mapped afresh (about 3x faster at
+# 8,142 classes than 2,048 rows, docs/performance_notes.md).
 VIEW_ROWS = 256
 
 

@@ -86,9 +86,10 @@ def group_summaries(
             continue
         # A group of consecutive classes is searched for its top in place (fast along a row), but its mass is
         # summed from a gathered copy, whose layout makes the sum run class after class, as it always has.
-        sub = probs[:, cls[0] : cls[-1] + 1] if cls[-1] - cls[0] == len(cls) - 1 else probs[:, cls]
+        gathered = probs[:, cls]
+        sub = probs[:, cls[0] : cls[-1] + 1] if cls[-1] - cls[0] == len(cls) - 1 else gathered
         arg = sub.argmax(1)
-        top[:, g], mass[:, g], hit[:, g] = sub[np.arange(n), arg], probs[:, cls].sum(1), cls[arg] == labels
+        top[:, g], mass[:, g], hit[:, g] = sub[np.arange(n), arg], gathered.sum(1), cls[arg] == labels
     return top, mass, hit
 
 
