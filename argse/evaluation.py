@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from argse.allocator import keep_freed_memory
 from argse.config import GATE_RULE, EvaluateConfig, RunConfig
 from argse.errors import ArgseError
 from argse.gating.store import check_rejector_part, read_gate
@@ -240,7 +241,10 @@ def stopped(source: str) -> ArgseError:
 
 def source_pool(sources: int) -> Executor:
     """Where the sources' sweeps run: one process per core where processes can be forked (the search is many
-    short numpy calls, so threads would wait on each other for the interpreter), else threads."""
+    short numpy calls, so threads would wait on each other for the interpreter), else threads. The allocator
+    keeps freed memory first, in this process and so in the forked ones (argse.allocator: the search frees and
+    remakes its block arrays thousands of times)."""
+    keep_freed_memory()
     workers = min(sources, cpu_count())
     if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
         return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
