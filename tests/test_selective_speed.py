@@ -73,15 +73,18 @@ def test_rules_and_aurcs_equal_the_reference_except_where_an_exact_tie_breaks(se
             curve(reference, ref_fit, ref_test, method, rates),
         )
         for a, b in zip(ours, theirs, strict=True):
-            if a["target_rate"] > 0:
+            same = np.abs(normalised(a["rule"]) - normalised(b["rule"])).max() <= 1e-9
+            if same or (method == "chow" and a["target_rate"] > 0):  # Chow's rule has nothing to tie
                 np.testing.assert_allclose(normalised(a["rule"]), normalised(b["rule"]), rtol=0, atol=1e-9)
             else:
-                # At rate 0 every candidate accepts the whole fitting sample, so b does not change the objective:
-                # an exact tie, which the reference broke by BLAS rounding. Both rules score the same there.
+                # An exact tie, which the reference broke by BLAS rounding, and so differently on different CPUs:
+                # at rate 0 every candidate accepts the whole fitting sample, so b does not change the objective;
+                # elsewhere two candidates of Algorithm 2 can reach the same errors (seen at rate 0.25 on an AMD
+                # EPYC). Both rules then fit equally well: the same objective on the fitting sample.
                 ours_there = reference.Rule(a["rule"].alpha, a["rule"].b, a["rule"].t)  # applied as the reference does
                 fit_a = reference.evaluate_rule(ours_there, ref_fit)[metric or "error"]
                 fit_b = reference.evaluate_rule(b["rule"], ref_fit)[metric or "error"]
-                assert abs(fit_a - fit_b) <= 1e-9
+                assert abs(fit_a - fit_b) <= 1e-9, (method, a["target_rate"])
         if method == "chow":
             for key, value in curve_aurcs(theirs).items():
                 assert abs(curve_aurcs(ours)[key] - value) <= 1e-9, key
