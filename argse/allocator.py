@@ -3,9 +3,9 @@
 glibc's malloc maps a block above its mmap threshold (128 KiB at first, raised as such blocks are freed) straight
 from the kernel and unmaps it when freed, and returns the free top of its heap once that passes the trim threshold.
 The rule search makes and frees a few arrays of about half a MiB for every block of candidate rules
-(selective.BLOCK), so their pages were handed back and faulted in again, block after block: one 100-class source
-took 3.3 million page faults and 6 s in the kernel of its 10 s (docs/performance_notes.md). With fixed thresholds
-above those sizes the freed memory is reused instead.
+(selective.BLOCK), so their pages were handed back and faulted in again, block after block: six sweeps of one
+100-class source took 3.3 million page faults and 6 s in the kernel (docs/performance_notes.md). With fixed
+thresholds above those sizes the freed memory is reused instead.
 """
 
 from __future__ import annotations
