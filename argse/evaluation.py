@@ -177,6 +177,9 @@ def evaluate_sources(cfg: RunConfig, sources: list[str], methods: list[str]) -> 
 
     Sources are read one at a time, reduced to their per-group summaries, and swept side by side, one
     process per core (:func:`source_pool`); only the summaries travel, not the logits."""
+    # First of all, so the views and the forked sweep processes have it: the search frees and remakes its block
+    # arrays thousands of times, and glibc would hand their pages back each time (argse.allocator).
+    keep_freed_memory()
     reader = SourceReader(cfg.out_dir, sources, ["tune", "test"])
     tune0 = reader.read(sources[0], "tune")
     groups = head_tail_groups(torch.tensor(tune0.class_counts), cfg.data.tail_max_count)
@@ -241,10 +244,7 @@ def stopped(source: str) -> ArgseError:
 
 def source_pool(sources: int) -> Executor:
     """Where the sources' sweeps run: one process per core where processes can be forked (the search is many
-    short numpy calls, so threads would wait on each other for the interpreter), else threads. The allocator
-    keeps freed memory first, in this process and so in the forked ones (argse.allocator: the search frees and
-    remakes its block arrays thousands of times)."""
-    keep_freed_memory()
+    short numpy calls, so threads would wait on each other for the interpreter), else threads."""
     workers = min(sources, cpu_count())
     if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
         return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))

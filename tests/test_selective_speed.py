@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from argse import selective
-from argse.allocator import glibc
+from argse.allocator import USER_SETTINGS, is_glibc, keep_freed_memory
 from argse.config import EvaluateConfig
 from argse.evaluation import AURC_TAIL, VIEW_ROWS, curve_aurcs, fit_options, source_view
 from argse.gating.network import FEATURE_ROWS, features_of, gating_features
@@ -73,10 +73,9 @@ def test_rules_and_aurcs_equal_the_reference_except_where_an_exact_tie_breaks(se
             curve(reference, ref_fit, ref_test, method, rates),
         )
         for a, b in zip(ours, theirs, strict=True):
-            same = np.abs(normalised(a["rule"]) - normalised(b["rule"])).max() <= 1e-9
-            if same or (method == "chow" and a["target_rate"] > 0):  # Chow's rule has nothing to tie
+            if method == "chow" and a["target_rate"] > 0:  # Chow's rule has nothing to tie
                 np.testing.assert_allclose(normalised(a["rule"]), normalised(b["rule"]), rtol=0, atol=1e-9)
-            else:
+            elif np.abs(normalised(a["rule"]) - normalised(b["rule"])).max() > 1e-9:
                 # An exact tie, which the reference broke by BLAS rounding, and so differently on different CPUs:
                 # at rate 0 every candidate accepts the whole fitting sample, so b does not change the objective;
                 # elsewhere two candidates of Algorithm 2 can reach the same errors (seen at rate 0.25 on an AMD
@@ -145,9 +144,9 @@ def test_numpy_blas_is_single_threaded_unless_the_user_set_it():
 FREED_BLOCKS = """
 import resource, sys
 import numpy as np
-from argse.evaluation import source_pool
+from argse.allocator import keep_freed_memory
 if sys.argv[1] == "kept":
-    source_pool(1).shutdown()  # what evaluate does before any view or sweep
+    assert keep_freed_memory()
 for _ in range(3):
     [np.ones(1 << 16) for _ in range(4)]
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -158,18 +157,25 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-@pytest.mark.skipif(not glibc(), reason="the thresholds are glibc's")
-def test_the_sweep_pool_keeps_freed_memory():
+@pytest.mark.skipif(not is_glibc(), reason="the thresholds are glibc's")
+def test_freed_block_arrays_are_kept():
     """With glibc's own thresholds the block arrays are faulted in afresh (the heap's free top is trimmed, about
-    128 pages each); after source_pool they are reused."""
+    128 pages each); with argse's they are reused. evaluate_sources sets them before any view or sweep."""
     import subprocess
     import sys
 
+    env = {k: v for k, v in os.environ.items() if k not in (*USER_SETTINGS, "LD_PRELOAD")}
     run = [sys.executable, "-c", FREED_BLOCKS]
-    default, kept = (int(subprocess.run([*run, how], capture_output=True, text=True, check=True).stdout)
+    default, kept = (int(subprocess.run([*run, how], env=env, capture_output=True, text=True, check=True).stdout)
                      for how in ("default", "kept"))  # fmt: skip
-    assert default > 50_000, "glibc no longer trims here: this test no longer shows the setting"
+    if default < 50_000:  # e.g. transparent huge pages for every mapping: few faults to save
+        pytest.skip(f"glibc's own thresholds cost only {default} page faults here")
     assert kept < default / 100
+
+
+def test_a_user_tuned_malloc_is_left_as_set(monkeypatch):
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
+    assert not keep_freed_memory()
 
 
 def test_candidate_blocks_do_not_change_objectives(monkeypatch):
@@ -249,8 +255,11 @@ def test_sweep_processes_give_the_curves_of_one_thread(tmp_path, monkeypatch):
 
     cfg = load_run_config(None, [s for s in _two_source_run(tmp_path) if s != "--set"])
     monkeypatch.setattr(evaluation, "cpu_count", lambda: 2)
+    kept = []
+    monkeypatch.setattr(evaluation, "keep_freed_memory", lambda: kept.append(True))
     assert isinstance(evaluation.source_pool(2), concurrent.futures.ProcessPoolExecutor)
     pooled = evaluation.evaluate_sources(cfg, ["ce", "la"], ["chow", "plugin_balanced"])
+    assert kept  # the allocator setting comes first (argse.allocator)
     monkeypatch.setattr(evaluation, "cpu_count", lambda: 1)
     assert isinstance(evaluation.source_pool(2), concurrent.futures.ThreadPoolExecutor)
     alone = evaluation.evaluate_sources(cfg, ["ce", "la"], ["chow", "plugin_balanced"])
