@@ -12,7 +12,7 @@ from dataclasses import asdict
 
 from safetensors import SafetensorError
 
-from argse import distributed, runlock, storage
+from argse import distributed, storage
 from argse.config import (
     RunConfig,
     apply_overrides,
@@ -123,18 +123,6 @@ def check_unique(names: list[str], where: str) -> None:
         raise ArgseError(f"'{twice}' is named twice in {where}; name each expert once")
 
 
-def lock_run(cfg: RunConfig, command: str) -> None:
-    """Hold the run's lock (outputs/NAME/.lock) until this process ends: one writer per run name, and no
-    reader beside it."""
-    runlock.lock_run(cfg.out_dir, command)
-
-
-def lock_run_shared(cfg: RunConfig, command: str) -> None:
-    """Hold the run's lock as a reader until this process ends: readers run side by side, but not beside
-    a writer, so no file is replaced while they read it."""
-    runlock.lock_run(cfg.out_dir, command, shared=True)
-
-
 def file_system_error(exc: Exception) -> ArgseError | None:
     """An unwritable folder or a full disk met outside argse.storage, as one sentence naming the path."""
     code = storage.os_errno(exc)
@@ -168,7 +156,7 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) 
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr)
+        print("interrupted; nothing unfinished was published: rerun the same command to continue", file=sys.stderr)
         return 130
     except (OSError, SafetensorError) as exc:
         known = file_system_error(exc) or distributed.translate_errors(exc)
@@ -182,5 +170,3 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) 
             raise
         print(f"error: {lost}", file=sys.stderr)
         return 2
-    finally:
-        runlock.release_all()

@@ -21,10 +21,32 @@ import yaml
 
 from argse import seeds, storage
 from argse.errors import ArgseError
-from argse.paths import RunPaths, config_base, resolve
 from argse.registry import load_plugins
 
 # ---------------------------------------------------------------- generic machinery
+
+
+# ---- where a config's relative paths start, and where the built-in recipes are
+
+# The built-in recipes (experts/*.yaml, experts/presets/) sit beside the package: a checkout or an
+# editable install (pip install -e ., what make does) finds them from any folder.
+BUILTIN_RECIPES = Path(__file__).resolve().parent.parent / "experts"
+
+
+def config_base(config_file: str | Path | None) -> Path:
+    """The folder a config file's relative paths (and the path defaults) are resolved against: the file's
+    folder, or its parent when that folder is named ``configs`` (a project's ``configs/``, so
+    ``configs/x.yaml`` writes ``outputs/`` beside ``configs/``); with no file, the current folder."""
+    if config_file is None:
+        return Path.cwd()
+    folder = Path(config_file).resolve().parent
+    return folder.parent if folder.name == "configs" else folder
+
+
+def resolve(path: str, base: Path) -> str:
+    """``path`` as written, made absolute against ``base`` when relative (``~`` expanded first)."""
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else base / p)
 
 
 def _join(path: str, key: str) -> str:
@@ -604,14 +626,9 @@ class RunConfig:
     def ckpt_dir(self) -> Path:
         return Path(self.checkpoint_dir) / self.name
 
-    @property
-    def paths(self) -> RunPaths:
-        """Every file of this run (argse.paths)."""
-        return RunPaths(self.out_dir, self.ckpt_dir)
-
 
 # Config keys that hold a path. Written in a config file, a relative one is resolved against the file's base
-# folder (argse.paths.config_base); given with --set, against the current folder, as any command-line path;
+# folder (config_base); given with --set, against the current folder, as any command-line path;
 # left out, output_dir, checkpoint_dir and data.root take their defaults under the base folder.
 PATH_KEYS = ("output_dir", "checkpoint_dir", "recipes_dir", "data.root", "data.imagefolder_lt.cache_dir")
 DEFAULT_PATHS = {"output_dir": "outputs", "checkpoint_dir": "checkpoints", "data.root": "data"}

@@ -20,7 +20,7 @@ from argse.datasets import Images, dataset_for
 from argse.errors import ArgseError
 from argse.groups import Groups, run_groups
 from argse.listfile import ImageList, eval_transform
-from argse.manifest import HELD_OUT, make_manifest, manifest_sha256, read_manifest, write_manifest
+from argse.manifest import HELD_OUT, make_manifest, manifest_sha256
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -60,24 +60,13 @@ class LTData:
 
 
 def prepare_data(run: RunConfig) -> LTData:
-    """Load the dataset of a run, build (or re-check) its split manifest, and return its tensors."""
+    """Load the dataset of a run, build its split manifest (argse.manifest), and return its tensors; the
+    manifest is written by the stage that keeps it (argse.stages)."""
     cfg = run.data
     dataset = dataset_for(cfg)
     src = dataset.load()
     manifest = make_manifest(src, cfg, run.seed)
-    path = run.paths.manifest
     sha = manifest_sha256(manifest)
-    old = read_manifest(path) if path.is_file() else None
-    if old is not None and "labels" not in old:  # a manifest from before labels were stored (manifest.py)
-        manifest.pop("labels")
-        sha = manifest_sha256(manifest)
-    if old is None:
-        write_manifest(path, manifest)
-    elif manifest_sha256(old) != sha:
-        raise ArgseError(
-            f"the data or split settings differ from the run's manifest {path}; "
-            f"use a new run name (name=...) or delete {run.out_dir} to start over"
-        )
 
     def take(images: Images, labels, idx) -> Split:
         idx = torch.tensor(idx, dtype=torch.long)

@@ -2,8 +2,8 @@
 target rejection rate, measured on ``test``, and the AURCs of the resulting curves.
 
 Every rate is taken under ``evaluate.test_prior`` (default: the training label distribution, as
-Narasimhan et al. 2024). ``python -m argse.evaluate`` runs this and writes the files (argse.report,
-argse.rules, argse.reporting).
+Narasimhan et al. 2024). ``python -m argse.evaluate`` runs this (argse.stages.evaluation) and writes the
+files (argse.report, argse.rules, argse.reporting).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import torch
 from argse.allocator import keep_freed_memory
 from argse.config import GATE_RULE, EvaluateConfig, RunConfig
 from argse.errors import ArgseError
-from argse.gating.store import check_rejector_part, read_gate
 from argse.groups import Groups, head_tail_groups
 from argse.logits import LogitsFile, SourceReader
 from argse.metrics import lt_weights
@@ -172,20 +171,20 @@ class Evaluation:
     seconds: float = 0.0
 
 
-def evaluate_sources(cfg: RunConfig, sources: list[str], methods: list[str]) -> Evaluation:
-    """Fit every method on every source's rejector part of ``tune`` and measure it on ``test``.
+def evaluate_sources(cfg: RunConfig, reader: SourceReader, methods: list[str], gate=None) -> Evaluation:
+    """Fit every method on every source of ``reader`` on its rejector part of ``tune`` and measure it on
+    ``test``; ``gate`` (the gate of source 'gating', as read from its files) adds its learned rules.
 
     Sources are read one at a time, reduced to their per-group summaries, and swept side by side, one
     process per core (:func:`source_pool`); only the summaries travel, not the logits."""
     # First of all, so the views and the forked sweep processes have it: the search frees and remakes its block
     # arrays thousands of times, and glibc would hand their pages back each time (argse.allocator).
     keep_freed_memory()
-    reader = SourceReader(cfg.out_dir, sources, ["tune", "test"])
+    sources = reader.sources
     tune0 = reader.read(sources[0], "tune")
     groups = head_tail_groups(torch.tensor(tune0.class_counts), cfg.data.tail_max_count)
     check_groups(groups, tune0.class_counts, cfg.data.tail_max_count)
     gate_part, fit_part = tune_parts(tune0.labels, cfg.gating.tune_fraction, cfg.seed)
-    gate = read_gate(cfg.paths) if "gating" in sources else None
     if gate is not None:
         check_rejector_part(gate, tune0.indices[fit_part].tolist())
     n_test = len(reader.manifest["splits"]["test"])
@@ -224,6 +223,15 @@ def evaluate_sources(cfg: RunConfig, sources: list[str], methods: list[str]) -> 
             raise stopped(sources[len(pending)])
     result.seconds = time.perf_counter() - start
     return result
+
+
+def check_rejector_part(gate, rejector_indices: list[int]) -> None:
+    """The rejector part of tune must be what the gate left untouched: refuse one that differs."""
+    if sorted(gate.rejector_indices) != sorted(rejector_indices):
+        raise ArgseError(
+            f"the gate in {gate.path} was trained on another part of tune than the one left for the rejectors now "
+            f"(gating.tune_fraction or seed differ from when it was trained); rerun train_gating with these settings"
+        )
 
 
 def swept(source: str, job: Future) -> dict[str, list[dict]]:

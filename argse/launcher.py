@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from argse import runlock, storage
+from argse import storage
 from argse.config import RunConfig
 from argse.errors import ArgseError
 
@@ -50,18 +50,16 @@ def child_command(args: argparse.Namespace, name: str, threads: int) -> list[str
         cmd += ["--config", args.config]
     for item in [*args.overrides, "runtime.progress=false", *([f"runtime.threads={threads}"] if threads else [])]:
         cmd += ["--set", item]
-    return cmd + (["--resume"] if args.resume else []) + (["--overwrite"] if getattr(args, "overwrite", False) else [])
+    return cmd + (["--rebuild"] if getattr(args, "rebuild", False) else [])
 
 
 def train_in_parallel(args: argparse.Namespace, plan: list[tuple[type, Any]], cfg: RunConfig, console: Console) -> None:
     free = slots(args.parallel)
     # Without GPUs the processes share the cores instead of each taking all of them.
     threads = 0 if free[0] is not None else max(1, (os.cpu_count() or 1) // len(free))
-    logs = cfg.paths.logs
+    logs = cfg.out_dir / "logs"
     storage.make_dir(logs)
-    # The children share this process's run lock (runlock.py) instead of waiting for it.
-    lock = runlock.held_fd(cfg.out_dir)
-    pool = _Pool(plan, free, lambda name, slot: _Child(args, name, slot, threads, logs, lock), console)
+    pool = _Pool(plan, free, lambda name, slot: _Child(args, name, slot, threads, logs), console)
     console.print(f"training {len(plan)} experts in {len(free)} processes; logs in {logs}")
     pool.run()
     pool.raise_failures()
@@ -177,16 +175,15 @@ class _Pool:
             first = next(iter(self.failed))
             raise ArgseError(
                 f"{len(self.failed)} of {self.total} experts failed; {first}: {self.failed[first]}; "
-                f"fix it and rerun with --resume"
+                f"fix it and rerun the same command (finished experts are found, unfinished ones continue)"
             )
 
 
 class _Child:
     """One expert trained by a child process that logs to ``logs/<name>.log``."""
 
-    def __init__(self, args, name: str, slot: str | None, threads: int, logs: Path, lock: int | None) -> None:
-        shared = {runlock.ENV: str(lock)} if lock is not None else {}
-        env = os.environ | shared | ({"CUDA_VISIBLE_DEVICES": slot} if slot is not None else {})
+    def __init__(self, args, name: str, slot: str | None, threads: int, logs: Path) -> None:
+        env = os.environ | ({"CUDA_VISIBLE_DEVICES": slot} if slot is not None else {})
         self.log_path = logs / f"{name}.log"
         self.log = self.log_path.open("w")
         self.proc = subprocess.Popen(
@@ -194,7 +191,6 @@ class _Child:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env=env,
-            pass_fds=() if lock is None else (lock,),
         )
 
     def done(self) -> bool:

@@ -12,12 +12,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from argse import __version__, filesets, records, storage
+from argse import __version__, records, storage
 from argse.calibration import T_MAX, T_MIN
-from argse.config import dump_yaml
 from argse.errors import ArgseError
 from argse.manifest import HELD_OUT, manifest_sha256, read_manifest
-from argse.paths import config_file, logits_file, logits_root, manifest_file
 
 FORMAT = "argse.logits/1"
 META_KEYS = (
@@ -88,8 +86,9 @@ def field_error(path: Path, field: str, why: str) -> ArgseError:
     return ArgseError(f"logits file {path}: field '{field}' {why}; re-export it with train_experts")
 
 
-def logits_path(out_dir: Path, expert: str, split: str) -> Path:
-    return logits_file(out_dir, expert, split)
+def split_file(folder: Path, split: str) -> Path:
+    """A source's logits of one split inside its folder (its stage, or the run's readable logits/<source>)."""
+    return Path(folder) / f"{split}.safetensors"
 
 
 def write_logits(
@@ -125,12 +124,6 @@ def write_logits(
     }
     tensors = {"logits": logits.float(), "labels": labels.long(), "indices": indices.long()}
     return storage.save_tensors(path, tensors, meta)
-
-
-def write_export_config(run: dict, expert: str, recipe: dict, out_dir: Path) -> Path:
-    """logits/<expert>/config.yaml beside an export: the run config and the recipe that made it."""
-    text = dump_yaml({"run": run, "expert": expert, "recipe": recipe})
-    return storage.write_text(config_file(logits_path(out_dir, expert, "test").parent), text)
 
 
 def read_logits(path: str | Path, *, rows_on_disk: bool = False) -> LogitsFile:
@@ -249,49 +242,25 @@ def check_against_run(f: LogitsFile, split: str, manifest: dict, sha: str, manif
 SPLIT_FILES = [f"{split}.safetensors" for split in HELD_OUT]
 
 
-def set_folder(source: str) -> str:
-    """The folder of a source's logit set, relative to the run's outputs (the key lineage records use)."""
-    return (logits_root(Path()) / source).as_posix()
-
-
-def commit_export(out_dir: Path, source: str, made_from: dict[str, str], remake: str, **extra: str) -> str:
-    """Commit a source's just written splits (and config.yaml, when there is one) as one set; returns its id."""
-    folder = logits_path(out_dir, source, "test").parent
-    members = SPLIT_FILES + (["config.yaml"] if config_file(folder).is_file() else [])
-    return filesets.commit(folder, members, made_from, remake, **extra) if storage.is_writer() else ""
-
-
-def open_export(out_dir: Path, source: str, splits: list[str]) -> filesets.FileSet:
-    """A source's logit set, checked whole (the splits about to be read) and against what it was made from."""
-    folder = logits_path(out_dir, source, "test").parent
-    return filesets.open_set(folder, [f"{s}.safetensors" for s in splits], f"the logits of '{source}'", Path(out_dir))
-
-
-def load_sources(out_dir: Path, sources: list[str], splits: list[str]) -> dict[str, list[LogitsFile]]:
-    """Load and validate the logits of ``sources`` for each split: {split: [file per source]}.
-
-    The files of one split must agree with each other and with the run's ``splits.json``; each
-    source's files must be the set it committed, made from sets that are still current.
-    """
-    reader = SourceReader(out_dir, sources, splits)
-    return {split: [reader.read(source, split) for source in sources] for split in splits}
+def load_sources(folders: dict[str, Path], splits: list[str], manifest_path: Path) -> dict[str, list[LogitsFile]]:
+    """Load and validate the logits of each source (``folders``: source -> its folder) for each split:
+    {split: [file per source]}. The files of one split must agree with each other and with the split manifest."""
+    reader = SourceReader(folders, splits, manifest_path)
+    return {split: [reader.read(source, split) for source in folders] for split in splits}
 
 
 class SourceReader:
-    """A run's logits read one (source, split) at a time, with every check of :func:`load_sources`, so a
+    """Sources' logits read one (source, split) at a time, with every check of :func:`load_sources`, so a
     caller can hold one file at a time (8,142 classes: 0.8 GB per split and source) and read from threads."""
 
-    def __init__(self, out_dir: Path, sources: list[str], splits: list[str]):
-        self.out_dir = Path(out_dir)
-        self.manifest_path = manifest_file(out_dir)
+    def __init__(self, folders: dict[str, Path], splits: list[str], manifest_path: Path):
+        self.folders = {s: Path(f) for s, f in folders.items()}
+        self.manifest_path = Path(manifest_path)
         self.manifest = read_manifest(self.manifest_path)
         self.sha = manifest_sha256(self.manifest)
-        for source in sources:
-            if logits_path(out_dir, source, splits[0]).is_file():
-                open_export(out_dir, source, splits)
         for split in splits:  # every file is there before any is read
-            for source in sources:
-                p = logits_path(out_dir, source, split)
+            for source, folder in self.folders.items():
+                p = split_file(folder, split)
                 if not p.is_file():
                     raise ArgseError(
                         f"no {split} logits for '{source}' at {p}; train and export it first "
@@ -300,9 +269,13 @@ class SourceReader:
         self._first: dict[str, LogitsFile] = {}  # per split, the first file read, without its logits
         self._lock = threading.Lock()
 
+    @property
+    def sources(self) -> list[str]:
+        return list(self.folders)
+
     def read(self, source: str, split: str, rows_on_disk: bool = False) -> LogitsFile:
         """One file, checked against its team and the run; ``rows_on_disk`` as :func:`read_logits`."""
-        f = read_logits(logits_path(self.out_dir, source, split), rows_on_disk=rows_on_disk)
+        f = read_logits(split_file(self.folders[source], split), rows_on_disk=rows_on_disk)
         with self._lock:
             first = self._first.setdefault(split, dataclasses.replace(f, logits=torch.empty(0)))
         check_same_samples(f, first)  # first, as load_sources did: the file that differs from its team is named
@@ -310,6 +283,20 @@ class SourceReader:
         return f
 
 
-def available_sources(out_dir: Path) -> list[str]:
-    root = logits_root(out_dir)
+# ---------------------------------------------------------------- a run folder as people browse it
+
+
+def run_folders(out_dir: Path, sources: list[str]) -> dict[str, Path]:
+    """``outputs/NAME/logits/<source>`` of each source: the readable names of a run (links to its current stages),
+    or the folders of a run written by an older argse; for studies and benchmarks that read a run folder."""
+    return {s: Path(out_dir) / "logits" / s for s in sources}
+
+
+def run_manifest(out_dir: Path) -> Path:
+    return Path(out_dir) / "splits.json"
+
+
+def folder_sources(out_dir: Path) -> list[str]:
+    """The sources a run folder shows under logits/ (see :func:`run_folders`)."""
+    root = Path(out_dir) / "logits"
     return sorted(p.name for p in root.iterdir() if (p / "test.safetensors").is_file()) if root.is_dir() else []

@@ -14,9 +14,8 @@ path, predicted class, its probability, accepted or rejected, the rule's score a
 ``--top-k`` most probable classes, the label and whether the prediction is right (labelled lists), and
 the gate weights. An image that cannot be decoded is named on stderr and skipped; the rest are
 predicted. Without ``--source`` the source is gating when a gate was evaluated, else the first
-evaluated source, and a line names it. Predict holds the run's lock as a reader: predicts run side by
-side, but not while train_experts, train_gating or evaluate writes the run. In Python:
-``argse.prediction.load(...)`` (docs/predict.md).
+evaluated source, and a line names it. Predict reads only published stages, which never change, so it
+takes no lock and runs beside any other command. In Python: ``argse.prediction.load(...)`` (docs/predict.md).
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ from argse.prediction import (
     write_rows,
 )
 from argse.rules import read_rules
+from argse.stages.run import RunStages
 
 
 def parse(argv: list[str] | None):
@@ -63,16 +63,15 @@ def parse(argv: list[str] | None):
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     cfg = cli.load_config(args)
-    cli.lock_run_shared(cfg, "predict")  # no writer replaces the rules, the gate or a checkpoint under us
     source = args.source
     if source is None:  # the default follows rules.json, so it is named: it must never change unseen
-        source = read_rules(cfg.paths).default_source()
+        source = read_rules(RunStages(cfg).evaluation().folder).default_source()
         why = "the default when a gate was evaluated" if source == "gating" else "the first evaluated source"
         cli.console().print(f"source: {source} ({why}; --source to choose)")
     target = Path(args.input)
     inputs = read_inputs(target)
     if args.out is None:
-        storage.make_dir(cfg.paths.predictions)
+        storage.make_dir(cfg.out_dir / "predictions")
     out = Path(args.out) if args.out is not None else default_out(cfg, target, args.format)
     check_out(out, [target, *inputs.paths])  # before the work: a bad --out is known now
     predictor = open_predictor(cfg, source, args.method, args.rate, args.classes and Path(args.classes))

@@ -6,9 +6,10 @@
     rows = team.predict(images)   # PIL images, or uint8 [N, 3, H, W] / float [0, 1] tensors
     rows[0]["class"], rows[0]["decision"]                                      # 'class_3', 'accepted'
 
-Every expert's network is rebuilt through the expert protocol (``for_inference``), the gate from its
-files (argse.gating.store) and the rule from rules.json (argse.rules); no training data is read. An
-image file that cannot be decoded is named and skipped; the rest are predicted.
+Every stage is found from the run's config (argse.stages.run): each expert's network is rebuilt from
+its stage through the expert protocol (``for_inference``), the gate from its stage (argse.stages.gate_file)
+and the rule from the evaluation's rules.json (argse.rules); no training data is read and no lock is
+taken. An image file that cannot be decoded is named and skipped; the rest are predicted.
 """
 
 from __future__ import annotations
@@ -30,13 +31,16 @@ from argse.config import RunConfig, load_run_config
 from argse.data import eval_image
 from argse.errors import ArgseError
 from argse.experts import inference_model
-from argse.gating import Gate, mixture_log_probs, read_gate
+from argse.gating import mixture_log_probs
 from argse.images import ImageError, image_suffixes, open_rgb
 from argse.listfile import split_list_line
-from argse.paths import config_file
+from argse.preprocess import FILE as PREPROCESS
 from argse.preprocess import Preprocess, read_preprocess
 from argse.rules import SelectiveRule, read_rules
 from argse.selective import decide
+from argse.stages.experts import exported
+from argse.stages.gate_file import Gate, read_gate
+from argse.stages.run import GATE, RunStages
 from argse.training import Normalize, autocast, make_progress, resolve_device
 
 IMAGE_SUFFIXES = image_suffixes()
@@ -56,10 +60,10 @@ class Team:
     gate: Gate | None
 
 
-def load_team(cfg: RunConfig, source: str, num_classes: int, device: torch.device) -> Team:
-    gate = read_gate(cfg.paths) if source == "gating" else None
+def load_team(stages: RunStages, source: str, num_classes: int, device: torch.device) -> Team:
+    gate = read_gate(stages.gate().folder) if source == GATE else None
     names = gate.experts if gate is not None else [source]
-    loaded = [inference_model(cfg, n, num_classes, device) for n in names]
+    loaded = [inference_model(stages.cfg, exported(stages, n), num_classes, device) for n in names]
     return Team(names, [m for m, _ in loaded], [t for _, t in loaded], gate)
 
 
@@ -158,16 +162,18 @@ class Predictor:
 def open_predictor(cfg: RunConfig, source: str | None, method: str, rate: float, classes: Path | None = None,
                    device: str | None = None) -> Predictor:  # fmt: skip
     """The team of ``source`` (default: rules.json's) and its rule ``method`` at ``rate`` from run ``cfg``."""
-    rule = read_rules(cfg.paths).rule(source, method, rate)
-    prep = read_preprocess(cfg.paths)
+    stages = RunStages(cfg)
+    rules = read_rules(stages.evaluation(source).folder)
+    rule = rules.rule(source, method, rate)
+    prep = read_preprocess(stages.splits().file(PREPROCESS))
     if len(rule.class_group) != len(prep.classes):
         raise ArgseError(
-            f"{cfg.paths.rules} groups {len(rule.class_group)} classes but {cfg.paths.preprocess} names "
+            f"{rules.path} groups {len(rule.class_group)} classes but the run's preprocess.json names "
             f"{len(prep.classes)}; rerun python -m argse.evaluate for this run"
         )
     names = read_classes(Path(classes), len(prep.classes)) if classes is not None else prep.classes
     dev = torch.device(device) if device is not None else resolve_device(cfg.runtime)
-    return Predictor(cfg, rule, prep, load_team(cfg, rule.source, len(names), dev), names, dev)
+    return Predictor(cfg, rule, prep, load_team(stages, rule.source, len(names), dev), names, dev)
 
 
 def load(config_or_run_dir: str | Path | None = None, *, rate: float = 0.2, method: str = "plugin_worst",
@@ -187,12 +193,12 @@ def load(config_or_run_dir: str | Path | None = None, *, rate: float = 0.2, meth
     """
     path = Path(config_or_run_dir) if config_or_run_dir is not None else None
     if path is not None and path.is_dir():
-        if not config_file(path).is_file():
+        if not (path / "config.yaml").is_file():
             raise ArgseError(f"{path} is a folder without config.yaml; give a run's outputs/NAME folder or its "
                              f"config file")  # fmt: skip
         # The folder is where the run is now: it may have been moved since config.yaml was written.
         overrides = [f"output_dir={path.resolve().parent}", f"name={path.name}", *overrides]
-        path = config_file(path)
+        path = path / "config.yaml"
     cfg = load_run_config(path, list(overrides))
     return open_predictor(cfg, source, method, rate, Path(classes) if classes is not None else None, device)
 
@@ -249,7 +255,7 @@ def decode(path: Path, prep: Preprocess) -> torch.Tensor:
 
 def default_out(cfg: RunConfig, target: Path, fmt: str) -> Path:
     """Beside the run, not in the current folder: outputs/NAME/predictions/<input name>.<format>."""
-    return cfg.paths.predictions / f"{target.resolve().stem or 'input'}.{fmt}"
+    return cfg.out_dir / "predictions" / f"{target.resolve().stem or 'input'}.{fmt}"
 
 
 def check_out(out: Path, inputs: list[Path]) -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from argse import storage
-from argse.paths import RunPaths
 from argse.records import integer, list_of, number, read_record, string
 
 if TYPE_CHECKING:
@@ -36,13 +35,16 @@ def preprocess_record(data: LTData) -> dict:
     return record | data.eval_prep
 
 
-def write_preprocess(paths: RunPaths, data: LTData) -> Path:
-    return storage.write_json(paths.preprocess, preprocess_record(data))
+FILE = "preprocess.json"
 
 
-def read_preprocess(paths: RunPaths) -> Preprocess:
+def write_preprocess(path: Path, data: LTData) -> Path:
+    return storage.write_json(path, preprocess_record(data))
+
+
+def read_preprocess(path: Path) -> Preprocess:
     """preprocess.json with every field checked."""
-    rec = read_record(paths.preprocess, FORMAT, "the preprocess file", FIX)
+    rec = read_record(path, FORMAT, "the preprocess file", FIX)
     classes = rec.get("classes", list_of(string(), nonempty=True))
     mean = rec.get("mean", list_of(number(0, 1), 3))
     std = rec.get("std", list_of(number(above=0), 3))

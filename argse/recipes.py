@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from argse.config import RunConfig, deep_merge, from_dict, read_yaml, scale_schedule
+from argse.config import BUILTIN_RECIPES, RunConfig, deep_merge, from_dict, read_yaml, scale_schedule
 from argse.errors import ArgseError
-from argse.paths import BUILTIN_RECIPES
 
 
 def own_folder(cls: type) -> Path:

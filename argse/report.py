@@ -6,11 +6,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from argse import filesets, storage
+from argse import storage
 from argse.config import RunConfig
 from argse.evaluation import Evaluation, empty_group_points, fit_options
-from argse.paths import RunPaths
 from argse.records import Record, list_of, mapping, read_record, string
+
+FILE = "report.json"
 
 FORMAT = "argse.report/1"
 AURC_DEFINITION = (
@@ -49,16 +50,14 @@ def report_record(cfg: RunConfig, ev: Evaluation) -> dict:
     }
 
 
-def write_report(cfg: RunConfig, ev: Evaluation) -> Path:
-    return storage.write_json(cfg.paths.report, report_record(cfg, ev))
+def write_report(folder: Path, cfg: RunConfig, ev: Evaluation) -> Path:
+    return storage.write_json(folder / FILE, report_record(cfg, ev))
 
 
-def read_report(paths: RunPaths) -> Record:
-    """report.json with its settings and results checked to be there (a reader takes further fields by ``get``)."""
-    rec = read_record(paths.report, FORMAT, "the evaluation report", "rerun python -m argse.evaluate")
-    # the file must be the one its evaluation committed (not half of a killed one); what it was made from is
-    # the caller's to judge (a partial evaluation keeps what is still current, argse.evaluation_merge)
-    filesets.open_set(paths.evaluation, [paths.report.name], "the evaluation report", paths.out, lineage=False)
+def read_report(folder: Path) -> Record:
+    """report.json of an evaluation's folder with its settings and results checked to be there (a reader takes
+    further fields by ``get``)."""
+    rec = read_record(folder / FILE, FORMAT, "the evaluation report", "rerun python -m argse.evaluate")
     rec.get("test_prior", string(("train", "balanced")))
     rec.get("protocol", string(("argse", "paper")))
     rec.get("results", list_of(mapping()))

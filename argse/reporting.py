@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from argse import filesets, plots, published, storage
+from argse import plots, published, storage
 from argse.errors import ArgseError
 from argse.evaluation import AURC_METRICS, AURC_RANGES, Evaluation, aurc_key, empty_group_points
 from argse.groups import FEW, HEAD, MANY, MEDIUM, TAIL
-from argse.logits import set_folder
 from argse.report import write_report
 from argse.rules import write_rules
 
@@ -196,17 +195,18 @@ def evaluation_markdown(cfg: RunConfig, ev: Evaluation) -> str:
     return "\n".join(md)
 
 
-def write_evaluation(cfg: RunConfig, ev: Evaluation) -> dict[str, Path]:
-    """report.json, rules.json, rc_curves.csv, rc_curves.png and summary.md; returns their paths."""
-    run = cfg.paths
-    paths = {"report": write_report(cfg, ev), "rules": write_rules(run, ev, cfg.evaluate)}
-    paths["curves"] = storage.write_text(run.curves_csv, curves_csv(ev.curves, ev.groups, cfg.evaluate))
-    plot_curves(ev.curves, run.curves_png, f"{cfg.name}: {describe(cfg.evaluate)}")
-    paths["plot"] = run.curves_png
-    paths["summary"] = storage.write_text(run.summary, evaluation_markdown(cfg, ev))
-    if storage.is_writer():  # the five files are one set, made from the logits of every source evaluated
-        made_from = filesets.ids_of(cfg.out_dir, [set_folder(s) for s in dict.fromkeys(s for s, _ in ev.curves)])
-        filesets.commit(run.evaluation, [p.name for p in paths.values()], made_from, "python -m argse.evaluate")
+EVALUATION_FILES = {"curves": "rc_curves.csv", "plot": "rc_curves.png", "summary": "summary.md"}
+
+
+def write_evaluation(folder: Path, cfg: RunConfig, ev: Evaluation) -> dict[str, Path]:
+    """report.json, rules.json, rc_curves.csv, rc_curves.png and summary.md into ``folder``; returns their paths."""
+    paths = {"report": write_report(folder, cfg, ev), "rules": write_rules(folder, ev, cfg.evaluate)}
+    paths["curves"] = storage.write_text(
+        folder / EVALUATION_FILES["curves"], curves_csv(ev.curves, ev.groups, cfg.evaluate)
+    )
+    plot_curves(ev.curves, folder / EVALUATION_FILES["plot"], f"{cfg.name}: {describe(cfg.evaluate)}")
+    paths["plot"] = folder / EVALUATION_FILES["plot"]
+    paths["summary"] = storage.write_text(folder / EVALUATION_FILES["summary"], evaluation_markdown(cfg, ev))
     return paths
 
 
@@ -245,16 +245,16 @@ def seeds_aurc_markdown(aurcs: list[dict[tuple[str, str], dict]], span: str = "0
     return "\n".join(lines) + "\n"
 
 
-def kept_checkpoints(cfg: RunConfig) -> str:
+def kept_checkpoints(cfg: RunConfig, sources: dict[str, Path]) -> str:
     """Which epoch each trained expert of the run kept (its recipe's ``checkpoint``, from its exported test logits);
     files from before argse recorded the setting kept the best epoch on val, as argse then always did."""
     from argse.logits import read_logits  # the page's only look inside the files
 
     parts, old = [], False
     for expert in cfg.experts:
-        path = cfg.paths.logits(expert, "test")
-        if not path.is_file():
+        if expert not in sources:
             continue
+        path = sources[expert] / "test.safetensors"
         recipe = read_logits(path).config
         stages = {k: v for k, v in recipe.items() if isinstance(v, dict) and "epochs" in v}  # decoupling's stages
         if "epochs" in recipe:
@@ -274,14 +274,15 @@ def kept_checkpoints(cfg: RunConfig) -> str:
 
 
 def write_results_page(docs: Path, name: str, command: tuple[str, str | None], cfgs: list[RunConfig],
-                       tables: tuple[str, str], checks: list[str], minutes: float) -> Path:  # fmt: skip
+                       tables: tuple[str, str], checks: list[str], minutes: float, evaluations: list[Path],
+                       sources: dict[str, Path]) -> Path:  # fmt: skip
     """docs/<name>.md and docs/<name>.png (the seeds' mean curves, with a ± standard error band) from the tables
     and checks over seeds; ``command`` is the command line that made the page and its config file."""
     import torch  # only for the version line of the page
 
     cfg, d = cfgs[0], cfgs[0].data
     seeds = ", ".join(str(c.seed) for c in cfgs)
-    curves = seed_curves([c.paths.curves_csv for c in cfgs])
+    curves = seed_curves([e / EVALUATION_FILES["curves"] for e in evaluations])
     plots.rc_panels(curves, docs / f"{name}.png", f"{name}: {describe(cfg.evaluate)}; mean over seeds {seeds}",
                     AURC_RANGES[PAPER_RANGE][1])  # fmt: skip
     lines = [
@@ -291,7 +292,7 @@ def write_results_page(docs: Path, name: str, command: tuple[str, str | None], c
         f"Dataset `{d.dataset}`, imbalance factor {d.imbalance_factor:g}, tail = classes with at most "
         f"{d.tail_max_count} training images. Seeds: {seeds} ({len(cfgs)} run(s); values are mean ± standard "
         f"error over seeds). Recipes: `experts/*.yaml` overridden by `recipes` in `{command[1]}`.\n",
-        kept_checkpoints(cfg),
+        kept_checkpoints(cfg, sources),
         "## Accuracy on `test` (%)\n",
         "ECE (15 bins) before (`ece_raw`) and after (`ece_cal`) temperature scaling on `val`. T minimises NLL on "
         "`val`, not ECE on `test`, so an already well-calibrated source can end slightly above its raw ECE. "

@@ -43,8 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__doc__)
     parser.add_argument("--seeds", default=None, help="comma list of run seeds, e.g. 0,1,2 (default: the config's)")
     parser.add_argument("--skip-training", action="store_true", help="reuse exported expert logits")
-    parser.add_argument("--resume", action="store_true", help="resume interrupted expert training")
-    parser.add_argument("--overwrite", action="store_true", help="train experts the runs already have again")
+    parser.add_argument("--rebuild", action="store_true", help="train the experts again from scratch")
     parser.add_argument(
         "--out",
         default=None,
@@ -56,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ArgseError(f"--out {args.out} must name a markdown page (.md), e.g. --out docs/results/my_run.md")
     start = time.perf_counter()
     cfgs = seed_configs(args)
-    runs = [run_seed(cfg, not args.skip_training, args.resume, args.overwrite) for cfg in cfgs]
+    runs = [run_seed(cfg, not args.skip_training, args.rebuild) for cfg in cfgs]
     name = cfgs[0].name.rsplit("_seed", 1)[0] if len(cfgs) > 1 else cfgs[0].name
     folder = Path(cfgs[0].output_dir) / "results"
     if args.out is not None:
@@ -67,7 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     minutes = (time.perf_counter() - start) / 60
     path = reporting.write_results_page(
-        folder, name, (command_line(args), args.config), cfgs, tables, claims(runs), minutes
+        folder,
+        name,
+        (command_line(args), args.config),
+        cfgs,
+        tables,
+        claims(runs),
+        minutes,
+        [r.evaluation for r in runs],
+        runs[0].sources,
     )
     cli.console().print(f"results page: {path}")
     return 0

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
-from argse import reporting, runlock, terminal
+from argse import reporting, terminal
 from argse.config import RunConfig
-from argse.evaluation import aurc_key, evaluate_sources
-from argse.experts import pipeline as expert_pipeline
-from argse.gating import pipeline as gating_pipeline
+from argse.evaluation import aurc_key
 from argse.groups import TAIL
-from argse.logits import load_sources
 from argse.metrics import source_reports
+from argse.stages import experts as expert_stages
+from argse.stages.evaluation import build_evaluation
+from argse.stages.gate import build_gate, reader_of
+from argse.stages.run import GATE, RunStages
 
 # Every combination of the two settings the paper's comparison depends on: (test prior, protocol).
 VIEWS = [("train", "argse"), ("train", "paper"), ("balanced", "argse"), ("balanced", "paper")]
@@ -27,25 +29,29 @@ class SeedResult:
 
     reports: dict[str, dict[str, float]]
     aurcs: dict[tuple[str, str], dict[tuple[str, str], dict[str, float]]]
+    evaluation: Path  # the evaluation stage in the run's own view
+    sources: dict[str, Path]  # each source's stage
 
 
-def run_seed(cfg: RunConfig, train: bool, resume: bool, overwrite: bool = False) -> SeedResult:
-    """Train (unless ``train`` is false), gate and evaluate one seed, through the library functions."""
-    runlock.lock_run(cfg.out_dir, "reproduce")
+def run_seed(cfg: RunConfig, train: bool, rebuild: bool = False) -> SeedResult:
+    """Train (unless ``train`` is false), gate and evaluate one seed: each stage found or made."""
+    console = terminal.console()
     if train:
-        expert_pipeline.run(cfg, cfg.experts, resume=resume, overwrite=overwrite)
-    gating = gating_pipeline.run(cfg, cfg.experts)
-    terminal.console().print(reporting.mixture_table(f"{cfg.name}: gating on test (%; NLL in nats)", gating.reports))
-    names = cfg.experts + ["gating"]
-    reports = source_reports(load_sources(cfg.out_dir, names, ["test"])["test"], cfg.data)
-    aurcs = {}
-    for prior, protocol in VIEWS:
+        expert_stages.run(cfg, cfg.experts, rebuild=rebuild)
+    gating = build_gate(cfg, console)
+    console.print(reporting.mixture_table(f"{cfg.name}: gating on test (%; NLL in nats)", gating.reports))
+    names = cfg.experts + [GATE]
+    stages = RunStages(cfg)
+    reader = reader_of(stages, names, ["test"])
+    reports = source_reports([reader.read(n, "test") for n in names], cfg.data)
+    aurcs, own = {}, (cfg.evaluate.test_prior, cfg.evaluate.protocol)
+    for prior, protocol in sorted(VIEWS, key=lambda v: v == own):  # the run's own view last: evaluation/ leads to it
         view = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, test_prior=prior, protocol=protocol))
-        ev = evaluate_sources(view, names, cfg.evaluate.methods)
-        aurcs[(prior, protocol)] = ev.aurcs
-        if (prior, protocol) == (cfg.evaluate.test_prior, cfg.evaluate.protocol):
-            reporting.write_evaluation(cfg, ev)  # the run's own report, in its configured view
-    return SeedResult(reports, aurcs)
+        built = build_evaluation(view, names, console)
+        aurcs[(prior, protocol)] = built.aurcs
+        if (prior, protocol) == own:
+            evaluation = built.stage.folder
+    return SeedResult(reports, aurcs, evaluation, reader.folders)
 
 
 def claims(runs: list[SeedResult]) -> list[str]:

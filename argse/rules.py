@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from argse import filesets, storage
+from argse import storage
 from argse.errors import ArgseError
-from argse.paths import RunPaths
 from argse.records import Record, integer, list_of, mapping, number, read_record, string
 
 if TYPE_CHECKING:
@@ -24,6 +23,7 @@ if TYPE_CHECKING:
 
 FORMAT = "argse.rules/1"
 FIX = "rerun python -m argse.evaluate with the same --config and --set"
+FILE = "rules.json"
 
 
 def rules_record(ev: Evaluation, ecfg: EvaluateConfig) -> dict:
@@ -44,8 +44,8 @@ def rules_record(ev: Evaluation, ecfg: EvaluateConfig) -> dict:
     }  # fmt: skip
 
 
-def write_rules(paths: RunPaths, ev: Evaluation, ecfg: EvaluateConfig) -> Path:
-    return storage.write_json(paths.rules, rules_record(ev, ecfg))
+def write_rules(folder: Path, ev: Evaluation, ecfg: EvaluateConfig) -> Path:
+    return storage.write_json(folder / FILE, rules_record(ev, ecfg))
 
 
 @dataclass
@@ -102,10 +102,10 @@ class RulesFile:
         )  # fmt: skip
 
 
-def read_rules(paths: RunPaths) -> RulesFile:
-    """rules.json, checked down to the rule that is used."""
-    rec = read_record(paths.rules, FORMAT, "the rules file", FIX)
-    filesets.open_set(paths.evaluation, [paths.rules.name], "the fitted rules", paths.out)
+def read_rules(folder: Path) -> RulesFile:
+    """rules.json of an evaluation's folder, checked down to the rule that is used."""
+    path = folder / FILE
+    rec = read_record(path, FORMAT, "the rules file", FIX)
     fitted = rec.get("rules", mapping())
     for source, methods in fitted.items():
         ok = isinstance(methods, dict) and bool(methods) and all(isinstance(v, list) and all(isinstance(r, dict) for r in v)
@@ -114,4 +114,4 @@ def read_rules(paths: RunPaths) -> RulesFile:
             raise rec.fail(f"field 'rules.{source}' must map each method to a list of rules")
     if not fitted:
         raise rec.fail("it holds no fitted rule")
-    return RulesFile(paths.rules, rec, fitted)
+    return RulesFile(path, rec, fitted)

@@ -105,11 +105,30 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
-    """Write a safetensors file atomically (tensors are made contiguous and moved to the CPU)."""
+    """Write a safetensors file atomically (tensors are made contiguous and moved to the CPU), its header in one
+    canonical order, so the same tensors and metadata always give the same bytes (and the same digest)."""
     if not is_writer():
         return Path(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+    def write(tmp: str) -> None:
+        save_file(tensors, tmp, metadata=metadata)
+        sort_header(tmp)
+
+    return atomic_write(path, write)
+
+
+def sort_header(path: str | Path) -> None:
+    """Rewrite a safetensors file's JSON header with its keys sorted. safetensors writes the metadata map in a
+    random order; sorted, the header has the same length, so it is rewritten in place (padding kept)."""
+    with open(path, "r+b") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+        text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > size:  # never seen: the same keys and values re-encoded cannot grow
+            raise ValueError(f"the sorted safetensors header of {path} is longer than the original")
+        f.seek(8)
+        f.write(text.ljust(size))
 
 
 def corrupt(path: Path, what: str, exc: Exception) -> ArgseError:

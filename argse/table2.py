@@ -34,8 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__doc__)
     parser.add_argument("--seeds", default=None, help="comma list of run seeds, e.g. 0,1,2 (default: the config's)")
     parser.add_argument("--skip-training", action="store_true", help="only tabulate the exported logits")
-    parser.add_argument("--resume", action="store_true", help="resume interrupted training")
-    parser.add_argument("--overwrite", action="store_true", help="train models the runs already have again")
+    parser.add_argument("--rebuild", action="store_true", help="train every model again from scratch")
     parser.add_argument(
         "--out", default=None, metavar="PAGE.md", help="the page (default: <output_dir>/results/table2_<name>.md)"
     )
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     cli.load_config(args)  # the config as given, checked; --print-config stops here
     cfgs = seed_configs(args.config, args.overrides, seeds)
     if not args.skip_training:
-        train_all(cfgs, resume=args.resume, overwrite=args.overwrite)
+        train_all(cfgs, rebuild=args.rebuild)
     start = time.perf_counter()
     tables = [tabulate_seed(cfg) for cfg in cfgs]
     name = cfgs[0].name.rsplit("_seed", 1)[0] if seeds else cfgs[0].name

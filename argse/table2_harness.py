@@ -17,15 +17,17 @@ import torch
 from argse import terminal
 from argse.config import RunConfig, load_run_config
 from argse.errors import ArgseError
-from argse.evaluation import AURC_RANGES, aurc_key, evaluate_sources
-from argse.experts import pipeline as expert_pipeline
+from argse.evaluation import AURC_RANGES, aurc_key
 from argse.experts.base import load_recipe
 from argse.experts.css import CSSExpert, css_abstains
-from argse.gating import pipeline as gating_pipeline
 from argse.groups import Groups, head_tail_groups
-from argse.logits import LogitsFile, load_sources
+from argse.logits import LogitsFile
 from argse.metrics import lt_weights, source_reports
 from argse.selective import aurc, group_rates
+from argse.stages import experts as expert_stages
+from argse.stages.evaluation import evaluate
+from argse.stages.gate import build_gate, reader_of
+from argse.stages.run import RunStages
 
 
 def parse_seeds(text: str | None) -> list[int]:
@@ -63,17 +65,24 @@ def css_config(cfg: RunConfig, cost: float) -> RunConfig:
     return dataclasses.replace(cfg, name=f"{cfg.name}_{cost_tag(cost)}", experts=["css"], recipes=recipes)
 
 
-def train_all(cfgs: list[RunConfig], resume: bool = False, overwrite: bool = False) -> None:
+def train_all(cfgs: list[RunConfig], rebuild: bool = False) -> None:
     """Every seed's experts and gate, then CSS cost by cost over the seeds (a cut-short run still has
-    every seed's experts, and the first costs of ``recipes.css.costs`` on every seed)."""
+    every seed's experts, and the first costs of ``recipes.css.costs`` on every seed); stages that exist are
+    found, not trained again."""
     console = terminal.console()
     for cfg in cfgs:
-        expert_pipeline.run(cfg, cfg.experts, resume=resume, overwrite=overwrite)
-        gating_pipeline.run(cfg, cfg.experts)
+        expert_stages.run(cfg, cfg.experts, rebuild=rebuild)
+        build_gate(cfg, console)
     for cost in css_costs(cfgs[0]):
         for cfg in cfgs:
             console.rule(f"{cfg.name}: CSS at cost {cost:g}")
-            expert_pipeline.run(css_config(cfg, cost), ["css"], resume=resume, overwrite=overwrite)
+            expert_stages.run(css_config(cfg, cost), ["css"], rebuild=rebuild)
+
+
+def css_file(cfg: RunConfig, cost: float) -> LogitsFile:
+    """The test logits of the CSS model at ``cost`` of seed run ``cfg``, from its stage."""
+    run = css_config(cfg, cost)
+    return reader_of(RunStages(run), ["css"], ["test"]).read("css", "test")
 
 
 # ---------------------------------------------------------------- tabulation
@@ -136,7 +145,7 @@ def table_aurcs(cfg: RunConfig, prior: str, protocol: str) -> dict[str, dict[str
     aurcs: dict[tuple[str, str], dict[str, float]] = {}
     for methods in {tuple(dict.fromkeys(m)) for m in wanted.values()}:
         sources = [s for s, m in wanted.items() if tuple(dict.fromkeys(m)) == methods]
-        aurcs |= evaluate_sources(view, sources, list(methods)).aurcs
+        aurcs |= evaluate(view, sources, list(methods)).aurcs
     return {label: pick(aurcs[(source, method)]) for label, source, method in rows}
 
 
@@ -165,7 +174,7 @@ def css_curve(cfg: RunConfig, splits_sha256: str, prior: str) -> list[dict[str, 
     points = []
     for cost in css_costs(cfg):
         run = css_config(cfg, cost)
-        f = load_sources(run.out_dir, ["css"], ["test"])["test"][0]
+        f = css_file(cfg, cost)
         if f.splits_sha256 != splits_sha256:
             raise ArgseError(
                 f"{f.path} was exported from other splits than {cfg.name} (splits_sha256 differs); retrain it: "
@@ -189,7 +198,8 @@ def tabulate_seed(cfg: RunConfig) -> SeedTable:
     """Every Table-2 row of one seed's run, in every view, from its exported logits (no training)."""
     check_team(cfg)
     names = [*cfg.experts, "gating"]
-    test = load_sources(cfg.out_dir, names, ["test"])["test"]
+    reader = reader_of(RunStages(cfg), names, ["test"])
+    test = [reader.read(n, "test") for n in names]
     reports = source_reports(test, cfg.data)
     aurcs, css = {}, []
     for prior, protocol in VIEWS:
@@ -198,5 +208,5 @@ def tabulate_seed(cfg: RunConfig) -> SeedTable:
         aurcs[(prior, protocol)]["CSS"] = css_aurcs(points)
         css = css or points
     recipes = {f.expert: f.config for f in test if f.expert != "gating"}
-    recipes["css"] = load_sources(css_config(cfg, css_costs(cfg)[0]).out_dir, ["css"], ["test"])["test"][0].config
+    recipes["css"] = css_file(cfg, css_costs(cfg)[0]).config
     return SeedTable(aurcs, css, reports, recipes)

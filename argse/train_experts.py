@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from argse import cli, reporting
 from argse.errors import ArgseError
-from argse.experts import LogitsExpert, get_expert
-from argse.experts.pipeline import run
+from argse.stages.experts import run
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__doc__)
     parser.add_argument("--experts", default=None, help="comma list of registered experts (default: config 'experts')")
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint of each stage")
     parser.add_argument(
-        "--overwrite", action="store_true", help="train experts that this run already has again, from scratch"
+        "--rebuild",
+        action="store_true",
+        help="train these experts again from scratch, even where this config has them (the stages they replace "
+        "are kept under outputs/NAME/stages/.retired/ until pruned)",
     )
     parser.add_argument(
         "--parallel",
@@ -42,29 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = cli.load_config(args)
     names = cli.split_names(args.experts) or cfg.experts
     parallel = args if args.parallel is not None else None
-    reports = run(cfg, names, resume=args.resume, overwrite=args.overwrite, parallel=parallel, team=args.team)
+    reports = run(cfg, names, rebuild=args.rebuild, parallel=parallel, team=args.team)
     if reports is not None:
-        console = cli.console()
         title = f"{cfg.name}: test split, % (ECE before / after temperature scaling)"
-        console.print(reporting.accuracy_table(title, reports))
-        print_outputs(console, cfg, names)
+        cli.console().print(reporting.accuracy_table(title, reports))
     return 0
-
-
-def print_outputs(console, cfg, names: list[str]) -> None:
-    """Where everything of this command went."""
-    console.print(f"[bold]outputs of {', '.join(names)}[/]:")
-    width = max(len(n) for n in names) + len(" checkpoints") + 1
-    run_paths = cfg.paths
-    console.print(f"  {'split manifest':<{width}} {run_paths.manifest}")
-    console.print(f"  {'run config':<{width}} {run_paths.config}")
-    for name in names:
-        console.print(f"  {name + ' logits':<{width}} {run_paths.logits_dir(name)}/{{val,tune,test}}.safetensors")
-        if not issubclass(get_expert(name), LogitsExpert):  # computed from another's logits: no network of its own
-            console.print(
-                f"  {name + ' checkpoints':<{width}} {run_paths.expert_ckpt(name)}/ (best / last .safetensors, "
-                f"metrics.jsonl)"
-            )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,15 @@ recipe, ``LogitsExpert`` and ``DerivedRecipe`` for an expert computed from anoth
 registered expert for a run.
 """
 
-from argse.experts.base import Expert, ExpertContext, StandardExpert, build_expert, inference_model, load_recipe
+from argse.experts.base import (
+    Expert,
+    ExpertContext,
+    Exported,
+    StandardExpert,
+    build_expert,
+    inference_model,
+    load_recipe,
+)
 from argse.experts.derived import DerivedRecipe, LogitsExpert
 from argse.experts.registry import get_expert, list_experts, load_plugins, register_expert
 from argse.losses import balanced_softmax_loss, log_prior, logit_adjusted_loss, posthoc_logit_adjust
@@ -19,6 +27,7 @@ from argse.experts import balanced_softmax, ce, css, decoupling, group_dro, logi
 __all__ = [
     "Expert",
     "ExpertContext",
+    "Exported",
     "ExpertRecipe",
     "LogitsExpert",
     "DerivedRecipe",

@@ -7,7 +7,7 @@ training loop, calibration and export are shared.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -16,17 +16,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argse import seeds, storage
+from argse import seeds
 from argse.calibration import fit_temperature
-from argse.config import RunConfig, dump_yaml
+from argse.config import RunConfig
 from argse.data import HELD_OUT, LTData, Split
 from argse.errors import ArgseError
 from argse.experts.registry import get_expert
-from argse.logits import commit_export, load_sources, logits_path, open_export, write_export_config, write_logits
+from argse.logits import read_logits, split_file
 from argse.losses import log_prior
 from argse.metrics import classification_report
 from argse.models import build_model, prepare_model
-from argse.paths import config_file
 from argse.recipes import load_recipe
 from argse.training import (
     ExpertRecipe,
@@ -43,13 +42,43 @@ from argse.training import (
 
 
 @dataclass
+class Exported:
+    """A finished expert as the run keeps it, for the experts that build on it and for ``argse.predict``."""
+
+    name: str
+    folder: Path
+    """Its logits, one ``<split>.safetensors`` per held-out split (argse.logits/1)."""
+    model: Path | None = None
+    """Its kept weights (argse.checkpoint/1); None for an expert computed from another's logits."""
+    source: Exported | None = None
+    """The expert a derived expert was computed from."""
+
+    def logits(self, split: str = "test"):
+        return read_logits(split_file(self.folder, split))
+
+
+@dataclass
 class ExpertContext:
-    """What every expert of one run shares: config, data, device (and data already on it)."""
+    """What every expert of one run shares: config, data, device (and data already on it), and where each
+    expert trains and what the experts it builds on exported (given by the caller, which keeps the files)."""
 
     config: RunConfig
     data: LTData
     device: torch.device
-    resume: bool = False
+    folders: dict[str, Path] = field(default_factory=dict)
+    """Expert name -> the folder its training state goes to (the same folder again continues it)."""
+    exported: dict[str, Exported] = field(default_factory=dict)
+    """Finished experts that others build on (decoupling's ``stage1_from``, a derived expert's ``source``)."""
+
+    def folder(self, name: str) -> Path:
+        if name not in self.folders:
+            raise ArgseError(f"no training folder was given for expert '{name}'")
+        return self.folders[name]
+
+    def finished(self, name: str) -> Exported:
+        if name not in self.exported:
+            raise ArgseError(f"expert '{name}' must be finished first; train it (make experts EXPERTS={name})")
+        return self.exported[name]
 
     @cached_property
     def train_labels(self) -> torch.Tensor:
@@ -100,28 +129,31 @@ class Expert(Protocol):
         """Experts of the same run that must be finished first (used by --parallel)."""
 
     def train(self) -> None:
-        """Train (or, with ctx.resume, continue training) and keep the best weights."""
+        """Train (continuing from the state in its training folder, if any) and keep the chosen weights in
+        ``best.safetensors`` of that folder."""
 
     def calibrate(self) -> float:
         """Fit and return the softmax temperature on the ``val`` split."""
 
-    def export_logits(self) -> dict[str, Path]:
-        """Write raw logits of every held-out split in the argse.logits/1 format."""
+    def held_out_logits(self) -> dict[str, torch.Tensor]:
+        """Raw logits [N, C] of every held-out split, in the split's sample order."""
+
+    def export_record(self) -> dict:
+        """What the logits files record as ``config``: the recipe (and any parameters fitted without training)."""
 
     @classmethod
-    def for_inference(cls, cfg: RunConfig, num_classes: int, device: torch.device) -> tuple[nn.Module, float]:
-        """The trained network rebuilt from this run's files (normalised images -> raw logits) and its
-        temperature, for ``argse.predict``; its logits equal the exported ones."""
+    def for_inference(
+        cls, cfg: RunConfig, exported: Exported, num_classes: int, device: torch.device
+    ) -> tuple[nn.Module, float]:
+        """The trained network rebuilt from its export (normalised images -> raw logits) and its temperature,
+        for ``argse.predict``; its logits equal the exported ones."""
 
 
-def inference_model(cfg: RunConfig, name: str, num_classes: int, device: torch.device) -> tuple[nn.Module, float]:
-    """Expert ``name`` of run ``cfg`` as a network on images, and its temperature (``Expert.for_inference``)."""
-    return get_expert(name).for_inference(cfg, num_classes, device)
-
-
-def exported_temperature(cfg: RunConfig, name: str) -> float:
-    """The temperature fitted on val; it travels with the exported logits, which must be this run's."""
-    return load_sources(cfg.out_dir, [name], ["test"])["test"][0].temperature
+def inference_model(
+    cfg: RunConfig, exported: Exported, num_classes: int, device: torch.device
+) -> tuple[nn.Module, float]:
+    """An exported expert as a network on images, and its temperature (``Expert.for_inference``)."""
+    return get_expert(exported.name).for_inference(cfg, exported, num_classes, device)
 
 
 def build_expert(name: str, ctx: ExpertContext, **changes: Any) -> Expert:
@@ -139,7 +171,7 @@ class StandardExpert:
 
     def __init__(self, ctx: ExpertContext, recipe: ExpertRecipe) -> None:
         self.ctx, self.recipe = ctx, recipe
-        self.ckpt_dir = ctx.config.paths.expert_ckpt(self.name)
+        self.ckpt_dir = ctx.folder(self.name)
         self.model: nn.Module | None = None
         self.temperature: float | None = None
 
@@ -192,13 +224,7 @@ class StandardExpert:
 
     def run_fit(self, task: TrainTask, recipe: TrainRecipe, ckpt_dir: Path) -> dict:
         cfg = self.ctx.config
-        storage.write_text(
-            config_file(ckpt_dir),
-            dump_yaml({"run": asdict(cfg), "expert": self.name, "recipe": asdict(self.recipe)}),
-        )
-        return fit(
-            task, recipe, ckpt_dir, seed=self.seed, resume=self.ctx.resume, device=self.ctx.device, runtime=cfg.runtime
-        )
+        return fit(task, recipe, ckpt_dir, seed=self.seed, resume=True, device=self.ctx.device, runtime=cfg.runtime)
 
     def train(self) -> None:
         self.model = self.new_model(self.recipe.dropout)
@@ -209,33 +235,11 @@ class StandardExpert:
         self.temperature = fit_temperature(self.predict_split(val), val.labels)
         return self.temperature
 
-    def export_logits(self) -> dict[str, Path]:
-        d, cfg = self.ctx.data, self.ctx.config
-        paths = {}
-        for split_name in HELD_OUT:
-            split = d.held_out[split_name]
-            paths[split_name] = write_logits(
-                logits_path(cfg.out_dir, self.name, split_name),
-                self.predict_split(split),
-                split.labels,
-                split.indices,
-                expert=self.name,
-                dataset=d.dataset,
-                split=split_name,
-                temperature=self.temperature,
-                class_counts=d.class_counts.tolist(),
-                splits_sha256=d.sha256,
-                config=asdict(self.recipe),
-            )
-        write_export_config(asdict(cfg), self.name, asdict(self.recipe), cfg.out_dir)
-        best = cfg.paths.best(self.name)
-        commit_export(cfg.out_dir, self.name, {}, self.remake(), checkpoint=storage.file_sha256(best))
-        return paths
+    def held_out_logits(self) -> dict[str, torch.Tensor]:
+        return {name: self.predict_split(self.ctx.data.held_out[name]) for name in HELD_OUT}
 
-    @classmethod
-    def remake(cls) -> str:
-        """The command that exports this expert again (training resumes from its last checkpoint)."""
-        return f"python -m argse.train_experts --experts {cls.name} --resume"
+    def export_record(self) -> dict:
+        return asdict(self.recipe)
 
     # -- inference (argse.predict)
     @classmethod
@@ -243,20 +247,15 @@ class StandardExpert:
         """Give ``model`` the classifier its best checkpoint holds (``meta``: the checkpoint's record)."""
 
     @classmethod
-    def for_inference(cls, cfg: RunConfig, num_classes: int, device: torch.device) -> tuple[nn.Module, float]:
-        path = cfg.paths.best(cls.name)
-        if not path.is_file():
-            raise ArgseError(
-                f"expert '{cls.name}' has no checkpoint at {path}; train it first (make experts EXPERTS={cls.name})"
-            )
+    def for_inference(
+        cls, cfg: RunConfig, exported: Exported, num_classes: int, device: torch.device
+    ) -> tuple[nn.Module, float]:
+        path = exported.model
+        if path is None or not path.is_file():
+            raise ArgseError(f"expert '{cls.name}' has no kept weights in {exported.folder}; train it again")
         tensors, meta = load_checkpoint(path)
         model = build_model(cfg.model, num_classes)
         cls.inference_head(model, meta)
         load_module_weights(model, tensors, path)
-        if open_export(cfg.out_dir, cls.name, ["test"]).record.get("checkpoint") != storage.file_sha256(path):
-            raise ArgseError(
-                f"{path} is not the checkpoint '{cls.name}' was exported from (trained again since, and not "
-                f"exported); rerun {cls.remake()}"
-            )
         memory = torch.channels_last if cfg.runtime.channels_last else torch.preserve_format
-        return model.to(device, memory_format=memory).eval(), exported_temperature(cfg, cls.name)
+        return model.to(device, memory_format=memory).eval(), exported.logits("test").temperature

@@ -127,17 +127,13 @@ class DecouplingExpert(StandardExpert):
         r, ctx = self.recipe, self.ctx
         self.model = self.new_model(r.stage1.dropout)
         if r.stage1_from == "train":
-            self.run_fit(
-                self.image_task(f"{self.name}/stage1", self.model),
-                r.stage1,
-                ctx.config.paths.stage_ckpt(self.name, "stage1"),
-            )
+            self.run_fit(self.image_task(f"{self.name}/stage1", self.model), r.stage1, self.ckpt_dir / "stage1")
             return self.model
-        path = ctx.config.paths.best(r.stage1_from)
-        if not path.is_file():
+        path = ctx.finished(r.stage1_from).model
+        if path is None:
             raise ArgseError(
-                f"stage1_from: {r.stage1_from} needs the finished '{r.stage1_from}' expert of this run "
-                f"at {path}; train it first (make experts EXPERTS={r.stage1_from}) or set stage1_from: train"
+                f"stage1_from: {r.stage1_from} has no network of its own (it is computed from another expert's "
+                f"logits); set stage1_from: train or name a trained expert"
             )
         tensors, meta = load_checkpoint(path)
         mine = ctx.fingerprint()
@@ -206,7 +202,7 @@ class DecouplingExpert(StandardExpert):
             if r.classifier == "lws"
             else list(model.fc.requires_grad_(True).parameters())
         )
-        name, ckpt = f"{self.name}/stage2", self.ctx.config.paths.stage_ckpt(self.name, "stage2")
+        name, ckpt = f"{self.name}/stage2", self.ckpt_dir / "stage2"
         if self.cached:
             self.stage2_on_features(name, ckpt, params, fingerprint)
             return
@@ -280,4 +276,4 @@ class DecouplingExpert(StandardExpert):
             "classifier": self.recipe.classifier,
             "tau": getattr(self, "tau", None),
         }
-        save_weights(self.ctx.config.paths.best(self.name), self.model, meta)
+        save_weights(self.ckpt_dir / "best.safetensors", self.model, meta)

@@ -2,33 +2,23 @@
 
 A subclass says how its parameters are chosen on ``val`` (:meth:`LogitsExpert.fit`) and how the
 source's calibrated logits become its own (:meth:`LogitsExpert.adjust`). The source must be finished
-first (``requires``, so ``--parallel`` waits for it); its logits are checked against this
-run's split manifest before use, and the result is exported in the argse.logits/1 format like
-any trained expert's.
+first (``requires``, so ``--parallel`` waits for it): its export, given in the context, was made
+from this run's splits. The result is exported in the argse.logits/1 format like any trained expert's.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from argse import filesets
 from argse.calibration import fit_temperature
 from argse.config import RunConfig, from_dict
+from argse.experts.base import Exported
 from argse.experts.registry import get_expert
-from argse.logits import (
-    LogitsFile,
-    commit_export,
-    load_sources,
-    logits_path,
-    set_folder,
-    write_export_config,
-    write_logits,
-)
+from argse.logits import LogitsFile, read_logits, split_file
 from argse.manifest import HELD_OUT
 
 
@@ -69,8 +59,8 @@ class LogitsExpert:
 
     # -- the Expert protocol
     def train(self) -> None:
-        loaded = load_sources(self.ctx.config.out_dir, [self.recipe.source], list(HELD_OUT))
-        self.sources = {split: files[0] for split, files in loaded.items()}
+        folder = self.ctx.finished(self.recipe.source).folder
+        self.sources = {split: read_logits(split_file(folder, split)) for split in HELD_OUT}
         self.fitted = self.fit(self.sources["val"])
 
     def calibrate(self) -> float:
@@ -78,40 +68,22 @@ class LogitsExpert:
         self.temperature = fit_temperature(self.transform(val), val.labels)
         return self.temperature
 
-    def export_logits(self) -> dict[str, Path]:
-        cfg, paths = self.ctx.config, {}
-        record = asdict(self.recipe) | {"fitted": self.fitted}
-        for split, src in self.sources.items():
-            paths[split] = write_logits(
-                logits_path(cfg.out_dir, self.name, split),
-                self.transform(src),
-                src.labels,
-                src.indices,
-                expert=self.name,
-                dataset=src.dataset,
-                split=split,
-                temperature=self.temperature,
-                class_counts=src.class_counts,
-                splits_sha256=src.splits_sha256,
-                config=record,
-            )
-        write_export_config(asdict(cfg), self.name, record, cfg.out_dir)
-        source = set_folder(self.recipe.source)
-        commit_export(cfg.out_dir, self.name, filesets.ids_of(cfg.out_dir, [source]), self.remake())
-        return paths
+    def held_out_logits(self) -> dict[str, torch.Tensor]:
+        return {split: self.transform(src) for split, src in self.sources.items()}
 
-    @classmethod
-    def remake(cls) -> str:
-        return f"python -m argse.train_experts --experts {cls.name} --overwrite"  # it has files: recompute them
+    def export_record(self) -> dict:
+        return asdict(self.recipe) | {"fitted": self.fitted}
 
     # -- inference (argse.predict)
     @classmethod
-    def for_inference(cls, cfg: RunConfig, num_classes: int, device: torch.device) -> tuple[nn.Module, float]:
+    def for_inference(
+        cls, cfg: RunConfig, exported: Exported, num_classes: int, device: torch.device
+    ) -> tuple[nn.Module, float]:
         """The source's network, its temperature and this expert's adjustment, as recorded by the export."""
-        (f,) = load_sources(cfg.out_dir, [cls.name], ["test"])["test"]  # checks it rests on the current source
+        f = exported.logits("test")
         record = {k: v for k, v in f.config.items() if k != "fitted"}
         expert = cls(None, from_dict(cls.Recipe, record, f"the export of {cls.name}"), f.config.get("fitted"))
-        net, t_source = get_expert(expert.recipe.source).for_inference(cfg, num_classes, device)
+        net, t_source = get_expert(expert.recipe.source).for_inference(cfg, exported.source, num_classes, device)
         return DerivedNet(net, t_source, expert, f.class_counts).eval(), f.temperature
 
 

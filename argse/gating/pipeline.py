@@ -1,4 +1,5 @@
-"""Training the gate: from the experts' exported logits to the gate's files and the mixture's logits.
+"""Training the gate: from the experts' exported logits to the trained gate, its reports and the mixture
+(written into the gate's stage by argse.stages.gate).
 
 The gate trains on the gate part of ``tune`` (``gating.tune_fraction``); the rest of ``tune`` is left
 for the rejectors that the evaluation fits, so no rejector is fitted on the samples that trained
@@ -11,12 +12,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from argse import filesets
 from argse.config import RunConfig
 from argse.errors import ArgseError
 from argse.gating import network
@@ -29,31 +28,12 @@ from argse.gating.network import (
     train_gate,
 )
 from argse.gating.selective_objective import train_selective_gate
-from argse.gating.store import GATE_SET, write_gate
 from argse.groups import head_tail_groups, run_groups
-from argse.logits import (
-    LogitsFile,
-    SourceReader,
-    available_sources,
-    commit_export,
-    log_prob_blocks,
-    set_folder,
-    write_logits,
-)
+from argse.logits import LogitsFile, SourceReader, log_prob_blocks
 from argse.metrics import lt_weights, prediction_report
 from argse.splits import tune_parts
 
 SPLITS = ("tune", "val", "test")
-
-
-def expert_names(cfg: RunConfig, requested: list[str] | None) -> list[str]:
-    """The experts to mix: ``requested``, else every source with exported logits but the gate itself."""
-    names = requested or [s for s in available_sources(cfg.out_dir) if s != "gating"]
-    if not names:
-        raise ArgseError(f"no exported expert logits under {cfg.paths.logits_root}; run make experts first")
-    if "gating" in names:
-        raise ArgseError("the gate mixes experts; remove 'gating' from --experts")
-    return names
 
 
 @dataclass
@@ -91,10 +71,9 @@ def split_data(files: list[LogitsFile], cfg: RunConfig, kept_rows: torch.Tensor 
     return SplitData(files, label_logp, feats, probs)
 
 
-def read_splits(cfg: RunConfig, names: list[str]) -> dict[str, SplitData]:
-    """Every split of the experts ``names``, checked as load_sources checks them, one split in memory at a time."""
-    reader = SourceReader(cfg.out_dir, names, list(SPLITS))
-    data = {}
+def read_splits(cfg: RunConfig, reader: SourceReader) -> dict[str, SplitData]:
+    """Every split of the reader's experts, checked as load_sources checks them, one split in memory at a time."""
+    names, data = reader.sources, {}
     for s in SPLITS:
         files = [reader.read(n, s, rows_on_disk=True) for n in names]
         data[s] = split_data(files, cfg, posterior_rows(cfg, s, files[0].labels))
@@ -158,21 +137,13 @@ def fixed_weights(cfg, names: list[str], sizes: dict[str, int]) -> dict:
     return {s: w.clamp_min(1e-300).log().expand(n, -1) for s, n in sizes.items()}
 
 
-def export_mixture(cfg, data: dict[str, SplitData], log_w: dict, names: list[str]) -> None:
-    """The mixture's log-probabilities on every split, as the logits of source 'gating'."""
-    for s in SPLITS:
-        f = data[s].files[0]
-        mixture = torch.empty(len(f.labels), f.num_classes, dtype=torch.float32)
-        for rows, logp in log_prob_blocks(data[s].files, network.FEATURE_ROWS):
-            mixture[rows] = mixture_log_probs(log_w[s][rows], logp)  # float64 rounded to float32, as .float()
-        write_logits(
-            cfg.paths.logits("gating", s),
-            mixture,
-            f.labels, f.indices, expert="gating", dataset=f.dataset, split=s, temperature=1.0,
-            class_counts=f.class_counts, splits_sha256=f.splits_sha256, config={"experts": names, **asdict(cfg.gating)},
-        )  # fmt: skip
-    gate = filesets.ids_of(cfg.out_dir, [GATE_SET])
-    commit_export(cfg.out_dir, "gating", gate, "python -m argse.train_gating")
+def mixture_logits(data: dict[str, SplitData], log_w: dict, split: str) -> torch.Tensor:
+    """The mixture's log-probabilities [N, C] float32 on ``split``, a block of samples at a time."""
+    f = data[split].files[0]
+    mixture = torch.empty(len(f.labels), f.num_classes, dtype=torch.float32)
+    for rows, logp in log_prob_blocks(data[split].files, network.FEATURE_ROWS):
+        mixture[rows] = mixture_log_probs(log_w[split][rows], logp)  # float64 rounded to float32, as .float()
+    return mixture
 
 
 def mixture_reports(cfg, names, test: SplitData, log_w, const_w, counts) -> dict[str, dict]:
@@ -203,12 +174,14 @@ def mixture_reports(cfg, names, test: SplitData, log_w, const_w, counts) -> dict
 
 @dataclass
 class GatingRun:
-    """What train_gating produced: gate.json's content and where the gate and the mixture went."""
+    """What training the gate produced: gate.json's content, the network (a learned gate), the per-sample log
+    weights of every split and the experts' split data the mixture is made from."""
 
     names: list[str]
     info: dict  # gate.json: settings, samples, test reports, constant weights, routing
-    gate_dir: Path
-    mixture_dir: Path
+    network: torch.nn.Module | None
+    log_w: dict[str, torch.Tensor]
+    data: dict[str, SplitData]
 
     @property
     def reports(self) -> dict[str, dict]:
@@ -217,6 +190,9 @@ class GatingRun:
     @property
     def routing(self) -> dict[str, dict]:
         return self.info["routing"]
+
+    def mixture(self, split: str) -> torch.Tensor:
+        return mixture_logits(self.data, self.log_w, split)
 
 
 def sample_record(cfg: RunConfig, names: list[str], tune: LogitsFile, gate_part, rejector_part) -> dict:
@@ -236,9 +212,10 @@ def constant_baseline(cfg: RunConfig, tune: SplitData, gate_part: torch.Tensor) 
     return constant_weights(tune.label_logp[:, gate_part].t(), sample_weights(y_gate, num_classes, balanced))
 
 
-def run(cfg: RunConfig, names: list[str]) -> GatingRun:
-    """Train (or set) the gate over experts ``names``, export the mixture's logits and write gate.json."""
-    data = read_splits(cfg, names)  # every file is checked, every row included, before anything is written
+def run(cfg: RunConfig, reader: SourceReader) -> GatingRun:
+    """Train (or set) the gate over the reader's experts; its reports and the mixture of every split."""
+    names = reader.sources
+    data = read_splits(cfg, reader)  # every file is checked, every row included, before anything is written
     labels = {s: d.labels for s, d in data.items()}
     counts = torch.tensor(data["tune"].files[0].class_counts)
     gate_part, rejector_part = tune_parts(labels["tune"], cfg.gating.tune_fraction, cfg.seed)
@@ -254,7 +231,4 @@ def run(cfg: RunConfig, names: list[str]) -> GatingRun:
     reports = mixture_reports(cfg, names, data["test"], log_w, const_w, counts)
     info |= {"test": reports, "constant_weights": dict(zip(names, const_w.tolist(), strict=True)), "routing": routing}
     info["mean_weight_by_group"] = {g: {n: s["mean"] for n, s in r.items()} for g, r in routing.items()}
-    made_from = filesets.ids_of(cfg.out_dir, [set_folder(n) for n in names])
-    gate_json = write_gate(cfg.paths, info, gate, made_from)
-    export_mixture(cfg, data, log_w, names)  # after the gate: the mixture records the gate it came from
-    return GatingRun(names, info, gate_json.parent, cfg.paths.logits_dir("gating"))
+    return GatingRun(names, info, gate, log_w, data)

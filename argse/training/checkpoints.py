@@ -20,6 +20,15 @@ from argse.errors import ArgseError
 
 CHECKPOINT_FORMAT = "argse.checkpoint/1"
 
+# The files of a training folder (an expert's, or one stage of a multi-stage expert's).
+BEST, LAST, METRICS, CURVES, TENSORBOARD = (
+    "best.safetensors",  # the kept epoch's weights: the best by val balanced accuracy, or the last (recipe checkpoint)
+    "last.safetensors",  # the full training state after the last finished epoch (continued by the next build)
+    "metrics.jsonl",
+    "training_curves.png",  # metrics.jsonl drawn: loss and validation accuracy per epoch
+    "tensorboard",  # TensorBoard event files (runtime.tensorboard)
+)
+
 
 def save_weights(path: Path, module: nn.Module, meta: dict) -> None:
     storage.save_tensors(

@@ -8,8 +8,8 @@ from pathlib import Path
 from rich.console import Console
 
 from argse.errors import ArgseError
-from argse.paths import tensorboard_dir
 from argse.terminal import duration
+from argse.training.checkpoints import TENSORBOARD
 
 TENSORBOARD_FIX = "pip install 'argse[tensorboard]' (or tensorboard), or set runtime.tensorboard=false"
 
@@ -32,7 +32,7 @@ def open_tensorboard(folder: Path, first_epoch: int):
         raise ArgseError(
             f"runtime.tensorboard is on but the tensorboard package is not installed; {TENSORBOARD_FIX}"
         ) from None
-    return SummaryWriter(str(tensorboard_dir(folder)), purge_step=first_epoch)
+    return SummaryWriter(str(Path(folder) / TENSORBOARD), purge_step=first_epoch)
 
 
 class EpochLog:

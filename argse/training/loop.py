@@ -23,9 +23,12 @@ from argse import distributed, plots, seeds, storage, terminal
 from argse.config import RuntimeConfig
 from argse.errors import ArgseError
 from argse.models import attach_dropout_generator
-from argse.paths import best_file, last_file, metrics_file, training_curves_file
 from argse.training.batches import LoaderBatches, TensorBatches
 from argse.training.checkpoints import (
+    BEST,
+    CURVES,
+    LAST,
+    METRICS,
     LiveTraining,
     load_checkpoint,
     load_module_weights,
@@ -109,7 +112,7 @@ def fit(
     last = recipe.checkpoint == "last"
     kept = run.state["history"][-1] if last and run.state["history"] else run.state["best"]
     if storage.is_writer():
-        plots.training_curves(run.state["history"], training_curves_file(ckpt_dir), f"{task.name}: {ckpt_dir}", kept)
+        plots.training_curves(run.state["history"], ckpt_dir / CURVES, f"{task.name}: {ckpt_dir}", kept)
     if last:  # the module holds the last epoch's weights (trained, or restored by a resume): they become the kept ones
         if storage.is_writer():
             meta = {"fingerprint": task.fingerprint, "epoch": kept["epoch"], "val": kept["val"]}
@@ -143,7 +146,7 @@ class FitRun:
     ) -> None:
         self.task, self.recipe, self.device, self.runtime = task, recipe, device, runtime
         self.ckpt_dir = ckpt_dir
-        self.last_path, self.best_path = last_file(ckpt_dir), best_file(ckpt_dir)
+        self.last_path, self.best_path = ckpt_dir / LAST, ckpt_dir / BEST
         self.static, self.static_epochs = static, None
         # Fused CUDA SGD reads a tensor learning rate on the device; foreach SGD would read it on the host.
         fused = True if static and device.type == "cuda" else None
@@ -285,5 +288,5 @@ class FitRun:
             state["best"] = record
             save_weights(self.best_path, task.module, {"fingerprint": task.fingerprint, "epoch": epoch + 1, "val": val})
         save_training_state(self.last_path, self.live, state)
-        storage.write_text(metrics_file(self.ckpt_dir), "".join(json.dumps(r) + "\n" for r in state["history"]))
+        storage.write_text(self.ckpt_dir / METRICS, "".join(json.dumps(r) + "\n" for r in state["history"]))
         return record

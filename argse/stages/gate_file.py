@@ -1,10 +1,6 @@
 """The gate's files, ``argse.gate/1``: ``gate.json`` (settings, samples, reports) and, for a learned
-gate, ``gate.safetensors`` (the network), written and read as one thing.
-
-The two files are one set (argse.filesets): its commit record, written last, holds both files'
-digests and the ids of the expert logits the gate was trained on, so a run killed between the
-writes, or an expert exported again since, leaves a gate the reader refuses.
-"""
+gate, ``gate.safetensors`` (the network), written and read as one thing, inside the gate's stage
+(argse.stages.gate), which also holds the mixture's logits."""
 
 from __future__ import annotations
 
@@ -14,10 +10,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from argse import filesets, storage
+from argse import storage
 from argse.errors import ArgseError
 from argse.gating.network import GateMLP, features_of
-from argse.paths import RunPaths
 from argse.records import Record, integer, list_of, mapping, number, read_record, string
 
 FORMAT = "argse.gate/1"
@@ -25,21 +20,15 @@ KINDS = ("learned", "uniform", "fixed")
 FIX = "rerun python -m argse.train_gating with the same --config and --set"
 
 
-GATE_SET = RunPaths(Path(), Path()).gating.as_posix()  # the set's folder, relative to the run's outputs
-REMAKE = "python -m argse.train_gating"
+GATE_JSON, GATE_WEIGHTS = "gate.json", "gate.safetensors"
 
 
-def write_gate(paths: RunPaths, info: dict, network: GateMLP | None, made_from: dict[str, str]) -> Path:
-    """The network (if learned) and gate.json, committed as one set made from ``made_from``."""
-    members = [paths.gate_json.name]
+def write_gate(folder: Path, info: dict, network: GateMLP | None) -> Path:
+    """The network (if learned) and gate.json, into ``folder``."""
     if network is not None:
         meta = {"format": FORMAT, "experts": ",".join(info["experts"])}
-        storage.save_tensors(paths.gate_weights, network.state_dict(), meta)
-        members.append(paths.gate_weights.name)
-    storage.write_json(paths.gate_json, dict(info, format=FORMAT))
-    if storage.is_writer():
-        filesets.commit(paths.gating, members, made_from, REMAKE)
-    return paths.gate_json
+        storage.save_tensors(folder / GATE_WEIGHTS, network.state_dict(), meta)
+    return storage.write_json(folder / GATE_JSON, dict(info, format=FORMAT))
 
 
 @dataclass
@@ -98,19 +87,17 @@ def _network(weights: Path, rec: Record, experts: list[str]) -> GateMLP:
     return net.eval()
 
 
-def read_gate(paths: RunPaths) -> Gate:
-    """gate.json (and gate.safetensors for a learned gate), every field checked."""
-    rec = read_record(paths.gate_json, FORMAT, "the gate file", FIX)
+def read_gate(folder: Path) -> Gate:
+    """gate.json (and gate.safetensors for a learned gate) of a gate's folder, every field checked."""
+    rec = read_record(folder / GATE_JSON, FORMAT, "the gate file", FIX)
     experts = rec.get("experts", list_of(string(), nonempty=True))
     kind = rec.get("gate", string(KINDS))
-    members = [paths.gate_json.name] + ([paths.gate_weights.name] if kind == "learned" else [])
-    filesets.open_set(paths.gating, members, "the gate", paths.out)
     cfg = rec.section("config")
     top_k = cfg.get("top_k", integer(1))
     with_posteriors = cfg.get("features", string(("rich", "rich+posteriors"))) == "rich+posteriors"
     network, fixed = None, None
     if kind == "learned":
-        network = _network(paths.gate_weights, rec, experts)
+        network = _network(folder / GATE_WEIGHTS, rec, experts)
     elif kind == "uniform":
         fixed = [1.0 / len(experts)] * len(experts)
     else:
@@ -119,13 +106,4 @@ def read_gate(paths: RunPaths) -> Gate:
             raise rec.fail("config.fixed_weights are all zero")
         fixed = [v / sum(w) for v in w]
     left = rec.section("samples").section("left_for_rejectors").get("indices", list_of(integer(0)))
-    return Gate(paths.gate_json, experts, kind, rec.data, network, fixed, _rules(rec), left, top_k, with_posteriors)
-
-
-def check_rejector_part(gate: Gate, rejector_indices: list[int]) -> None:
-    """The rejector part of tune must be what the gate left untouched: refuse one that differs."""
-    if sorted(gate.rejector_indices) != sorted(rejector_indices):
-        raise ArgseError(
-            f"the gate in {gate.path} was trained on another part of tune than the one left for the rejectors now "
-            f"(gating.tune_fraction or seed differ from when it was trained); rerun train_gating with these settings"
-        )
+    return Gate(folder / GATE_JSON, experts, kind, rec.data, network, fixed, _rules(rec), left, top_k, with_posteriors)
