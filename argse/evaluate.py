@@ -13,7 +13,6 @@ config has a gate, ``gating``. Other sources are another evaluation, in a stage 
 from __future__ import annotations
 
 from argse import cli, reporting
-from argse.report import read_report
 from argse.selective import REJECTORS
 from argse.stages.evaluation import build_evaluation
 from argse.stages.run import RunStages
@@ -34,15 +33,12 @@ def main(argv: list[str] | None = None) -> int:
         how = "evaluate.sources" if cfg.evaluate.sources else "the config's experts and its gate, when it has one"
         console.print(f"sources: {', '.join(sources)} ({how}; --sources to choose)")
     built = build_evaluation(cfg, sources, console)
-    ev = built.evaluation
-    if ev is not None:
-        console.print(reporting.aurc_table(
-            f"{cfg.name}: AURC on test (lower is better; {reporting.describe(cfg.evaluate)})", ev.aurcs))  # fmt: skip
-        if note := reporting.empty_group_note(ev.curves):
+    console.print(reporting.aurc_table(
+        f"{cfg.name}: AURC on test (lower is better; {reporting.describe(cfg.evaluate)})", built.aurcs))  # fmt: skip
+    if built.evaluation is not None:
+        if note := reporting.empty_group_note(built.evaluation.curves):
             console.print(note)
-        console.print(f"{len(ev.curves)} curves in {ev.seconds:.1f} s")
-    else:
-        read_report(built.stage.folder)  # found: its report is readable
+        console.print(f"{len(built.evaluation.curves)} curves in {built.evaluation.seconds:.1f} s")
     console.print(f"written: {built.stage.folder} (readable as {cfg.out_dir / 'evaluation'})")
     return 0
 
