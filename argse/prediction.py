@@ -61,7 +61,11 @@ class Team:
 
 
 def load_team(stages: RunStages, source: str, num_classes: int, device: torch.device) -> Team:
-    gate = read_gate(stages.gate().folder) if source == GATE else None
+    gate = None
+    if source == GATE:
+        stage = stages.gate()
+        stages.store.verify(stage, [f for f in stage.record.files if not f.endswith(".safetensors") or "gate" in f])
+        gate = read_gate(stage.folder)
     names = gate.experts if gate is not None else [source]
     loaded = [inference_model(stages.cfg, exported(stages, n), num_classes, device) for n in names]
     return Team(names, [m for m, _ in loaded], [t for _, t in loaded], gate)
@@ -163,9 +167,12 @@ def open_predictor(cfg: RunConfig, source: str | None, method: str, rate: float,
                    device: str | None = None) -> Predictor:  # fmt: skip
     """The team of ``source`` (default: rules.json's) and its rule ``method`` at ``rate`` from run ``cfg``."""
     stages = RunStages(cfg)
-    rules = read_rules(stages.evaluation(source).folder)
+    evaluation, splits = stages.evaluation(source), stages.splits()
+    stages.store.verify(evaluation, ["rules.json"])
+    stages.store.verify(splits, [PREPROCESS])
+    rules = read_rules(evaluation.folder)
     rule = rules.rule(source, method, rate)
-    prep = read_preprocess(stages.splits().file(PREPROCESS))
+    prep = read_preprocess(splits.file(PREPROCESS))
     if len(rule.class_group) != len(prep.classes):
         raise ArgseError(
             f"{rules.path} groups {len(rule.class_group)} classes but the run's preprocess.json names "

@@ -3,13 +3,16 @@ selective tests, and the experts of ``studies.synthetic_logits``."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import torch
 
 from argse import manifest
-from argse.logits import commit_export, logits_path, write_logits
-from argse.paths import manifest_file
+from argse.config import load_run_config
+from argse.logits import split_file, write_logits
+from argse.stages.manage import import_run
+from argse.stages.run import RunStages
 
 SPLIT_SIZES = {"val": 20, "tune": 40, "test": 40}  # per class
 
@@ -62,7 +65,7 @@ def write_manifest(
         "splits": {"train": []} | {split: idx.tolist() for split, (_, idx) in rows.items()},
         "labels": {split: y.tolist() for split, (y, _) in rows.items()},
     }
-    manifest.write_manifest(manifest_file(out_dir), record)
+    manifest.write_manifest(Path(out_dir) / "splits.json", record)
     return manifest.manifest_sha256(record)
 
 
@@ -73,25 +76,23 @@ def write_run(
     class_counts: list[int],
     seed: int = 0,
     split_sizes: dict[str, int] = SPLIT_SIZES,
+    overrides: list[str] = (),
 ) -> None:
-    """``experts``: name -> fn(labels, generator) -> logits [N, C]. Writes every held-out split and splits.json;
+    """``experts``: name -> fn(labels, generator) -> logits [N, C]. Writes every held-out split and the split
+    manifest, and imports them as the stages of run ``out_dir`` (``output_dir`` and ``name`` from it, the
+    experts named, then ``overrides`` as with --set: the settings the commands that read them are given);
     ``split_sizes``: samples per class of each held-out split."""
-    sha = write_manifest(out_dir, num_classes, class_counts, split_sizes)
-    for s, (split, (labels, indices)) in enumerate(split_rows(num_classes, split_sizes).items()):
-        for name, fn in experts.items():
-            g = torch.Generator().manual_seed(seed + 17 * s + len(name))
-            write_logits(
-                logits_path(out_dir, name, split),
-                fn(labels, g).float(),
-                labels,
-                indices,
-                expert=name,
-                dataset="synthetic_lt",
-                split=split,
-                temperature=1.0,
-                class_counts=class_counts,
-                splits_sha256=sha,
-                config={},
-            )
-    for name in experts:  # each expert's splits are one committed set, as an export writes them
-        commit_export(out_dir, name, {}, "the study that wrote these logits")
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory(prefix=".logit_factory-", dir=out_dir.parent if out_dir.parent.is_dir() else None) as tmp:
+        folder = Path(tmp)
+        sha = write_manifest(folder, num_classes, class_counts, split_sizes)
+        for s, (split, (labels, indices)) in enumerate(split_rows(num_classes, split_sizes).items()):
+            for name, fn in experts.items():
+                g = torch.Generator().manual_seed(seed + 17 * s + len(name))
+                write_logits(
+                    split_file(folder / "logits" / name, split), fn(labels, g).float(), labels, indices, expert=name,
+                    dataset="synthetic_lt", split=split, temperature=1.0, class_counts=class_counts,
+                    splits_sha256=sha, config={},
+                )  # fmt: skip
+        sets = [f"output_dir={out_dir.parent}", f"name={out_dir.name}", f"experts=[{', '.join(experts)}]", *overrides]
+        import_run(RunStages(load_run_config(None, sets)), folder, None)

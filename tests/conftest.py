@@ -41,12 +41,3 @@ def tiny(tmp_path):
 @pytest.fixture
 def tiny_cfg(tiny):
     return load_run_config(None, tiny)
-
-
-@pytest.fixture(autouse=True)
-def _release_run_locks():
-    """Entry points called in-process keep their run lock until the process ends; drop it per test."""
-    yield
-    from argse import runlock
-
-    runlock.release_all()

@@ -87,7 +87,7 @@ class Workspace:
         """A copy of the trained run; returns its folder (outputs/ and checkpoints/ inside)."""
         self.count += 1
         folder = self.root / f"case{self.count}"
-        shutil.copytree(self.base, folder)
+        shutil.copytree(self.base, folder, symlinks=True)  # as cp -a: a run's readable names are links
         return folder
 
 

@@ -1,6 +1,6 @@
 """Bad inputs and faults (issue 14) that only a whole entry point run can show: each one sentence, or fixed.
 
-The checks themselves have unit tests (test_config, test_data, test_logits, test_runlock, test_training,
+The checks themselves have unit tests (test_config, test_data, test_logits, test_stages, test_training,
 test_list_lt, test_cli); what is left here is what needs a trained run, a real process or a real file
 system: that an entry point goes through the check, and that the operating system's refusal reaches
 the user as one line.
@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from unittest import mock
 
@@ -20,9 +17,7 @@ import pytest
 from safetensors import SafetensorError
 
 from argse import train_experts, train_gating
-from argse.logits import commit_export
 from tests.fault_harness import (
-    REPO,
     Result,
     Workspace,
     assert_one_error,
@@ -50,42 +45,21 @@ def gating(folder: Path) -> Result:
 
 
 def test_train_experts_says_where_its_outputs_went(workspace):
-    assert_succeeded(workspace.trained, "ce checkpoints")
+    assert_succeeded(workspace.trained, "ce: temperature")
+    assert "published" in workspace.trained.text and "stages/expert-ce-" in workspace.trained.text
 
 
 def test_train_gating_says_where_its_outputs_went(workspace):
     result = gating(workspace.fresh())
-    assert_succeeded(result, "mixture logits:")
+    assert_succeeded(result, "gate and mixture:")
 
 
 def test_train_gating_checks_its_sources_against_the_split_manifest(workspace):
-    """The fields one by one are test_logits' job; this is that train_gating reads through that check."""
+    """The fields one by one are test_logits' job; this is that train_gating reads through that check: a
+    published file replaced by another split's is refused, whatever its stage record says."""
     folder = workspace.fresh()
     shutil.copy(logits(folder, "ce", "val"), logits(folder, "ce", "test"))
-    assert_one_error(gating(folder), "test.safetensors is not the file its set was written with")
-    commit_export(folder / "outputs" / "tiny", "ce", {}, "a test")  # a copy committed anyway: the manifest tells
     assert_one_error(gating(folder), "field 'split' does not match the run's split manifest")
-
-
-def test_second_process_of_a_run_is_refused_until_the_first_is_killed(workspace):
-    """train_gating takes the run's lock: refused while another process holds it, fine after kill -9."""
-    folder = workspace.fresh()
-    code = (
-        "import sys, time; from argse import runlock; runlock.lock_run(sys.argv[1], 'train_experts'); "
-        "print('held', flush=True); time.sleep(120)"
-    )
-    holder = subprocess.Popen(
-        [sys.executable, "-c", code, str(folder / "outputs" / "tiny")], stdout=subprocess.PIPE, text=True, cwd=REPO
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        refused = gating(folder)
-    finally:
-        os.kill(holder.pid, signal.SIGKILL)  # as kill -9: the kernel drops its lock
-        holder.wait()
-    assert_one_error(refused, f"is in use by pid {holder.pid}")
-    after = gating(folder)
-    assert_succeeded(after, "mixture logits:")
 
 
 def test_disk_full_while_safetensors_writes_a_checkpoint(workspace):
@@ -102,8 +76,8 @@ def test_disk_full_while_safetensors_writes_a_checkpoint(workspace):
         return real(tensors, filename, metadata=metadata)
 
     with mock.patch.object(argse.storage, "save_file", full):
-        # --overwrite: the copy holds a trained ce, which train_experts otherwise refuses to retrain
-        result = run(train_experts.main, ["--experts", "ce", "--overwrite", *sets(workspace.fresh())])
+        # --rebuild: the copy holds a trained ce, which train_experts would otherwise find and not train again
+        result = run(train_experts.main, ["--experts", "ce", "--rebuild", *sets(workspace.fresh())])
     assert_one_error(result, "last.safetensors: No space left on device")
 
 

@@ -19,7 +19,7 @@ ENTRY_POINTS = {
     "argse.evaluate",
     "argse.predict",
     "argse.reproduce",
-    "argse.adopt",
+    "argse.stages.__main__",
     "argse.table2",
 }
 
@@ -60,6 +60,24 @@ def test_no_library_module_imports_an_entry_point():
 def test_entry_points_import_no_entry_point():
     edges = sorted(f"{m} -> {n}" for m in ENTRY_POINTS for n in GRAPH[m] & ENTRY_POINTS)
     assert not edges
+
+
+# The method knows nothing of the run store: no module of experts, training, gating or the rejectors imports the
+# stages layer (store, ids, stage files) or the side-file validation; only the training loop writes files, its
+# own checkpoints, through argse.storage's atomic write (DESIGN: a checkpoint every epoch, atomic).
+METHOD = ("argse.experts", "argse.training", "argse.gating", "argse.selective")
+STORE = ("argse.stages", "argse.storage", "argse.records")
+
+
+def test_the_method_imports_no_store_module():
+    method = [m for m in GRAPH if m.startswith(METHOD)]
+    edges = sorted(f"{m} -> {n}" for m in method for n in GRAPH[m] if n.startswith(STORE))
+    assert edges == ["argse.training.checkpoints -> argse.storage", "argse.training.loop -> argse.storage"]
+
+
+def test_the_store_check_finds_an_edge():
+    graph = {"argse.gating.x": {"argse.stages.store"}}
+    assert [f"{m} -> {n}" for m in graph if m.startswith(METHOD) for n in graph[m] if n.startswith(STORE)]
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:

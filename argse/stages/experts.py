@@ -125,6 +125,8 @@ def exported(stages: RunStages, name: str) -> Exported:
     """A published expert as the experts that build on it and argse.predict take it."""
     stage = stages.expert(name)
     model = stage.file(MODEL) if MODEL in stage.record.files else None
+    if model is not None:
+        stages.store.verify(stage, [MODEL])  # weights are read whole anyway: their bytes are cheap to check
     cls = get_expert(name)
     upstream = [n for n in cls.requires(load_recipe(cls, stages.cfg)) if n != name]
     source = exported(stages, upstream[0]) if upstream and model is None else None
@@ -157,7 +159,6 @@ def build_expert(stages: RunStages, ctx: ExpertContext, cls: type, recipe, split
         logits = expert.held_out_logits()
         if work is not None:
             write_export(work, ctx, expert, logits, temperature, train_dir)
-            storage.write_text(work / "config.yaml", stage_config(ctx.config, name, recipe))
             found = store.publish(key, work, f"{TRAIN_EXPERTS} --experts {name}")
     distributed.barrier()  # the stage rank 0 published is there before any rank reads it
     stages.forget(name)
@@ -169,12 +170,13 @@ def build_expert(stages: RunStages, ctx: ExpertContext, cls: type, recipe, split
 
 
 def stage_config(cfg: RunConfig, name: str, recipe) -> str:
-    """config.yaml of an expert's stage and training folder: the run config and the recipe that made it."""
+    """config.yaml of an expert's training folder: the run config and the recipe that made it. The stage holds
+    what its content depends on only (its record names the recipe): logs, timings and paths stay out of it."""
     return dump_yaml({"run": asdict(cfg), "expert": name, "recipe": asdict(recipe)})
 
 
 def write_export(work: Path, ctx: ExpertContext, expert, logits: dict, temperature: float, train_dir: Path) -> None:
-    """The expert's logits of every held-out split, its kept weights and its training log, into ``work``."""
+    """The expert's logits of every held-out split and its kept weights, into ``work``."""
     d = ctx.data
     for split in HELD_OUT:
         held = d.held_out[split]
@@ -186,9 +188,6 @@ def write_export(work: Path, ctx: ExpertContext, expert, logits: dict, temperatu
     kept = train_dir / "best.safetensors"
     if kept.is_file():  # an expert computed from another's logits has no network of its own
         shutil.copyfile(kept, work / MODEL)
-    for log in ("metrics.jsonl", "training_curves.png"):
-        if (train_dir / log).is_file():
-            shutil.copyfile(train_dir / log, work / log)
 
 
 # ---------------------------------------------------------------- the command

@@ -136,7 +136,8 @@ def import_run(stages: RunStages, source: Path, checkpoints: Path | None) -> lis
     read_manifest(manifest)
     splits = store.find(stages.splits_key)
     if splits is None:
-        splits = publish_copy(stages, stages.splits_key, [manifest, source / PREPROCESS], TRAIN_EXPERTS)
+        files = [manifest, *[p for p in [source / PREPROCESS] if p.is_file()]]
+        splits = publish_copy(stages, stages.splits_key, files, TRAIN_EXPERTS)
         done.append(splits)
     elif manifest_sha256(read_manifest(splits.file(MANIFEST))) != manifest_sha256(read_manifest(manifest)):
         raise ArgseError(f"{manifest} differs from this config's split manifest {splits.file(MANIFEST)}; import it "
@@ -146,7 +147,8 @@ def import_run(stages: RunStages, source: Path, checkpoints: Path | None) -> lis
         folder = source / "logits" / name
         if not split_file(folder, "test").is_file():
             continue
-        check_recipe(stages, name, folder)
+        if name in list_experts():
+            check_recipe(stages, name, folder)
         key = stages.expert_key(name, splits)
         files = [split_file(folder, s) for s in HELD_OUT] + [p for p in [folder / "config.yaml"] if p.is_file()]
         model = checkpoints / name / "best.safetensors" if checkpoints is not None else None

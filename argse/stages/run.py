@@ -3,9 +3,12 @@
 Every key holds the data settings (paths left out, so a moved dataset or run still finds its stages) and the
 run seed; then, per kind:
 
-- ``splits``: nothing more (the split manifest and preprocess.json are made from the data alone);
+- ``splits``: nothing more, and no group thresholds (the split manifest and preprocess.json do not depend on
+  them);
 - ``expert``: the resolved recipe, the model, the split stage's content and the content of every expert it
-  builds on (``requires``: decoupling's ``stage1_from``, a derived expert's ``source``);
+  builds on (``requires``: decoupling's ``stage1_from``, a derived expert's ``source``); logits imported under
+  a name no expert is registered by (``python -m argse.stages import``) are keyed by that name and the split
+  stage's content alone;
 - ``gate``: the gating settings, the test prior and the content of each mixed expert, in order;
 - ``evaluation``: the evaluate settings, the gate's part of ``tune`` and the content of each evaluated source.
 
@@ -20,7 +23,7 @@ from functools import cached_property
 
 from argse.config import PATH_KEYS, RunConfig
 from argse.errors import ArgseError
-from argse.experts.registry import get_expert
+from argse.experts.registry import get_expert, list_experts
 from argse.recipes import load_recipe
 from argse.stages.store import Key, Stage, Store
 
@@ -28,9 +31,15 @@ GATE = "gating"  # the source name of the gate's mixture
 TRAIN_EXPERTS, TRAIN_GATING, EVALUATE = (f"python -m argse.{c}" for c in ("train_experts", "train_gating", "evaluate"))
 
 
-def data_settings(cfg: RunConfig) -> dict:
-    """The data config without its paths (argse.config.PATH_KEYS: ``data.root``, a section's ``cache_dir``)."""
+GROUP_KEYS = ("tail_max_count", "many_min_count", "few_max_count")  # groups: no part of the split manifest
+
+
+def data_settings(cfg: RunConfig, groups: bool = True) -> dict:
+    """The data config without its paths (argse.config.PATH_KEYS: ``data.root``, a section's ``cache_dir``), and
+    without the group thresholds unless ``groups``."""
     data = asdict(cfg.data)
+    if not groups:
+        data = {k: v for k, v in data.items() if k not in GROUP_KEYS}
     for dotted in PATH_KEYS:
         parts = dotted.split(".")
         if parts[0] == "data" and len(parts) == 2:
@@ -54,7 +63,7 @@ class RunStages:
     # ---------------------------------------------------------------- splits
     @cached_property
     def splits_key(self) -> Key:
-        return Key("splits", "splits", self.base())
+        return Key("splits", "splits", {"data": data_settings(self.cfg, groups=False), "seed": self.cfg.seed})
 
     def splits(self) -> Stage:
         return self.store.require(self.splits_key, "split manifest", f"{TRAIN_EXPERTS} (any expert)")
@@ -62,10 +71,12 @@ class RunStages:
     # ---------------------------------------------------------------- experts
     def expert_key(self, name: str, splits: Stage | None = None) -> Key:
         """The key of expert ``name``; the experts it builds on must be published (found first)."""
+        splits = splits or self.splits()
+        if name not in list_experts():  # logits imported from elsewhere: no recipe of argse made them
+            return Key("expert", name, {"imported": True, "splits": splits.content})
         cls = get_expert(name)
         recipe = load_recipe(cls, self.cfg)
         upstream = {n: self.expert(n).content for n in cls.requires(recipe) if n != name}
-        splits = splits or self.splits()
         inputs = self.base() | {"recipe": asdict(recipe), "model": asdict(self.cfg.model), "splits": splits.content,
                                 "from": upstream}  # fmt: skip
         return Key("expert", name, inputs)
@@ -138,6 +149,6 @@ class RunStages:
                     return stage
             except ArgseError:
                 continue
-        if found is None:
+        if source is None:
             self.store.require(self.evaluation_key(default), "evaluation", EVALUATE)
         raise ArgseError(f"this config has no evaluation of '{source}' yet; make it with {EVALUATE} --sources {source}")

@@ -145,8 +145,11 @@ class Store:
         return stage
 
     def verify(self, stage: Stage, names: list[str] | None = None) -> None:
-        """Each of the stage's files ``names`` (default: all) still has the bytes it was published with."""
+        """Each of the stage's files ``names`` (default: all) still has the bytes it was published with (a name the
+        stage does not record is left to its reader, which says it is missing)."""
         for name in names if names is not None else list(stage.record.files):
+            if name not in stage.record.files:
+                continue
             path = stage.folder / name
             if not path.is_file() or storage.file_sha256(path) != stage.record.files.get(name):
                 raise ArgseError(
@@ -218,8 +221,9 @@ class Store:
         storage.make_dir(path.parent)
         if path.exists() and not path.is_symlink():
             raise ArgseError(
-                f"{path} is a folder of an older argse layout, not a link to a stage; move {self.out} away (or "
-                f"use another run name, --set name=...) and make the run again"
+                f"{path} is not a link to a stage (a run of an older argse, or a copy that followed links: copy runs "
+                f"with cp -a); move it away, import the older run (python -m argse.stages import) or use another run "
+                f"name (--set name=...)"
             )
         tmp = path.parent / f".{path.name}.{os.getpid()}.link"
         with contextlib.suppress(FileNotFoundError):
