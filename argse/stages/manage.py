@@ -183,16 +183,29 @@ def publish_copy(stages: RunStages, key: Key, files: list[Path], command: str, r
 
 
 def check_recipe(stages: RunStages, name: str, folder: Path) -> None:
-    """The recipe an expert's logits record is the one this config resolves for it."""
+    """The recipe an expert's logits record is the one this config resolves for it (fields the record lacks, added
+    to argse after it was written, are taken as this config resolves them)."""
     recorded = {k: v for k, v in read_logits(split_file(folder, "test")).config.items() if k != "fitted"}
-    cls = get_expert(name)
-    resolved = json.loads(json.dumps(asdict(load_recipe(cls, stages.cfg))))
-    for field, value in resolved.items():
-        if field in recorded and recorded[field] != value:
-            raise ArgseError(
-                f"the logits of '{name}' in {folder} were made with recipes.{name}.{field}={json.dumps(recorded[field])}, "
-                f"this config resolves {json.dumps(value)}; import them with --set recipes.{name}.{field}=... as recorded"
-            )
+    resolved = json.loads(json.dumps(asdict(load_recipe(get_expert(name), stages.cfg))))
+    for field, theirs, ours in differences(recorded, resolved):
+        raise ArgseError(
+            f"the logits of '{name}' in {folder} were made with recipes.{name}.{field}={json.dumps(theirs)}, this "
+            f"config resolves {json.dumps(ours)}; import them with --set recipes.{name}.{field}=... as recorded"
+        )
+
+
+def differences(recorded: dict, resolved: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+    """(dotted field, recorded, resolved) of every field both hold with other values, nested sections walked."""
+    out = []
+    for key, theirs in recorded.items():
+        if key not in resolved:
+            continue
+        ours = resolved[key]
+        if isinstance(theirs, dict) and isinstance(ours, dict):
+            out += differences(theirs, ours, f"{prefix}{key}.")
+        elif theirs != ours:
+            out.append((f"{prefix}{key}", theirs, ours))
+    return out
 
 
 def check_gate(stages: RunStages, gate: Path) -> None:
