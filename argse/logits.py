@@ -11,11 +11,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, Field, Json, ValidationError, model_validator
 
-from argse import __version__, records, storage
+from argse import __version__, storage
 from argse.calibration import T_MAX, T_MIN
 from argse.errors import ArgseError
 from argse.manifest import HELD_OUT, manifest_sha256, read_manifest
+from argse.records import Count, problem
 
 FORMAT = "argse.logits/1"
 META_KEYS = (
@@ -156,15 +158,16 @@ def read_logits(path: str | Path, *, rows_on_disk: bool = False) -> LogitsFile:
         if t.ndim != ndim:
             raise bad(name, f"has shape {tuple(t.shape)}, expected {ndim} dimensions")
     logits, labels, indices = tensors["logits"], tensors["labels"], tensors["indices"]
-    num_classes, temperature, class_counts, config = _metadata(meta, bad)
+    parsed = _metadata(meta, path)
+    num_classes, temperature, class_counts, config = (
+        parsed.num_classes, parsed.temperature, parsed.class_counts, parsed.config,
+    )  # fmt: skip
     if logits.shape != (len(labels), num_classes) or len(indices) != len(labels):
         raise bad("logits", f"has shape {tuple(logits.shape)}, expected ({len(labels)}, {num_classes})")
     if not logits.is_meta and not torch.isfinite(logits).all():
         raise bad("logits", "contains NaN or infinite values")
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         raise bad("labels", f"has values outside [0, {num_classes})")
-    if len(class_counts) != num_classes:
-        raise bad("class_counts", f"has {len(class_counts)} entries, expected {num_classes}")
     return LogitsFile(
         path,
         logits,
@@ -181,21 +184,27 @@ def read_logits(path: str | Path, *, rows_on_disk: bool = False) -> LogitsFile:
     )
 
 
-def _metadata(meta: dict[str, str], bad) -> tuple[int, float, list[int], dict]:
-    """num_classes, temperature, class_counts and config from the string map, each parsed and checked."""
+class Metadata(BaseModel):
+    """The metadata fields of a logits file that hold numbers or JSON, parsed from their strings and checked."""
 
-    def parsed(key: str, parse, check):
-        try:
-            return check(parse(meta[key]))
-        except (ValueError, json.JSONDecodeError) as exc:
-            raise bad(key, str(exc) if str(exc).startswith("must be") else f"does not parse ({exc})") from None
-
-    num_classes = parsed("num_classes", int, records.integer(1))
+    num_classes: int = Field(ge=1)
     # the range fit_temperature searches (with room for rounding); a value outside it was not written by argse
-    temperature = parsed("temperature", float, records.number(T_MIN * (1 - 1e-9), T_MAX * (1 + 1e-9)))
-    class_counts = parsed("class_counts", json.loads, records.list_of(records.integer(0), num_classes))
-    config = parsed("config", json.loads, records.mapping())
-    return num_classes, temperature, class_counts, config
+    temperature: float = Field(ge=T_MIN * (1 - 1e-9), le=T_MAX * (1 + 1e-9), allow_inf_nan=False)
+    class_counts: Json[list[Count]]
+    config: Json[dict]
+
+    @model_validator(mode="after")
+    def _counts(self) -> Metadata:
+        if len(self.class_counts) != self.num_classes:
+            raise ValueError(f"class_counts has {len(self.class_counts)} entries, expected {self.num_classes}")
+        return self
+
+
+def _metadata(meta: dict[str, str], path: Path) -> Metadata:
+    try:
+        return Metadata.model_validate({k: meta[k] for k in Metadata.model_fields})
+    except ValidationError as exc:
+        raise ArgseError(f"logits file {path}: {problem(exc)}; re-export it with train_experts") from None
 
 
 def read_logit_set(paths: list[str | Path]) -> list[LogitsFile]:

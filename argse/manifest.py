@@ -11,13 +11,14 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
+from pydantic import Field, model_validator
 
 from argse import seeds, storage
 from argse.errors import ArgseError
-from argse.records import integer, list_of, mapping, read_record, string
+from argse.records import Count, Record, read_model
 
 if TYPE_CHECKING:
     from argse.config import DataConfig
@@ -116,21 +117,37 @@ def write_manifest(path: Path, manifest: dict) -> Path:
     return storage.write_json(path, manifest)
 
 
+class ManifestFile(Record):
+    """``splits.json``: classes, training counts, the rows of every split and every held-out label."""
+
+    format: Literal["argse.splits/1"]
+    classes: list[str] = Field(min_length=1)
+    class_counts: list[Count]
+    seed: int
+    splits: dict[Literal["train", "val", "tune", "test"], list[Count]]
+    # ../shared/runs/ holds a manifest written before labels were stored; its sha256 is in every one of its
+    # logits files, so it cannot gain them: without labels, logits are checked to be in class order.
+    labels: dict[Literal["val", "tune", "test"], list[Count]] | None = None
+
+    @model_validator(mode="after")
+    def _agree(self) -> ManifestFile:
+        if len(self.class_counts) != len(self.classes):
+            raise ValueError(f"class_counts has {len(self.class_counts)} entries for {len(self.classes)} classes")
+        missing = [s for s in ("train", *HELD_OUT) if s not in self.splits]
+        if missing:
+            raise ValueError(f"splits has no '{missing[0]}'")
+        for name, labels in (self.labels or {}).items():
+            if len(labels) != len(self.splits[name]):
+                raise ValueError(f"labels.{name} has {len(labels)} entries for {len(self.splits[name])} rows")
+            if labels and max(labels) >= len(self.classes):
+                raise ValueError(f"labels.{name} holds class {max(labels)} of {len(self.classes)}")
+        return self
+
+
 def read_manifest(path: Path) -> dict:
-    """A run's split manifest, its format, classes, counts, splits and labels checked."""
+    """A run's split manifest, checked whole (ManifestFile); returned as written, so its sha256 is the one the
+    logits files record."""
     if not path.is_file():
         raise ArgseError(f"split manifest {path} does not exist; train the run's experts first (make experts)")
-    rec = read_record(path, FORMAT, "split manifest", FIX)
-    classes = rec.get("classes", list_of(string(), nonempty=True))
-    rec.get("class_counts", list_of(integer(0), len(classes)))
-    rec.get("seed", integer())
-    splits = rec.section("splits")
-    # ../shared/runs/ holds a manifest written before labels were stored; its sha256 is in every one of
-    # its logits files, so it cannot gain them: without labels, logits are checked to be in class order.
-    labels = rec.section("labels") if "labels" in rec.data else None
-    for name in ("train", *HELD_OUT):
-        idx = splits.get(name, list_of(integer(0)))
-        if name in HELD_OUT and labels is not None:
-            labels.get(name, list_of(integer(0, len(classes) - 1), len(idx)))
-    rec.get("splits", mapping())
-    return rec.data
+    read_model(path, ManifestFile, "split manifest", FIX)
+    return json.loads(path.read_text())

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import Field, model_validator
 
 from argse import storage
-from argse.records import integer, list_of, number, read_record, string
+from argse.records import Probability, Record, read_model
 
 if TYPE_CHECKING:
     from argse.data import LTData
@@ -17,14 +18,27 @@ FORMAT = "argse.preprocess/1"
 FIX = "rerun python -m argse.train_experts with the same --config and --set (it rewrites the file)"
 
 
-@dataclass
-class Preprocess:
-    classes: list[str]
-    mean: list[float]
-    std: list[float]
-    image_size: list[int] | None  # [H, W] the models take as they are; None: resize then centre-crop
-    resize: int | None
-    crop: int | None
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Pixels = Annotated[int, Field(ge=1, strict=True)]
+
+
+class Preprocess(Record):
+    """preprocess.json: class names, normalisation, and the images the models take."""
+
+    format: Literal["argse.preprocess/1"]
+    classes: list[str] = Field(min_length=1)
+    mean: list[Probability] = Field(min_length=3, max_length=3)
+    std: list[Positive] = Field(min_length=3, max_length=3)
+    image_size: list[Pixels] | None = Field(default=None, min_length=2, max_length=2)
+    """[H, W] the models take as they are; None: resize, then a centre crop."""
+    resize: Pixels | None = None
+    crop: Pixels | None = None
+
+    @model_validator(mode="after")
+    def _size(self) -> Preprocess:
+        if self.image_size is None and (self.resize is None or self.crop is None):
+            raise ValueError("without image_size, resize and crop must both be given")
+        return self
 
 
 def preprocess_record(data: LTData) -> dict:
@@ -43,13 +57,5 @@ def write_preprocess(path: Path, data: LTData) -> Path:
 
 
 def read_preprocess(path: Path) -> Preprocess:
-    """preprocess.json with every field checked."""
-    rec = read_record(path, FORMAT, "the preprocess file", FIX)
-    classes = rec.get("classes", list_of(string(), nonempty=True))
-    mean = rec.get("mean", list_of(number(0, 1), 3))
-    std = rec.get("std", list_of(number(above=0), 3))
-    size = rec.get("image_size", lambda v: v if v is None else list_of(integer(1), 2)(v))
-    resize = crop = None
-    if size is None:
-        resize, crop = rec.get("resize", integer(1)), rec.get("crop", integer(1))
-    return Preprocess(classes, mean, std, size, resize, crop)
+    """preprocess.json, every field checked (Preprocess)."""
+    return read_model(path, Preprocess, "the preprocess file", FIX)

@@ -1,131 +1,72 @@
-"""Reading JSON side files that argse wrote, validating every field before it is used.
+"""Reading the JSON side files argse writes into typed models (pydantic): one validating call per file.
 
-A reader opens a file with :func:`read_record` (missing file, bad JSON, wrong format tag: one
-sentence) and takes each field through :meth:`Record.get` with a check such as ``number()`` or
-``list_of(number(), length=3)``. A wrong field is one sentence naming the file, the field, what
-it should be and how to make the file again, so no reader trusts a file as it found it.
+Each file format declares its model, with ranges on the fields and cross-field checks as validators; a file
+that does not fit is one sentence naming the file, the field, what was wrong and how to make the file again.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from argse import storage
 from argse.errors import ArgseError
 
-Check = Callable[[Any], Any]  # returns the value (possibly converted) or raises ValueError("must be ...")
+M = TypeVar("M", bound=BaseModel)
+
+# Numbers as argse writes them: finite floats (NaN and infinities refused), non-negative integers.
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0, strict=True)]
+Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 
-def read_record(path: Path, fmt: str, what: str, fix: str) -> Record:
-    """The JSON object of ``path`` whose ``format`` is ``fmt``; ``what`` names the file, ``fix`` says how to remake it."""
+class Record(BaseModel):
+    """A side file's model: fields argse added later are kept (``extra``), and nothing is coerced silently."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
+
+def read_model(path: Path, model: type[M], what: str, fix: str) -> M:
+    """``path`` read into ``model``; a missing file, bad JSON or a field that does not fit is one sentence."""
     if not path.is_file():
         raise ArgseError(f"{what} {path} is missing; {fix}")
+    text = storage.read_text(path, what)
     try:
-        data = json.loads(storage.read_text(path, what))
-    except json.JSONDecodeError as exc:
-        raise ArgseError(f"{what} {path} is not valid JSON ({exc}); {fix}") from None
-    if not isinstance(data, dict):
-        raise ArgseError(f"{what} {path} does not hold a JSON object; {fix}")
-    if data.get("format") != fmt:
-        raise ArgseError(f"{path} is not an {fmt} file (format {data.get('format')!r}); {fix}")
-    return Record(data, path, fix)
+        return model.model_validate_json(text)
+    except ValidationError as exc:
+        raise ArgseError(f"{what} {path}: {problem(exc)}; {fix}") from None
 
 
-class Record:
-    """One JSON object read from ``path``; ``get`` checks a field and names file and field when it is wrong."""
-
-    def __init__(self, data: dict, path: Path, fix: str, prefix: str = "") -> None:
-        self.data, self.path, self.fix, self.prefix = data, path, fix, prefix
-
-    def get(self, key: str, check: Check, default: Any = ...) -> Any:
-        if key not in self.data:
-            if default is not ...:
-                return default
-            raise ArgseError(f"{self.path} has no field '{self.prefix}{key}'; {self.fix}")
-        try:
-            return check(self.data[key])
-        except ValueError as exc:
-            raise ArgseError(f"{self.path}: field '{self.prefix}{key}' {exc}; {self.fix}") from None
-
-    def section(self, key: str) -> Record:
-        """The object under ``key`` as a Record of its own (field names are reported as key.field)."""
-        return Record(self.get(key, mapping()), self.path, self.fix, f"{self.prefix}{key}.")
-
-    def fail(self, message: str) -> ArgseError:
-        """An error about the whole file (fields that disagree with each other or with the run)."""
-        return ArgseError(f"{self.path}: {message}; {self.fix}")
+def validate(data: object, model: type[M], where: str, fix: str) -> M:
+    """``data`` (already parsed) into ``model``, with the same sentence as :func:`read_model`."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ArgseError(f"{where}: {problem(exc)}; {fix}") from None
 
 
-# ---------------------------------------------------------------- checks
+def problem(exc: ValidationError) -> str:
+    """The first error of a validation, as 'field 'a.b[2]' <what is wrong>, got <value>'."""
+    err = exc.errors(include_url=False)[0]
+    if err["type"] == "json_invalid":
+        return f"is not valid JSON ({err['msg'].removeprefix('Invalid JSON: ')})"
+    field = field_name(err["loc"])
+    if err["type"] == "missing":
+        return f"has no field '{field}'"
+    message = err["msg"].removeprefix("Value error, ")
+    if not field:
+        return message
+    shown = repr(err.get("input"))
+    return (
+        f"field '{field}': {message[0].lower() + message[1:]}, got {shown[:60] + '...' if len(shown) > 60 else shown}"
+    )
 
 
-def _fail(text: str, value: Any) -> None:
-    shown = repr(value)
-    raise ValueError(f"must be {text}, got {shown[:60] + '...' if len(shown) > 60 else shown}")
-
-
-def number(lo: float = -math.inf, hi: float = math.inf, *, above: float | None = None) -> Check:
-    """A finite number in [lo, hi] (and > ``above`` when given)."""
-
-    def check(v: Any) -> float:
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            _fail("a finite number", v)
-        if not lo <= v <= hi or (above is not None and v <= above):
-            rng = f"> {above:g}" if above is not None else f"in [{lo:g}, {hi:g}]"
-            _fail(f"a number {rng}", v)
-        return float(v)
-
-    return check
-
-
-def integer(lo: int | None = None, hi: int | None = None) -> Check:
-    def check(v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int):
-            _fail("an integer", v)
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            _fail(f"an integer >= {lo}" if hi is None else f"an integer <= {hi}" if lo is None else
-                  f"an integer in [{lo}, {hi}]", v)  # fmt: skip
-        return v
-
-    return check
-
-
-def string(choices: tuple[str, ...] | None = None) -> Check:
-    def check(v: Any) -> str:
-        if not isinstance(v, str) or (choices is not None and v not in choices):
-            _fail("a string" if choices is None else f"one of {', '.join(choices)}", v)
-        return v
-
-    return check
-
-
-def mapping() -> Check:
-    def check(v: Any) -> dict:
-        if not isinstance(v, dict):
-            _fail("an object", v)
-        return v
-
-    return check
-
-
-def list_of(item: Check, length: int | None = None, *, nonempty: bool = False) -> Check:
-    def check(v: Any) -> list:
-        if not isinstance(v, list):
-            _fail("a list", v)
-        if length is not None and len(v) != length:
-            _fail(f"a list of {length} values", f"{len(v)} values")
-        if nonempty and not v:
-            _fail("a non-empty list", v)
-        out = []
-        for i, x in enumerate(v):
-            try:
-                out.append(item(x))
-            except ValueError as exc:
-                raise ValueError(f"[{i}] {exc}") from None
-        return out
-
-    return check
+def field_name(loc: tuple) -> str:
+    """('rules', 'gating', 'chow', 4, 'alpha') -> 'rules.gating.chow[4].alpha'."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import Literal
 
 from argse import storage
 from argse.config import RunConfig
 from argse.evaluation import Evaluation, empty_group_points, fit_options
-from argse.records import Record, list_of, mapping, read_record, string
+from argse.records import Finite, Record, read_model
 
 FILE = "report.json"
 
@@ -54,11 +55,22 @@ def write_report(folder: Path, cfg: RunConfig, ev: Evaluation) -> Path:
     return storage.write_json(folder / FILE, report_record(cfg, ev))
 
 
-def read_report(folder: Path) -> Record:
-    """report.json of an evaluation's folder with its settings and results checked to be there (a reader takes
-    further fields by ``get``)."""
-    rec = read_record(folder / FILE, FORMAT, "the evaluation report", "rerun python -m argse.evaluate")
-    rec.get("test_prior", string(("train", "balanced")))
-    rec.get("protocol", string(("argse", "paper")))
-    rec.get("results", list_of(mapping()))
-    return rec
+class ReportRow(Record):
+    source: str
+    method: str
+    aurc: dict[str, Finite]
+    curve: list[dict]
+
+
+class ReportFile(Record):
+    """report.json: the settings, samples and every curve with its AURCs (further fields kept as written)."""
+
+    format: Literal["argse.report/1"]
+    test_prior: Literal["train", "balanced"]
+    protocol: Literal["argse", "paper"]
+    results: list[ReportRow]
+
+
+def read_report(folder: Path) -> ReportFile:
+    """report.json of an evaluation's folder, checked (ReportFile)."""
+    return read_model(folder / FILE, ReportFile, "the evaluation report", "rerun python -m argse.evaluate")

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from argse import storage
 from argse.errors import ArgseError
-from argse.records import Record, integer, list_of, mapping, number, read_record, string
+from argse.records import Count, Finite, Probability, Record, read_model
 
 if TYPE_CHECKING:
     from argse.config import EvaluateConfig
@@ -63,55 +64,72 @@ class SelectiveRule:
     protocol: str  # argse: calibrated probabilities; paper: softmax of the raw logits
 
 
+class FittedRule(Record):
+    """One rule of rules.json: alpha and b per group, threshold t, fitted at target rejection rate ``rate``."""
+
+    rate: Probability
+    alpha: list[Finite] = Field(min_length=1)
+    b: list[Finite] = Field(min_length=1)
+    t: Finite
+
+
+class RulesModel(Record):
+    """rules.json: the settings the rules depend on, the groups, and source -> method -> rules."""
+
+    format: Literal["argse.rules/1"]
+    test_prior: Literal["train", "balanced"]
+    protocol: Literal["argse", "paper"]
+    groups: list[str] = Field(min_length=1)
+    class_group: list[Count] = Field(min_length=1)
+    rules: dict[str, dict[str, list[FittedRule]]] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _shapes(self) -> RulesModel:
+        k = len(self.groups)
+        if max(self.class_group) >= k:
+            raise ValueError(f"class_group names group {max(self.class_group)}, but there are {k} groups")
+        for source, methods in self.rules.items():
+            if not methods:
+                raise ValueError(f"rules.{source} holds no method")
+            for method, rows in methods.items():
+                for i, row in enumerate(rows):
+                    if len(row.alpha) != k or len(row.b) != k:
+                        raise ValueError(f"rules.{source}.{method}[{i}] has {len(row.alpha)} alpha and {len(row.b)} "
+                                         f"b for {k} groups")  # fmt: skip
+        return self
+
+
 @dataclass
 class RulesFile:
     path: Path
-    record: Record
-    fitted: dict[str, dict[str, list]]  # source -> method -> rows, as written
+    model: RulesModel
+
+    @property
+    def fitted(self) -> dict[str, dict[str, list[FittedRule]]]:
+        return self.model.rules
 
     def default_source(self) -> str:
         """gating when a rejector was fitted for it, else the first source."""
         return "gating" if "gating" in self.fitted else next(iter(self.fitted))
 
     def rule(self, source: str | None, method: str, rate: float) -> SelectiveRule:
-        """The rule of ``source`` (default: :meth:`default_source`) and ``method`` fitted at ``rate``, checked."""
+        """The rule of ``source`` (default: :meth:`default_source`) and ``method`` fitted at ``rate``."""
         source = source or self.default_source()
         if source not in self.fitted:
             raise ArgseError(f"no rejector was fitted for source '{source}'; fitted sources: {', '.join(self.fitted)}")
         methods = self.fitted[source]
         if method not in methods:
             raise ArgseError(f"no '{method}' rejector was fitted for {source}; fitted methods: {', '.join(methods)}")
-        where = f"rules.{source}.{method}"
-        rows = [Record(r, self.path, FIX, f"{where}[{i}].") for i, r in enumerate(methods[method])]
-        rates = [r.get("rate", number(0, 1)) for r in rows]
-        at = [i for i, r in enumerate(rates) if abs(r - rate) < 1e-9]
+        at = [r for r in methods[method] if abs(r.rate - rate) < 1e-9]
         if not at:
-            fitted = ", ".join(f"{r:g}" for r in rates)
+            fitted = ", ".join(f"{r.rate:g}" for r in methods[method])
             raise ArgseError(f"no rule was fitted for rejection rate {rate:g}; fitted rates: {fitted}")
-        rec = self.record
-        groups = rec.get("groups", list_of(string(), nonempty=True))
-        k = len(groups)
-        class_group = rec.get("class_group", list_of(integer(0, k - 1), nonempty=True))
-        row = rows[at[0]]
-        return SelectiveRule(
-            source, method, rate,
-            np.asarray(row.get("alpha", list_of(number(), k)), float),
-            np.asarray(row.get("b", list_of(number(), k)), float),
-            row.get("t", number()),
-            np.asarray(class_group), groups, rec.get("protocol", string(("argse", "paper"))),
-        )  # fmt: skip
+        m, row = self.model, at[0]
+        return SelectiveRule(source, method, rate, np.asarray(row.alpha, float), np.asarray(row.b, float), row.t,
+                             np.asarray(m.class_group), m.groups, m.protocol)  # fmt: skip
 
 
 def read_rules(folder: Path) -> RulesFile:
-    """rules.json of an evaluation's folder, checked down to the rule that is used."""
+    """rules.json of an evaluation's folder, checked whole (RulesModel)."""
     path = folder / FILE
-    rec = read_record(path, FORMAT, "the rules file", FIX)
-    fitted = rec.get("rules", mapping())
-    for source, methods in fitted.items():
-        ok = isinstance(methods, dict) and bool(methods) and all(isinstance(v, list) and all(isinstance(r, dict) for r in v)
-                                               for v in methods.values())  # fmt: skip
-        if not ok:
-            raise rec.fail(f"field 'rules.{source}' must map each method to a list of rules")
-    if not fitted:
-        raise rec.fail("it holds no fitted rule")
-    return RulesFile(path, rec, fitted)
+    return RulesFile(path, read_model(path, RulesModel, "the rules file", FIX))

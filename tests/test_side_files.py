@@ -40,16 +40,16 @@ def _rule(d):
 
 CASES = [
     ("evaluation/rules.json", lambda d: d.pop("class_group"), "has no field 'class_group'"),
-    ("evaluation/rules.json", lambda d: _rule(d).update(alpha=_rule(d)["alpha"][:1]), r"plugin_worst\[4\].alpha' must be a list of 2"),
+    ("evaluation/rules.json", lambda d: _rule(d).update(alpha=_rule(d)["alpha"][:1]), r"rules.gating.plugin_worst\[4\] has 1 alpha and 2 b for 2 groups"),
     ("evaluation/rules.json", lambda d: [r.update(rate="0.2") for r in d["rules"]["gating"]["plugin_worst"]],
-     r"plugin_worst\[0\].rate' must be a finite number, got '0.2'"),
-    ("evaluation/rules.json", lambda d: _rule(d).update(t=float("nan")), r"plugin_worst\[4\].t' must be a finite number, got nan"),
-    ("evaluation/rules.json", lambda d: d.update(class_group=[0, 5, 1, 1]), r"field 'class_group' \[1\] must be an integer in"),
-    ("preprocess.json", lambda d: d.update(mean=[0.5, 0.5]), "field 'mean' must be a list of 3 values"),
-    ("preprocess.json", lambda d: d.update(std=[0, 0, 0]), r"field 'std' \[0\] must be a number > 0, got 0"),
-    ("preprocess.json", lambda d: d.update(std=[float("nan")] * 3), r"field 'std' \[0\] must be a finite number"),
-    ("preprocess.json", lambda d: d.update(image_size=None), "field 'resize' must be an integer, got None"),
-    ("gating/gate.json", lambda d: d["config"].update(top_k=0), r"field 'config.top_k' must be an integer >= 1"),
+     r"field 'rules.gating.plugin_worst\[0\].rate': input should be a valid number, got '0.2'"),
+    ("evaluation/rules.json", lambda d: _rule(d).update(t=float("nan")), r"plugin_worst\[4\].t': input should be a finite number, got nan"),
+    ("evaluation/rules.json", lambda d: d.update(class_group=[0, 5, 1, 1]), "class_group names group 5, but there are 2 groups"),
+    ("preprocess.json", lambda d: d.update(mean=[0.5, 0.5]), "field 'mean': list should have at least 3 items"),
+    ("preprocess.json", lambda d: d.update(std=[0, 0, 0]), r"field 'std\[0\]': input should be greater than 0, got 0"),
+    ("preprocess.json", lambda d: d.update(std=[float("nan")] * 3), r"field 'std\[0\]': input should be a finite number"),
+    ("preprocess.json", lambda d: d.update(image_size=None), "without image_size, resize and crop must both be given"),
+    ("gating/gate.json", lambda d: d["config"].update(top_k=0), r"field 'config.top_k': input should be greater than or equal to 1"),
 ]  # fmt: skip
 
 

@@ -32,8 +32,7 @@ class EvaluationBuild:
         """AURCs per (source, method), as report.json records them."""
         if self.evaluation is not None:
             return self.evaluation.aurcs
-        rec = read_report(self.stage.folder)
-        return {(r["source"], r["method"]): r["aurc"] for r in rec.data["results"]}
+        return {(r.source, r.method): dict(r.aurc) for r in read_report(self.stage.folder).results}
 
 
 def build_evaluation(cfg: RunConfig, sources: list[str], console) -> EvaluationBuild:

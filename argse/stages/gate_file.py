@@ -6,17 +6,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 
 from argse import storage
 from argse.errors import ArgseError
 from argse.gating.network import GateMLP, features_of
-from argse.records import Record, integer, list_of, mapping, number, read_record, string
+from argse.records import Count, Finite, Probability, Record, read_model
 
 FORMAT = "argse.gate/1"
-KINDS = ("learned", "uniform", "fixed")
 FIX = "rerun python -m argse.train_gating with the same --config and --set"
 
 
@@ -61,49 +62,84 @@ class Gate:
             return F.log_softmax(self.network(feats), 1).double()
 
 
-def _rules(rec: Record) -> list[dict] | None:
-    rules = rec.get("rules", list_of(mapping()), None)
-    if rules is None:
-        return None
-    out = []
-    for i, r in enumerate(rules):
-        row = Record(r, rec.path, rec.fix, f"rules[{i}].")
-        alpha = row.get("alpha", list_of(number(), nonempty=True))
-        out.append({"rate": row.get("rate", number(0, 1)), "alpha": alpha,
-                    "b": row.get("b", list_of(number(), len(alpha))), "t": row.get("t", number())})  # fmt: skip
-    return out
+class GateSettings(Record):
+    """gate.json's ``config``: the gating settings the gate was made with (those a reader uses are checked)."""
+
+    top_k: Annotated[int, Field(ge=1, strict=True)]
+    features: Literal["rich", "rich+posteriors"]
+    hidden: list[Annotated[int, Field(ge=1, strict=True)]] = []
+    dropout: Probability = 0.0
+    fixed_weights: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = []
 
 
-def _network(weights: Path, rec: Record, experts: list[str]) -> GateMLP:
-    cfg = rec.section("config")
-    hidden = cfg.get("hidden", list_of(integer(1)))
-    net = GateMLP(rec.get("feature_dim", integer(1)), len(experts), hidden, cfg.get("dropout", number(0, 1)))
+class LearnedRule(Record):
+    """A rule a selective gate learned: group weights alpha and b, threshold t, at target rate ``rate``."""
+
+    rate: Probability
+    alpha: list[Finite] = Field(min_length=1)
+    b: list[Finite] = Field(min_length=1)
+    t: Finite
+
+    @model_validator(mode="after")
+    def _same_groups(self) -> LearnedRule:
+        if len(self.b) != len(self.alpha):
+            raise ValueError(f"b has {len(self.b)} values for {len(self.alpha)} groups")
+        return self
+
+
+class Part(Record):
+    indices: list[Count]
+
+
+class Samples(Record):
+    left_for_rejectors: Part
+
+
+class GateFile(Record):
+    """gate.json: which experts the gate mixes, how (learned, uniform or fixed weights), its settings, the samples
+    of tune it left to the rejectors, and (a selective gate) its learned rules."""
+
+    format: Literal["argse.gate/1"]
+    experts: list[str] = Field(min_length=1)
+    gate: Literal["learned", "uniform", "fixed"]
+    config: GateSettings
+    samples: Samples
+    feature_dim: Annotated[int, Field(ge=1, strict=True)] | None = None
+    rules: list[LearnedRule] | None = None
+
+    @model_validator(mode="after")
+    def _kind(self) -> GateFile:
+        if self.gate == "learned" and self.feature_dim is None:
+            raise ValueError("a learned gate needs feature_dim")
+        if self.gate == "fixed":
+            w = self.config.fixed_weights
+            if len(w) != len(self.experts) or sum(w) <= 0:
+                raise ValueError(f"config.fixed_weights must give {len(self.experts)} weights, not all zero")
+        return self
+
+
+def _network(weights: Path, info: GateFile) -> GateMLP:
+    net = GateMLP(info.feature_dim, len(info.experts), info.config.hidden, info.config.dropout)
     tensors, _ = storage.load_tensors(weights, "gate")
     try:
         net.load_state_dict(tensors)
     except RuntimeError as exc:
         detail = " ".join(line.strip() for line in str(exc).splitlines()[1:3])
-        raise rec.fail(f"{weights} does not fit the network gate.json describes ({detail})") from None
+        raise ArgseError(f"{weights} does not fit the network gate.json describes ({detail}); {FIX}") from None
     return net.eval()
 
 
 def read_gate(folder: Path) -> Gate:
-    """gate.json (and gate.safetensors for a learned gate) of a gate's folder, every field checked."""
-    rec = read_record(folder / GATE_JSON, FORMAT, "the gate file", FIX)
-    experts = rec.get("experts", list_of(string(), nonempty=True))
-    kind = rec.get("gate", string(KINDS))
-    cfg = rec.section("config")
-    top_k = cfg.get("top_k", integer(1))
-    with_posteriors = cfg.get("features", string(("rich", "rich+posteriors"))) == "rich+posteriors"
-    network, fixed = None, None
-    if kind == "learned":
-        network = _network(folder / GATE_WEIGHTS, rec, experts)
-    elif kind == "uniform":
-        fixed = [1.0 / len(experts)] * len(experts)
+    """gate.json (and gate.safetensors for a learned gate) of a gate's folder, checked whole (GateFile)."""
+    path = folder / GATE_JSON
+    info = read_model(path, GateFile, "the gate file", FIX)
+    network, fixed, cfg = None, None, info.config
+    if info.gate == "learned":
+        network = _network(folder / GATE_WEIGHTS, info)
+    elif info.gate == "uniform":
+        fixed = [1.0 / len(info.experts)] * len(info.experts)
     else:
-        w = cfg.get("fixed_weights", list_of(number(0), len(experts)))
-        if sum(w) <= 0:
-            raise rec.fail("config.fixed_weights are all zero")
-        fixed = [v / sum(w) for v in w]
-    left = rec.section("samples").section("left_for_rejectors").get("indices", list_of(integer(0)))
-    return Gate(folder / GATE_JSON, experts, kind, rec.data, network, fixed, _rules(rec), left, top_k, with_posteriors)
+        fixed = [v / sum(cfg.fixed_weights) for v in cfg.fixed_weights]
+    rules = [r.model_dump() for r in info.rules] if info.rules is not None else None
+    return Gate(path, info.experts, info.gate, info.model_dump(), network, fixed, rules,
+                info.samples.left_for_rejectors.indices, cfg.top_k, cfg.features == "rich+posteriors")  # fmt: skip
