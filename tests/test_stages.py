@@ -172,7 +172,7 @@ def test_a_damaged_stage_record_or_a_renamed_folder_is_refused(run, capsys):
     record = json.loads((gate.folder / RECORD).read_text())
     (gate.folder / RECORD).write_text(json.dumps(record | {"files": "x"}))
     rc, text = _result(evaluate.main, argv + ["--sources", "gating"], capsys)
-    assert rc == 2 and f"stage record {gate.folder / RECORD}: files:" in text, text
+    assert rc == 2 and f"stage record {gate.folder / RECORD}: field 'files': input should be an object, got 'x'" in text
     (gate.folder / RECORD).write_text(json.dumps(record))
     other = Key("gate", "gate", {"another": 1}).folder
     gate.folder.rename(gate.folder.parent / other)

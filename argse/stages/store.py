@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from argse import storage
 from argse.errors import ArgseError
+from argse.records import read_model
 
 RECORD = "stage.json"
 WORK = ".work"  # folders of stages being built, and their locks
@@ -100,16 +101,8 @@ class Stage:
 
 def read_record(folder: Path) -> StageRecord:
     """``folder/stage.json`` validated in one call; a bad file is one sentence naming it and the field."""
-    path = folder / RECORD
-    try:
-        return StageRecord.model_validate_json(path.read_bytes())
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "the file"
-        raise ArgseError(
-            f"stage record {path}: {where}: {err['msg']}; the folder was changed by hand: remove it with "
-            f"python -m argse.stages prune and make it again"
-        ) from None
+    fix = "the folder was changed by hand: remove it (python -m argse.stages prune) and make it again"
+    return read_model(folder / RECORD, StageRecord, "stage record", fix)
 
 
 class Store:
