@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sources", default=None,
                         help="comma list of experts and/or 'gating' (default: the config's experts and the gate)")  # fmt: skip
     parser.add_argument("--methods", default=None, help=f"comma list of {', '.join(REJECTORS.names())}")
+    parser.add_argument("--rebuild", action="store_true", help="evaluate again even where this config has it")
     args = parser.parse_args(argv)
     methods = cli.split_names(args.methods)
     cfg = cli.load_config(args, {"evaluate": {"methods": methods}} if methods else None)
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         sources = RunStages(cfg).default_sources()
         how = "evaluate.sources" if cfg.evaluate.sources else "the config's experts and its gate, when it has one"
         console.print(f"sources: {', '.join(sources)} ({how}; --sources to choose)")
-    built = build_evaluation(cfg, sources, console)
+    built = build_evaluation(cfg, sources, console, args.rebuild)
     console.print(reporting.aurc_table(
         f"{cfg.name}: AURC on test (lower is better; {reporting.describe(cfg.evaluate)})", built.aurcs))  # fmt: skip
     if built.evaluation is not None:

@@ -177,9 +177,6 @@ def evaluate_sources(cfg: RunConfig, reader: SourceReader, methods: list[str], g
 
     Sources are read one at a time, reduced to their per-group summaries, and swept side by side, one
     process per core (:func:`source_pool`); only the summaries travel, not the logits."""
-    # First of all, so the views and the forked sweep processes have it: the search frees and remakes its block
-    # arrays thousands of times, and glibc would hand their pages back each time (argse.allocator).
-    keep_freed_memory()
     sources = reader.sources
     tune0 = reader.read(sources[0], "tune")
     groups = head_tail_groups(torch.tensor(tune0.class_counts), cfg.data.tail_max_count)
@@ -251,12 +248,16 @@ def stopped(source: str) -> ArgseError:
 
 
 def source_pool(sources: int) -> Executor:
-    """Where the sources' sweeps run: one process per core where processes can be forked (the search is many
-    short numpy calls, so threads would wait on each other for the interpreter), else threads."""
-    workers = min(sources, cpu_count())
-    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-    return ThreadPoolExecutor(max(1, workers))
+    """Where the sources' sweeps run: processes forked for them (one per core, at least one), where processes can be
+    forked; else threads. The search is many short numpy calls, so threads would wait on each other for the
+    interpreter; and each sweep process tunes its own allocator to keep the memory the search frees
+    (argse.allocator), which ends with it, so the calling process is left as it was."""
+    workers = max(1, min(sources, cpu_count()))
+    if "fork" in multiprocessing.get_all_start_methods():
+        return ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("fork"), initializer=keep_freed_memory
+        )
+    return ThreadPoolExecutor(workers)
 
 
 def sweep_source(

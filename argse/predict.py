@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out is not None else default_out(cfg, target, args.format)
     check_out(out, [target, *inputs.paths])  # before the work: a bad --out is known now
     predictor = open_predictor(cfg, source, args.method, args.rate, args.classes and Path(args.classes))
+    cli.console().print(f"read: {', '.join(str(f) for f in predictor.read)}", soft_wrap=True)
     check_labels(inputs, target, predictor.classes)
     if inputs.note:
         print(f"warning: {inputs.note}", file=sys.stderr)

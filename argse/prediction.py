@@ -19,7 +19,7 @@ import io
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +101,8 @@ class Predictor:
     team: Team
     classes: list[str]
     device: torch.device
+    read: list[Path] = field(default_factory=list)
+    """The stage folders the predictor was loaded from."""
 
     @property
     def input_size(self) -> str:
@@ -180,7 +182,11 @@ def open_predictor(cfg: RunConfig, source: str | None, method: str, rate: float,
         )
     names = read_classes(Path(classes), len(prep.classes)) if classes is not None else prep.classes
     dev = torch.device(device) if device is not None else resolve_device(cfg.runtime)
-    return Predictor(cfg, rule, prep, load_team(stages, rule.source, len(names), dev), names, dev)
+    team = load_team(stages, rule.source, len(names), dev)
+    read = [evaluation.folder, splits.folder, *(stages.source(n).folder for n in team.names)]
+    if team.gate is not None:
+        read.append(stages.gate().folder)
+    return Predictor(cfg, rule, prep, team, names, dev, read)
 
 
 def load(config_or_run_dir: str | Path | None = None, *, rate: float = 0.2, method: str = "plugin_worst",

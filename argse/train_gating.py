@@ -15,6 +15,7 @@ from argse.stages.gate import build_gate
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__doc__)
     parser.add_argument("--experts", default=None, help="comma list of experts to mix (default: the config's experts)")
+    parser.add_argument("--rebuild", action="store_true", help="train the gate again even where this config has it")
     args = parser.parse_args(argv)
     requested = cli.split_names(args.experts)
     cfg = cli.load_config(args, {"experts": requested} if requested else None)
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(
         f"experts: {', '.join(cfg.experts)}" + ("" if requested else " (the config's experts; --experts to choose)")
     )
-    built = build_gate(cfg, console)
+    built = build_gate(cfg, console, args.rebuild)
     if built.trained is not None:
         result = built.trained
         console.print(reporting.mixture_table(f"{cfg.name}: gating on test (%; NLL in nats)", result.reports))

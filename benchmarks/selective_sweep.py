@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 
-from argse.allocator import keep_freed_memory
 from argse.config import EvaluateConfig
 from argse.evaluation import cpu_count, fit_options, source_pool, source_view, sweep_grid, sweep_source
 from argse.groups import head_tail_groups
@@ -42,7 +41,6 @@ def hand_made(n: int, classes: int, counts: list[int], seed: int) -> LogitsFile:
 
 
 def argse_path(tune, test, sources: int, groups, ecfg: EvaluateConfig, workers: int, today: bool) -> None:
-    keep_freed_memory()  # as evaluate_sources does first
     opts, grid, fit_part = fit_options(ecfg), sweep_grid(ecfg), torch.arange(len(tune.labels) // 2)
     if today:  # the search as the reference has it: no coarse grid, one start
         opts = dataclasses.replace(opts, coarse=0, starts=1)

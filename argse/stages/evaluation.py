@@ -35,12 +35,12 @@ class EvaluationBuild:
         return {(r.source, r.method): dict(r.aurc) for r in read_report(self.stage.folder).results}
 
 
-def build_evaluation(cfg: RunConfig, sources: list[str], console) -> EvaluationBuild:
-    """The evaluation of ``sources`` under this config: found, or run and published."""
+def build_evaluation(cfg: RunConfig, sources: list[str], console, rebuild: bool = False) -> EvaluationBuild:
+    """The evaluation of ``sources`` under this config: found (unless ``rebuild``), or run and published."""
     stages = RunStages(cfg)
     key = stages.evaluation_key(sources)
     found = stages.store.find(key)
-    if found is not None:
+    if found is not None and not rebuild:
         console.print(f"evaluation: found {found.folder} (made from this config; not run again)")
         link(stages, found)
         return EvaluationBuild(found, None)

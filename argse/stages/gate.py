@@ -35,12 +35,12 @@ def reader_of(stages: RunStages, names: list[str], splits: list[str]) -> SourceR
     return SourceReader(folders, splits, stages.splits().file(MANIFEST))
 
 
-def build_gate(cfg: RunConfig, console) -> GateBuild:
-    """The gate over the config's experts: found, or trained and published with its mixture."""
+def build_gate(cfg: RunConfig, console, rebuild: bool = False) -> GateBuild:
+    """The gate over the config's experts: found (unless ``rebuild``), or trained and published with its mixture."""
     stages = RunStages(cfg)
     key = stages.gate_key()
     found = stages.store.find(key)
-    if found is not None:
+    if found is not None and not rebuild:
         console.print(f"gate: found {found.folder} (made from this config; not trained again)")
         link(stages, found)
         return GateBuild(found, None)
