@@ -26,7 +26,7 @@ INPUT ?=
 RATE ?= 0.2
 METHOD ?= plugin_worst
 
-.PHONY: demo experts gating evaluate predict reproduce table2 test test-all lint bench clean
+.PHONY: demo experts gating evaluate predict stages reproduce table2 test test-all lint bench clean
 
 # The venv is rebuilt when the dependencies change.
 $(VENV)/.stamp: pyproject.toml constraints.txt
@@ -35,7 +35,8 @@ $(VENV)/.stamp: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
-# The whole pipeline on synthetic_lt: five experts, the gate, the selective report.
+# The whole pipeline on synthetic_lt: five experts, the gate, the selective report. Run again, it finds the
+# stages it made and builds only what is missing (an interrupted training continues from its last epoch).
 demo: $(VENV)/.stamp
 	$(PY) -m argse.train_experts --config configs/demo.yaml $(ARGS)
 	$(PY) -m argse.train_gating --config configs/demo.yaml $(ARGS)
@@ -52,6 +53,10 @@ evaluate: $(VENV)/.stamp
 
 predict: $(VENV)/.stamp
 	$(PY) -m argse.predict --config $(CONFIG) $(INPUT) --rate $(RATE) --method $(METHOD) $(ARGS)
+
+# The run's stages, current or not, and their disk; ARGS="prune --dry-run" lists what prune would remove.
+stages: $(VENV)/.stamp
+	$(PY) -m argse.stages --config $(CONFIG) $(ARGS)
 
 test: $(VENV)/.stamp
 	$(PY) -m pytest -q

@@ -62,7 +62,7 @@ def _stopped(signum, frame) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
     raise ArgseError(
         f"rank {rank()} was stopped because another rank of this torchrun job failed; "
-        f"rerun the same command with --resume to continue from the last complete checkpoint"
+        f"rerun the same command to continue from the last complete checkpoint"
     )
 
 
@@ -201,6 +201,6 @@ def translate_errors(exc: BaseException) -> ArgseError | None:
         cause = re.sub(r"^\[[^\]]*\]\s*", "", text).split(". ")[0]  # drop gloo's source location
         return ArgseError(
             f"rank {rank()} lost contact with the other ranks ({cause[:120]}); a rank died or was killed; "
-            f"rerun the same command with --resume to continue from the last complete checkpoint"
+            f"rerun the same command to continue from the last complete checkpoint"
         )
     return None

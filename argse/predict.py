@@ -8,7 +8,7 @@ INPUT is an image file, a folder (searched recursively for every suffix Pillow o
 label; the path may contain spaces). When every line has a label, the predictions are scored: accuracy,
 coverage and selective error at the rule's rate. The output goes to ``outputs/NAME/predictions/<INPUT
 name>.csv`` unless ``--out`` names a file; ``--out`` creates or replaces a regular file only, never an
-input. Every expert's ``best.safetensors`` and temperature, the gate and the rule that ``argse.evaluate``
+input. Every expert's kept weights (``model.safetensors`` of its stage) and temperature, the gate and the rule that ``argse.evaluate``
 fitted (``outputs/NAME/evaluation/rules.json``) are loaded; no training data is read. One row per image:
 path, predicted class, its probability, accepted or rejected, the rule's score and threshold, the
 ``--top-k`` most probable classes, the label and whether the prediction is right (labelled lists), and

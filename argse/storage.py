@@ -39,7 +39,7 @@ def fs_error(path: str | Path, code: int) -> ArgseError:
     if code in (errno.ENOSPC, errno.EDQUOT):
         return ArgseError(
             f"cannot write {path}: {why}; files written before are intact, free some space and rerun "
-            f"(training continues with --resume)"
+            f"(an unfinished training continues when the same command runs again)"
         )
     return ArgseError(
         f"cannot write {path}: {why}; make its folder writable or point output_dir / checkpoint_dir "

@@ -90,7 +90,7 @@ class GroupDROExpert(StandardExpert):
         # a group without training images never appears in a batch; its adjustment is irrelevant
         self.adjustment = (recipe.dro_adjustment / sizes.clamp(min=1).sqrt()).float().to(ctx.device)
         # uniform start (Sagawa et al.); kept in place so a captured training step sees the updates.
-        # Not checkpointed: --resume restarts the weights from uniform.
+        # Not checkpointed: a continued training restarts the weights from uniform.
         self.q = torch.full((groups.k,), 1.0 / groups.k, device=ctx.device)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -41,8 +41,7 @@ def current_ids(stages: RunStages) -> set[str]:
     names = set(stages.cfg.experts) | {s.name for s in stages.store.stages() if s.record.kind == "expert"}
     for name in names:
         with contextlib.suppress(ArgseError):
-            if name in list_experts():
-                ids.add(stages.expert_key(name).id)
+            ids.add(stages.expert_key(name).id)
     with contextlib.suppress(ArgseError):
         ids.add(stages.gate_key().id)
     for stage in stages.store.stages():

@@ -3,7 +3,7 @@
 A checkpoint is one safetensors file: tensors ``model.*`` (the weights), and in ``last`` also
 ``optim.<param>.<key>`` (optimiser tensors) and ``rng.*`` (generator states); the metadata holds
 the format tag and a JSON ``meta`` (epoch, history, fingerprint, recipe, optimiser and scheduler
-state). Restoring all of it is what makes ``--resume`` equal an uninterrupted run on CPU.
+state). Restoring all of it is what makes a continued training equal an uninterrupted run on CPU.
 """
 
 from __future__ import annotations
@@ -104,7 +104,8 @@ def restore_training_state(path: Path, live: LiveTraining, fresh: dict) -> dict:
     _check_resumable(path, tensors, meta, [*fresh, "optim", "scheduler"], [f"rng.{n}" for n in live.gens])
     if meta["fingerprint"] != fresh["fingerprint"] or meta["recipe"] != fresh["recipe"]:
         raise ArgseError(
-            f"checkpoint {path} was made with another recipe, data or model; rerun without --resume to start over"
+            f"checkpoint {path} was made with another recipe, data or model; remove its folder, or rerun with --rebuild "
+            f"to start over"
         )
     load_module_weights(live.module, tensors, path)
     opt_state = {"param_groups": meta["optim"]["param_groups"], "state": {}}
@@ -127,7 +128,7 @@ def _check_resumable(path: Path, tensors: dict, meta: dict, keys: list[str], rng
     missing = [k for k in keys if k not in meta] + [k for k in ["rng.torch", *rng] if k not in tensors]
     if missing:
         raise ArgseError(
-            f"checkpoint {path} holds weights only, not the training state --resume needs (it lacks "
+            f"checkpoint {path} holds weights only, not the training state a continued run needs (it lacks "
             f"'{missing[0]}'; best.safetensors is such a file); restore the original last.safetensors "
-            f"or rerun without --resume"
+            f"or rerun with --rebuild"
         )

@@ -2,7 +2,7 @@
 
 Optimisation is SGD with momentum, linear warm-up and multi-step or cosine decay (recipe.py).
 Every epoch ends with a validation pass, an atomic checkpoint with the full optimiser and RNG
-state (so ``--resume`` reproduces an uninterrupted run exactly on CPU), and a best-by-validation
+state (so the same command run again continues exactly as an uninterrupted run on CPU), and a best-by-validation
 copy of the weights. Metrics stay on the device inside an epoch.
 """
 
@@ -263,13 +263,13 @@ class FitRun:
         kept = f"the last good checkpoint {last} is kept" if last.is_file() else "no checkpoint was written"
         raise ArgseError(
             f"{self.task.name}: the loss became NaN or infinite at epoch {epoch + 1}, step {int(first_bad) + 1}; "
-            f"{kept}; lower the learning rate and rerun (with --resume to continue)"
+            f"{kept}; lower the learning rate and rerun (another recipe: it trains afresh)"
         )
 
     def end_epoch(self, epoch: int, loss_sum: torch.Tensor, train_seconds: float, start: float, log: EpochLog) -> dict:
         """Validate, report, then write best (if it is), last and metrics.jsonl; returns the epoch's record.
 
-        The report comes first: an epoch whose checkpoint a kill prevented is trained again on --resume,
+        The report comes first: an epoch whose checkpoint a kill prevented is trained again when the same command continues,
         and its TensorBoard events are then replaced (purge_step), whereas events after it would be lost."""
         task, state = self.task, self.state
         val = task.evaluate()
