@@ -84,6 +84,11 @@ class RunStages:
     def expert(self, name: str) -> Stage:
         if name not in self._experts:
             key = self.expert_key(name)
+            if name not in list_experts() and self.store.find(key) is None:
+                raise ArgseError(
+                    f"'{name}' is no registered expert (available: {', '.join(list_experts())}) and this run has no "
+                    f"logits imported under that name (python -m argse.stages import)"
+                )
             self._experts[name] = self.store.require(key, f"expert '{name}'", f"{TRAIN_EXPERTS} --experts {name}")
         return self._experts[name]
 
