@@ -95,19 +95,16 @@ def building(store: Store, key: Key) -> Iterator[Path | None]:
 
 def publish_splits(stages: RunStages, data: LTData, console) -> Stage:
     """The split stage of this config (split manifest and preprocess.json): found, and checked against the data
-    just read, or published."""
+    just read, or published. Rank 0 decides and builds; every rank passes the same barrier, then finds it."""
     store, key = stages.store, stages.splits_key
-    found = store.find(key)
-    if found is None:
+    if storage.is_writer() and store.find(key) is None:
         with building(store, key) as work:
-            if work is not None:
-                write_manifest(work / MANIFEST, data.manifest)
-                write_preprocess(work / PREPROCESS, data)
-                found = store.publish(key, work, TRAIN_EXPERTS)
-                console.print(f"splits: published {found.folder}")
-        distributed.barrier()
-        found = store.find(key)
-    elif manifest_sha256(read_manifest(found.file(MANIFEST))) != data.sha256:
+            write_manifest(work / MANIFEST, data.manifest)
+            write_preprocess(work / PREPROCESS, data)
+            console.print(f"splits: published {store.publish(key, work, TRAIN_EXPERTS).folder}")
+    distributed.barrier()
+    found = store.find(key)
+    if manifest_sha256(read_manifest(found.file(MANIFEST))) != data.sha256:
         raise ArgseError(
             f"the data read now differ from the split manifest made for this config ({found.file(MANIFEST)}): the "
             f"files under data.root changed; restore them, or use another run name (--set name=...)"
