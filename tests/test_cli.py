@@ -6,8 +6,11 @@ import sys
 import pytest
 
 from argse import cli, train_experts
+from argse.config import load_run_config
 from argse.experts import list_experts
 from argse.experts.__main__ import main as list_main
+from argse.stages.run import RunStages
+from argse.training.checkpoints import BEST
 from tests.tiny_run import REPO
 
 
@@ -71,17 +74,40 @@ def test_print_config_names_where_each_recipe_value_came_from(tiny, tmp_path, ca
     assert not (tmp_path / "outputs").exists()  # printed only: nothing trained, nothing written
 
 
-def test_a_finished_expert_is_not_retrained_without_overwrite_or_resume(tiny, tmp_path, capsys):
+def test_a_finished_expert_is_found_not_retrained_and_rebuild_trains_it_again(tiny, tmp_path, capsys):
     assert cli.run(train_experts.main, _argv(tiny, "--experts", "ce")) == 0
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("done in ")
-    best = tmp_path / "checkpoints" / "tiny" / "ce" / "best.safetensors"
-    before = best.stat().st_mtime_ns
-    assert cli.run(train_experts.main, _argv(tiny, "--experts", "ce")) == 2
-    err = capsys.readouterr().err
-    assert "run 'tiny' already has expert ce" in err and "--resume" in err and "--overwrite" in err
-    assert len(err.strip().splitlines()) == 1 and best.stat().st_mtime_ns == before
-    assert cli.run(train_experts.main, _argv(tiny, "--experts", "ce", "--overwrite")) == 0
-    assert best.stat().st_mtime_ns != before
+    stages = RunStages(load_run_config(None, tiny))
+    key = stages.expert_key("ce")
+    stage = stages.expert("ce")
+    best = stages.store.training_folder(key) / BEST
+    before = best.stat().st_mtime_ns, stage.record
+    # The same command again finds the stage this config names.
+    assert cli.run(train_experts.main, _argv(tiny, "--experts", "ce")) == 0
+    out = capsys.readouterr().out.replace("\n", "")
+    assert f"ce: found {stage.folder} (made from this config; not trained again)" in out
+    assert (
+        "epoch 1/2" not in out
+        and (best.stat().st_mtime_ns, RunStages(load_run_config(None, tiny)).expert("ce").record) == before
+    )
+    # --rebuild trains it again from scratch; the stage it replaces is kept under stages/.retired/.
+    assert cli.run(train_experts.main, _argv(tiny, "--experts", "ce", "--rebuild")) == 0
+    assert "ce: epoch 1/2" in capsys.readouterr().out
+    rebuilt = RunStages(load_run_config(None, tiny)).expert("ce")
+    assert best.stat().st_mtime_ns != before[0] and rebuilt.folder == stage.folder and rebuilt.record != before[1]
+    assert [p.name.startswith(f"{stage.folder.name}-") for p in (stages.store.root / ".retired").iterdir()] == [True]
+
+
+def test_a_changed_recipe_is_another_stage_trained_afresh_in_its_own_folder(tiny, capsys):
+    assert cli.run(train_experts.main, _argv(tiny, "--experts", "ce")) == 0
+    changed = tiny + ["recipes.ce.epochs=1"]
+    assert cli.run(train_experts.main, _argv(changed, "--experts", "ce")) == 0
+    out = capsys.readouterr().out
+    assert "ce: epoch 1/1" in out and "resumed" not in out
+    first, second = RunStages(load_run_config(None, tiny)), RunStages(load_run_config(None, changed))
+    assert first.expert("ce").folder != second.expert("ce").folder  # both kept: each config finds its own
+    folders = [s.store.training_folder(s.expert_key("ce")) for s in (first, second)]
+    assert folders[0] != folders[1] and all((f / BEST).is_file() for f in folders)
 
 
 @pytest.mark.parametrize("seconds,text", [(4.21, "4.2s"), (83.4, "1m23s"), (7500, "2h05m")])

@@ -7,8 +7,9 @@ import torch.nn.functional as F
 from argse.config import load_run_config
 from argse.data import prepare_data
 from argse.experts import ExpertContext, build_expert
-from argse.experts import pipeline as expert_pipeline
-from argse.logits import read_logit_set, read_logits
+from argse.logits import read_logit_set, read_logits, split_file
+from argse.stages import experts as stage_experts
+from argse.stages.run import RunStages
 from argse.training import CropFlip, Normalize
 from tests.conftest import tiny_overrides
 
@@ -35,19 +36,20 @@ def test_normalize_gives_channels_last_on_gpu():
 
 
 @pytest.mark.parametrize("name", ["ce", "decoupling"])
-def test_expert_trains_on_gpu_with_bf16_and_channels_last(tiny, name):
+def test_expert_trains_on_gpu_with_bf16_and_channels_last(tiny, name, tmp_path):
     cfg = load_run_config(None, tiny + ["runtime.device=cuda", "runtime.bf16=true", "runtime.channels_last=true"])
-    ctx = ExpertContext(cfg, prepare_data(cfg), torch.device("cuda"))
+    ctx = ExpertContext(cfg, prepare_data(cfg), torch.device("cuda"), {name: cfg.ckpt_dir / name})
     expert = build_expert(name, ctx)
     expert.train()
     assert next(expert.model.parameters()).is_cuda
     images = ctx.train_batches.inputs
     assert images.is_cuda and images.dtype == torch.uint8  # the data lives on the GPU
     temperature = expert.calibrate()
-    paths = expert.export_logits()
-    assert all(path.is_file() for path in paths.values())
+    work = tmp_path / "export"
+    stage_experts.write_export(work, ctx, expert, expert.held_out_logits(), temperature, cfg.ckpt_dir / name)
+    assert all(split_file(work, split).is_file() for split in ("val", "tune", "test"))
     # The fitted temperature is no worse on val than none at all (T = 1): calibration worked on the GPU too.
-    (val,) = read_logit_set([paths["val"]])
+    (val,) = read_logit_set([split_file(work, "val")])
     nll = [F.cross_entropy(val.logits.double() / t, val.labels) for t in (temperature, 1.0)]
     assert nll[0] <= nll[1] + 1e-9
 
@@ -80,7 +82,8 @@ def test_cuda_graphs_train_the_tiny_expert_and_match_eager_fp32(tiny, tmp_path):
         cfg = load_run_config(
             None, tiny + sets + [f"runtime.cuda_graphs={graphs}", f"checkpoint_dir={tmp_path / graphs}"]
         )
-        expert = build_expert("ce", ExpertContext(cfg, prepare_data(cfg), torch.device("cuda")))
+        ctx = ExpertContext(cfg, prepare_data(cfg), torch.device("cuda"), {"ce": cfg.ckpt_dir / "ce"})
+        expert = build_expert("ce", ctx)
         expert.train()
         weights[graphs] = load_checkpoint(expert.ckpt_dir / "last.safetensors")[0]
     a, b = weights["false"], weights["true"]
@@ -98,8 +101,9 @@ def test_a_team_on_one_gpu_with_cuda_graphs_trains_what_one_by_one_training_does
         root = tmp_path / str(team)
         sets = ["runtime.device=cuda", "runtime.cuda_graphs=true", "recipes.decoupling.stage1.dropout=0.5"]
         cfg = load_run_config(None, tiny_overrides(root) + sets)
-        expert_pipeline.run(cfg, names, team=team)
-        logits[team] = {n: read_logits(root / "outputs" / "tiny" / "logits" / n / "test.safetensors") for n in names}
+        stage_experts.run(cfg, names, team=team)
+        stages = RunStages(cfg)
+        logits[team] = {n: read_logits(split_file(stages.expert(n).folder, "test")) for n in names}
     for n in names:
         assert torch.allclose(logits[True][n].logits, logits[False][n].logits, atol=1e-3, rtol=1e-3), n
 

@@ -3,13 +3,23 @@ import tarfile
 
 import pytest
 import torch
+from rich.console import Console
 
 from argse import storage
 from argse.config import load_run_config
 from argse.data import prepare_data
 from argse.errors import ArgseError
-from argse.manifest import lt_counts, manifest_sha256
+from argse.manifest import lt_counts, manifest_sha256, read_manifest, write_manifest
 from argse.metrics import lt_weights
+from argse.stages.experts import publish_splits
+from argse.stages.run import RunStages
+
+QUIET = Console(quiet=True)
+
+
+def _splits(cfg):
+    """The split stage of ``cfg``, published as train_experts does before any expert trains (or found)."""
+    return publish_splits(RunStages(cfg), prepare_data(cfg), QUIET)
 
 
 def test_cifar100_lt_profile_matches_published_counts():
@@ -53,10 +63,21 @@ def test_groups_are_looked_up_by_name():
         shots.index("middle")
 
 
-def test_changed_split_settings_refuse_the_existing_manifest(tiny):
-    prepare_data(load_run_config(None, tiny))
-    with pytest.raises(ArgseError, match="differ from the run's manifest"):
-        prepare_data(load_run_config(None, tiny + ["seed=1"]))
+def test_changed_split_settings_are_another_split_stage(tiny):
+    cfgs = [load_run_config(None, tiny), load_run_config(None, tiny + ["seed=1"])]
+    first, other = _splits(cfgs[0]), _splits(cfgs[1])
+    assert first.folder != other.folder  # each config finds its own manifest, and the first is kept
+    assert [read_manifest(s.file("splits.json"))["seed"] for s in (first, other)] == [0, 1]
+    assert manifest_sha256(read_manifest(first.file("splits.json"))) == prepare_data(cfgs[0]).sha256
+    assert _splits(cfgs[0]) == first  # found again, not made anew
+
+
+def test_data_changed_under_a_published_manifest_are_refused(tmp_path, tiny):
+    root = _folder_tree(tmp_path / "tree")
+    _splits(_folder_cfg(tmp_path, tiny, root))
+    (root / "test" / "a" / "9.jpg").write_bytes(_jpeg(40))  # same settings, another held-out pool
+    with pytest.raises(ArgseError, match=r"the data read now differ from the split manifest made for this config"):
+        _splits(_folder_cfg(tmp_path, tiny, root))
 
 
 def test_lt_weights_reweight_to_training_prior():
@@ -178,37 +199,37 @@ def test_manifest_stores_the_labels_of_every_held_out_split(tiny_cfg):
         assert d.manifest["labels"][split] == d.held_out[split].labels.tolist()
 
 
-def test_a_manifest_written_before_labels_were_stored_is_still_accepted(tiny_cfg):
+def test_a_manifest_written_before_labels_were_stored_is_still_accepted(tiny_cfg, tmp_path):
     """../shared/runs/ holds one: its sha256 is in its logits files, so it stays as it is."""
     d = prepare_data(tiny_cfg)
     old = {k: v for k, v in d.manifest.items() if k != "labels"}
-    (tiny_cfg.out_dir / "splits.json").write_text(__import__("json").dumps(old))
-    again = prepare_data(tiny_cfg)
-    assert again.sha256 == manifest_sha256(old) and "labels" not in again.manifest
+    path = write_manifest(tmp_path / "splits.json", old)
+    again = read_manifest(path)
+    assert manifest_sha256(again) == manifest_sha256(old) and "labels" not in again
 
 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("format", "argse.splits/0", "is not an argse.splits/1 file"),
-        ("class_counts", [1, 2], "field 'class_counts' must be a list of 4 values"),
-        ("splits", {"train": [0]}, "has no field 'splits.val'"),
-        ("seed", "0", "field 'seed' must be an integer"),
+        ("format", "argse.splits/0", r"field 'format': input should be 'argse.splits/1', got 'argse.splits/0'"),
+        ("class_counts", [1, 2], "class_counts has 2 entries for 4 classes"),
+        ("splits", {"train": [0]}, "splits has no 'val'"),
+        ("seed", "0", "field 'seed': input should be a valid integer, got '0'"),
     ],
 )
-def test_every_field_of_the_manifest_is_checked(tiny_cfg, field, value, message):
+def test_every_field_of_the_manifest_is_checked(tiny_cfg, tmp_path, field, value, message):
     d = prepare_data(tiny_cfg)
-    (tiny_cfg.out_dir / "splits.json").write_text(__import__("json").dumps(d.manifest | {field: value}))
+    path = tmp_path / "splits.json"
+    path.write_text(__import__("json").dumps(d.manifest | {field: value}))
     with pytest.raises(ArgseError, match=message):
-        prepare_data(tiny_cfg)
+        read_manifest(path)
 
 
-def test_split_manifest_that_is_not_utf8_is_one_sentence(tiny_cfg):
-    path = tiny_cfg.out_dir / "splits.json"
-    path.parent.mkdir(parents=True)
+def test_split_manifest_that_is_not_utf8_is_one_sentence(tmp_path):
+    path = tmp_path / "splits.json"
     path.write_bytes(b'{"format": "caf\xe9"}')
     with pytest.raises(ArgseError, match=r"split manifest .*splits\.json is not UTF-8 text \(byte 0xe9"):
-        prepare_data(tiny_cfg)
+        read_manifest(path)
 
 
 def test_image_folder_cache_notices_a_changed_image_inside_a_class_folder(tmp_path, tiny):

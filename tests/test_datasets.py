@@ -18,9 +18,10 @@ from argse.config import load_run_config
 from argse.data import eval_image, prepare_data
 from argse.datasets import DATASETS, Dataset, dataset_for, list_datasets, register_dataset
 from argse.errors import ArgseError
-from argse.logits import logits_path, read_logits
+from argse.logits import read_logits, split_file
 from argse.preprocess import preprocess_record
 from argse.registry import RegistryError, load_plugins
+from argse.stages.run import RunStages
 from tests.conftest import TINY_SCHEDULE
 
 PLUGIN = "tests.plugins.stripes_dataset"
@@ -103,7 +104,7 @@ def test_plugin_dataset_from_the_config_trains_an_expert_end_to_end(tiny, tmp_pa
     assert manifest["dataset"] == "stripes_lt" and manifest["classes"] == ["period_2", "period_3", "period_4"]
     assert manifest["class_counts"] == [30, 9, 3]  # the long-tailed profile at imbalance factor 10
     for split in ("val", "tune", "test"):
-        f = read_logits(logits_path(cfg.out_dir, "ce", split))
+        f = read_logits(split_file(RunStages(cfg).expert("ce").folder, split))
         assert f.logits.shape == (len(manifest["splits"][split]), 3)
     prep = json.loads((cfg.out_dir / "preprocess.json").read_text())
     assert prep["dataset"] == "stripes_lt" and prep["image_size"] == [8, 8] and prep["resize"] is None

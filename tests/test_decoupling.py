@@ -6,14 +6,16 @@ from argse import storage, training
 from argse.config import load_run_config
 from argse.data import prepare_data
 from argse.errors import ArgseError
-from argse.experts import ExpertContext, build_expert
+from argse.experts import ExpertContext, Exported, build_expert
 from argse.experts.decoupling import LWSClassifier, tau_normalized
 from argse.training import load_checkpoint
 
 
-def _expert(overrides, name="decoupling", resume=False):
+def _expert(overrides, name="decoupling", exported=None):
+    """Expert ``name`` training in checkpoint_dir/<name> (a second one there continues the first's training)."""
     cfg = load_run_config(None, overrides)
-    return build_expert(name, ExpertContext(cfg, prepare_data(cfg), torch.device("cpu"), resume=resume))
+    folders = {name: cfg.ckpt_dir / name}
+    return build_expert(name, ExpertContext(cfg, prepare_data(cfg), torch.device("cpu"), folders, exported or {}))
 
 
 def _stage1_weights(expert):
@@ -114,18 +116,20 @@ def test_rebalanced_bn_updates_running_stats_only(tiny):
 def test_stage1_from_ce_reuses_and_checks_the_checkpoint(tiny, tmp_path):
     ce = _expert(tiny, name="ce")
     ce.train()
-    reuse = _expert(tiny + ["recipes.decoupling.stage1_from=ce"])
+    finished = {"ce": Exported("ce", ce.ckpt_dir, ce.ckpt_dir / "best.safetensors")}
+    reuse = _expert(tiny + ["recipes.decoupling.stage1_from=ce"], exported=finished)
     reuse.stage1()
     ce_weights = {k[len("model.") :]: v for k, v in load_checkpoint(ce.ckpt_dir / "best.safetensors")[0].items()}
     assert all(torch.equal(v, ce_weights[k]) for k, v in reuse.model.state_dict().items())
     assert not (reuse.ckpt_dir / "stage1").exists()  # stage 1 was not trained again
 
-    other = _expert(tiny + ["recipes.decoupling.stage1_from=ce", "model.width=8"])
+    other = _expert(tiny + ["recipes.decoupling.stage1_from=ce", "model.width=8"], exported=finished)
     with pytest.raises(ArgseError, match=r"cannot reuse .*ce/best.safetensors as stage 1: its 'model' differs"):
         other.stage1()
 
 
-def test_interrupted_stage2_resumes_to_the_same_classifier(tiny, tmp_path, monkeypatch):
+def test_interrupted_stage2_continues_to_the_same_classifier(tiny, tmp_path, monkeypatch):
+    """Training again in the folder of an interrupted training continues it, as the same command run again does."""
     sets = tiny + ["recipes.decoupling.stage2.epochs=3"]
     full = _expert(sets + [f"checkpoint_dir={tmp_path / 'a'}"])
     full.train()
@@ -143,7 +147,7 @@ def test_interrupted_stage2_resumes_to_the_same_classifier(tiny, tmp_path, monke
     with pytest.raises(KeyboardInterrupt):
         _expert(sets + [f"checkpoint_dir={tmp_path / 'b'}"]).train()
     monkeypatch.setattr(storage, "write_text", original)
-    resumed = _expert(sets + [f"checkpoint_dir={tmp_path / 'b'}"], resume=True)
+    resumed = _expert(sets + [f"checkpoint_dir={tmp_path / 'b'}"])
     resumed.train()
     assert torch.equal(resumed.model.fc.weight, full.model.fc.weight)
 

@@ -28,7 +28,8 @@ PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 START = re.compile(r"^(make |python -m |torchrun )")
 TEMPLATE = ("RUN.yaml", "[--", " | ", "mypkg", "...", "HOST:", "a,b", "DIR", "=S ")
 # The entry points that take --config / --set (argse.cli.parser) and so --print-config.
-ENTRY_POINTS = {"train_experts", "train_gating", "evaluate", "reproduce", "predict", "adopt", "experts", "table2"}
+ENTRY_POINTS = {"train_experts", "train_gating", "evaluate", "reproduce", "predict", "stages", "experts", "table2"}
+PACKAGES = {"argse.experts", "argse.stages"}  # entry points whose main is in the package's __main__
 
 
 def page_commands(text: str) -> list[tuple[str, bool]]:
@@ -61,14 +62,21 @@ def _module_argv(words: list[str]) -> tuple[str, list[str]]:
 def _check_module(module: str, argv: list[str], capsys) -> None:
     assert importlib.util.find_spec(module) is not None, f"no module {module}"
     if module.startswith("argse.") and module.split(".", 1)[1] in ENTRY_POINTS:
-        main = importlib.import_module(module if module != "argse.experts" else "argse.experts.__main__").main
-        code = cli.run(main, [*argv, "--print-config"])
+        main = importlib.import_module(f"{module}.__main__" if module in PACKAGES else module).main
+        # First: the options of the command itself come before a subcommand (python -m argse.stages prune).
+        code = cli.run(main, ["--print-config", *argv])
         err = capsys.readouterr().err
         assert code == 0, f"{module} {' '.join(argv)}: {err.strip()}"
         return
     if "--config" in argv:  # studies / benchmarks: the config and the --set keys at least
         sets = [argv[i + 1] for i, w in enumerate(argv) if w == "--set"]
         load_run_config(REPO / argv[argv.index("--config") + 1], sets)
+
+
+def test_a_subcommand_is_checked_as_well(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _check_module("argse.stages", ["--set", f"output_dir={tmp_path}", "prune", "--dry-run"], capsys)
+    assert not list(tmp_path.iterdir())  # printed only
 
 
 def _make_recipe(words: list[str]) -> list[str]:

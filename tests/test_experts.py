@@ -28,7 +28,9 @@ from argse.experts import (
     load_recipe,
     registry,
 )
-from argse.logits import logits_path, read_logit_set
+from argse.logits import read_logit_set, split_file
+from argse.stages import experts as stage_experts
+from argse.stages.run import RunStages
 from tests.conftest import REPO, TINY_SCHEDULE
 
 # The test plugins register before collection, so every contract test covers them as well.
@@ -99,34 +101,40 @@ def _nll(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> floa
 
 
 @pytest.mark.parametrize("name", list_experts())
-def test_expert_contract_train_calibrate_export(name, tiny):
+def test_expert_contract_train_calibrate_export(name, tiny, tmp_path):
     cls = get_expert(name)
     needs = cls.requires(load_recipe(cls, load_run_config(None, tiny)))
     assert all(isinstance(n, str) for n in needs)
     cfg = load_run_config(None, tiny + [s for n in [*needs, name] for s in _tiny_schedule(n)])
-    ctx = ExpertContext(cfg, prepare_data(cfg), torch.device("cpu"))
-    for needed in needs:  # what an expert requires is finished first, as train_experts and --parallel do
-        first = build_expert(needed, ctx)
-        first.train(), first.calibrate(), first.export_logits()
+    if needs:  # what an expert requires is published first, as train_experts and --parallel do
+        stage_experts.run(cfg, needs)
+    stages = RunStages(cfg)
+    exported = {n: stage_experts.exported(stages, n) for n in needs}
+    ctx = ExpertContext(cfg, prepare_data(cfg), torch.device("cpu"), {name: tmp_path / "train"}, exported)
     expert = build_expert(name, ctx)
     assert isinstance(expert, Expert) and expert.name == name
     expert.train()
     temperature = expert.calibrate()
-    paths = expert.export_logits()
-    assert set(paths) == {"val", "tune", "test"}
-    for split, path in paths.items():
-        (f,) = read_logit_set([path])
+    logits = expert.held_out_logits()
+    assert set(logits) == {"val", "tune", "test"}
+    for split, x in logits.items():
+        assert x.shape == (len(ctx.data.held_out[split].labels), ctx.data.num_classes)
+    # What the run publishes of it: each split's logits, as written into its stage.
+    work = tmp_path / "export"
+    stage_experts.write_export(work, ctx, expert, logits, temperature, tmp_path / "train")
+    for split in logits:
+        (f,) = read_logit_set([split_file(work, split)])
         assert f.expert == name and f.split == split and f.temperature == temperature
         assert f.splits_sha256 == ctx.data.sha256 and torch.equal(f.labels, ctx.data.held_out[split].labels)
+        assert torch.equal(f.logits, logits[split].float()) and f.config == expert.export_record()
     # The temperature is the NLL minimiser on val: no value of T on a fine grid (T = 1 included) does better.
-    (val,) = read_logit_set([paths["val"]])
+    (val,) = read_logit_set([split_file(work, "val")])
     grid = torch.logspace(torch.tensor(T_MIN).log10(), torch.tensor(T_MAX).log10(), 400).tolist() + [1.0]
     assert _nll(val.logits, val.labels, temperature) <= min(_nll(val.logits, val.labels, t) for t in grid) + 1e-6
-    assert (cfg.out_dir / "logits" / name / "config.yaml").is_file()
 
 
-def test_build_expert_applies_recipe_changes_and_validates_them(tiny_cfg):
-    ctx = ExpertContext(tiny_cfg, prepare_data(tiny_cfg), torch.device("cpu"))
+def test_build_expert_applies_recipe_changes_and_validates_them(tiny_cfg, tmp_path):
+    ctx = ExpertContext(tiny_cfg, prepare_data(tiny_cfg), torch.device("cpu"), {"decoupling": tmp_path / "train"})
     expert = build_expert("decoupling", ctx, classifier="lws")
     assert expert.recipe.classifier == "lws" and expert.recipe.stage2.epochs == TINY_SCHEDULE["epochs"]
     with pytest.raises(ValueError, match="bn: rebalanced needs a trained classifier"):
@@ -172,7 +180,17 @@ def test_missing_plugin_module_is_a_clear_error():
 
 def test_train_experts_end_to_end_writes_every_split(tiny_cfg, tiny):
     assert train_experts.main(_args(tiny, "ce,balanced_softmax")) == 0
+    stages = RunStages(tiny_cfg)
     for split in ("val", "tune", "test"):
-        files = read_logit_set([logits_path(tiny_cfg.out_dir, e, split) for e in ("ce", "balanced_softmax")])
+        files = read_logit_set([split_file(stages.expert(e).folder, split) for e in ("ce", "balanced_softmax")])
         assert len(files) == 2
-    assert (tiny_cfg.ckpt_dir / "ce" / "config.yaml").is_file()
+        # The readable names of the run lead to the same files.
+        readable = read_logit_set(
+            [split_file(tiny_cfg.out_dir / "logits" / e, split) for e in ("ce", "balanced_softmax")]
+        )
+        assert [torch.equal(a.logits, b.logits) for a, b in zip(files, readable, strict=True)] == [True, True]
+    for e in ("ce", "balanced_softmax"):
+        stage = stages.expert(e)  # its record names the recipe that made it; its training folder, the whole config
+        assert stage.record.inputs["recipe"] == dataclasses.asdict(load_recipe(get_expert(e), tiny_cfg))
+        assert (stage.folder / "model.safetensors").is_file()
+        assert (stages.store.training_folder(stages.expert_key(e)) / "config.yaml").is_file()

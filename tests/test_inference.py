@@ -10,7 +10,9 @@ from argse import train_experts
 from argse.config import load_run_config
 from argse.data import prepare_data
 from argse.experts import inference_model, list_experts, load_plugins
-from argse.logits import read_logits
+from argse.logits import read_logits, split_file
+from argse.stages.experts import exported
+from argse.stages.run import RunStages
 from argse.training import Normalize, outputs_of
 from tests.conftest import TINY_SCHEDULE, tiny_overrides
 
@@ -41,14 +43,15 @@ def _check(sets: list[str], name: str) -> None:
     cfg = load_run_config(None, sets)
     data = prepare_data(cfg)
     device = torch.device("cpu")
-    model, temperature = inference_model(cfg, name, data.num_classes, device)
+    stages = RunStages(cfg)
+    model, temperature = inference_model(cfg, exported(stages, name), data.num_classes, device)
     test = data.held_out["test"]
     normalize = Normalize(data.mean, data.std, device, cfg.runtime.channels_last)
-    exported = read_logits(cfg.paths.logits(name, "test"))
+    published = read_logits(split_file(stages.expert(name).folder, "test"))
     with torch.inference_mode():
         logits = outputs_of(model, test.images, normalize, device, cfg.runtime)
-    assert temperature == exported.temperature
-    assert torch.equal(logits, exported.logits), f"{name}: max diff {(logits - exported.logits).abs().max()}"
+    assert temperature == published.temperature
+    assert torch.equal(logits, published.logits), f"{name}: max diff {(logits - published.logits).abs().max()}"
 
 
 @pytest.mark.parametrize("name", sorted(list_experts()))
@@ -64,5 +67,5 @@ def test_decoupling_predicts_its_exported_logits_with_each_classifier(runs, clas
 def test_the_plugin_head_is_really_there(runs):
     """The cosine plugin's network has its own head, so the contract above covers a head argse does not know."""
     cfg = load_run_config(None, runs["all"])
-    model, _ = inference_model(cfg, "cosine_head", 4, torch.device("cpu"))
+    model, _ = inference_model(cfg, exported(RunStages(cfg), "cosine_head"), 4, torch.device("cpu"))
     assert type(model.fc).__name__ == "CosineClassifier"

@@ -14,13 +14,17 @@ from rich.console import Console
 from argse.config import load_run_config
 from argse.errors import ArgseError
 from argse.launcher import train_in_parallel
-from argse.logits import read_logits
+from argse.logits import read_logits, split_file
+from argse.stages import experts as stage_experts
+from argse.stages.run import RunStages
 from tests.conftest import REPO, tiny_overrides
+
+PARALLEL_SETS = ["recipes.decoupling.stage1_from=ce"]
 
 
 def run(tmp_path, *extra: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "argse.train_experts", "--parallel", "2", "--experts", "ce,decoupling,logit_adjust"]
-    for item in [*tiny_overrides(tmp_path), "recipes.decoupling.stage1_from=ce", *extra]:
+    for item in [*tiny_overrides(tmp_path), *PARALLEL_SETS, *extra]:
         cmd += ["--set", item]
     env = os.environ | {"PYTHONPATH": str(REPO)}
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -32,8 +36,9 @@ def test_parallel_experts_wait_for_their_stage1_and_all_export(tmp_path):
     out = proc.stdout
     assert "training 3 experts in 2 processes" in out
     assert out.index("finished ce") < out.index("started decoupling")  # decoupling reuses ce as stage 1
+    stages = RunStages(load_run_config(None, [*tiny_overrides(tmp_path), *PARALLEL_SETS]))
     for name in ("ce", "decoupling", "logit_adjust"):
-        assert read_logits(tmp_path / "outputs" / "tiny" / "logits" / name / "test.safetensors").expert == name
+        assert read_logits(split_file(stages.expert(name).folder, "test")).expert == name
         assert (tmp_path / "outputs" / "tiny" / "logs" / f"{name}.log").is_file()
     assert "balanced_acc" in out  # the parent prints the usual summary table
 
@@ -45,14 +50,15 @@ def test_a_failing_expert_is_named_and_its_dependants_skipped(tmp_path):
     assert len(err.splitlines()) == 1
     assert "2 of 3 experts failed; ce: exit 2: error: ce: the loss became NaN" in err
     assert "logs/ce.log" in err
-    assert (tmp_path / "outputs" / "tiny" / "logits" / "logit_adjust" / "test.safetensors").is_file()
+    cfg = load_run_config(None, [*tiny_overrides(tmp_path), *PARALLEL_SETS, "recipes.ce.lr=1.0e+30"])
+    assert split_file(RunStages(cfg).expert("logit_adjust").folder, "test").is_file()
 
 
 def test_experts_that_wait_on_each_other_are_refused(tmp_path):
     def expert(name: str, needs: str) -> type:
         return type(name, (), {"name": name, "requires": classmethod(lambda cls, recipe: [needs])})
 
-    args = argparse.Namespace(parallel=2, config=None, overrides=[], resume=False)
+    args = argparse.Namespace(parallel=2, config=None, overrides=[], rebuild=False)
     plan = [(expert("a", "b"), None), (expert("b", "a"), None)]
     cfg = load_run_config(None, [f"output_dir={tmp_path}"])
     with pytest.raises(ArgseError, match=r"the experts wait on each other \(a needs b, b needs a\)"):
@@ -65,16 +71,13 @@ TEAM = ["ce", "decoupling", "logit_adjust", "posthoc_adjust"]
 
 
 def _train(tmp_path, team: bool) -> dict:
-    from argse.experts import pipeline as expert_pipeline
-
     # decoupling trains its own stage 1 (with dropout) beside ce and logit_adjust; posthoc_adjust waits for ce.
     # One intra-op thread both ways: a CPU kernel may sum in another order with another thread count.
     sets = {"recipes.decoupling.stage1.dropout": "0.5", "runtime.threads": "1"}
     cfg = load_run_config(None, tiny_overrides(tmp_path, **sets))
-    reports = expert_pipeline.run(cfg, TEAM, team=team)
-    return {n: read_logits(tmp_path / "outputs" / "tiny" / "logits" / n / "test.safetensors") for n in TEAM} | {
-        "reports": reports
-    }
+    reports = stage_experts.run(cfg, TEAM, team=team)
+    stages = RunStages(cfg)
+    return {n: read_logits(split_file(stages.expert(n).folder, "test")) for n in TEAM} | {"reports": reports}
 
 
 def test_a_team_trains_exactly_what_one_by_one_training_does(tmp_path):
@@ -87,14 +90,12 @@ def test_a_team_trains_exactly_what_one_by_one_training_does(tmp_path):
 
 
 def test_a_failing_team_member_is_named_and_the_others_finish(tmp_path, capsys):
-    from argse.experts import pipeline as expert_pipeline
-
     cfg = load_run_config(None, tiny_overrides(tmp_path, **{"recipes.ce.lr": "1.0e+30"}))
     with pytest.raises(ArgseError, match=r"2 of 3 experts failed; ce: ce: the loss became NaN or infinite at epoch 1"):
-        expert_pipeline.run(cfg, ["ce", "logit_adjust", "posthoc_adjust"], team=True)
+        stage_experts.run(cfg, ["ce", "logit_adjust", "posthoc_adjust"], team=True)
     out = capsys.readouterr().out
     assert "failed ce" in out and "finished logit_adjust" in out
-    assert (tmp_path / "outputs" / "tiny" / "logits" / "logit_adjust" / "test.safetensors").is_file()
+    assert split_file(RunStages(cfg).expert("logit_adjust").folder, "test").is_file()
 
 
 @pytest.mark.parametrize(

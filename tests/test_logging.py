@@ -24,9 +24,14 @@ LINE = re.compile(
 )
 
 
+def _folder(sets):
+    """Where ce trains: checkpoint_dir/<name>/ce (training there again continues what is there)."""
+    return load_run_config(None, sets).ckpt_dir / "ce"
+
+
 def _ce(sets):
     cfg = load_run_config(None, sets)
-    return build_expert("ce", ExpertContext(cfg, prepare_data(cfg), torch.device("cpu"), resume=True))
+    return build_expert("ce", ExpertContext(cfg, prepare_data(cfg), torch.device("cpu"), {"ce": _folder(sets)}))
 
 
 def _stop_at_checkpoint(n: int, monkeypatch) -> None:
@@ -43,11 +48,10 @@ def _stop_at_checkpoint(n: int, monkeypatch) -> None:
 
 
 def _metrics(sets) -> list[dict]:
-    cfg = load_run_config(None, sets)
-    return [json.loads(ln) for ln in (cfg.paths.expert_ckpt("ce") / "metrics.jsonl").read_text().splitlines()]
+    return [json.loads(ln) for ln in (_folder(sets) / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_a_line_per_epoch_off_a_terminal_and_resume_names_its_epoch(tiny, capsys, monkeypatch):
+def test_a_line_per_epoch_off_a_terminal_and_training_again_names_the_epoch_it_resumes_from(tiny, capsys, monkeypatch):
     _stop_at_checkpoint(3, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         _ce(tiny + THREE_EPOCHS).train()
@@ -82,7 +86,7 @@ def test_tensorboard_events_match_metrics_after_a_killed_epoch_is_trained_again(
         _ce(sets).train()
     monkeypatch.undo()
     _ce(sets).train()  # resumes from epoch 1 and trains epoch 2 again
-    folder = load_run_config(None, sets).paths.expert_ckpt("ce") / "tensorboard"
+    folder = _folder(sets) / "tensorboard"
     events = EventAccumulator(str(folder))
     events.Reload()
     records = _metrics(sets)
@@ -101,7 +105,7 @@ def test_tensorboard_missing_is_one_sentence(tmp_path, monkeypatch):
 
 def test_training_curves_png_is_written_beside_metrics(tiny):
     _ce(tiny + THREE_EPOCHS).train()
-    png = load_run_config(None, tiny).paths.expert_ckpt("ce") / "training_curves.png"
+    png = _folder(tiny) / "training_curves.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from PIL import Image
 

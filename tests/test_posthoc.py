@@ -9,10 +9,11 @@ from argse import train_experts
 from argse.config import load_run_config
 from argse.errors import ArgseError
 from argse.experts import get_expert, load_recipe
-from argse.experts import pipeline as expert_pipeline
-from argse.logits import load_sources, open_export
+from argse.logits import load_sources
 from argse.losses import log_prior
 from argse.metrics import balanced_accuracy
+from argse.stages import experts as stage_experts
+from argse.stages.run import RunStages
 from tests.conftest import tiny_overrides
 
 
@@ -22,7 +23,9 @@ def run(tmp_path_factory):
     argv = [x for s in sets for x in ("--set", s)]
     assert train_experts.main([*argv, "--experts", "ce,posthoc_adjust"]) == 0
     cfg = load_run_config(None, sets)
-    return cfg, load_sources(cfg.out_dir, ["ce", "posthoc_adjust"], ["val", "tune", "test"])
+    stages = RunStages(cfg)
+    folders = {n: stages.expert(n).folder for n in ("ce", "posthoc_adjust")}
+    return cfg, load_sources(folders, ["val", "tune", "test"], stages.splits().file("splits.json"))
 
 
 def test_logits_are_ce_calibrated_minus_tau_log_prior(run):
@@ -51,7 +54,7 @@ def test_it_needs_its_source_first(tmp_path):
     assert get_expert("posthoc_adjust").requires(
         load_recipe(get_expert("posthoc_adjust"), load_run_config(None, tiny_overrides(tmp_path)))
     ) == ["ce"]
-    with pytest.raises(ArgseError, match=r"no val logits for 'ce'.*make experts EXPERTS=ce"):
+    with pytest.raises(ArgseError, match=r"has no expert 'ce' yet.*python -m argse\.train_experts --experts ce$"):
         train_experts.main([*argv, "--experts", "posthoc_adjust"])
 
 
@@ -78,14 +81,14 @@ def test_kang_preset_is_their_stage_2(tmp_path):
 
 def test_experts_run_after_what_they_require_whatever_the_order_given(tmp_path):
     cfg = load_run_config(None, tiny_overrides(tmp_path))
-    plan = expert_pipeline.plan_experts(cfg, ["posthoc_adjust", "logit_adjust", "ce"])
+    plan = stage_experts.plan_experts(cfg, ["posthoc_adjust", "logit_adjust", "ce"])
     assert [cls.name for cls, _ in plan] == ["logit_adjust", "ce", "posthoc_adjust"]
 
 
 def test_a_source_that_is_no_expert_is_refused_before_training(tmp_path):
     cfg = load_run_config(None, tiny_overrides(tmp_path, **{"recipes.posthoc_adjust.source": "nope"}))
     with pytest.raises(ArgseError, match=r"'posthoc_adjust' requires 'nope', which is not a registered expert"):
-        expert_pipeline.plan_experts(cfg, ["ce", "posthoc_adjust"])
+        stage_experts.plan_experts(cfg, ["ce", "posthoc_adjust"])
 
 
 def test_adjust_stays_on_the_device_of_its_logits():
@@ -95,8 +98,9 @@ def test_adjust_stays_on_the_device_of_its_logits():
 
 def test_a_derived_expert_records_the_export_it_was_made_from(run):
     cfg, _ = run
-    made_from = open_export(cfg.out_dir, "posthoc_adjust", ["test"]).made_from
-    assert made_from == {"logits/ce": open_export(cfg.out_dir, "ce", ["test"]).id}
+    stages = RunStages(cfg)
+    made_from = stages.expert("posthoc_adjust").record.inputs["from"]
+    assert made_from == {"ce": stages.expert("ce").content}
 
 
 @pytest.mark.parametrize("seed", ["-1", str(2**63)])

@@ -14,9 +14,11 @@ from argse import cli, evaluate, predict, prediction, train_experts, train_gatin
 from argse.config import load_run_config
 from argse.data import eval_image, prepare_data
 from argse.errors import ArgseError
-from argse.logits import logits_path, read_logits
+from argse.logits import read_logits, split_file
+from argse.preprocess import FILE as PREPROCESS
 from argse.preprocess import read_preprocess
 from argse.selective import Rule, group_view
+from argse.stages.run import RunStages
 from tests.conftest import tiny_overrides
 
 RATE = 0.2
@@ -32,6 +34,8 @@ def trained(tmp_path_factory):
             "data.synthetic_lt.test_per_class": "40",
             "gating.epochs": "30",
             "experts": "[ce, logit_adjust, posthoc_adjust]",
+            # The rejectors are part of the config: predict finds the evaluation that evaluate made from it.
+            "evaluate.methods": "[plugin_balanced, plugin_worst]",
         },
     )
     argv = [x for s in sets for x in ("--set", s)]
@@ -43,10 +47,7 @@ def trained(tmp_path_factory):
     test = prepare_data(cfg).held_out["test"]
     Image.fromarray(test.images[0].permute(1, 2, 0).numpy()).save(tmp / "one" / "a.png")
     assert cli.run(predict.main, argv + [str(tmp / "one")]) == 2
-    assert (
-        evaluate.main(argv + ["--sources", "ce,gating,posthoc_adjust", "--methods", "plugin_balanced,plugin_worst"])
-        == 0
-    )
+    assert evaluate.main(argv + ["--sources", "ce,gating,posthoc_adjust"]) == 0
     folder = tmp / "images"
     folder.mkdir()
     for i, image in enumerate(test.images):
@@ -58,7 +59,7 @@ def evaluate_decisions(cfg, source: str, method: str):
     """What evaluate's rule decides on test: accepted and predicted class, from rules.json and the logits."""
     rules = json.loads((cfg.out_dir / "evaluation" / "rules.json").read_text())
     rule = next(r for r in rules["rules"][source][method] if r["rate"] == RATE)
-    f = read_logits(logits_path(cfg.out_dir, source, "test"))
+    f = read_logits(split_file(RunStages(cfg).source(source).folder, "test"))
     probs = f.probs.numpy()
     view = group_view(probs, f.labels.numpy(), np.asarray(rules["class_group"]), len(rules["groups"]))
     accepted, _ = Rule(np.asarray(rule["alpha"]), np.asarray(rule["b"]), rule["t"]).apply(view)
@@ -111,7 +112,9 @@ def test_image_size_mismatch_and_unknown_rate(trained, capsys):
     assert "is 20x20 pixels but the models of this run take 8x8" in capsys.readouterr().err
     assert cli.run(predict.main, argv + [str(folder / "0000.png"), "--rate", "0.33"]) == 2
     assert "no rule was fitted for rejection rate 0.33" in capsys.readouterr().err
-    assert torch.is_tensor(prediction.decode(folder / "0000.png", read_preprocess(cfg.paths)))
+    assert torch.is_tensor(
+        prediction.decode(folder / "0000.png", read_preprocess(RunStages(cfg).splits().file(PREPROCESS)))
+    )
 
 
 def test_oversized_images_are_skipped_before_decoding_and_the_rest_predicted(trained, capsys, monkeypatch):
@@ -140,7 +143,7 @@ def test_oversized_images_are_skipped_before_decoding_and_the_rest_predicted(tra
 
 def test_high_bit_depth_images_are_scaled_to_8_bits(trained, tmp_path):
     tmp, argv, cfg, folder = trained
-    prep = read_preprocess(cfg.paths)
+    prep = read_preprocess(RunStages(cfg).splits().file(PREPROCESS))
     grey = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
     Image.fromarray(grey).save(tmp_path / "8.png")
     Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "16.png")  # 255 -> 65535

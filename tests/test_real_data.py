@@ -6,7 +6,8 @@ import torch
 from argse import train_experts
 from argse.config import load_run_config
 from argse.data import prepare_data
-from argse.logits import logits_path, read_logits
+from argse.logits import read_logits, split_file
+from argse.stages.run import RunStages
 from tests.conftest import SHARED_CIFAR10
 
 pytestmark = [
@@ -31,12 +32,13 @@ def test_cifar10_archive_trains_and_exports(tmp_path):
         "recipes.ce.warmup_epochs=0",
         "recipes.ce.milestones=[]",
     ]
-    d = prepare_data(load_run_config(None, sets))
+    cfg = load_run_config(None, sets)
+    d = prepare_data(cfg)
     assert len(d.train.labels) == 12406 and d.class_counts.tolist()[-1] == 50
     assert d.classes[0] == "airplane" and d.groups.size("tail") == 3
     argv = ["--experts", "ce"] + [x for s in sets for x in ("--set", s)]
     assert train_experts.main(argv) == 0
-    f = read_logits(logits_path(tmp_path / "o" / "real", "ce", "test"))
+    f = read_logits(split_file(RunStages(cfg).expert("ce").folder, "test"))
     assert f.logits.shape == (5000, 10)
     assert float((f.logits.argmax(1) == f.labels).double().mean()) > 0.15  # better than chance after one epoch
     assert torch.equal(torch.bincount(f.labels), torch.full((10,), 500))

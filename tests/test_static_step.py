@@ -19,7 +19,7 @@ CPU = torch.device("cpu")
 def _train(tiny, tmp_path, static: bool, sets=(), loss=None, **recipe):
     """Train the tiny ce expert's model with fit(); returns (recipe, last-checkpoint tensors, fit's result)."""
     cfg = load_run_config(None, tiny + list(sets))
-    expert = build_expert("ce", ExpertContext(cfg, prepare_data(cfg), CPU))
+    expert = build_expert("ce", ExpertContext(cfg, prepare_data(cfg), CPU, {"ce": cfg.ckpt_dir / "ce"}))
     model = expert.model = expert.new_model(expert.recipe.dropout)  # val_report predicts with expert.model
     task = expert.image_task("ce", model, **({"loss_fn": loss} if loss else {}))
     r = dataclasses.replace(expert.recipe, **recipe)
@@ -76,7 +76,7 @@ def test_static_step_stops_on_a_nan_loss_with_epoch_and_step(tiny, tmp_path):
 def test_cuda_graphs_on_the_cpu_is_refused_in_one_sentence(tiny, tmp_path):
     with pytest.raises(ArgseError, match=r"^runtime.cuda_graphs=true needs a CUDA device but this run is on cpu; set"):
         cfg = load_run_config(None, tiny + ["runtime.cuda_graphs=true"])
-        expert = build_expert("ce", ExpertContext(cfg, prepare_data(cfg), CPU))
+        expert = build_expert("ce", ExpertContext(cfg, prepare_data(cfg), CPU, {"ce": cfg.ckpt_dir / "ce"}))
         expert.train()
 
 

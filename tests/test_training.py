@@ -7,12 +7,13 @@ import pytest
 import torch
 
 import argse.registry
-from argse import seeds, storage
+from argse import seeds, storage, train_experts
 from argse.config import load_run_config
 from argse.data import prepare_data
 from argse.errors import ArgseError
 from argse.experts import ExpertContext, build_expert, get_expert, load_plugins, load_recipe
 from argse.models import build_model, prepare_model
+from argse.stages.run import RunStages
 from argse.training import (
     CropFlip,
     TensorBatches,
@@ -24,6 +25,8 @@ from argse.training import (
     lr_factor,
     samplers,
 )
+from argse.training.checkpoints import LAST
+from tests.conftest import tiny_overrides
 
 
 def _reference_order(labels, sampler, generator, num_classes, draws=None):
@@ -74,8 +77,7 @@ def test_plugin_sampler_trains_an_expert(tiny):
 
     assert "sqrt" in list_samplers()
     sqrt_sampler.CALLS.clear()
-    cfg = load_run_config(None, tiny + ["recipes.ce.sampler=sqrt"])
-    expert = build_expert("ce", ExpertContext(cfg, prepare_data(cfg), torch.device("cpu")))
+    expert = _ce(tiny + ["recipes.ce.sampler=sqrt"])
     assert expert.recipe.sampler == "sqrt"
     expert.train()
     assert sqrt_sampler.CALLS == [len(expert.ctx.data.train.labels)] * expert.recipe.epochs
@@ -141,55 +143,68 @@ def test_warmup_then_multistep():
 
 
 def _ce(overrides):
+    """ce training in checkpoint_dir/<name>/ce (a second one there continues the first's training)."""
     cfg = load_run_config(None, overrides)
-    return build_expert("ce", ExpertContext(cfg, prepare_data(cfg), torch.device("cpu"), resume=True))
+    return build_expert("ce", ExpertContext(cfg, prepare_data(cfg), torch.device("cpu"), {"ce": cfg.ckpt_dir / "ce"}))
 
 
 def _weights(path):
     return {k: v for k, v in load_checkpoint(path)[0].items() if k.startswith("model.")}
 
 
-def _interrupt_after_two_epochs(sets: list[str], monkeypatch) -> None:
-    """Train ce with ``sets`` and stop it right after epoch 2's checkpoint."""
+def _interrupt_after(epochs: int, train, monkeypatch) -> None:
+    """Call ``train`` and stop it right after the checkpoint of epoch ``epochs``."""
     original = storage.write_text
     calls = {"n": 0}
 
-    def stop_after_two_epochs(path, text):
+    def stop_after_the_epoch(path, text):
         original(path, text)
         if path.name == "metrics.jsonl":
             calls["n"] += 1
-            if calls["n"] == 2:
+            if calls["n"] == epochs:
                 raise KeyboardInterrupt
 
-    monkeypatch.setattr(storage, "write_text", stop_after_two_epochs)
+    monkeypatch.setattr(storage, "write_text", stop_after_the_epoch)
     with pytest.raises(KeyboardInterrupt):
-        _ce(sets).train()
+        train()
     monkeypatch.setattr(storage, "write_text", original)
 
 
-def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, tiny, monkeypatch):
-    epochs = ["recipes.ce.epochs=3", "recipes.ce.dropout=0.2"]
-    full = _ce(tiny + epochs + [f"checkpoint_dir={tmp_path / 'a'}"])
-    full.train()
+def test_the_same_command_continues_an_interrupted_training_to_the_uninterrupted_result(tmp_path, monkeypatch, capsys):
+    """train_experts run again after an interruption continues from last.safetensors of the stage's training folder
+    and ends where an uninterrupted run ends."""
+    sets = {
+        run: tiny_overrides(tmp_path / run, **{"recipes.ce.epochs": "3", "recipes.ce.dropout": "0.2"}) for run in "ab"
+    }
+    argv = {run: ["--experts", "ce"] + [x for s in sets[run] for x in ("--set", s)] for run in "ab"}
+    assert train_experts.main(argv["a"]) == 0
 
-    _interrupt_after_two_epochs(tiny + epochs + [f"checkpoint_dir={tmp_path / 'b'}"], monkeypatch)
-    assert load_checkpoint(tmp_path / "b/tiny/ce/last.safetensors")[1]["epoch"] == 2
-    _ce(tiny + epochs + [f"checkpoint_dir={tmp_path / 'b'}"]).train()
+    _interrupt_after(2, lambda: train_experts.main(argv["b"]), monkeypatch)
+    stages = {run: RunStages(load_run_config(None, sets[run])) for run in "ab"}
+    key = stages["b"].expert_key("ce")
+    folders = {run: stages[run].store.training_folder(stages[run].expert_key("ce")) for run in "ab"}
+    assert folders["b"].name == key.folder and stages["b"].store.find(key) is None  # nothing published
+    assert load_checkpoint(folders["b"] / LAST)[1]["epoch"] == 2
+    capsys.readouterr()
+    assert train_experts.main(argv["b"]) == 0
+    assert f"ce: resumed from epoch 2 of 3 ({folders['b'] / LAST})" in capsys.readouterr().out.replace("\n", "")
 
-    a, b = _weights(tmp_path / "a/tiny/ce/last.safetensors"), _weights(tmp_path / "b/tiny/ce/last.safetensors")
+    a, b = _weights(folders["a"] / LAST), _weights(folders["b"] / LAST)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    kept = [_weights(stages[run].expert("ce").file("model.safetensors")) for run in "ab"]
+    assert all(torch.equal(kept[0][k], kept[1][k]) for k in kept[0])
 
 
 def test_a_checkpoint_without_a_random_stream_is_refused_not_resumed(tmp_path, tiny, monkeypatch):
-    """A file lacking one generator's state cannot continue exactly: --resume names what it lacks."""
+    """A file lacking one generator's state cannot continue exactly: the next training names what it lacks."""
     epochs = ["recipes.ce.epochs=3"]
-    _interrupt_after_two_epochs(tiny + epochs, monkeypatch)
+    _interrupt_after(2, lambda: _ce(tiny + epochs).train(), monkeypatch)
     expert = _ce(tiny + epochs)
     last = expert.ckpt_dir / "last.safetensors"
     tensors, meta = storage.load_tensors(last, "checkpoint")
     del tensors["rng.dropout"]
     storage.save_tensors(last, tensors, meta)
-    with pytest.raises(ArgseError, match=r"holds weights only, not the training state --resume needs .*'rng.dropout'"):
+    with pytest.raises(ArgseError, match=r"holds weights only, not the training state .*'rng.dropout'"):
         expert.train()
 
 
@@ -211,8 +226,9 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tmp_path, tiny,
 
 
 def test_killed_checkpoint_write_leaves_previous_checkpoint(tmp_path, tiny, monkeypatch):
-    expert = _ce(tiny + ["recipes.ce.epochs=1"])
-    expert.train()
+    sets = tiny + ["recipes.ce.epochs=2"]
+    _interrupt_after(1, lambda: _ce(sets).train(), monkeypatch)
+    expert = _ce(sets)
     last = expert.ckpt_dir / "last.safetensors"
     before = _weights(last)
 
@@ -222,12 +238,11 @@ def test_killed_checkpoint_write_leaves_previous_checkpoint(tmp_path, tiny, monk
         raise KeyboardInterrupt  # the process dies during the write
 
     monkeypatch.setattr(storage, "save_file", killed_mid_write)
-    expert2 = _ce(tiny + ["recipes.ce.epochs=1"])
-    expert2.ctx.resume = False
     with pytest.raises(KeyboardInterrupt):
-        expert2.train()
+        expert.train()  # continues with epoch 2 and dies writing its checkpoint
     after = _weights(last)
     assert all(torch.equal(before[k], after[k]) for k in before)
+    assert load_checkpoint(last)[1]["epoch"] == 1
     assert not list(expert.ckpt_dir.glob(".*.tmp"))
 
 
@@ -239,12 +254,10 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, tiny):
         expert.train()
 
 
-def test_best_copied_over_last_then_resume_is_a_clear_error(tmp_path, tiny):
+def test_best_copied_over_last_then_training_again_is_a_clear_error(tmp_path, tiny):
     expert = _ce(tiny)
-    expert.ctx.resume = False
     expert.train()
     shutil.copy(expert.ckpt_dir / "best.safetensors", expert.ckpt_dir / "last.safetensors")
-    expert.ctx.resume = True
     with pytest.raises(ArgseError, match=r"checkpoint .*last.safetensors holds weights only, not the training state"):
         expert.train()
 
@@ -296,8 +309,7 @@ def test_bf16_autocast_on_a_cpu_only_where_it_has_bf16_instructions(monkeypatch,
 def test_an_expert_trains_and_exports_in_bf16_on_a_cpu_with_bf16_instructions(tmp_path, tiny):
     logits = {}
     for bf16 in ("false", "true"):
-        cfg = load_run_config(None, tiny + [f"runtime.bf16={bf16}", f"checkpoint_dir={tmp_path / bf16}"])
-        expert = build_expert("ce", ExpertContext(cfg, prepare_data(cfg), torch.device("cpu")))
+        expert = _ce(tiny + [f"runtime.bf16={bf16}", f"checkpoint_dir={tmp_path / bf16}"])
         expert.train()
         logits[bf16] = expert.predict_split(expert.ctx.data.held_out["test"])
     assert logits["true"].dtype == torch.float32 and logits["true"].isfinite().all()
