@@ -154,6 +154,13 @@ class RunStages:
                     return stage
             except ArgseError:
                 continue
+        others = sum(s.record.kind == "evaluation" for s in self.store.stages())
+        hint = (f" (this run has {others} evaluation(s) made under other evaluate settings, e.g. evaluate --methods; "
+                f"give this command the same, as --set evaluate.methods=[...])" if others else "")  # fmt: skip
         if source is None:
-            self.store.require(self.evaluation_key(default), "evaluation", EVALUATE)
-        raise ArgseError(f"this config has no evaluation of '{source}' yet; make it with {EVALUATE} --sources {source}")
+            key = self.evaluation_key(default)
+            raise ArgseError(f"this config has no evaluation yet (no {self.store.root / key.folder}); make it with "
+                             f"{EVALUATE}{hint}")  # fmt: skip
+        raise ArgseError(
+            f"this config has no evaluation of '{source}' yet; make it with {EVALUATE} --sources {source}{hint}"
+        )
