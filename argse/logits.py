@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, Field, Json, ValidationError, model_validator
+from pydantic import BaseModel, Field, Json, ValidationError, field_validator, model_validator
 
 from argse import __version__, storage
 from argse.calibration import T_MAX, T_MIN
@@ -188,10 +188,17 @@ class Metadata(BaseModel):
     """The metadata fields of a logits file that hold numbers or JSON, parsed from their strings and checked."""
 
     num_classes: int = Field(ge=1)
-    # the range fit_temperature searches (with room for rounding); a value outside it was not written by argse
-    temperature: float = Field(ge=T_MIN * (1 - 1e-9), le=T_MAX * (1 + 1e-9), allow_inf_nan=False)
+    temperature: float = Field(allow_inf_nan=False)
     class_counts: Json[list[Count]]
     config: Json[dict]
+
+    @field_validator("temperature")
+    @classmethod
+    def _searched(cls, t: float) -> float:
+        # the range fit_temperature searches (with room for rounding); a value outside it was not written by argse
+        if not T_MIN * (1 - 1e-9) <= t <= T_MAX * (1 + 1e-9):
+            raise ValueError(f"must be in [{T_MIN:g}, {T_MAX:g}], the range argse fits it in")
+        return t
 
     @model_validator(mode="after")
     def _counts(self) -> Metadata:
