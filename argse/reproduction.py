@@ -47,6 +47,7 @@ def run_seed(cfg: RunConfig, train: bool, rebuild: bool = False) -> SeedResult:
     aurcs, own = {}, (cfg.evaluate.test_prior, cfg.evaluate.protocol)
     for prior, protocol in sorted(VIEWS, key=lambda v: v == own):  # the run's own view last: evaluation/ leads to it
         view = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, test_prior=prior, protocol=protocol))
+        build_gate(view, console)  # the same gate unless its objective trains under the view's prior
         built = build_evaluation(view, names, console)
         aurcs[(prior, protocol)] = built.aurcs
         if (prior, protocol) == own:

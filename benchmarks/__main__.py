@@ -177,7 +177,8 @@ def bench_stage2(cfg_sets: list[str], tmp: Path, subset: int, epochs: int, stage
         data.train.images, data.train.labels, data.train.indices = (
             t[keep] for t in (data.train.images, data.train.labels, data.train.indices)
         )
-        ctx = ExpertContext(cfg, data, torch.device("cpu"))
+        folders = {name: cfg.ckpt_dir / name for name in ("ce", "decoupling")}  # their training folders
+        ctx = ExpertContext(cfg, data, torch.device("cpu"), folders)
         if stage1 is None:
             ce = build_expert("ce", ctx)
             ce.train()

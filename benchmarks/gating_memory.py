@@ -1,16 +1,18 @@
-"""Peak memory and time of ``train_gating``'s pipeline on hand-made logits of a given size, in its own process.
+"""Peak memory and time of ``train_gating`` on hand-made logits of a given size, in its own process.
 
     python -m benchmarks.gating_memory --classes 8142 --tune 24000 --val 12000 --test 24000 --experts 3
         [--dir DIR] [--code TREE] [--rss-limit-mib MIB]
 
-Writes a run folder under ``--dir`` (once per size; reused when it is there): every expert's ``tune``, ``val`` and
-``test`` logits as argse.logits/1 files, the run's split manifest and each expert's committed set, as
-studies.logit_factory writes the tests' runs, so ``argse.train_gating`` accepts them. Then it runs
-``argse.gating.pipeline.run`` with the default gating settings (balanced_nll, rich features) in a fresh process,
-whose ``argse`` is the one in ``--code`` (default: this checkout; another worktree measures another commit), and
-prints that process's JSON line: seconds of the pipeline, peak RSS (ru_maxrss) and the RSS after the imports,
-in MiB. A process whose RSS passes ``--rss-limit-mib`` (default: 3/4 of the machine's memory) is stopped and
-the line says so, with the RSS it had reached.
+Writes a run under ``--dir`` (once per size; reused when it is there): every expert's ``tune``, ``val`` and
+``test`` logits as argse.logits/1 files and the run's split manifest, imported as the run's stages (as
+studies.logit_factory makes the tests' runs), so ``argse.train_gating`` accepts them. Then it builds the gate's
+stage as ``argse.train_gating`` does (``argse.stages.gate.build_gate``: ``argse.gating.pipeline.run`` with the
+default gating settings, balanced_nll and rich features, then the gate and the mixture's logits written and
+published; a gate an earlier measurement published is removed first) in a fresh process, whose ``argse`` is the
+one in ``--code`` (default: this checkout; another worktree of an argse with run stages measures another commit),
+and prints that process's JSON line: seconds of the gate's build, peak RSS (ru_maxrss) and the RSS after the
+imports, in MiB. A process whose RSS passes ``--rss-limit-mib`` (default: 3/4 of the machine's memory) is stopped
+and the line says so, with the RSS it had reached.
 """
 
 from __future__ import annotations
@@ -55,36 +57,56 @@ def hand_made(labels: torch.Tensor, classes: int, seed: int) -> torch.Tensor:
     return logits
 
 
+def run_config(out_dir: Path, experts: int):
+    """The run's config: the hand-made experts, the default gating settings (the same for import and measure)."""
+    from argse.config import load_run_config
+
+    sets = [f"output_dir={out_dir.parent}", f"name={out_dir.name}", f"experts=[{', '.join(expert_names(experts))}]"]
+    return load_run_config(None, sets + ["runtime.progress=false", "data.tail_max_count=20"])
+
+
 def build(out_dir: Path, sizes: dict[str, int], classes: int, experts: int) -> None:
-    """The run folder: splits.json, then each expert's three splits committed as its set."""
-    from argse.logits import commit_export, logits_path, write_logits
+    """The run: splits.json and each expert's three splits, written to a folder beside it and imported as its
+    stages."""
+    import tempfile
+
+    from argse.logits import split_file, write_logits
+    from argse.stages.manage import import_run
+    from argse.stages.run import RunStages
+    from argse.storage import make_dir
     from studies.logit_factory import write_manifest
 
     counts, rows = class_counts(classes), split_rows(sizes, classes)
-    sha = write_manifest(out_dir, classes, counts, rows=rows)
-    for e, name in enumerate(expert_names(experts)):
-        for s, (split, (labels, indices)) in enumerate(rows.items()):
-            logits = hand_made(labels, classes, seed=100 * e + s)
-            write_logits(
-                logits_path(out_dir, name, split), logits, labels, indices, expert=name, dataset="synthetic_lt",
-                split=split, temperature=1.0 + 0.25 * e, class_counts=counts, splits_sha256=sha, config={},
-            )  # fmt: skip
-            del logits
-        commit_export(out_dir, name, {}, "python -m benchmarks.gating_memory")
+    with tempfile.TemporaryDirectory(prefix=".gating_memory-", dir=make_dir(out_dir.parent)) as tmp:
+        folder = Path(tmp)
+        sha = write_manifest(folder, classes, counts, rows=rows)
+        for e, name in enumerate(expert_names(experts)):
+            for s, (split, (labels, indices)) in enumerate(rows.items()):
+                logits = hand_made(labels, classes, seed=100 * e + s)
+                write_logits(
+                    split_file(folder / "logits" / name, split), logits, labels, indices, expert=name,
+                    dataset="synthetic_lt", split=split, temperature=1.0 + 0.25 * e, class_counts=counts,
+                    splits_sha256=sha, config={},
+                )  # fmt: skip
+                del logits
+        import_run(RunStages(run_config(out_dir, experts)), folder, None)
 
 
 def measure(out_dir: Path, experts: int) -> dict:
-    """The pipeline of ``python -m argse.train_gating`` on the folder, with the default gating settings."""
+    """The gate's stage built as ``python -m argse.train_gating`` builds it, with the default gating settings."""
     import argse
-    from argse.config import load_run_config
-    from argse.gating.pipeline import run
+    from argse import terminal
+    from argse.stages.gate import build_gate
+    from argse.stages.run import RunStages
+    from argse.stages.store import remove
 
-    names = expert_names(experts)
-    sets = [f"output_dir={out_dir.parent}", f"name={out_dir.name}", f"experts=[{', '.join(names)}]"]
-    cfg = load_run_config(None, sets + ["runtime.progress=false", "data.tail_max_count=20"])
+    cfg = run_config(out_dir, experts)
+    stages = RunStages(cfg)
+    if (earlier := stages.store.find(stages.gate_key())) is not None:
+        remove(earlier.folder)  # measured before: this measurement trains and publishes it again
     after_imports = rss_mib(os.getpid())
     start = time.perf_counter()
-    run(cfg, names)
+    build_gate(cfg, terminal.console())
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     code = str(Path(argse.__file__).parents[1])
@@ -143,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.measure_only:
         print(json.dumps(measure(out_dir, args.experts)))
         return 0
-    if not (out_dir / "logits" / expert_names(args.experts)[-1] / "set.json").is_file():
+    if not (out_dir / "logits" / expert_names(args.experts)[-1] / "test.safetensors").is_file():  # imported last
         build(out_dir, {"tune": args.tune, "val": args.val, "test": args.test}, args.classes, args.experts)
     size = {"classes": args.classes, "tune": args.tune, "val": args.val, "test": args.test, "experts": args.experts}
     cmd = [sys.executable, str(Path(__file__).resolve()), *(f"--{k}={v}" for k, v in size.items())]

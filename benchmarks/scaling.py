@@ -45,7 +45,9 @@ def run(procs: int, epochs: int, sets: list[str], threads: int) -> dict:
             launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"]
         env = os.environ | {"OMP_NUM_THREADS": str(threads)}
         subprocess.run(launcher + argv, check=True, capture_output=True, cwd=REPO, env=env)
-        history = [json.loads(line) for line in Path(f"{d}/c/scaling/ce/metrics.jsonl").read_text().splitlines()]
+        # ce's training log, in its training folder: checkpoints/NAME/<its stage's folder>/
+        stage = Path(f"{d}/o/scaling/logits/ce").resolve().name
+        history = [json.loads(line) for line in Path(f"{d}/c/scaling/{stage}/metrics.jsonl").read_text().splitlines()]
         images = len(json.loads(Path(f"{d}/o/scaling/splits.json").read_text())["splits"]["train"])
     seconds = statistics.median(r["train_seconds"] for r in history[1:])
     return {"procs": procs, "images": images, "seconds": seconds, "img_s": images / seconds}

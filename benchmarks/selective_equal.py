@@ -20,7 +20,7 @@ from argse import selective
 from argse.config import EvaluateConfig
 from argse.evaluation import curve_aurcs, fit_options, source_view, sweep, sweep_grid
 from argse.groups import head_tail_groups
-from argse.logits import SourceReader, available_sources
+from argse.logits import SourceReader, folder_sources, run_folders, run_manifest
 from argse.metrics import lt_weights
 from argse.splits import tune_parts
 from benchmarks import selective_reference as reference
@@ -98,13 +98,13 @@ def compare_source(reader, source: str, tail_max_count: int, opts, grid) -> tupl
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", type=Path, required=True, help="a run's outputs folder (with logits/ and splits.json)")
+    p.add_argument("--run", type=Path, required=True, help="a run's outputs folder (its logits/ and splits.json)")
     p.add_argument("--tail-max-count", type=int, required=True, help="the run's data.tail_max_count")
     args = p.parse_args(argv)
     ecfg = EvaluateConfig(search_grid=0, search_starts=1)
     opts, grid = fit_options(ecfg), sweep_grid(ecfg)
-    sources = available_sources(args.run)
-    reader = SourceReader(args.run, sources, ["tune", "test"])
+    sources = folder_sources(args.run)
+    reader = SourceReader(run_folders(args.run, sources), ["tune", "test"], run_manifest(args.run))
     total, largest, aurc_gap, differ = 0, 0.0, 0.0, []
     for source in sources:
         count, gap, aurc, lines = compare_source(reader, source, args.tail_max_count, opts, grid)

@@ -16,6 +16,7 @@ import argparse
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from rich.table import Table
 
@@ -24,6 +25,8 @@ from argse.config import load_run_config
 from argse.data import prepare_data
 from argse.experts import ExpertContext, build_expert, get_expert, load_recipe
 from argse.metrics import classification_report
+from argse.stages.experts import exported
+from argse.stages.run import RunStages
 from argse.training import resolve_device
 
 COLUMNS = ("head", "tail", "balanced_acc")
@@ -42,12 +45,17 @@ def variants(views: list[int]) -> dict[str, dict | None]:
     return out
 
 
+def variants_folder(cfg) -> Path:
+    """Where the variants train (one folder each), under the run's checkpoints."""
+    return cfg.ckpt_dir / "decoupling_variants"
+
+
 def run_variant(ctx: ExpertContext, base, label: str, change: dict | None) -> dict:
     """Stage 2 of one variant from the run's ce; its test report, stage-2 seconds and best epoch."""
     change = dict(change or {})
     augment = change.pop("augment", False)
     expert = build_expert("decoupling", ctx, stage1_from="ce", stage2=replace(base.stage2, augment=augment), **change)
-    expert.ckpt_dir = ctx.config.ckpt_dir / "decoupling_variants" / "".join(c if c.isalnum() else "_" for c in label)
+    expert.ckpt_dir = variants_folder(ctx.config) / "".join(c if c.isalnum() else "_" for c in label)
     expert.stage1()
     start = time.perf_counter()
     if label != "stage 1 (ce)":
@@ -109,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="also write the table as markdown here")
     args = p.parse_args(argv)
     cfg = load_run_config(args.config, args.overrides + ["runtime.progress=false"])
-    ctx = ExpertContext(cfg, prepare_data(cfg), resolve_device(cfg.runtime))
+    # Stage 1 from the run's published ce (argse.stages.experts.exported); each variant trains in a folder of its own.
+    ctx = ExpertContext(cfg, prepare_data(cfg), resolve_device(cfg.runtime), folders={"decoupling": variants_folder(cfg)},
+                        exported={"ce": exported(RunStages(cfg), "ce")})  # fmt: skip
     base = load_recipe(get_expert("decoupling"), cfg)
     todo = variants([int(v) for v in args.views.split(",")])
     if args.only:

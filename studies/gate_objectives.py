@@ -2,8 +2,9 @@
 
 ``python -m studies.gate_objectives --config RUN.yaml --work DIR [--set ...]`` reads the expert logits of
 the run (``output_dir``/``name``), and for each test prior (train, balanced) and gate objective
-(balanced_nll, selective_balanced, selective_worst) trains the gate and evaluates every source in
-DIR/<prior>/<objective>/, so no run overwrites another. It prints one markdown table of balanced and
+(balanced_nll, selective_balanced, selective_worst) imports them into a run of its own under
+DIR/<prior>/<objective>/ (``python -m argse.stages import``), trains the gate there and evaluates every
+source, so no setting's gate or evaluation is another's run's. It prints one markdown table of balanced and
 worst-group AURC over [0, 0.8] on ``test``. Everything is fitted on ``tune`` and ``val``; ``test`` only
 measures.
 """
@@ -12,33 +13,40 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import tempfile
 from pathlib import Path
 
-from argse import reporting
+from argse import storage, terminal
 from argse.config import load_run_config
-from argse.evaluation import evaluate_sources
-from argse.gating import pipeline
+from argse.logits import run_folders, run_manifest, split_file
+from argse.stages.evaluation import build_evaluation
+from argse.stages.gate import build_gate
+from argse.stages.manage import import_run
+from argse.stages.run import GATE, RunStages
 
 OBJECTIVES = ("balanced_nll", "selective_balanced", "selective_worst")
 PRIORS = ("train", "balanced")
+SPLITS = ("val", "tune", "test")
 
 
 def run_one(args, prior: str, objective: str, experts: list[str]) -> dict:
     cfg = load_run_config(args.config, args.overrides)
     work = Path(args.work) / prior / objective
-    dst = work / cfg.name
-    for e in experts:
-        if not (dst / "logits" / e).is_dir():
-            shutil.copytree(cfg.out_dir / "logits" / e, dst / "logits" / e)
-    if (cfg.out_dir / "splits.json").is_file():  # evaluate checks the logits against it
-        shutil.copy(cfg.out_dir / "splits.json", dst / "splits.json")
-    sets = [*args.overrides, f"output_dir={work}", f"evaluate.test_prior={prior}", f"gating.objective={objective}"]
-    cfg = load_run_config(args.config, sets)
-    pipeline.run(cfg, experts)
-    sources = [*experts, "gating"] if objective == "balanced_nll" else ["gating"]
-    ev = evaluate_sources(cfg, sources, cfg.evaluate.methods)
-    reporting.write_evaluation(cfg, ev)  # each setting's own report, under --work
-    return ev.aurcs
+    sets = [*args.overrides, f"output_dir={work}", f"experts=[{','.join(experts)}]", f"evaluate.test_prior={prior}",
+            f"gating.objective={objective}"]  # fmt: skip
+    setting = load_run_config(args.config, sets)
+    with tempfile.TemporaryDirectory(prefix=".gate_objectives-", dir=storage.make_dir(work)) as tmp:
+        # The experts' logits and the split manifest alone (not the run's own gate, made under other settings).
+        folder = Path(tmp)
+        shutil.copy(run_manifest(cfg.out_dir), storage.make_dir(folder) / "splits.json")
+        for e, source in run_folders(cfg.out_dir, experts).items():
+            for split in SPLITS:
+                shutil.copy(split_file(source, split), storage.make_dir(folder / "logits" / e))
+        import_run(RunStages(setting), folder, None)
+    console = terminal.console()
+    build_gate(setting, console)
+    sources = [*experts, GATE] if objective == "balanced_nll" else [GATE]
+    return build_evaluation(setting, sources, console).aurcs  # each setting's own report, under --work
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from argse import cli
 from argse.config import load_run_config
 from argse.evaluation import aurc_key, curve_aurcs, fit_options, source_view, sweep
 from argse.groups import head_tail_groups
-from argse.logits import load_sources
+from argse.logits import load_sources, run_folders, run_manifest
 from argse.selective import fit_rule
 from argse.splits import tune_parts
 
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[])
     args = p.parse_args(argv)
     cfg = load_run_config(args.config, [*args.overrides, "evaluate.protocol=paper"])
-    f = load_sources(cfg.out_dir, [args.source], ["tune"])["tune"][0]
+    f = load_sources(run_folders(cfg.out_dir, [args.source]), ["tune"], run_manifest(cfg.out_dir))["tune"][0]
     groups = head_tail_groups(torch.tensor(f.class_counts), cfg.data.tail_max_count)
     _, part = tune_parts(f.labels, cfg.gating.tune_fraction, cfg.seed)
     view = source_view(f, part, groups, cfg.evaluate)

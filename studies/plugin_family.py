@@ -40,7 +40,7 @@ from argse import cli, selective
 from argse.config import load_run_config
 from argse.evaluation import aurc_key, curve_aurcs, fit_options, source_view
 from argse.groups import head_tail_groups
-from argse.logits import available_sources, load_sources
+from argse.logits import folder_sources, load_sources, run_folders, run_manifest
 from argse.selective import (
     EMPTY_GROUP_ERROR,
     FitOptions,
@@ -316,10 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.prototype = [m for m in args.prototype.split(",") if m]
     cfg = load_run_config(args.config, args.overrides)
-    sources = [s for s in args.sources.split(",") if s] or [s for s in available_sources(cfg.out_dir) if s != "gating"]
+    sources = [s for s in args.sources.split(",") if s] or [s for s in folder_sources(cfg.out_dir) if s != "gating"]
     searches = [SEARCHES[int(i)] for i in args.searches.split(",") if i] or list(SEARCHES)
     rates = sorted(cfg.evaluate.rejection_grid)
-    files = load_sources(cfg.out_dir, sources, ["tune", "test"])
+    files = load_sources(run_folders(cfg.out_dir, sources), ["tune", "test"], run_manifest(cfg.out_dir))
     tune0 = files["tune"][0]
     groups = head_tail_groups(torch.tensor(tune0.class_counts), cfg.data.tail_max_count)
     _, fit_part = tune_parts(tune0.labels, cfg.gating.tune_fraction, cfg.seed)

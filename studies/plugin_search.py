@@ -17,7 +17,8 @@ from rich.table import Table
 from argse import cli, reporting
 from argse.config import load_run_config
 from argse.evaluation import aurc_key, evaluate_sources
-from argse.logits import available_sources
+from argse.logits import SourceReader, folder_sources, run_folders, run_manifest
+from argse.stages.gate_file import GATE_JSON, read_gate
 
 OBJECTIVE = {"plugin_balanced": "balanced_error", "plugin_worst": "worst_group_error"}  # the AURC each one lowers
 SPAN = "0-0.8"
@@ -29,11 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[])
     args = p.parse_args(argv)
     cfg = load_run_config(args.config, args.overrides)
-    sources = cfg.evaluate.sources or available_sources(cfg.out_dir)
+    sources = cfg.evaluate.sources or folder_sources(cfg.out_dir)
+    reader = SourceReader(run_folders(cfg.out_dir, sources), ["tune", "test"], run_manifest(cfg.out_dir))
+    gate_folder = cfg.out_dir / "gating"  # the gate's tune part is checked against the rejectors' one
+    gate = read_gate(gate_folder) if "gating" in sources and (gate_folder / GATE_JSON).is_file() else None
     runs = {}
     for search in ("power", "grid"):
         run = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, search=search))
-        runs[search] = evaluate_sources(run, sources, list(OBJECTIVE))
+        runs[search] = evaluate_sources(run, reader, list(OBJECTIVE), gate)
     table = Table(title=f"{cfg.name}: AURC [0, 0.8] on test, {reporting.describe(cfg.evaluate)}")
     for col in ("source", "method", "objective", "power", "grid", "change"):
         table.add_column(col, justify="left" if col in ("source", "method", "objective") else "right")

@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     out = Path(p.parse_args(argv).out)
     experts = {"head": expert(0.9, 0.3), "tail": expert(0.6, 0.8), "mid": expert(0.75, 0.55)}
-    logit_factory.write_run(out / "outputs" / "lf", experts, C, COUNTS, split_sizes=SPLIT_SIZES)
+    # Imported as the stages of run lf under DIR/lf.yaml's data settings (what the commands that read them are given).
+    logit_factory.write_run(out / "outputs" / "lf", experts, C, COUNTS, split_sizes=SPLIT_SIZES,
+                            overrides=["data.tail_max_count=20"])  # fmt: skip
     (out / "lf.yaml").write_text(CONFIG)
     return 0
 

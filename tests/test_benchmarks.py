@@ -56,8 +56,8 @@ def test_team_wall_time_rows_train_the_whole_team_three_ways(tmp_path):
 
 
 def test_gating_memory_benchmark_smoke(tmp_path, capsys):
-    """Its hand-made run passes train_gating's checks and the measuring process prints its line; the real
-    figures are in docs/gating.md#train_gating-memory."""
+    """Its hand-made run passes train_gating's checks and the measuring process prints its line, each time it is
+    measured; the real figures are in docs/gating.md#train_gating-memory."""
     import json
 
     from benchmarks import gating_memory
@@ -66,4 +66,8 @@ def test_gating_memory_benchmark_smoke(tmp_path, capsys):
     assert gating_memory.main(argv) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["classes"] == 6 and line["peak_rss_mib"] >= line["rss_after_imports_mib"] > 0 and line["seconds"] > 0
-    assert (tmp_path / "c6_t60_v30_s40_e2" / "bench" / "logits" / "gating" / "set.json").is_file()
+    run = tmp_path / "c6_t60_v30_s40_e2" / "bench"  # the gate's stage was published, with its mixture
+    assert (run / "gating" / "gate.json").is_file() and (run / "logits" / "gating" / "test.safetensors").is_file()
+    assert gating_memory.main(argv) == 0  # the run is reused and the gate built again, not found
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["seconds"] > 0 and len(list((run / "stages").glob("gate-*"))) == 1

@@ -8,13 +8,18 @@ from argse import cli, storage, train_gating
 from argse.config import load_run_config
 from argse.errors import ArgseError
 from argse.gating.network import constant_weights
-from argse.logits import commit_export, logits_path, read_logit_set, read_logits
+from argse.logits import read_logit_set, read_logits, run_folders, split_file
 from argse.splits import tune_parts
 from studies.logit_factory import peaked, write_run
 from tests.test_logits import _rewrite
 
 C, HEAD = 10, 7
 COUNTS = [500, 300, 200, 120, 80, 60, 40, 10, 8, 5]  # tail (<= 20): classes 7, 8, 9
+
+
+def logits_path(out, source, split):
+    """A source's logits of one split as the run shows them (outputs/NAME/logits/<source> leads to its stage)."""
+    return split_file(run_folders(out, [source])[source], split)
 
 
 def head_expert(labels, g):
@@ -37,7 +42,8 @@ def tail_expert(labels, g):
 
 @pytest.fixture
 def run(tmp_path):
-    write_run(tmp_path / "outputs" / "g", {"a_head": head_expert, "b_tail": tail_expert}, C, COUNTS)
+    experts = {"a_head": head_expert, "b_tail": tail_expert}
+    write_run(tmp_path / "outputs" / "g", experts, C, COUNTS, overrides=["data.tail_max_count=20"])
     return [
         "--set",
         "experts=[a_head, b_tail]",
@@ -82,7 +88,7 @@ def test_constant_weights_minimise_the_mixture_nll():
     assert w[0].item() == pytest.approx(23 / 28, abs=1e-5) and w.sum().item() == pytest.approx(1.0)
 
 
-def test_gate_and_rejectors_use_disjoint_parts_of_tune(tmp_path, run):
+def test_gate_and_rejectors_use_disjoint_parts_of_tune(tmp_path, run, capsys):
     from argse import evaluate
 
     assert train_gating.main(run) == 0
@@ -94,9 +100,13 @@ def test_gate_and_rejectors_use_disjoint_parts_of_tune(tmp_path, run):
     assert gate and rejectors and not gate & rejectors and gate | rejectors == tune
     assert set(_report(tmp_path)["samples"]["left_for_rejectors"]["indices"]) == rejectors
     assert len(gate) == len(tune) // 2  # gating.tune_fraction = 0.5 of 40 per class
-    # Evaluating with another split than the gate's would fit rejectors on its training samples: refused.
-    assert cli.run(evaluate.main, run + ["--methods", "chow", "--set", "gating.tune_fraction=0.3"]) == 2
-    assert cli.run(evaluate.main, run + ["--methods", "chow", "--set", "seed=1"]) == 2
+    # Evaluating the gate with another split than its own would fit rejectors on its training samples: refused,
+    # as the config has no such gate (a gate's id holds the split of tune; the split manifest's, the run seed).
+    for change, missing in [("gating.tune_fraction=0.3", "gate over its experts"), ("seed=1", "split manifest")]:
+        capsys.readouterr()
+        argv = run + ["--methods", "chow", "--sources", "a_head,gating", "--set", change]
+        assert cli.run(evaluate.main, argv) == 2
+        assert f"this config has no {missing} yet" in capsys.readouterr().err
 
 
 def test_tune_parts_keep_the_class_mix():
@@ -121,10 +131,14 @@ def test_exported_mixture_passes_the_reader_and_sums_to_one(tmp_path, run):
 
 
 def test_deterministic(tmp_path, run):
-    train_gating.main(run)
-    first = read_logits(logits_path(tmp_path / "outputs" / "g", "gating", "test")).logits
-    train_gating.main(run)
-    assert torch.equal(first, read_logits(logits_path(tmp_path / "outputs" / "g", "gating", "test")).logits)
+    out = tmp_path / "outputs" / "g"
+    assert train_gating.main(run) == 0
+    stage = (out / "gating").resolve()
+    first = read_logits(logits_path(out, "gating", "test")).logits
+    assert train_gating.main(run) == 0 and (out / "gating").resolve() == stage  # found, not trained again
+    assert train_gating.main(run + ["--rebuild"]) == 0  # trained again, into the same stage (one id)
+    assert (out / "gating").resolve() == stage and len(list((out / "stages" / ".retired").iterdir())) == 1
+    assert torch.equal(first, read_logits(logits_path(out, "gating", "test")).logits)
 
 
 @pytest.mark.parametrize("gate", ["learned", "uniform"])
@@ -150,7 +164,7 @@ def _break(tmp_path, expert, split, **changes):
 @pytest.mark.parametrize(
     "breakage,message",
     [
-        ("missing", "no tune logits for 'c_missing'"),
+        ("missing", "'c_missing' is no registered expert (available: "),
         ("indices", "field 'indices' differs"),
         ("classes", "field 'num_classes' differs"),
         ("nan", "field 'logits' contains NaN"),
@@ -171,7 +185,6 @@ def test_bad_inputs_are_one_sentence(tmp_path, run, capsys, breakage, message):
             _break(tmp_path, "b_tail", "tune", logits=nan)  # argse never writes such a file...
         tensors, meta = storage.load_tensors(path)
         storage.save_tensors(path, tensors | {"logits": nan}, meta)  # ...but a damaged copy is still caught
-        commit_export(tmp_path / "outputs" / "g", "b_tail", {}, "a test")  # even one committed as a set
     assert cli.run(train_gating.main, argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1

@@ -9,10 +9,11 @@ from argse import cli, storage, train_gating
 from argse.config import load_run_config
 from argse.gating import network
 from argse.gating.network import mixture_log_probs
-from argse.gating.store import read_gate
-from argse.logits import commit_export, load_sources, logits_path, read_logits
+from argse.logits import load_sources, read_logits, run_folders, run_manifest
+from argse.stages.gate_file import read_gate
+from argse.stages.run import RunStages
 from studies.logit_factory import write_run
-from tests.test_gating import COUNTS, C, head_expert, tail_expert
+from tests.test_gating import COUNTS, C, head_expert, logits_path, tail_expert
 from tests.test_logits import _rewrite
 
 EXPERTS = {
@@ -28,10 +29,10 @@ WHOLE = 10**9  # one block per split: the arrays as a whole
 @pytest.fixture
 def run(tmp_path):
     out = tmp_path / "outputs" / "g"
-    write_run(out, EXPERTS, C, COUNTS, split_sizes=SIZES)
+    write_run(out, EXPERTS, C, COUNTS, split_sizes=SIZES, overrides=["data.tail_max_count=20"])
     for name, t in TEMPERATURES.items():
         for split in SIZES:
-            _rewrite(logits_path(out, name, split), temperature=t)
+            _rewrite(logits_path(out, name, split), temperature=t)  # in the experts' stages, as if exported so
     sets = ["experts=[a_head, b_tail, c_noise]", f"output_dir={tmp_path / 'outputs'}", "name=g"]
     sets += ["data.tail_max_count=20", "gating.epochs=40", "gating.patience=40", "runtime.progress=false"]
     return out, [arg for s in sets for arg in ("--set", s)]
@@ -63,7 +64,7 @@ def test_blocks_of_rows_give_the_whole_arrays_results(run, monkeypatch, sets):
     assert train_gating.main(argv) == 0
     whole = outputs(out)
     monkeypatch.setattr(network, "FEATURE_ROWS", 7)
-    assert train_gating.main(argv) == 0
+    assert train_gating.main(argv + ["--rebuild"]) == 0  # trained again (the same command would find it)
     assert same(outputs(out), whole)
 
 
@@ -74,8 +75,8 @@ def test_exported_mixture_is_the_whole_array_formula(run, monkeypatch):
     monkeypatch.setattr(network, "FEATURE_ROWS", 7)
     assert train_gating.main(argv) == 0
     cfg = load_run_config(None, [s for s in argv if s != "--set"])
-    gate = read_gate(cfg.paths)
-    files = load_sources(out, list(EXPERTS), list(SIZES))
+    gate = read_gate(RunStages(cfg).gate().folder)
+    files = load_sources(run_folders(out, list(EXPERTS)), list(SIZES), run_manifest(out))
     monkeypatch.setattr(network, "FEATURE_ROWS", 2048)  # the features as predict computes them
     for split, team in files.items():
         logp = torch.stack([F.log_softmax(f.calibrated.double(), dim=1) for f in team])
@@ -91,9 +92,11 @@ def test_a_bad_row_in_the_last_block_is_refused_before_anything_is_written(run, 
     logits[-1, 3] = float("inf")
     tensors, meta = storage.load_tensors(path)
     storage.save_tensors(path, tensors | {"logits": logits}, meta)  # a damaged copy: argse never writes one
-    commit_export(out, "c_noise", {}, "a test")
+    stage = RunStages(load_run_config(None, [s for s in argv if s != "--set"])).expert("c_noise")
     monkeypatch.setattr(network, "FEATURE_ROWS", 7)
     assert cli.run(train_gating.main, argv) == 2
     err = capsys.readouterr().err.strip()
-    assert f"logits file {path}: field 'logits' contains NaN or infinite values" in err and len(err.splitlines()) == 1
+    message = f"logits file {stage.file('test.safetensors')}: field 'logits' contains NaN or infinite values"
+    assert message in err and len(err.splitlines()) == 1
     assert not (out / "gating").exists() and not logits_path(out, "gating", "tune").exists()
+    assert not list((out / "stages").glob("gate-*")) and not list((out / "stages" / ".work").glob("gate-*/"))

@@ -49,7 +49,7 @@ def test_results_pages_say_which_checkpoint_each_expert_kept(tmp_path):
     import torch
 
     from argse.config import load_run_config
-    from argse.logits import write_logits
+    from argse.logits import split_file, write_logits
     from argse.reporting import kept_checkpoints
 
     cfg = load_run_config(None, [f"output_dir={tmp_path}", "experts=[ce,decoupling,posthoc_adjust,logit_adjust]"])
@@ -58,12 +58,13 @@ def test_results_pages_say_which_checkpoint_each_expert_kept(tmp_path):
         "decoupling": {"stage1": {"epochs": 2, "checkpoint": "best_val"}, "stage2": {"epochs": 1}},
         "posthoc_adjust": {"source": "ce", "tau_grid": [1.0]},
     }
+    sources = {expert: tmp_path / "stages" / expert for expert in recipes}  # logit_adjust has none
     for expert, recipe in recipes.items():
         write_logits(
-            cfg.paths.logits(expert, "test"), torch.zeros(2, 3), torch.tensor([0, 1]), torch.tensor([0, 1]),
+            split_file(sources[expert], "test"), torch.zeros(2, 3), torch.tensor([0, 1]), torch.tensor([0, 1]),
             expert=expert, dataset="d", split="test", temperature=1.0, class_counts=[5, 3, 1], splits_sha256="s",
             config=recipe,
         )  # fmt: skip
-    line = kept_checkpoints(cfg)
+    line = kept_checkpoints(cfg, sources)
     assert "ce: `last`;" in line and "decoupling: stage1 `best_val`, stage2 `best_val`*" in line
     assert "posthoc_adjust: derived" in line and "logit_adjust" not in line and "* trained before" in line

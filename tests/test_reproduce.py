@@ -11,12 +11,15 @@ def _model(strength):
     return fn
 
 
+SETS = ["data.tail_max_count=10"]  # the data settings the hand-made experts are imported under, as _argv gives them
+
+
 def _argv(tmp_path, *extra, out=True):
     argv = ["--skip-training", *(["--out", str(tmp_path / "docs" / "r.md")] if out else []), *extra]
     for s in (
         f"output_dir={tmp_path / 'o'}",
         "name=r",
-        "data.tail_max_count=10",
+        *SETS,
         "experts=[ce, logit_adjust]",
         "gating.epochs=20",
     ):
@@ -25,7 +28,9 @@ def _argv(tmp_path, *extra, out=True):
 
 
 def test_results_page_from_exported_logits(tmp_path):
-    write_run(tmp_path / "o" / "r", {"ce": _model(1.0), "logit_adjust": _model(3.0)}, 4, [100, 50, 10, 5])
+    write_run(
+        tmp_path / "o" / "r", {"ce": _model(1.0), "logit_adjust": _model(3.0)}, 4, [100, 50, 10, 5], overrides=SETS
+    )
     assert reproduce.main(_argv(tmp_path)) == 0
     page = (tmp_path / "docs" / "r.md").read_text()
     assert (tmp_path / "docs" / "r.png").stat().st_size > 1000
@@ -41,7 +46,8 @@ def test_results_page_from_exported_logits(tmp_path):
 def test_results_page_over_seeds_reports_standard_errors(tmp_path):
     for seed in (0, 1):
         models = {"ce": _model(1.0), "logit_adjust": _model(3.0)}
-        write_run(tmp_path / "o" / f"r_seed{seed}", models, 4, [100, 50, 10, 5], seed=seed)
+        write_run(tmp_path / "o" / f"r_seed{seed}", models, 4, [100, 50, 10, 5], seed=seed,
+                  overrides=[*SETS, f"seed={seed}"])  # fmt: skip
     assert reproduce.main(_argv(tmp_path, "--seeds", "0,1")) == 0
     page = (tmp_path / "docs" / "r.md").read_text()
     assert "Seeds: 0, 1 (2 run(s)" in page
@@ -53,7 +59,9 @@ def test_results_page_over_seeds_reports_standard_errors(tmp_path):
 def test_the_page_goes_under_outputs_unless_asked(tmp_path, monkeypatch):
     """Without --out the page lands in <output_dir>/results/, never in the source tree's docs/."""
     monkeypatch.chdir(tmp_path)
-    write_run(tmp_path / "o" / "r", {"ce": _model(1.0), "logit_adjust": _model(3.0)}, 4, [100, 50, 10, 5])
+    write_run(
+        tmp_path / "o" / "r", {"ce": _model(1.0), "logit_adjust": _model(3.0)}, 4, [100, 50, 10, 5], overrides=SETS
+    )
     assert reproduce.main(_argv(tmp_path, out=False)) == 0
     assert (tmp_path / "o" / "results" / "r.md").is_file() and (tmp_path / "o" / "results" / "r.png").is_file()
     assert not (tmp_path / "docs").exists()

@@ -117,7 +117,7 @@ def _one_expert_run(out_dir, name: str, class_counts: list[int]) -> list[str]:
     def model(labels, g):
         return torch.randn(len(labels), 4, generator=g) + 2 * torch.nn.functional.one_hot(labels, 4)
 
-    write_run(out_dir / name, {"ce": model}, 4, class_counts)
+    write_run(out_dir / name, {"ce": model}, 4, class_counts, overrides=["data.tail_max_count=10"])
     return ["--set", f"output_dir={out_dir}", "--set", f"name={name}", "--set", "data.tail_max_count=10",
             "--set", "experts=[ce]"]  # fmt: skip
 
@@ -129,7 +129,7 @@ def test_evaluate_end_to_end_and_bad_input(tmp_path, capsys):
     assert {p.name for p in out.iterdir()} >= {"report.json", "rc_curves.csv", "rc_curves.png", "summary.md"}
     for argv, msg in [
         (["--methods", "magic"], "unknown rejector 'magic'; available rejectors: chow, plugin_balanced, plugin_worst"),
-        (["--sources", "ce,gating"], "no tune logits for 'gating'"),
+        (["--sources", "ce,gating"], "this config has no gate over its experts yet"),
         (["--set", "evaluate.rejection_grid=[0.0, 1.0]"], "rejection_grid values must lie in [0, 1)"),
     ]:
         capsys.readouterr()
@@ -231,20 +231,20 @@ def test_evaluate_refuses_logits_of_another_split_or_run(tmp_path, capsys):
     are another split's, or the same split of another run's (load_sources checks every consumer's)."""
     import shutil
 
-    from argse.logits import commit_export, logits_path
+    from argse.logits import run_folders, split_file
+
+    def logits_path(run, source, split):
+        return split_file(run_folders(run, [source])[source], split)
 
     base = _one_expert_run(tmp_path / "o", "e", [100, 50, 10, 5])
     _one_expert_run(tmp_path / "o", "other", [100, 50, 10, 6])  # another run: other counts, other splits.json
-    tune = logits_path(tmp_path / "o" / "e", "ce", "tune")
+    tune = logits_path(tmp_path / "o" / "e", "ce", "tune").resolve()  # the file in ce's stage, which evaluate reads
     for replacement, field in [
         (logits_path(tmp_path / "o" / "e", "ce", "val"), "split"),
         (logits_path(tmp_path / "o" / "other", "ce", "tune"), "splits_sha256"),
     ]:
-        shutil.copyfile(replacement, tune)
+        shutil.copyfile(replacement, tune)  # by hand, into the published stage
         capsys.readouterr()
-        assert cli.run(evaluate.main, base + ["--methods", "chow"]) == 2
-        assert "tune.safetensors is not the file its set was written with" in capsys.readouterr().err
-        commit_export(tmp_path / "o" / "e", "ce", {}, "a test")  # committed anyway: the manifest still tells
         assert cli.run(evaluate.main, base + ["--methods", "chow"]) == 2
         err = capsys.readouterr().err
         assert f"field '{field}' does not match the run's split manifest" in err and str(tune) in err
@@ -298,7 +298,7 @@ def _hopeless_tail_run(out_dir, name: str) -> list[str]:
         sure = torch.where(labels < 2, 4.0, 0.0).view(-1, 1)
         return 0.1 * torch.randn(len(labels), 4, generator=g) + sure * torch.nn.functional.one_hot(labels, 4)
 
-    write_run(out_dir / name, {"ce": model}, 4, [100, 50, 10, 5])
+    write_run(out_dir / name, {"ce": model}, 4, [100, 50, 10, 5], overrides=["data.tail_max_count=10"])
     return ["--set", f"output_dir={out_dir}", "--set", f"name={name}", "--set", "data.tail_max_count=10",
             "--set", "experts=[ce]", "--methods", "chow"]  # fmt: skip
 
@@ -344,12 +344,15 @@ def test_evaluation_refuses_a_group_without_classes(tmp_path, tail_max_count):
 
     from argse.errors import ArgseError
     from argse.evaluation import evaluate_sources
+    from argse.stages.gate import reader_of
+    from argse.stages.run import RunStages
 
     args = cli.parser("").parse_args(_one_expert_run(tmp_path / "o", "g", [100, 50, 10, 5]))
     cfg = copy.deepcopy(cli.load_config(args))
+    reader = reader_of(RunStages(cfg), ["ce"], ["tune", "test"])  # ce's stage, found under the config's groups
     object.__setattr__(cfg.data, "tail_max_count", tail_max_count)  # past the config's own check: this is the guard
     with pytest.raises(ArgseError) as exc:
-        evaluate_sources(cfg, ["ce"], ["chow"])
+        evaluate_sources(cfg, reader, ["chow"])
     msg = str(exc.value)
     group = "tail" if tail_max_count == 0 else "head"
     assert f"data.tail_max_count={tail_max_count} leaves the {group} group without classes" in msg, msg

@@ -160,7 +160,8 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 @pytest.mark.skipif(not is_glibc(), reason="the thresholds are glibc's")
 def test_freed_block_arrays_are_kept():
     """With glibc's own thresholds the block arrays are faulted in afresh (the heap's free top is trimmed, about
-    128 pages each); with argse's they are reused. evaluate_sources sets them before any view or sweep."""
+    128 pages each); with argse's they are reused. Each sweep process sets them before its sweep
+    (evaluation.source_pool)."""
     import subprocess
     import sys
 
@@ -244,27 +245,38 @@ def _two_source_run(tmp_path) -> list[str]:
             torch.randn(len(labels), 4, generator=g) + scale * torch.nn.functional.one_hot(labels, 4)
         )
 
-    write_run(tmp_path / "o" / "p", {"ce": model(2.0), "la": model(1.0)}, 4, [100, 50, 10, 5])
+    write_run(tmp_path / "o" / "p", {"ce": model(2.0), "la": model(1.0)}, 4, [100, 50, 10, 5],
+              overrides=["data.tail_max_count=10"])  # fmt: skip
     return ["--set", f"output_dir={tmp_path / 'o'}", "--set", "name=p", "--set", "data.tail_max_count=10",
             "--set", "experts=[ce,la]"]  # fmt: skip
 
 
 def test_sweep_processes_give_the_curves_of_one_thread(tmp_path, monkeypatch):
-    """The sources swept in forked processes (one per core) and one after another on one thread: the same curves."""
+    """The sources swept in forked processes (one per core) and one after another on one thread: the same curves.
+    Each sweep process tunes its allocator before it sweeps; the evaluating process is left as it was."""
     from argse import evaluation
     from argse.config import load_run_config
+    from argse.stages.gate import reader_of
+    from argse.stages.run import RunStages
 
     cfg = load_run_config(None, [s for s in _two_source_run(tmp_path) if s != "--set"])
+    reader = reader_of(RunStages(cfg), ["ce", "la"], ["tune", "test"])
     monkeypatch.setattr(evaluation, "cpu_count", lambda: 2)
-    kept = []
-    monkeypatch.setattr(evaluation, "keep_freed_memory", lambda: kept.append(True))
-    assert isinstance(evaluation.source_pool(2), concurrent.futures.ProcessPoolExecutor)
-    pooled = evaluation.evaluate_sources(cfg, ["ce", "la"], ["chow", "plugin_balanced"])
-    assert kept  # the allocator setting comes first (argse.allocator)
+    tuned = tmp_path / "tuned"  # one file per process that set the allocator (argse.allocator), named by its pid
+    tuned.mkdir()
+    monkeypatch.setattr(evaluation, "keep_freed_memory", lambda: (tuned / str(os.getpid())).touch())
+    with evaluation.source_pool(2) as pool:
+        assert isinstance(pool, concurrent.futures.ProcessPoolExecutor)
+    pooled = evaluation.evaluate_sources(cfg, reader, ["chow", "plugin_balanced"])
+    pids = {int(p.name) for p in tuned.iterdir()}
+    assert pids and os.getpid() not in pids  # in the sweep processes, before their sweeps; never in this one
     monkeypatch.setattr(evaluation, "cpu_count", lambda: 1)
-    assert isinstance(evaluation.source_pool(2), concurrent.futures.ThreadPoolExecutor)
-    alone = evaluation.evaluate_sources(cfg, ["ce", "la"], ["chow", "plugin_balanced"])
+    monkeypatch.setattr(evaluation.multiprocessing, "get_all_start_methods", lambda: ["spawn"])  # no fork: threads
+    with evaluation.source_pool(2) as pool:
+        assert isinstance(pool, concurrent.futures.ThreadPoolExecutor)
+    alone = evaluation.evaluate_sources(cfg, reader, ["chow", "plugin_balanced"])
     assert pooled.curves == alone.curves and pooled.aurcs == alone.aurcs
+    assert {int(p.name) for p in tuned.iterdir()} == pids  # the threads left this process's allocator alone
 
 
 def test_a_sweep_process_that_dies_is_one_sentence(tmp_path, monkeypatch, capsys):

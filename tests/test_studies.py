@@ -18,14 +18,24 @@ def test_every_study_is_listed_with_its_summary():
 
 
 def test_synthetic_logits_writes_its_own_split_sizes(tmp_path):
-    from argse.logits import load_sources
+    from argse.logits import load_sources, run_folders, run_manifest
     from studies import synthetic_logits
 
     assert synthetic_logits.main(["--out", str(tmp_path)]) == 0
-    files = load_sources(tmp_path / "outputs" / "lf", ["head", "tail", "mid"], ["val", "tune", "test"])
+    out = tmp_path / "outputs" / "lf"
+    files = load_sources(run_folders(out, ["head", "tail", "mid"]), ["val", "tune", "test"], run_manifest(out))
     for split, per_class in synthetic_logits.SPLIT_SIZES.items():
         assert [len(f.labels) for f in files[split]] == [per_class * synthetic_logits.C] * 3, split
     assert (tmp_path / "lf.yaml").is_file()
+    # They are the stages of the run lf.yaml names (the commands run on them find them).
+    from argse.config import load_run_config
+    from argse.stages.run import RunStages
+
+    cfg = load_run_config(str(tmp_path / "lf.yaml"), [f"output_dir={tmp_path / 'outputs'}", "experts=[head,tail,mid]"])
+    stages = RunStages(cfg)
+    assert {n: stages.expert(n).folder for n in cfg.experts} == {
+        n: f.resolve() for n, f in run_folders(out, cfg.experts).items()
+    }
 
 
 def test_decoupling_variants_smoke(tmp_path):

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from argse import table2
+from argse import table2, terminal
 from argse.config import load_run_config
 from argse.errors import ArgseError
-from argse.gating import pipeline as gating_pipeline
 from argse.groups import head_tail_groups
 from argse.logits import LogitsFile
+from argse.stages.gate import build_gate
 from argse.table2_harness import css_aurcs, css_point, parse_seeds, seed_configs
 from argse.table2_page import PAPER_TABLE2, orderings, paper_dataset
 from studies.logit_factory import write_run
@@ -39,14 +39,17 @@ def _sets(tmp_path: Path) -> list[str]:
 
 
 def _write_runs(tmp_path: Path, seeds: list[int], counts: list[int] = COUNTS) -> None:
-    """Each seed's team and gate, and one CSS run per cost: the more the cost, the higher CSS's margins."""
+    """Each seed's team and gate, and one CSS run per cost: the more the cost, the higher CSS's margins. Each is
+    imported under the settings the tabulation gives (its data, seed and CSS recipe), so that it finds them."""
     out = tmp_path / "o"
     for cfg in seed_configs(None, _sets(tmp_path), seeds):
+        sets = ["data.tail_max_count=10", "recipes.css.costs=[0.5,0.9]", f"seed={cfg.seed}"]
         write_run(out / cfg.name, {"ce": _model(1.0), "logit_adjust": _model(2.0), "group_dro": _model(2.5)},
-                  4, COUNTS, seed=cfg.seed)  # fmt: skip
-        gating_pipeline.run(cfg, cfg.experts)
+                  4, COUNTS, seed=cfg.seed, overrides=sets)  # fmt: skip
+        build_gate(cfg, terminal.console())
         for cost, offset in ((0.5, -1.5), (0.9, -0.3)):
-            write_run(out / f"{cfg.name}_css{cost:g}", {"css": _model(2.0, offset)}, 4, counts, seed=cfg.seed)
+            write_run(out / f"{cfg.name}_css{cost:g}", {"css": _model(2.0, offset)}, 4, counts, seed=cfg.seed,
+                      overrides=[*sets, f"recipes.css.cost={cost:g}"])  # fmt: skip
 
 
 def _argv(tmp_path: Path, *extra: str) -> list[str]:

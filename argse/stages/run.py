@@ -9,7 +9,8 @@ run seed; then, per kind:
   builds on (``requires``: decoupling's ``stage1_from``, a derived expert's ``source``); logits imported under
   a name no expert is registered by (``python -m argse.stages import``) are keyed by that name and the split
   stage's content alone;
-- ``gate``: the gating settings, the test prior and the content of each mixed expert, in order;
+- ``gate``: the gating settings, the content of each mixed expert, in order, and for a selective objective
+  the test prior it trains under;
 - ``evaluation``: the evaluate settings, the gate's part of ``tune`` and the content of each evaluated source.
 
 Keys hold contents, not ids, of what they read: an upstream stage rebuilt on purpose gives every stage
@@ -102,8 +103,9 @@ class RunStages:
         if GATE in names:
             raise ArgseError("the gate mixes experts; remove 'gating' from its experts")
         cfg = self.cfg
-        inputs = self.base() | {"gating": asdict(cfg.gating), "test_prior": cfg.evaluate.test_prior,
-                                "experts": [[n, self.expert(n).content] for n in names]}  # fmt: skip
+        inputs = self.base() | {"gating": asdict(cfg.gating), "experts": [[n, self.expert(n).content] for n in names]}
+        if cfg.gating.objective.startswith("selective_"):  # the one gate trained under evaluate's test prior
+            inputs["test_prior"] = cfg.evaluate.test_prior
         return Key("gate", "gate", inputs)
 
     def gate(self) -> Stage:
