@@ -83,7 +83,9 @@ def write_run(
     experts named, then ``overrides`` as with --set: the settings the commands that read them are given);
     ``split_sizes``: samples per class of each held-out split."""
     out_dir = Path(out_dir)
-    with tempfile.TemporaryDirectory(prefix=".logit_factory-", dir=out_dir.parent if out_dir.parent.is_dir() else None) as tmp:
+    with tempfile.TemporaryDirectory(
+        prefix=".logit_factory-", dir=out_dir.parent if out_dir.parent.is_dir() else None
+    ) as tmp:
         folder = Path(tmp)
         sha = write_manifest(folder, num_classes, class_counts, split_sizes)
         for s, (split, (labels, indices)) in enumerate(split_rows(num_classes, split_sizes).items()):
