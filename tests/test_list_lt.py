@@ -12,10 +12,11 @@ from PIL import Image
 from argse.config import load_run_config
 from argse.data import eval_image, prepare_data
 from argse.errors import ArgseError
-from argse.experts import ExpertContext, get_expert, load_recipe
+from argse.experts import ExpertContext, Exported, get_expert, load_recipe
 from argse.listfile import IMAGENET_MEAN, ImageList
 from argse.logits import read_logits
 from argse.preprocess import preprocess_record
+from argse.stages.experts import write_export
 
 TRAIN_COUNTS = [6, 3, 2]
 TEST_PER_CLASS = 5
@@ -120,7 +121,8 @@ def test_corrupt_jpeg_fails_with_one_sentence_from_a_worker(tmp_path, tiny, list
     data = prepare_data(cfg)
     (list_root / "train" / "n002" / "1.jpg").write_bytes(b"not a jpeg")
     cls = get_expert("ce")
-    expert = cls(ExpertContext(cfg, data, torch.device("cpu")), load_recipe(cls, cfg))
+    ctx = ExpertContext(cfg, data, torch.device("cpu"), folders={"ce": tmp_path / "training"})
+    expert = cls(ctx, load_recipe(cls, cfg))
     with pytest.raises(ArgseError, match=r"^image .*n002/1.jpg cannot be decoded .*; replace or remove it$"):
         expert.train()
 
@@ -135,13 +137,16 @@ def test_torchvision_backbone_trains_and_exports_on_list_lt(tmp_path, tiny, list
     ]
     cfg = load_run_config(None, sets)
     data = prepare_data(cfg)
-    ctx = ExpertContext(cfg, data, torch.device("cpu"))
+    ctx = ExpertContext(cfg, data, torch.device("cpu"), folders={"ce": tmp_path / "training"})
     cls = get_expert("ce")
     expert = cls(ctx, load_recipe(cls, cfg))
     expert.train()
     assert expert.model.fc.in_features == 2048 and expert.model.fc.out_features == 3
-    expert.calibrate()
-    test = read_logits(expert.export_logits()["test"])
+    temperature = expert.calibrate()
+    work = tmp_path / "export"
+    work.mkdir()
+    write_export(work, ctx, expert, expert.held_out_logits(), temperature, tmp_path / "training")
+    test = read_logits(work / "test.safetensors")
     assert test.logits.shape == (len(data.held_out["test"].labels), 3)
     assert torch.equal(test.indices, data.held_out["test"].indices)
 
@@ -157,11 +162,13 @@ def test_decoupling_caches_augmented_views_from_the_workers(tmp_path, tiny, list
         "recipes.decoupling.cache_views=2",
     ]
     cfg = load_run_config(None, sets + [f"recipes.decoupling.stage2.{s}" for s in stage2])
-    ctx = ExpertContext(cfg, prepare_data(cfg), torch.device("cpu"))
+    folders = {name: tmp_path / "training" / name for name in ("ce", "decoupling")}
+    ctx = ExpertContext(cfg, prepare_data(cfg), torch.device("cpu"), folders=folders)
     for name in ("ce", "decoupling"):
         cls = get_expert(name)
         expert = cls(ctx, load_recipe(cls, cfg))
         expert.train()
+        ctx.exported[name] = Exported(name, folders[name], folders[name] / "best.safetensors")
     views = expert.features(ctx.data.train.images, 2)
     n = sum(TRAIN_COUNTS)
     assert views.shape == (2 * n, 2048)

@@ -27,7 +27,7 @@ def test_unknown_stream_names_the_table():
 def _trained_weights(tmp_path, name: str, **sets: str) -> dict[str, torch.Tensor]:
     """Train a plain-CE expert called ``name`` on the tiny run; its final weights."""
     cfg = load_run_config(None, tiny_overrides(tmp_path, **sets))
-    ctx = ExpertContext(cfg, prepare_data(cfg), torch.device("cpu"))
+    ctx = ExpertContext(cfg, prepare_data(cfg), torch.device("cpu"), folders={name: tmp_path / "training" / name})
     cls = type(f"Twin_{name}", (CrossEntropyExpert,), {"name": name})
     expert = cls(ctx, load_recipe(CrossEntropyExpert, cfg))
     expert.train()
