@@ -94,7 +94,8 @@ def test_a_finished_expert_is_found_not_retrained_and_rebuild_trains_it_again(ti
     assert cli.run(train_experts.main, _argv(tiny, "--experts", "ce", "--rebuild")) == 0
     assert "ce: epoch 1/2" in capsys.readouterr().out
     rebuilt = RunStages(load_run_config(None, tiny)).expert("ce")
-    assert best.stat().st_mtime_ns != before[0] and rebuilt.folder == stage.folder and rebuilt.record != before[1]
+    assert best.stat().st_mtime_ns != before[0] and rebuilt.folder == stage.folder
+    assert rebuilt.record.content == before[1].content  # CPU training is deterministic: the same bytes again
     assert [p.name.startswith(f"{stage.folder.name}-") for p in (stages.store.root / ".retired").iterdir()] == [True]
 
 
