@@ -12,19 +12,12 @@ from dataclasses import asdict
 
 from safetensors import SafetensorError
 
-from argse import distributed, storage
-from argse.config import (
-    RunConfig,
-    apply_overrides,
-    dump_yaml,
-    file_data,
-    load_run_config,
-    named_twice,
-    scale_written,
-    set_by,
-)
-from argse.errors import ArgseError
-from argse.terminal import console  # noqa: F401  (the entry points print through cli.console)
+from argse.config.loading import dump_yaml, file_data, load_run_config, scale_written, set_by
+from argse.config.sections import RunConfig, named_twice
+from argse.config.yaml_files import apply_overrides
+from argse.core import distributed, storage
+from argse.core.errors import ArgseError
+from argse.core.terminal import console  # noqa: F401  (the entry points print through cli.console)
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -67,8 +60,8 @@ def load_config(args: argparse.Namespace, values: dict | None = None) -> RunConf
 
 def describe_config(cfg: RunConfig, args: argparse.Namespace, experts: list[str]) -> str:
     """The resolved run config as YAML, then each expert's recipe, every value commented with its origin."""
-    from argse.experts.registry import get_expert  # the registry, filled once the plugins are loaded
-    from argse.recipes import resolve_recipe
+    from argse.config.recipe_layers import resolve_recipe
+    from argse.experts.base import get_expert  # the registry, filled once the plugins are loaded
 
     written = file_data(args.config)
     given = apply_overrides({}, args.overrides).get("recipes") or {}
@@ -124,7 +117,7 @@ def check_unique(names: list[str], where: str) -> None:
 
 
 def file_system_error(exc: Exception) -> ArgseError | None:
-    """An unwritable folder or a full disk met outside argse.storage, as one sentence naming the path."""
+    """An unwritable folder or a full disk met outside argse.core.storage, as one sentence naming the path."""
     code = storage.os_errno(exc)
     if code not in storage.FS_ERRORS:
         return None

@@ -12,8 +12,9 @@ config has a gate, ``gating``. Other sources are another evaluation, in a stage 
 
 from __future__ import annotations
 
-from argse import cli, reporting
-from argse.selective import REJECTORS
+from argse import cli
+from argse.selective import pages
+from argse.selective.rejectors import REJECTORS
 from argse.stages.evaluation import build_evaluation
 from argse.stages.run import RunStages
 
@@ -34,10 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         how = "evaluate.sources" if cfg.evaluate.sources else "the config's experts and its gate, when it has one"
         console.print(f"sources: {', '.join(sources)} ({how}; --sources to choose)")
     built = build_evaluation(cfg, sources, console, args.rebuild)
-    console.print(reporting.aurc_table(
-        f"{cfg.name}: AURC on test (lower is better; {reporting.describe(cfg.evaluate)})", built.aurcs))  # fmt: skip
+    console.print(pages.aurc_table(
+        f"{cfg.name}: AURC on test (lower is better; {pages.describe(cfg.evaluate)})", built.aurcs))  # fmt: skip
     if built.evaluation is not None:
-        if note := reporting.empty_group_note(built.evaluation.curves):
+        if note := pages.empty_group_note(built.evaluation.curves):
             console.print(note)
         console.print(f"{len(built.evaluation.curves)} curves in {built.evaluation.seconds:.1f} s")
     console.print(f"written: {built.stage.folder} (readable as {cfg.out_dir / 'evaluation'})")

@@ -15,7 +15,7 @@ path, predicted class, its probability, accepted or rejected, the rule's score a
 the gate weights. An image that cannot be decoded is named on stderr and skipped; the rest are
 predicted. Without ``--source`` the source is gating when a gate was evaluated, else the first
 evaluated source, and a line names it. Predict reads only published stages, which never change, so it
-takes no lock and runs beside any other command. In Python: ``argse.prediction.load(...)`` (docs/predict.md).
+takes no lock and runs beside any other command. In Python: ``argse.inference.load(...)`` (docs/predict.md).
 """
 
 from __future__ import annotations
@@ -23,19 +23,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from argse import cli, storage
-from argse.errors import ArgseError
-from argse.prediction import (
-    check_labels,
-    check_out,
-    default_out,
-    labelled_scores,
-    open_predictor,
-    predict_files,
-    read_inputs,
-    write_rows,
-)
-from argse.rules import read_rules
+from argse import cli
+from argse.core import storage
+from argse.core.errors import ArgseError
+from argse.inference.inputs import check_labels, check_out, default_out, labelled_scores, read_inputs, write_rows
+from argse.inference.team import open_predictor, predict_files
+from argse.selective.rules_file import read_rules
 from argse.stages.run import RunStages
 
 

@@ -14,10 +14,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from argse import cli, reporting
-from argse.config import RunConfig, load_run_config
-from argse.errors import ArgseError
-from argse.reproduction import claims, run_seed
+from argse import cli
+from argse.config.loading import load_run_config
+from argse.config.sections import RunConfig
+from argse.core.errors import ArgseError
+from argse.papers.multi_seed import claims, run_seed
+from argse.selective import pages
 
 
 def seed_configs(args) -> list[RunConfig]:
@@ -61,11 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         folder, name = Path(args.out).parent, Path(args.out).stem
     tables = (
-        reporting.seeds_accuracy_markdown([r.reports for r in runs]),
-        reporting.seeds_aurc_markdown([r.aurcs for r in runs]),
+        pages.seeds_accuracy_markdown([r.reports for r in runs]),
+        pages.seeds_aurc_markdown([r.aurcs for r in runs]),
     )
     minutes = (time.perf_counter() - start) / 60
-    path = reporting.write_results_page(
+    path = pages.write_results_page(
         folder,
         name,
         (command_line(args), args.config),

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from argse import cli
-from argse.errors import ArgseError
-from argse.table2_harness import parse_seeds, seed_configs, tabulate_seed, train_all
-from argse.table2_page import write_page
+from argse.core.errors import ArgseError
+from argse.papers.narasimhan2024 import parse_seeds, seed_configs, tabulate_seed, train_all
+from argse.papers.table2_page import write_page
 
 
 def command_line(args) -> str:

@@ -7,8 +7,9 @@ devices; ``--parallel`` instead trains several experts at once, one process per 
 
 from __future__ import annotations
 
-from argse import cli, reporting
-from argse.errors import ArgseError
+from argse import cli
+from argse.core.errors import ArgseError
+from argse.selective import pages
 from argse.stages.experts import run
 
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     reports = run(cfg, names, rebuild=args.rebuild, parallel=parallel, team=args.team)
     if reports is not None:
         title = f"{cfg.name}: test split, % (ECE before / after temperature scaling)"
-        cli.console().print(reporting.accuracy_table(title, reports))
+        cli.console().print(pages.accuracy_table(title, reports))
     return 0
 
 

@@ -8,7 +8,8 @@ same). The gate trains on the gate part of ``tune``; the rest is left for the re
 
 from __future__ import annotations
 
-from argse import cli, reporting
+from argse import cli
+from argse.selective import pages
 from argse.stages.gate import build_gate
 
 
@@ -26,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     built = build_gate(cfg, console, args.rebuild)
     if built.trained is not None:
         result = built.trained
-        console.print(reporting.mixture_table(f"{cfg.name}: gating on test (%; NLL in nats)", result.reports))
-        console.print(reporting.routing_table(result.names, result.routing))
+        console.print(pages.mixture_table(f"{cfg.name}: gating on test (%; NLL in nats)", result.reports))
+        console.print(pages.routing_table(result.names, result.routing))
     console.print(f"gate and mixture: {built.stage.folder} (readable as {cfg.out_dir / 'gating'})")
     return 0
 

@@ -23,10 +23,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from argse.config import GatingConfig, RuntimeConfig, load_run_config
-from argse.data import prepare_data
-from argse.models import CifarResNet
+from argse.config.loading import load_run_config
+from argse.config.sections import GatingConfig, RuntimeConfig
+from argse.data.long_tail import prepare_data
 from argse.training import Normalize, TensorBatches, TrainRecipe, TrainTask, autocast, fit, outputs_of
+from argse.training.models import CifarResNet
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = REPO.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
@@ -208,7 +209,7 @@ def bench_stage2(cfg_sets: list[str], tmp: Path, subset: int, epochs: int, stage
 
 
 def bench_export(data, device, repeats: int) -> dict:
-    from argse.logits import write_logits
+    from argse.data.logits import write_logits
 
     torch.manual_seed(0)
     model = CifarResNet(data.num_classes).to(device, memory_format=torch.channels_last).eval()
@@ -324,7 +325,7 @@ def bench_cifar10_rss() -> dict:
 
 def write_report(lines: list[str], out: str | None) -> None:
     """Print the markdown report and, with ``out``, write it there (atomically)."""
-    from argse import storage
+    from argse.core import storage
 
     text = "\n".join(lines) + "\n"
     print(text)
@@ -469,8 +470,8 @@ def selective_rows(b: Bench) -> list[tuple]:
 
 
 def sweep_rates() -> list[float]:
-    from argse.config import EvaluateConfig
-    from argse.evaluation import sweep_grid
+    from argse.config.sections import EvaluateConfig
+    from argse.selective.sweep import sweep_grid
 
     return sweep_grid(EvaluateConfig())
 

@@ -59,7 +59,7 @@ def hand_made(labels: torch.Tensor, classes: int, seed: int) -> torch.Tensor:
 
 def run_config(out_dir: Path, experts: int):
     """The run's config: the hand-made experts, the default gating settings (the same for import and measure)."""
-    from argse.config import load_run_config
+    from argse.config.loading import load_run_config
 
     sets = [f"output_dir={out_dir.parent}", f"name={out_dir.name}", f"experts=[{', '.join(expert_names(experts))}]"]
     return load_run_config(None, sets + ["runtime.progress=false", "data.tail_max_count=20"])
@@ -70,10 +70,10 @@ def build(out_dir: Path, sizes: dict[str, int], classes: int, experts: int) -> N
     stages."""
     import tempfile
 
-    from argse.logits import split_file, write_logits
+    from argse.core.storage import make_dir
+    from argse.data.logits import split_file, write_logits
     from argse.stages.manage import import_run
     from argse.stages.run import RunStages
-    from argse.storage import make_dir
     from studies.logit_factory import write_manifest
 
     counts, rows = class_counts(classes), split_rows(sizes, classes)
@@ -95,7 +95,7 @@ def build(out_dir: Path, sizes: dict[str, int], classes: int, experts: int) -> N
 def measure(out_dir: Path, experts: int) -> dict:
     """The gate's stage built as ``python -m argse.train_gating`` builds it, with the default gating settings."""
     import argse
-    from argse import terminal
+    from argse.core import terminal
     from argse.stages.gate import build_gate
     from argse.stages.run import RunStages
     from argse.stages.store import remove

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from argse.models import CifarResNet
+from argse.training.models import CifarResNet
 
 BATCH = 128
 TEAM = ["ce", "logit_adjust", "balanced_softmax", "decoupling", "posthoc_adjust"]

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from argse import selective
-from argse.config import EvaluateConfig
-from argse.evaluation import curve_aurcs, fit_options, source_view, sweep, sweep_grid
-from argse.groups import head_tail_groups
-from argse.logits import SourceReader, folder_sources, run_folders, run_manifest
-from argse.metrics import lt_weights
-from argse.splits import tune_parts
+from argse.config.sections import EvaluateConfig
+from argse.data.groups import head_tail_groups
+from argse.data.logits import SourceReader, folder_sources, run_folders, run_manifest
+from argse.data.metrics import lt_weights
+from argse.data.splits import tune_parts
+from argse.selective import rejectors, views
+from argse.selective.sweep import curve_aurcs, fit_options, source_view, sweep, sweep_grid
 from benchmarks import selective_reference as reference
 
 METRIC = {"chow": "error", "plugin_balanced": "balanced_error", "plugin_worst": "worst_group_error"}
@@ -49,9 +49,9 @@ def normalised(alpha, b, t) -> np.ndarray:
 def first_round(fit, ref_fit, rate: float, opts) -> str:
     """Algorithm 1 on S1 with beta = 1/K (Algorithm 2's first round) in both: the rules' distance and S1 objectives."""
     perm = np.random.default_rng(opts.seed).permutation(len(fit.group))
-    s1, r1 = selective.subset(fit, perm[: len(perm) // 2]), reference.subset(ref_fit, perm[: len(perm) // 2])
+    s1, r1 = views.subset(fit, perm[: len(perm) // 2]), reference.subset(ref_fit, perm[: len(perm) // 2])
     beta = np.full(fit.k, 1.0 / fit.k)
-    ours, theirs = selective.fit_plugin(s1, beta, rate, opts), reference.fit_plugin(r1, beta, rate, opts)
+    ours, theirs = rejectors.fit_plugin(s1, beta, rate, opts), reference.fit_plugin(r1, beta, rate, opts)
     objective = [float(reference.objectives(r1, r.alpha[None], r.b[None], rate, beta)[0][0]) for r in (ours, theirs)]
     distance = np.abs(normalised(ours.alpha, ours.b, ours.t) - normalised(theirs.alpha, theirs.b, theirs.t)).max()
     return f"first round: rules {distance:.3g} apart, S1 objective {objective[0]!r} vs {objective[1]!r}"
@@ -68,7 +68,7 @@ def compare_source(reader, source: str, tail_max_count: int, opts, grid) -> tupl
     ref_fit, ref_held = reference_view(tune, fit_part, groups), reference_view(test, everything, groups)
     count, largest, aurc_gap, lines = 0, 0.0, 0.0, []
     for method, metric in METRIC.items():
-        ours = sweep(fit, held, lambda v, r, m=method: selective.fit_rule(m, v, r, opts), grid)
+        ours = sweep(fit, held, lambda v, r, m=method: rejectors.fit_rule(m, v, r, opts), grid)
         theirs = reference_rows(method, ref_fit, ref_held, grid, opts)
         for a, b in zip(ours, theirs, strict=True):
             if a["target_rate"] == 0:

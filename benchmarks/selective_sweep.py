@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from argse.config import EvaluateConfig
-from argse.evaluation import cpu_count, fit_options, source_pool, source_view, sweep_grid, sweep_source
-from argse.groups import head_tail_groups
-from argse.logits import LogitsFile
-from argse.metrics import lt_weights
+from argse.config.sections import EvaluateConfig
+from argse.data.groups import head_tail_groups
+from argse.data.logits import LogitsFile
+from argse.data.metrics import lt_weights
+from argse.selective.sweep import cpu_count, fit_options, source_pool, source_view, sweep_grid, sweep_source
 from benchmarks import selective_reference as reference
 
 METHODS = ("chow", "plugin_balanced", "plugin_worst")

@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from argse import distributed
-from argse.config import RuntimeConfig
-from argse.models import CifarResNet
+from argse.config.sections import RuntimeConfig
+from argse.core import distributed
 from argse.training import CropFlip, Normalize, TensorBatches, TrainRecipe, TrainTask, autocast, fit, make_progress
 from argse.training.loop import FitRun
+from argse.training.models import CifarResNet
 
 MEAN, STD, BATCH = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), 128
 CPU = torch.device("cpu")

@@ -20,11 +20,12 @@ from pathlib import Path
 
 from rich.table import Table
 
-from argse import cli, storage
-from argse.config import load_run_config
-from argse.data import prepare_data
+from argse import cli
+from argse.config.loading import load_run_config
+from argse.core import storage
+from argse.data.long_tail import prepare_data
+from argse.data.metrics import classification_report
 from argse.experts import ExpertContext, build_expert, get_expert, load_recipe
-from argse.metrics import classification_report
 from argse.stages.experts import exported
 from argse.stages.run import RunStages
 from argse.training import resolve_device

@@ -16,9 +16,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from argse import storage, terminal
-from argse.config import load_run_config
-from argse.logits import run_folders, run_manifest, split_file
+from argse.config.loading import load_run_config
+from argse.core import storage, terminal
+from argse.data.logits import run_folders, run_manifest, split_file
 from argse.stages.evaluation import build_evaluation
 from argse.stages.gate import build_gate
 from argse.stages.manage import import_run

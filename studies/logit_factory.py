@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from argse import manifest
-from argse.config import load_run_config
-from argse.logits import split_file, write_logits
+from argse.config.loading import load_run_config
+from argse.data import splits
+from argse.data.logits import split_file, write_logits
 from argse.stages.manage import import_run
 from argse.stages.run import RunStages
 
@@ -57,7 +57,7 @@ def write_manifest(
     :func:`split_rows` gives them); returns its sha256."""
     rows = rows or split_rows(num_classes, split_sizes)
     record = {
-        "format": manifest.FORMAT,
+        "format": splits.FORMAT,
         "dataset": "synthetic_lt",
         "seed": 0,
         "classes": [f"class_{c}" for c in range(num_classes)],
@@ -65,8 +65,8 @@ def write_manifest(
         "splits": {"train": []} | {split: idx.tolist() for split, (_, idx) in rows.items()},
         "labels": {split: y.tolist() for split, (y, _) in rows.items()},
     }
-    manifest.write_manifest(Path(out_dir) / "splits.json", record)
-    return manifest.manifest_sha256(record)
+    splits.write_manifest(Path(out_dir) / "splits.json", record)
+    return splits.manifest_sha256(record)
 
 
 def write_run(

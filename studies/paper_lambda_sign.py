@@ -15,12 +15,12 @@ import dataclasses
 import torch
 
 from argse import cli
-from argse.config import load_run_config
-from argse.evaluation import aurc_key, curve_aurcs, fit_options, source_view, sweep
-from argse.groups import head_tail_groups
-from argse.logits import load_sources, run_folders, run_manifest
-from argse.selective import fit_rule
-from argse.splits import tune_parts
+from argse.config.loading import load_run_config
+from argse.data.groups import head_tail_groups
+from argse.data.logits import load_sources, run_folders, run_manifest
+from argse.data.splits import tune_parts
+from argse.selective.rejectors import fit_rule
+from argse.selective.sweep import aurc_key, curve_aurcs, fit_options, source_view, sweep
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@
         [--sources ce,logit_adjust] [--out docs/results/plugin_family_cifar10_lt.md]
 
 For every source, both test priors (train, balanced) and every target rate of ``evaluate.rejection_grid``,
-fits on the rejector part of ``tune`` (``argse.splits.tune_parts``, as ``argse.evaluate``):
+fits on the rejector part of ``tune`` (``argse.data.splits.tune_parts``, as ``argse.evaluate``):
 
 - argse's ``plugin_balanced`` / ``plugin_worst`` with ``search: grid`` and ``search: power`` (Algorithm 1/2
   alone), on calibrated probabilities (``protocol: argse``) and on the raw softmax;
@@ -13,7 +13,7 @@ fits on the rejector part of ``tune`` (``argse.splits.tune_parts``, as ``argse.e
   absorbs); a = exp(log_a) on a fine grid and d = max(1, a) tan(theta), theta on a fine grid of (-pi/2, pi/2)
   (so d, hence mu_tail = a - 1 - d, covers the whole real line; Chow is log_a = theta = 0), then a finer grid
   around the best few; t is the rate's weighted quantile of the score on the fitting sample, exactly as
-  ``selective.threshold``; each rate's rule is the one with the lowest objective of the method on the fitting
+  ``views.threshold``; each rate's rule is the one with the lowest objective of the method on the fitting
   sample (balanced error, worst-group error);
 - prototypes of a better ``refine`` for ``plugin_worst`` (a global coarse grid and several starts before the
   zoom), timed against today's.
@@ -36,23 +36,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from argse import cli, selective
-from argse.config import load_run_config
-from argse.evaluation import aurc_key, curve_aurcs, fit_options, source_view
-from argse.groups import head_tail_groups
-from argse.logits import folder_sources, load_sources, run_folders, run_manifest
-from argse.selective import (
-    EMPTY_GROUP_ERROR,
-    FitOptions,
-    GroupView,
-    Rule,
-    evaluate_rule,
-    fit_rule,
-    group_rates,
-    score,
-    threshold,
-)
-from argse.splits import tune_parts
+from argse import cli
+from argse.config.loading import load_run_config
+from argse.data.groups import head_tail_groups
+from argse.data.logits import folder_sources, load_sources, run_folders, run_manifest
+from argse.data.splits import tune_parts
+from argse.selective import rejectors
+from argse.selective.rejectors import FitOptions, Rule, evaluate_rule, fit_rule
+from argse.selective.sweep import aurc_key, curve_aurcs, fit_options, source_view
+from argse.selective.views import EMPTY_GROUP_ERROR, GroupView, group_rates, score, threshold
 
 METRIC = {"plugin_balanced": "balanced_error", "plugin_worst": "worst_group_error"}  # each method's objective
 SPAN = "0-0.8"
@@ -108,7 +100,7 @@ def family_objectives(view: GroupView, log_a: np.ndarray, d: np.ndarray, rates) 
         rows = np.arange(len(ss))[:, None]
         if equal:
             kth = np.broadcast_to(np.minimum(np.floor(rates * n).astype(int), n - 1), (len(ss), len(rates)))
-        else:  # selective.threshold: kth = #{sorted positions whose preceding weight <= rate * total} - 1
+        else:  # views.threshold: kth = #{sorted positions whose preceding weight <= rate * total} - 1
             ws = w[order]
             before = np.cumsum(ws, 1) - ws
             q = rates * w.sum() * (1 + 1e-12)
@@ -138,7 +130,7 @@ def family_objectives(view: GroupView, log_a: np.ndarray, d: np.ndarray, rates) 
 
 
 def official_objective(view: GroupView, alpha: np.ndarray, b: np.ndarray, rate: float, metric: str) -> float:
-    """A rule's objective on ``view`` at ``rate``, with t set as selective.fit_rule sets it."""
+    """A rule's objective on ``view`` at ``rate``, with t set as rejectors.fit_rule sets it."""
     s, correct = score(view, alpha[None], b[None])
     t = threshold(s, rate, view.weight)
     err, _, _ = group_rates(s >= t[:, None], correct, view.group, view.k, view.weight)
@@ -196,8 +188,8 @@ def brute_force(view: GroupView, rates, log_a: np.ndarray = LOG_A, theta: np.nda
 
 
 def objectives(view: GroupView, alpha: np.ndarray, b: np.ndarray, rate: float, metric: str) -> np.ndarray:
-    """Objective of rules stacked in alpha, b [G, K] at ``rate``: selective.objectives for the metric."""
-    return selective.objectives(view, alpha, b, rate, beta_of(view, metric))[0]
+    """Objective of rules stacked in alpha, b [G, K] at ``rate``: rejectors.objectives for the metric."""
+    return rejectors.objectives(view, alpha, b, rate, beta_of(view, metric))[0]
 
 
 def beta_of(view: GroupView, metric: str) -> np.ndarray | None:
@@ -206,13 +198,13 @@ def beta_of(view: GroupView, metric: str) -> np.ndarray | None:
 
 
 def zoom(view, alpha, b, best, rate, metric, points, zooms):
-    """Today's local search (selective.zoom) from the incumbent (alpha, b) with objective ``best``."""
-    return selective.zoom(view, (best, alpha, b), rate, beta_of(view, metric), points, zooms)
+    """Today's local search (rejectors.zoom) from the incumbent (alpha, b) with objective ``best``."""
+    return rejectors.zoom(view, (best, alpha, b), rate, beta_of(view, metric), points, zooms)
 
 
 @dataclasses.dataclass(frozen=True)
 class Search:
-    """A variant of selective.refine: ``coarse`` = (n_log_alpha, n_theta) of a global grid scored first
+    """A variant of rejectors.refine: ``coarse`` = (n_log_alpha, n_theta) of a global grid scored first
     (0: none), ``starts`` = how many of the best distinct candidates (start rule, Chow, coarse grid) are
     zoomed, and the zoom's ``points`` and ``zooms``."""
 
@@ -233,7 +225,7 @@ SEARCHES = (
 
 
 def refine(view: GroupView, rule: Rule, rate: float, metric: str, search: Search) -> Rule:
-    """selective.refine with the changes of ``search``; Search() is today's refine exactly."""
+    """rejectors.refine with the changes of ``search``; Search() is today's refine exactly."""
     alpha, b = rule.alpha / rule.alpha[0], rule.b / rule.alpha[0]
     one = np.ones(view.k)
     cand_a, cand_b = [alpha, one], [b, one]  # the start rule first: ties keep it, as today
@@ -426,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     emit()
     emit("## Search variants (calibrated probabilities)")
     emit()
-    emit("Algorithm 1/2 (argse's, search: power) followed by a variant of `selective.refine`; the first is today's "
+    emit("Algorithm 1/2 (argse's, search: power) followed by a variant of `rejectors.refine`; the first is today's "
          "refine, reimplemented here (its figures equal argse's grid column above). Gap: relative to the brute "
          "force, on fit and on test. Seconds: the whole rate grid, one source, this run.")  # fmt: skip
     for method in args.prototype:

@@ -14,10 +14,11 @@ import dataclasses
 
 from rich.table import Table
 
-from argse import cli, reporting
-from argse.config import load_run_config
-from argse.evaluation import aurc_key, evaluate_sources
-from argse.logits import SourceReader, folder_sources, run_folders, run_manifest
+from argse import cli
+from argse.config.loading import load_run_config
+from argse.data.logits import SourceReader, folder_sources, run_folders, run_manifest
+from argse.selective import pages
+from argse.selective.sweep import aurc_key, evaluate_sources
 from argse.stages.gate_file import GATE_JSON, read_gate
 
 OBJECTIVE = {"plugin_balanced": "balanced_error", "plugin_worst": "worst_group_error"}  # the AURC each one lowers
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     for search in ("power", "grid"):
         run = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, search=search))
         runs[search] = evaluate_sources(run, reader, list(OBJECTIVE), gate)
-    table = Table(title=f"{cfg.name}: AURC [0, 0.8] on test, {reporting.describe(cfg.evaluate)}")
+    table = Table(title=f"{cfg.name}: AURC [0, 0.8] on test, {pages.describe(cfg.evaluate)}")
     for col in ("source", "method", "objective", "power", "grid", "change"):
         table.add_column(col, justify="left" if col in ("source", "method", "objective") else "right")
     for (source, method), aurcs in runs["power"].aurcs.items():

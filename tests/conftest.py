@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from argse.config import load_run_config
+from argse.config.loading import load_run_config
 from tests.tiny_run import REPO, TINY_RUN
 
 pytest.register_assert_rewrite("tests.fault_harness")  # its assert_* helpers report like test asserts

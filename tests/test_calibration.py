@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from argse.calibration import T_MAX, T_MIN, fit_temperature
-from argse.metrics import ece
+from argse.data.metrics import ece
+from argse.experts.calibration import T_MAX, T_MIN, fit_temperature
 
 
 def test_recovers_a_known_temperature():

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from argse import cli, train_experts
-from argse.config import load_run_config
+from argse.config.loading import load_run_config
 from argse.experts import list_experts
 from argse.experts.__main__ import main as list_main
 from argse.stages.run import RunStages

@@ -3,9 +3,11 @@ from pathlib import Path
 
 import pytest
 
-from argse.config import RunConfig, apply_overrides, from_dict, load_run_config
-from argse.errors import ArgseError
-from argse.manifest import lt_counts
+from argse.config.loading import from_dict, load_run_config
+from argse.config.sections import RunConfig
+from argse.config.yaml_files import apply_overrides
+from argse.core.errors import ArgseError
+from argse.data.splits import lt_counts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,7 +89,7 @@ def test_a_dataset_section_is_kept_for_its_dataset_and_reads_back():
 
 
 def test_plugins_are_loaded_with_the_config():
-    from argse.datasets import DATASETS
+    from argse.data.datasets import DATASETS
 
     DATASETS.unregister("stripes_lt")
     __import__("sys").modules.pop("tests.plugins.stripes_dataset", None)
@@ -242,7 +244,7 @@ def test_an_output_folder_under_a_regular_file_is_one_sentence(tmp_path):
 
 
 def test_make_dir_under_a_regular_file_is_one_sentence(tmp_path):
-    from argse.storage import make_dir
+    from argse.core.storage import make_dir
 
     (tmp_path / "afile").write_text("x")
     with pytest.raises(ArgseError, match=r"cannot make folder .*afile/o/p: .*afile is a regular file"):
@@ -301,7 +303,7 @@ def test_cosine_recipe_ignores_its_milestones():
     ],
 )
 def test_dataset_options_are_checked(dataset, values, message):
-    from argse.datasets import get_dataset
+    from argse.data.datasets import get_dataset
 
     with pytest.raises(ArgseError, match=message):
         from_dict(get_dataset(dataset).Options, values, f"data.{dataset}")
@@ -349,7 +351,7 @@ def test_merge_keys_and_anchors_still_load(tmp_path):
 def _source(test_per_class: int):
     import torch
 
-    from argse.datasets import Source
+    from argse.data.datasets import Source
 
     train = torch.arange(10).repeat_interleave(100)
     test = torch.arange(10).repeat_interleave(test_per_class)
@@ -371,7 +373,7 @@ def _source(test_per_class: int):
     ],
 )  # fmt: skip
 def test_splits_and_groups_too_small_are_refused_where_the_counts_are_known(sets, message):
-    from argse.manifest import make_manifest
+    from argse.data.splits import make_manifest
 
     with pytest.raises(ArgseError, match=message):
         cfg = load_run_config(None, ["data.imbalance_factor=10", *sets])
@@ -379,7 +381,7 @@ def test_splits_and_groups_too_small_are_refused_where_the_counts_are_known(sets
 
 
 def test_a_split_of_one_image_per_class_is_enough():
-    from argse.manifest import make_manifest
+    from argse.data.splits import make_manifest
 
     cfg = load_run_config(None, ["data.imbalance_factor=10", "data.val_fraction=0.34", "data.tune_fraction=0.33",
                                  "data.test_fraction=0.33"])  # fmt: skip

@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from argse.config import load_run_config
-from argse.data import prepare_data
+from argse.config.loading import load_run_config
+from argse.data.logits import read_logit_set, read_logits, split_file
+from argse.data.long_tail import prepare_data
 from argse.experts import ExpertContext, build_expert
-from argse.logits import read_logit_set, read_logits, split_file
 from argse.stages import experts as stage_experts
 from argse.stages.run import RunStages
 from argse.training import CropFlip, Normalize

@@ -5,12 +5,12 @@ import pytest
 import torch
 from rich.console import Console
 
-from argse import storage
-from argse.config import load_run_config
-from argse.data import prepare_data
-from argse.errors import ArgseError
-from argse.manifest import lt_counts, manifest_sha256, read_manifest, write_manifest
-from argse.metrics import lt_weights
+from argse.config.loading import load_run_config
+from argse.core import storage
+from argse.core.errors import ArgseError
+from argse.data.long_tail import prepare_data
+from argse.data.metrics import lt_weights
+from argse.data.splits import lt_counts, manifest_sha256, read_manifest, write_manifest
 from argse.stages.experts import publish_splits
 from argse.stages.run import RunStages
 
@@ -49,7 +49,7 @@ def test_splits_are_disjoint_seeded_and_follow_the_profile(tiny_cfg):
 
 
 def test_groups_are_looked_up_by_name():
-    from argse.groups import head_tail_groups, shot_groups
+    from argse.data.groups import head_tail_groups, shot_groups
 
     groups = head_tail_groups(torch.tensor([50, 20, 21, 3]), tail_max_count=20)
     assert groups.names == ["head", "tail"] and groups.size("tail") == 2
@@ -337,19 +337,19 @@ def test_archive_members_an_unpacked_folder_would_not_hold_are_refused(tmp_path,
 def test_an_image_too_large_for_the_limit_is_named_before_it_is_decoded(tmp_path, tiny, monkeypatch):
     from PIL import Image
 
-    from argse import images
+    from argse.data import decode
 
     root = _folder_tree(tmp_path / "tree", {"a": 6, "b": 3})
     Image.new("RGB", (8, 64)).save(root / "train" / "a" / "big.png")
-    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 500)  # 8x64 = 512 pixels
-    decoded, real = [], images.to_rgb
-    monkeypatch.setattr(images, "to_rgb", lambda im, what: decoded.append(what) or real(im, what))
+    monkeypatch.setattr(decode, "MAX_IMAGE_PIXELS", 500)  # 8x64 = 512 pixels
+    decoded, real = [], decode.to_rgb
+    monkeypatch.setattr(decode, "to_rgb", lambda im, what: decoded.append(what) or real(im, what))
     with pytest.raises(
         ArgseError, match=r"tree: train/a/big.png is 8x64 pixels \(512\), more than the 500 .*; replace"
     ):
         prepare_data(_folder_cfg(tmp_path, tiny, root, "data.tail_max_count=3"))
     assert not any("big.png" in what for what in decoded)  # refused from the header alone
-    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 10**9)
+    monkeypatch.setattr(decode, "MAX_IMAGE_PIXELS", 10**9)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow's own limit (it refuses above twice this)
     with pytest.raises(
         ArgseError,

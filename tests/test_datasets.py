@@ -12,15 +12,15 @@ import pytest
 import torch
 from PIL import Image
 
-import argse.registry
+import argse.core.registry
 from argse import train_experts
-from argse.config import load_run_config
-from argse.data import eval_image, prepare_data
-from argse.datasets import DATASETS, Dataset, dataset_for, list_datasets, register_dataset
-from argse.errors import ArgseError
-from argse.logits import read_logits, split_file
-from argse.preprocess import preprocess_record
-from argse.registry import RegistryError, load_plugins
+from argse.config.loading import load_run_config
+from argse.core.errors import ArgseError
+from argse.core.registry import RegistryError, load_plugins
+from argse.data.datasets import DATASETS, Dataset, dataset_for, list_datasets, register_dataset
+from argse.data.logits import read_logits, split_file
+from argse.data.long_tail import prepare_data
+from argse.data.preprocess import eval_image, preprocess_record
 from argse.stages.run import RunStages
 from tests.conftest import TINY_SCHEDULE
 
@@ -45,7 +45,7 @@ def test_unknown_dataset_lists_the_registered_ones(tiny):
 def test_a_dataset_registered_twice_names_both_places():
     with pytest.raises(
         RegistryError,
-        match=r"^dataset 'synthetic_lt' is registered twice: by argse\.datasets\.SyntheticLT \(.*datasets\.py\) and by "
+        match=r"^dataset 'synthetic_lt' is registered twice: by argse\.data\.datasets\.SyntheticLT \(.*datasets\.py\) and by "
         r"(tests\.)?test_datasets\..*AnotherSynthetic \(.*test_datasets\.py\); rename one of them$",
     ):
 
@@ -115,7 +115,7 @@ def test_plugin_dataset_from_an_entry_point(monkeypatch):
     DATASETS.unregister("stripes_lt")
     assert "stripes_lt" not in list_datasets()
     ep = importlib.metadata.EntryPoint("stripes_lt", PLUGIN, "argse.datasets")
-    monkeypatch.setattr(argse.registry, "entry_points", lambda group: [ep] if group == "argse.datasets" else [])
+    monkeypatch.setattr(argse.core.registry, "entry_points", lambda group: [ep] if group == "argse.datasets" else [])
     load_plugins([])
     assert "stripes_lt" in list_datasets()
 

@@ -2,10 +2,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from argse import storage, training
-from argse.config import load_run_config
-from argse.data import prepare_data
-from argse.errors import ArgseError
+from argse import training
+from argse.config.loading import load_run_config
+from argse.core import storage
+from argse.core.errors import ArgseError
+from argse.data.long_tail import prepare_data
 from argse.experts import ExpertContext, Exported, build_expert
 from argse.experts.decoupling import LWSClassifier, tau_normalized
 from argse.training import load_checkpoint

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from argse import distributed
-from argse.config import load_run_config
-from argse.logits import read_logits, split_file
+from argse.config.loading import load_run_config
+from argse.core import distributed
+from argse.data.logits import read_logits, split_file
 from argse.stages.run import RunStages
 from argse.training import load_checkpoint
 from tests.conftest import REPO, tiny_overrides

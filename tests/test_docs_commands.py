@@ -21,7 +21,7 @@ import subprocess
 import pytest
 
 from argse import cli
-from argse.config import load_run_config
+from argse.config.loading import load_run_config
 from tests.tiny_run import REPO
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]

@@ -9,13 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import argse.core.registry
 import argse.experts
-import argse.registry
 from argse import train_experts
-from argse.calibration import T_MAX, T_MIN
-from argse.config import load_run_config
-from argse.data import prepare_data
-from argse.errors import ArgseError
+from argse.config.loading import load_run_config
+from argse.core.errors import ArgseError
+from argse.data.logits import read_logit_set, split_file
+from argse.data.long_tail import prepare_data
 from argse.experts import (
     Expert,
     ExpertContext,
@@ -26,9 +26,9 @@ from argse.experts import (
     list_experts,
     load_plugins,
     load_recipe,
-    registry,
 )
-from argse.logits import read_logit_set, split_file
+from argse.experts.base import EXPERTS, register_expert
+from argse.experts.calibration import T_MAX, T_MIN
 from argse.stages import experts as stage_experts
 from argse.stages.run import RunStages
 from tests.conftest import REPO, TINY_SCHEDULE
@@ -68,7 +68,7 @@ def test_duplicate_name_names_both_places():
         match=r"expert 'ce' is registered twice: by argse.experts.ce.CrossEntropyExpert .* and by .*Impostor",
     ):
 
-        @registry.register_expert("ce")
+        @register_expert("ce")
         class Impostor(StandardExpert):
             pass
 
@@ -165,10 +165,10 @@ def _args(tiny, experts, **sets):
 
 def test_plugin_from_entry_point(tiny, monkeypatch):
     sys.modules.pop("tests.plugins.tiny_expert", None)
-    registry.EXPERTS.unregister("label_smoothing")
+    EXPERTS.unregister("label_smoothing")
     assert "label_smoothing" not in list_experts()
     ep = importlib.metadata.EntryPoint("label_smoothing", "tests.plugins.tiny_expert", "argse.experts")
-    monkeypatch.setattr(argse.registry, "entry_points", lambda group: [ep] if group == "argse.experts" else [])
+    monkeypatch.setattr(argse.core.registry, "entry_points", lambda group: [ep] if group == "argse.experts" else [])
     load_plugins([])
     assert "label_smoothing" in list_experts()
 

@@ -64,9 +64,9 @@ def test_train_gating_checks_its_sources_against_the_split_manifest(workspace):
 
 def test_disk_full_while_safetensors_writes_a_checkpoint(workspace):
     """ENOSPC as safetensors' Rust writer reports it (a SafetensorError, not an OSError) at last.safetensors."""
-    import argse.storage
+    import argse.core.storage
 
-    real = argse.storage.save_file
+    real = argse.core.storage.save_file
 
     def full(tensors, filename, metadata=None):
         if ".last.safetensors." in filename:
@@ -75,7 +75,7 @@ def test_disk_full_while_safetensors_writes_a_checkpoint(workspace):
             )
         return real(tensors, filename, metadata=metadata)
 
-    with mock.patch.object(argse.storage, "save_file", full):
+    with mock.patch.object(argse.core.storage, "save_file", full):
         # --rebuild: the copy holds a trained ce, which train_experts would otherwise find and not train again
         result = run(train_experts.main, ["--experts", "ce", "--rebuild", *sets(workspace.fresh())])
     assert_one_error(result, "last.safetensors: No space left on device")

@@ -4,12 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from argse import cli, storage, train_gating
-from argse.config import load_run_config
-from argse.errors import ArgseError
+from argse import cli, train_gating
+from argse.config.loading import load_run_config
+from argse.core import storage
+from argse.core.errors import ArgseError
+from argse.data.logits import read_logit_set, read_logits, run_folders, split_file
+from argse.data.splits import tune_parts
 from argse.gating.network import constant_weights
-from argse.logits import read_logit_set, read_logits, run_folders, split_file
-from argse.splits import tune_parts
 from studies.logit_factory import peaked, write_run
 from tests.test_logits import _rewrite
 

@@ -5,11 +5,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from argse import cli, storage, train_gating
-from argse.config import load_run_config
+from argse import cli, train_gating
+from argse.config.loading import load_run_config
+from argse.core import storage
+from argse.data.logits import load_sources, read_logits, run_folders, run_manifest
 from argse.gating import network
 from argse.gating.network import mixture_log_probs
-from argse.logits import load_sources, read_logits, run_folders, run_manifest
 from argse.stages.gate_file import read_gate
 from argse.stages.run import RunStages
 from studies.logit_factory import write_run

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from argse import train_experts
-from argse.config import load_run_config
-from argse.data import prepare_data
+from argse.config.loading import load_run_config
+from argse.data.logits import read_logits, split_file
+from argse.data.long_tail import prepare_data
 from argse.experts import inference_model, list_experts, load_plugins
-from argse.logits import read_logits, split_file
 from argse.stages.experts import exported
 from argse.stages.run import RunStages
 from argse.training import Normalize, outputs_of

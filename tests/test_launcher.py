@@ -11,11 +11,11 @@ import pytest
 import torch
 from rich.console import Console
 
-from argse.config import load_run_config
-from argse.errors import ArgseError
-from argse.launcher import train_in_parallel
-from argse.logits import read_logits, split_file
+from argse.config.loading import load_run_config
+from argse.core.errors import ArgseError
+from argse.data.logits import read_logits, split_file
 from argse.stages import experts as stage_experts
+from argse.stages.launcher import train_in_parallel
 from argse.stages.run import RunStages
 from tests.conftest import REPO, tiny_overrides
 
@@ -121,7 +121,7 @@ def test_team_refuses_what_it_cannot_combine_with(tmp_path, argv, message):
 
 
 def test_a_team_on_a_cpu_shares_the_cores_out_and_gives_them_back(monkeypatch):
-    from argse.launcher import shared_cores
+    from argse.stages.launcher import shared_cores
 
     before = torch.get_num_threads()
     monkeypatch.setattr("os.cpu_count", lambda: 8)

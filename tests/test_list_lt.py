@@ -9,13 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-from argse.config import load_run_config
-from argse.data import eval_image, prepare_data
-from argse.errors import ArgseError
+from argse.config.loading import load_run_config
+from argse.core.errors import ArgseError
+from argse.data import decode
+from argse.data.list_files import IMAGENET_MEAN, ImageList
+from argse.data.logits import read_logits
+from argse.data.long_tail import prepare_data
+from argse.data.preprocess import eval_image, preprocess_record
 from argse.experts import ExpertContext, Exported, get_expert, load_recipe
-from argse.listfile import IMAGENET_MEAN, ImageList
-from argse.logits import read_logits
-from argse.preprocess import preprocess_record
 from argse.stages.experts import write_export
 
 TRAIN_COUNTS = [6, 3, 2]
@@ -201,8 +202,7 @@ def test_symlinked_image_inside_the_root_is_still_read(tmp_path, tiny, list_root
 
 
 def test_list_paths_with_spaces_and_oversized_images(tmp_path, tiny, list_root, monkeypatch):
-    from argse import images
-    from argse.listfile import read_list, split_list_line
+    from argse.data.list_files import read_list, split_list_line
 
     assert split_list_line("train/a b/c d.jpg 3") == ("train/a b/c d.jpg", 3)
     assert split_list_line("photo 2.jpg") == ("photo 2.jpg", None)
@@ -213,7 +213,7 @@ def test_list_paths_with_spaces_and_oversized_images(tmp_path, tiny, list_root, 
     assert paths[0] == "train/n000/first image.jpg" and labels[0] == 0
     data = prepare_data(load_run_config(None, overrides(tmp_path, tiny, list_root)))
     assert data.class_counts.tolist() == TRAIN_COUNTS
-    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 100)  # every image here is about 48x40
+    monkeypatch.setattr(decode, "MAX_IMAGE_PIXELS", 100)  # every image here is about 48x40
     with pytest.raises(ArgseError, match=r"^image .*first image.jpg is 48x40 pixels \(1,920\), more than the 100 .*"
                                          r"; replace or remove it$"):  # fmt: skip
         ImageList(list_root, ["train/n000/first image.jpg"], torch.tensor([0]), (None, None))[0]

@@ -10,13 +10,13 @@ import sys
 import pytest
 import torch
 
-from argse import storage
-from argse.config import load_run_config
-from argse.data import prepare_data
-from argse.errors import ArgseError
+from argse.config.loading import load_run_config
+from argse.core import storage
+from argse.core.errors import ArgseError
+from argse.core.terminal import duration
+from argse.data.long_tail import prepare_data
 from argse.experts import ExpertContext, build_expert
-from argse.terminal import duration
-from argse.training import epoch_log, loop
+from argse.training import curves, epoch_log, loop
 
 THREE_EPOCHS = ["recipes.ce.epochs=3"]
 LINE = re.compile(
@@ -128,9 +128,8 @@ def test_epoch_line_shows_the_record():
 
 
 def test_non_writer_ranks_write_no_png(tmp_path, monkeypatch):
-    from argse import plots
 
     monkeypatch.setattr(storage, "is_writer", lambda: False)
     record = {"epoch": 1, "train_loss": 1.0, "lr": 0.1, "seconds": 1.0, "val": {"balanced_acc": 0.5}}
-    plots.training_curves([record], tmp_path / "c.png", "x")
+    curves.training_curves([record], tmp_path / "c.png", "x")
     assert not (tmp_path / "c.png").exists()

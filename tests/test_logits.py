@@ -4,8 +4,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from argse.errors import ArgseError
-from argse.logits import FORMAT, read_logit_set, read_logits, run_folders, run_manifest, split_file, write_logits
+from argse.core.errors import ArgseError
+from argse.data.logits import FORMAT, read_logit_set, read_logits, run_folders, run_manifest, split_file, write_logits
 
 
 def _write(path, n=6, c=3, indices=None, **changes):
@@ -154,8 +154,8 @@ def _shuffled(f):
     ],
 )
 def test_a_single_source_is_checked_against_its_run(tmp_path, breakage, field):
-    from argse.config import load_run_config
-    from argse.logits import load_sources
+    from argse.config.loading import load_run_config
+    from argse.data.logits import load_sources
     from argse.stages.run import RunStages
 
     out = _run(tmp_path)
@@ -183,7 +183,7 @@ def test_a_single_source_is_checked_against_its_run(tmp_path, breakage, field):
 
 
 def test_a_source_without_its_run_manifest_is_refused(tmp_path):
-    from argse.logits import load_sources
+    from argse.data.logits import load_sources
 
     out = _run(tmp_path)
     run_manifest(out).unlink()

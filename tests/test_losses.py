@@ -3,7 +3,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from argse.losses import balanced_softmax_loss, log_prior, logit_adjusted_loss, posthoc_logit_adjust
+from argse.experts.losses import balanced_softmax_loss, log_prior, logit_adjusted_loss, posthoc_logit_adjust
 
 
 def test_logit_adjusted_loss_by_hand():

@@ -9,8 +9,9 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image
 
-from argse import plots, reporting
-from argse.errors import ArgseError
+from argse.core.errors import ArgseError
+from argse.selective import pages, plots
+from argse.training import curves
 
 
 def _rows(shift: float, groups: int = 2) -> list[dict]:
@@ -42,26 +43,26 @@ def test_seed_curves_read_back_rc_curves_csv_and_refuse_mismatched_seeds(tmp_pat
     for seed, shift in enumerate([0.0, 0.1, 0.2]):
         curves = {("ce", "chow"): _rows(shift), ("gating", "plugin_worst"): _rows(shift / 2)}
         paths.append(tmp_path / f"s{seed}.csv")
-        paths[-1].write_text(reporting.curves_csv(curves, ["head", "tail"], _ecfg()))
-    mean = reporting.seed_curves(paths)
+        paths[-1].write_text(pages.curves_csv(curves, ["head", "tail"], _ecfg()))
+    mean = pages.seed_curves(paths)
     assert list(mean) == [("ce", "chow"), ("gating", "plugin_worst")]
     assert mean[("ce", "chow")].y["balanced_error"][0] == pytest.approx(0.5)
     assert mean[("ce", "chow")].se["balanced_error"][0] == pytest.approx(0.1 / math.sqrt(3))
     png = plots.rc_panels(mean, tmp_path / "seeds.png", "three seeds", 0.8)
     assert Image.open(png).size == (800, 620)
-    paths[2].write_text(reporting.curves_csv({("ce", "chow"): _rows(0.0)}, ["head", "tail"], _ecfg()))
+    paths[2].write_text(pages.curves_csv({("ce", "chow"): _rows(0.0)}, ["head", "tail"], _ecfg()))
     with pytest.raises(ArgseError, match=r"s2\.csv holds other sources, methods or rates than .*s0\.csv; rerun"):
-        reporting.seed_curves(paths)
+        pages.seed_curves(paths)
     paths[2].write_text(paths[0].read_text().replace("0.4,", "x,", 1))
     with pytest.raises(ArgseError, match=r"s2\.csv, line \d+: a rate or coverage is not a number"):
-        reporting.seed_curves(paths)
+        pages.seed_curves(paths)
 
 
 def test_rc_panels_draw_one_column_per_source(tmp_path):
     curves = {(s, m): _rows(0.0) for s in ("ce", "logit_adjust", "gating") for m in ("chow", "plugin_worst")}
-    png = reporting.plot_curves(curves, tmp_path / "rc.png", "demo")
+    png = pages.plot_curves(curves, tmp_path / "rc.png", "demo")
     assert Image.open(png).size == (round(100 * (0.6 + 2.9 * 3)), 620)
 
 
 def test_training_curves_of_no_epoch_draw_nothing(tmp_path):
-    assert plots.training_curves([], tmp_path / "none.png", "x") is None and not (tmp_path / "none.png").exists()
+    assert curves.training_curves([], tmp_path / "none.png", "x") is None and not (tmp_path / "none.png").exists()

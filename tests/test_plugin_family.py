@@ -4,7 +4,8 @@ than argse's grid search on the fitting objective (on synthetic views; real figu
 import numpy as np
 import pytest
 
-from argse.selective import FitOptions, GroupView, evaluate_rule, fit_rule, group_view
+from argse.selective.rejectors import FitOptions, evaluate_rule, fit_rule
+from argse.selective.views import GroupView, group_view
 from studies import plugin_family as pf
 
 RATES = [0.0, 0.1, 0.25, 0.4, 0.6, 0.8]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from argse.selective import FitOptions, GroupView, fit_rule, plugin_at_cost
+from argse.selective.rejectors import FitOptions, fit_rule, plugin_at_cost
+from argse.selective.views import GroupView
 
 # Four samples, two groups (head = 0, tail = 1), equal weights. Per sample: each group's top probability
 # and mass, whether that top class is the label, and the label's group.
@@ -48,9 +49,9 @@ def test_results_pages_say_which_checkpoint_each_expert_kept(tmp_path):
     """The page line reads each expert's recipe from its exported logits; older files (no setting) are starred."""
     import torch
 
-    from argse.config import load_run_config
-    from argse.logits import split_file, write_logits
-    from argse.reporting import kept_checkpoints
+    from argse.config.loading import load_run_config
+    from argse.data.logits import split_file, write_logits
+    from argse.selective.pages import kept_checkpoints
 
     cfg = load_run_config(None, [f"output_dir={tmp_path}", "experts=[ce,decoupling,posthoc_adjust,logit_adjust]"])
     recipes = {

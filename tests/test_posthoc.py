@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from argse import train_experts
-from argse.config import load_run_config
-from argse.errors import ArgseError
+from argse.config.loading import load_run_config
+from argse.core.errors import ArgseError
+from argse.data.logits import load_sources
+from argse.data.metrics import balanced_accuracy
 from argse.experts import get_expert, load_recipe
-from argse.logits import load_sources
-from argse.losses import log_prior
-from argse.metrics import balanced_accuracy
+from argse.experts.losses import log_prior
 from argse.stages import experts as stage_experts
 from argse.stages.run import RunStages
 from tests.conftest import tiny_overrides

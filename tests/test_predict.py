@@ -10,14 +10,17 @@ import pytest
 import torch
 from PIL import Image
 
-from argse import cli, evaluate, predict, prediction, train_experts, train_gating
-from argse.config import load_run_config
-from argse.data import eval_image, prepare_data
-from argse.errors import ArgseError
-from argse.logits import read_logits, split_file
-from argse.preprocess import FILE as PREPROCESS
-from argse.preprocess import read_preprocess
-from argse.selective import Rule, group_view
+from argse import cli, evaluate, inference, predict, train_experts, train_gating
+from argse.config.loading import load_run_config
+from argse.core.errors import ArgseError
+from argse.data import decode
+from argse.data.logits import read_logits, split_file
+from argse.data.long_tail import prepare_data
+from argse.data.preprocess import FILE as PREPROCESS
+from argse.data.preprocess import eval_image, read_preprocess
+from argse.inference import inputs
+from argse.selective.rejectors import Rule
+from argse.selective.views import group_view
 from argse.stages.run import RunStages
 from tests.conftest import tiny_overrides
 
@@ -113,12 +116,11 @@ def test_image_size_mismatch_and_unknown_rate(trained, capsys):
     assert cli.run(predict.main, argv + [str(folder / "0000.png"), "--rate", "0.33"]) == 2
     assert "no rule was fitted for rejection rate 0.33" in capsys.readouterr().err
     assert torch.is_tensor(
-        prediction.decode(folder / "0000.png", read_preprocess(RunStages(cfg).splits().file(PREPROCESS)))
+        inputs.decode(folder / "0000.png", read_preprocess(RunStages(cfg).splits().file(PREPROCESS)))
     )
 
 
 def test_oversized_images_are_skipped_before_decoding_and_the_rest_predicted(trained, capsys, monkeypatch):
-    from argse import images
 
     tmp, argv, cfg, folder = trained
     mixed = tmp / "oversized"
@@ -126,7 +128,7 @@ def test_oversized_images_are_skipped_before_decoding_and_the_rest_predicted(tra
     (mixed / "0000.png").write_bytes((folder / "0000.png").read_bytes())
     Image.new("L", (100, 100)).save(mixed / "big.png")  # decoded, it would be a size mismatch: a whole-run error
     Image.new("L", (8, 2000)).save(mixed / "bomb.png")
-    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 1000)
+    monkeypatch.setattr(decode, "MAX_IMAGE_PIXELS", 1000)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 6000)  # Pillow refuses bomb.png itself (above 2 * 6000)
     out = tmp / "oversized.csv"
     assert predict.main(argv + [str(mixed), "--out", str(out)]) == 0
@@ -148,19 +150,19 @@ def test_high_bit_depth_images_are_scaled_to_8_bits(trained, tmp_path):
     Image.fromarray(grey).save(tmp_path / "8.png")
     Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "16.png")  # 255 -> 65535
     Image.fromarray(grey.astype(np.float32) / 255).save(tmp_path / "f.tif")
-    expected = prediction.decode(tmp_path / "8.png", prep)
-    assert torch.equal(prediction.decode(tmp_path / "16.png", prep), expected)
-    assert torch.equal(prediction.decode(tmp_path / "f.tif", prep), expected)
+    expected = inputs.decode(tmp_path / "8.png", prep)
+    assert torch.equal(inputs.decode(tmp_path / "16.png", prep), expected)
+    assert torch.equal(inputs.decode(tmp_path / "f.tif", prep), expected)
     with Image.open(tmp_path / "16.png") as im:  # eval_image takes any mode too
         assert torch.equal(eval_image(prep, im), expected)
     Image.fromarray(np.full((8, 8), 2.5, np.float32)).save(tmp_path / "hot.tif")
     with pytest.raises(ArgseError, match=r"hot.tif holds floating-point values from 2.5 to 2.5; argse reads float"):
-        prediction.decode(tmp_path / "hot.tif", prep)
+        inputs.decode(tmp_path / "hot.tif", prep)
 
 
 def test_every_suffix_pillow_opens_and_list_paths_with_spaces(trained, capsys):
     tmp, argv, cfg, folder = trained
-    assert {".jfif", ".png", ".tiff"} <= prediction.IMAGE_SUFFIXES and ".txt" not in prediction.IMAGE_SUFFIXES
+    assert {".jfif", ".png", ".tiff"} <= inputs.IMAGE_SUFFIXES and ".txt" not in inputs.IMAGE_SUFFIXES
     odd = tmp / "odd names"
     odd.mkdir()
     with Image.open(folder / "0000.png") as im:
@@ -311,7 +313,7 @@ def test_python_api_matches_the_command_on_pil_images_and_tensors(trained, tmp_p
     out = tmp_path / "cli.jsonl"
     assert predict.main(argv + [str(folder), "--format", "jsonl", "--digits", "0", "--out", str(out)]) == 0
     expected = [json.loads(line) for line in out.read_text().splitlines()]
-    team = prediction.load(cfg.out_dir, rate=RATE)  # the run's folder: its config.yaml is read
+    team = inference.load(cfg.out_dir, rate=RATE)  # the run's folder: its config.yaml is read
     assert team.rule.source == "gating" and team.input_size == "8x8 images, taken as they are"
     files = sorted(folder.glob("*.png"))
     pil = [Image.open(p) for p in files]
@@ -332,7 +334,7 @@ def test_python_api_matches_the_command_on_pil_images_and_tensors(trained, tmp_p
 
 def test_python_api_refuses_what_the_models_cannot_take_in_one_sentence(trained):
     tmp, argv, cfg, folder = trained
-    team = prediction.load(
+    team = inference.load(
         None, rate=RATE, method="plugin_balanced", source="ce", overrides=[a for a in argv if a != "--set"]
     )
     for images, message in [
@@ -344,4 +346,4 @@ def test_python_api_refuses_what_the_models_cannot_take_in_one_sentence(trained)
         with pytest.raises(ArgseError, match=message):
             team.predict(images)
     with pytest.raises(ArgseError, match=r"is a folder without config.yaml"):
-        prediction.load(tmp)
+        inference.load(tmp)

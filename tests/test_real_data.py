@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from argse import train_experts
-from argse.config import load_run_config
-from argse.data import prepare_data
-from argse.logits import read_logits, split_file
+from argse.config.loading import load_run_config
+from argse.data.logits import read_logits, split_file
+from argse.data.long_tail import prepare_data
 from argse.stages.run import RunStages
 from tests.conftest import SHARED_CIFAR10
 

@@ -8,10 +8,11 @@ import dataclasses
 
 import pytest
 
-from argse.config import RunConfig, load_run_config
-from argse.errors import ArgseError
+from argse.config.loading import load_run_config
+from argse.config.sections import RunConfig
+from argse.core.errors import ArgseError
 from argse.experts import get_expert, load_recipe
-from argse.training.recipe import lr_factor
+from argse.training.schedule import lr_factor
 from tests.tiny_run import REPO
 
 # ce: TrainRecipe's defaults are Cao et al. 2019's schedule; decoupling: _stage1() / _stage2() are

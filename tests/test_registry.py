@@ -1,4 +1,4 @@
-"""argse.registry.Registry: the one registry class behind experts, samplers, rejectors and datasets."""
+"""argse.core.registry.Registry: the one registry class behind experts, samplers, rejectors and datasets."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import importlib.metadata
 
 import pytest
 
-import argse.registry
-from argse.errors import ArgseError
-from argse.registry import GROUPS, Registry, RegistryError, load_plugins
+import argse.core.registry
+from argse.core.errors import ArgseError
+from argse.core.registry import GROUPS, Registry, RegistryError, load_plugins
 
 WIDGETS: Registry = Registry("widget", "argse.test_widgets")
 
@@ -52,7 +52,7 @@ def test_a_class_gets_its_name_and_unregister_forgets_it():
 
 def test_load_plugins_reads_every_argse_group_and_every_registry_group(monkeypatch):
     seen = []
-    monkeypatch.setattr(argse.registry, "entry_points", lambda group: seen.append(group) or [])
+    monkeypatch.setattr(argse.core.registry, "entry_points", lambda group: seen.append(group) or [])
     load_plugins([])
     assert set(GROUPS) == {"argse.experts", "argse.samplers", "argse.rejectors", "argse.datasets"}
     assert set(GROUPS) | {"argse.test_widgets"} <= set(seen) and len(seen) == len(set(seen))
@@ -60,7 +60,7 @@ def test_load_plugins_reads_every_argse_group_and_every_registry_group(monkeypat
 
 def test_a_broken_entry_point_is_one_sentence(monkeypatch):
     ep = importlib.metadata.EntryPoint("broken", "nope.not_a_module", "argse.datasets")
-    monkeypatch.setattr(argse.registry, "entry_points", lambda group: [ep] if group == "argse.datasets" else [])
+    monkeypatch.setattr(argse.core.registry, "entry_points", lambda group: [ep] if group == "argse.datasets" else [])
     with pytest.raises(
         ArgseError, match=r"^entry point 'broken = nope.not_a_module' of group argse.datasets failed to import \("
     ):

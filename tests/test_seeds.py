@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from argse import seeds
-from argse.config import load_run_config
-from argse.data import prepare_data
+from argse.config.loading import load_run_config
+from argse.core import seeds
+from argse.data.long_tail import prepare_data
 from argse.experts import ExpertContext, load_recipe
 from argse.experts.ce import CrossEntropyExpert
 from tests.conftest import tiny_overrides
@@ -20,7 +20,7 @@ def test_expert_seed_depends_on_the_run_seed_and_the_name_only():
 
 
 def test_unknown_stream_names_the_table():
-    with pytest.raises(KeyError, match="add it to argse.seeds.STREAMS"):
+    with pytest.raises(KeyError, match="add it to argse.core.seeds.STREAMS"):
         seeds.seed(0, "dropuot")
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from argse import cli, evaluate
-from argse.selective import FitOptions, Rule, aurc, evaluate_rule, fit_rule, group_rates, group_view, threshold
+from argse.selective.rejectors import FitOptions, Rule, aurc, evaluate_rule, fit_rule
+from argse.selective.views import group_rates, group_view, threshold
 
 # Three classes; groups: head = {0, 1}, tail = {2}.
 CLASS_GROUP = np.array([0, 0, 1])
@@ -231,7 +232,7 @@ def test_evaluate_refuses_logits_of_another_split_or_run(tmp_path, capsys):
     are another split's, or the same split of another run's (load_sources checks every consumer's)."""
     import shutil
 
-    from argse.logits import run_folders, split_file
+    from argse.data.logits import run_folders, split_file
 
     def logits_path(run, source, split):
         return split_file(run_folders(run, [source])[source], split)
@@ -254,7 +255,7 @@ def test_evaluate_refuses_logits_of_another_split_or_run(tmp_path, capsys):
 def test_a_rejector_plugin_runs_through_evaluate_without_editing_argse(tmp_path, capsys):
     """tests/plugins/prior_rejector.py registers 'inverse_prior'; named in 'plugins', evaluate fits, reports
     and writes rules for it like a built-in rejector, and without the plugin the name is refused."""
-    from argse.selective import REJECTORS
+    from argse.selective.rejectors import REJECTORS
 
     REJECTORS.unregister("inverse_prior")
     sys.modules.pop("tests.plugins.prior_rejector", None)  # so that importing it registers it again
@@ -276,14 +277,14 @@ def test_a_rejector_plugin_runs_through_evaluate_without_editing_argse(tmp_path,
 def test_a_rejector_plugin_from_an_entry_point(monkeypatch):
     import importlib.metadata
 
-    import argse.registry
-    from argse.registry import load_plugins
-    from argse.selective import REJECTORS
+    import argse.core.registry
+    from argse.core.registry import load_plugins
+    from argse.selective.rejectors import REJECTORS
 
     REJECTORS.unregister("inverse_prior")
     sys.modules.pop("tests.plugins.prior_rejector", None)
     ep = importlib.metadata.EntryPoint("inverse_prior", "tests.plugins.prior_rejector", "argse.rejectors")
-    monkeypatch.setattr(argse.registry, "entry_points", lambda group: [ep] if group == "argse.rejectors" else [])
+    monkeypatch.setattr(argse.core.registry, "entry_points", lambda group: [ep] if group == "argse.rejectors" else [])
     assert "inverse_prior" not in REJECTORS
     load_plugins([])
     assert "inverse_prior" in REJECTORS
@@ -342,8 +343,8 @@ def test_evaluation_refuses_a_group_without_classes(tmp_path, tail_max_count):
     averaged into the balanced error, so the evaluation refuses in one sentence, whatever the config allows."""
     import copy
 
-    from argse.errors import ArgseError
-    from argse.evaluation import evaluate_sources
+    from argse.core.errors import ArgseError
+    from argse.selective.sweep import evaluate_sources
     from argse.stages.gate import reader_of
     from argse.stages.run import RunStages
 
@@ -362,9 +363,9 @@ def test_evaluation_refuses_a_group_without_classes(tmp_path, tail_max_count):
 def test_evaluation_refuses_a_group_without_samples_in_a_split():
     """A tail class whose held-out images all went elsewhere: the tail's error on test would be the convention 1
     at every rate, so the evaluation names the group and the split instead."""
-    from argse.errors import ArgseError
-    from argse.evaluation import check_samples
-    from argse.groups import head_tail_groups
+    from argse.core.errors import ArgseError
+    from argse.data.groups import head_tail_groups
+    from argse.selective.sweep import check_samples
 
     groups = head_tail_groups(torch.tensor([100, 50, 10]), 10)
     only_head = group_view(PROBS[:2], LABELS[:2], groups.class_group(), groups.k)

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from argse import cli, evaluate, train_gating
-from argse.evaluation import nearest_rule
 from argse.gating.selective_objective import rule_errors
-from argse.selective import Rule, evaluate_rule, group_view
+from argse.selective.rejectors import Rule, evaluate_rule
+from argse.selective.sweep import nearest_rule
+from argse.selective.views import group_view
 from tests.test_gating import run  # noqa: F401  (the two-expert logits fixture)
 
 

@@ -7,22 +7,27 @@ import concurrent.futures
 import dataclasses
 import os
 import signal
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from argse import selective
-from argse.allocator import USER_SETTINGS, is_glibc, keep_freed_memory
-from argse.config import EvaluateConfig
-from argse.evaluation import AURC_TAIL, VIEW_ROWS, curve_aurcs, fit_options, source_view
+from argse.config.sections import EvaluateConfig
+from argse.data.groups import head_tail_groups
+from argse.data.logits import LogitsFile
+from argse.data.metrics import lt_weights
 from argse.gating.network import FEATURE_ROWS, features_of, gating_features
-from argse.groups import head_tail_groups
-from argse.logits import LogitsFile
-from argse.metrics import lt_weights
+from argse.selective import rejectors, sweep
+from argse.selective import views as group_views
+from argse.selective.allocator import USER_SETTINGS, is_glibc, keep_freed_memory
+from argse.selective.sweep import AURC_TAIL, VIEW_ROWS, curve_aurcs, fit_options, source_view
 from benchmarks import selective_reference as reference
 
 CLASSES = 30
+ARGSE = SimpleNamespace(
+    group_view=group_views.group_view, fit_rule=rejectors.fit_rule, evaluate_rule=rejectors.evaluate_rule
+)
 COUNTS = [int(500 * 100 ** (-i / (CLASSES - 1))) for i in range(CLASSES)]
 GROUPS = head_tail_groups(torch.tensor(COUNTS), tail_max_count=20)
 
@@ -61,7 +66,7 @@ def normalised(rule) -> np.ndarray:
 @pytest.mark.parametrize("seed", [0])
 def test_rules_and_aurcs_equal_the_reference_except_where_an_exact_tie_breaks(seed):
     rates = sorted(set(EvaluateConfig().rejection_grid) | set(AURC_TAIL))
-    new_fit, new_test = views(selective, 800, 2 * seed), views(selective, 800, 2 * seed + 1)
+    new_fit, new_test = views(ARGSE, 800, 2 * seed), views(ARGSE, 800, 2 * seed + 1)
     ref_fit, ref_test = views(reference, 800, 2 * seed), views(reference, 800, 2 * seed + 1)
     for method, metric in (
         ("chow", None),
@@ -69,7 +74,7 @@ def test_rules_and_aurcs_equal_the_reference_except_where_an_exact_tie_breaks(se
         ("plugin_worst", "worst_group_error"),
     ):
         ours, theirs = (
-            curve(selective, new_fit, new_test, method, rates),
+            curve(ARGSE, new_fit, new_test, method, rates),
             curve(reference, ref_fit, ref_test, method, rates),
         )
         for a, b in zip(ours, theirs, strict=True):
@@ -95,7 +100,7 @@ def test_weighted_threshold_is_the_reference_one_bit_for_bit():
         s = np.round(rng.normal(size=shape), 2)  # rounded: many exact ties
         w = rng.uniform(0.1, 5.0, shape[-1])
         for rate in (0.0, 0.05, 0.5, 0.95):
-            np.testing.assert_array_equal(selective.threshold(s, rate, w), reference.threshold(s, rate, w))
+            np.testing.assert_array_equal(group_views.threshold(s, rate, w), reference.threshold(s, rate, w))
 
 
 def test_threshold_with_infinite_scores_and_signed_zeros_is_the_reference_one():
@@ -107,24 +112,24 @@ def test_threshold_with_infinite_scores_and_signed_zeros_is_the_reference_one():
     s[4, ::2] = 0.0
     w = rng.uniform(0.1, 5.0, 40)
     for rate in (0.0, 0.1, 0.5, 0.9):
-        np.testing.assert_array_equal(selective.threshold(s, rate, w), reference.threshold(s, rate, w))
+        np.testing.assert_array_equal(group_views.threshold(s, rate, w), reference.threshold(s, rate, w))
 
 
 def test_rules_that_share_an_alpha_share_its_tops_with_the_same_objectives(monkeypatch):
     """A local-search grid (15 alphas x 15 mus) gives what each rule scored alone gives, bit for bit."""
-    view = views(selective, 700, 4)
+    view = views(ARGSE, 700, 4)
     la, mu = (x.ravel() for x in np.meshgrid(np.linspace(-1, 1, 15), np.linspace(-2, 2, 15)))
     alpha = np.ones((225, GROUPS.k))
     alpha[:, 1] = np.exp(la)
     b = alpha.copy()
     b[:, 1] -= mu
-    assert selective.shared_tops(view, alpha) is not None
-    monkeypatch.setattr(selective, "BLOCK", 700 * 20)  # blocks that cut across the alphas
+    assert rejectors.shared_tops(view, alpha) is not None
+    monkeypatch.setattr(rejectors, "BLOCK", 700 * 20)  # blocks that cut across the alphas
     for beta in (None, np.full(GROUPS.k, 0.5)):
-        shared = selective.objectives(view, alpha, b, 0.3, beta)
+        shared = rejectors.objectives(view, alpha, b, 0.3, beta)
         with monkeypatch.context() as m:
-            m.setattr(selective, "shared_tops", lambda v, a: None)
-            alone = selective.objectives(view, alpha, b, 0.3, beta)
+            m.setattr(rejectors, "shared_tops", lambda v, a: None)
+            alone = rejectors.objectives(view, alpha, b, 0.3, beta)
         for x, y in zip(shared, alone, strict=True):
             np.testing.assert_array_equal(x, y)
 
@@ -144,7 +149,7 @@ def test_numpy_blas_is_single_threaded_unless_the_user_set_it():
 FREED_BLOCKS = """
 import resource, sys
 import numpy as np
-from argse.allocator import keep_freed_memory
+from argse.selective.allocator import keep_freed_memory
 if sys.argv[1] == "kept":
     assert keep_freed_memory()
 for _ in range(3):
@@ -161,7 +166,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 def test_freed_block_arrays_are_kept():
     """With glibc's own thresholds the block arrays are faulted in afresh (the heap's free top is trimmed, about
     128 pages each); with argse's they are reused. Each sweep process sets them before its sweep
-    (evaluation.source_pool)."""
+    (sweep.source_pool)."""
     import subprocess
     import sys
 
@@ -182,15 +187,15 @@ def test_a_user_tuned_malloc_is_left_as_set(monkeypatch):
 
 def test_candidate_blocks_do_not_change_objectives(monkeypatch):
     """Scoring candidates block by block (BLOCK) gives every candidate the objective it has alone."""
-    view = views(selective, 500, 3)
+    view = views(ARGSE, 500, 3)
     alpha = np.exp(np.random.default_rng(1).normal(size=(40, GROUPS.k)))
     b = alpha - np.linspace(-1, 1, 40)[:, None] * np.eye(GROUPS.k)[1]
-    whole = selective.objectives(view, alpha, b, 0.3, np.full(GROUPS.k, 0.5))
-    monkeypatch.setattr(selective, "BLOCK", 500 * 3)
-    blocked = selective.objectives(view, alpha, b, 0.3, np.full(GROUPS.k, 0.5))
+    whole = rejectors.objectives(view, alpha, b, 0.3, np.full(GROUPS.k, 0.5))
+    monkeypatch.setattr(rejectors, "BLOCK", 500 * 3)
+    blocked = rejectors.objectives(view, alpha, b, 0.3, np.full(GROUPS.k, 0.5))
     np.testing.assert_allclose(blocked[0], whole[0], rtol=0, atol=1e-12)
     np.testing.assert_array_equal(blocked[1], whole[1])
-    assert selective.first_min(np.array([0.3, 0.2 + 1e-14, 0.2, 0.5])) == 1  # a tie goes to the earlier one
+    assert rejectors.first_min(np.array([0.3, 0.2 + 1e-14, 0.2, 0.5])) == 1  # a tie goes to the earlier one
 
 
 def test_source_view_in_row_blocks_equals_the_whole_softmax():
@@ -225,15 +230,15 @@ def test_gate_features_in_blocks_equal_the_whole():
 
 def test_the_coarse_grid_is_never_worse_on_the_fitting_sample():
     """The default search (a coarse grid, three starts) against the search as it was, on its own objective."""
-    fit, test = views(selective, 800, 5), views(selective, 800, 6)
+    fit, test = views(ARGSE, 800, 5), views(ARGSE, 800, 6)
     rates = [0.1, 0.3, 0.5, 0.7]
     for method, metric in (("plugin_balanced", "balanced_error"), ("plugin_worst", "worst_group_error")):
-        wide = curve(selective, fit, test, method, rates, fit_options(EvaluateConfig()))
-        narrow = curve(selective, fit, test, method, rates)
+        wide = curve(ARGSE, fit, test, method, rates, fit_options(EvaluateConfig()))
+        narrow = curve(ARGSE, fit, test, method, rates)
         for a, b in zip(wide, narrow, strict=True):
             assert (
-                selective.evaluate_rule(a["rule"], fit)[metric]
-                <= selective.evaluate_rule(b["rule"], fit)[metric] + 1e-12
+                rejectors.evaluate_rule(a["rule"], fit)[metric]
+                <= rejectors.evaluate_rule(b["rule"], fit)[metric] + 1e-12
             )
 
 
@@ -254,27 +259,27 @@ def _two_source_run(tmp_path) -> list[str]:
 def test_sweep_processes_give_the_curves_of_one_thread(tmp_path, monkeypatch):
     """The sources swept in forked processes (one per core) and one after another on one thread: the same curves.
     Each sweep process tunes its allocator before it sweeps; the evaluating process is left as it was."""
-    from argse import evaluation
-    from argse.config import load_run_config
+    from argse.config.loading import load_run_config
+    from argse.selective import sweep
     from argse.stages.gate import reader_of
     from argse.stages.run import RunStages
 
     cfg = load_run_config(None, [s for s in _two_source_run(tmp_path) if s != "--set"])
     reader = reader_of(RunStages(cfg), ["ce", "la"], ["tune", "test"])
-    monkeypatch.setattr(evaluation, "cpu_count", lambda: 2)
+    monkeypatch.setattr(sweep, "cpu_count", lambda: 2)
     tuned = tmp_path / "tuned"  # one file per process that set the allocator (argse.allocator), named by its pid
     tuned.mkdir()
-    monkeypatch.setattr(evaluation, "keep_freed_memory", lambda: (tuned / str(os.getpid())).touch())
-    with evaluation.source_pool(2) as pool:
+    monkeypatch.setattr(sweep, "keep_freed_memory", lambda: (tuned / str(os.getpid())).touch())
+    with sweep.source_pool(2) as pool:
         assert isinstance(pool, concurrent.futures.ProcessPoolExecutor)
-    pooled = evaluation.evaluate_sources(cfg, reader, ["chow", "plugin_balanced"])
+    pooled = sweep.evaluate_sources(cfg, reader, ["chow", "plugin_balanced"])
     pids = {int(p.name) for p in tuned.iterdir()}
     assert pids and os.getpid() not in pids  # in the sweep processes, before their sweeps; never in this one
-    monkeypatch.setattr(evaluation, "cpu_count", lambda: 1)
-    monkeypatch.setattr(evaluation.multiprocessing, "get_all_start_methods", lambda: ["spawn"])  # no fork: threads
-    with evaluation.source_pool(2) as pool:
+    monkeypatch.setattr(sweep, "cpu_count", lambda: 1)
+    monkeypatch.setattr(sweep.multiprocessing, "get_all_start_methods", lambda: ["spawn"])  # no fork: threads
+    with sweep.source_pool(2) as pool:
         assert isinstance(pool, concurrent.futures.ThreadPoolExecutor)
-    alone = evaluation.evaluate_sources(cfg, reader, ["chow", "plugin_balanced"])
+    alone = sweep.evaluate_sources(cfg, reader, ["chow", "plugin_balanced"])
     assert pooled.curves == alone.curves and pooled.aurcs == alone.aurcs
     assert {int(p.name) for p in tuned.iterdir()} == pids  # the threads left this process's allocator alone
 
@@ -282,21 +287,21 @@ def test_sweep_processes_give_the_curves_of_one_thread(tmp_path, monkeypatch):
 def test_a_sweep_process_that_dies_is_one_sentence(tmp_path, monkeypatch, capsys):
     """A sweep process killed (as the system kills the largest process when memory runs out): exit 2, the
     source named, nothing written."""
-    from argse import cli, evaluate, evaluation
+    from argse import cli, evaluate
 
     parent = os.getpid()
 
-    @selective.register_rejector("dies_in_a_child")
+    @rejectors.register_rejector("dies_in_a_child")
     def dies(view, rate, opts):
         if os.getpid() != parent:
             os.kill(os.getpid(), signal.SIGKILL)
         raise AssertionError("expected to run in a sweep process")
 
-    monkeypatch.setattr(evaluation, "cpu_count", lambda: 2)
+    monkeypatch.setattr(sweep, "cpu_count", lambda: 2)
     try:
         assert cli.run(evaluate.main, _two_source_run(tmp_path) + ["--methods", "dies_in_a_child"]) == 2
     finally:
-        selective.REJECTORS.unregister("dies_in_a_child")
+        rejectors.REJECTORS.unregister("dies_in_a_child")
     err = capsys.readouterr().err
     assert "stopped without a result" in err and "'ce'" in err and "Traceback" not in err
     assert not (tmp_path / "o" / "p" / "evaluation").exists()

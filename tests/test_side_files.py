@@ -11,8 +11,8 @@ from PIL import Image
 
 from argse import cli, predict, train_experts, train_gating
 from argse import evaluate as evaluate_cmd
-from argse.config import load_run_config
-from argse.data import prepare_data
+from argse.config.loading import load_run_config
+from argse.data.long_tail import prepare_data
 from argse.stages.store import RECORD
 from tests.conftest import tiny_overrides
 

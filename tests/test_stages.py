@@ -18,9 +18,10 @@ import pytest
 import torch
 from PIL import Image
 
-from argse import cli, evaluate, predict, prediction, storage, train_experts, train_gating
-from argse.config import load_run_config
-from argse.data import prepare_data
+from argse import cli, evaluate, inference, predict, train_experts, train_gating
+from argse.config.loading import load_run_config
+from argse.core import storage
+from argse.data.long_tail import prepare_data
 from argse.stages.run import RunStages
 from argse.stages.store import RECORD, Key, Store, digest
 from tests.conftest import tiny_overrides
@@ -188,7 +189,8 @@ def test_a_damaged_stage_record_or_a_renamed_folder_is_refused(run, capsys):
 # rename of argse; with N past the end it runs to completion and prints how many there were.
 KILL_AT = """
 import os, shutil, sys
-from argse import storage, cli
+from argse.core import storage
+from argse import cli
 import argse.stages.store as store
 n, count = int(sys.argv[1]), [0]
 def tick():
@@ -325,13 +327,13 @@ def test_train_evaluate_and_predict_run_side_by_side_on_one_run(run, capsys):
 
 def test_a_moved_run_predicts_the_same_and_a_read_only_run_is_not_written(run, tmp_path):
     argv, cfg, image = run
-    here = prediction.load(cfg.out_dir, rate=0.2, method="chow").predict(Image.open(image))
+    here = inference.load(cfg.out_dir, rate=0.2, method="chow").predict(Image.open(image))
     moved = tmp_path / "elsewhere" / "tiny"
     shutil.copytree(cfg.out_dir, moved, symlinks=True)
     shutil.rmtree(cfg.out_dir)
     shutil.rmtree(cfg.ckpt_dir)  # predict needs no checkpoint folder: the kept weights are in the stages
     before = sorted(str(p) for p in moved.rglob("*"))
-    there = prediction.load(moved, rate=0.2, method="chow").predict(Image.open(image))
+    there = inference.load(moved, rate=0.2, method="chow").predict(Image.open(image))
     assert there == here
     assert sorted(str(p) for p in moved.rglob("*")) == before  # no lock file, nothing written
 

@@ -6,9 +6,9 @@ import dataclasses
 import pytest
 import torch
 
-from argse.config import load_run_config
-from argse.data import prepare_data
-from argse.errors import ArgseError
+from argse.config.loading import load_run_config
+from argse.core.errors import ArgseError
+from argse.data.long_tail import prepare_data
 from argse.experts import ExpertContext, build_expert
 from argse.training import fit, load_checkpoint, lr_factor
 from argse.training import static_step as static_mod

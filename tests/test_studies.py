@@ -18,7 +18,7 @@ def test_every_study_is_listed_with_its_summary():
 
 
 def test_synthetic_logits_writes_its_own_split_sizes(tmp_path):
-    from argse.logits import load_sources, run_folders, run_manifest
+    from argse.data.logits import load_sources, run_folders, run_manifest
     from studies import synthetic_logits
 
     assert synthetic_logits.main(["--out", str(tmp_path)]) == 0
@@ -28,7 +28,7 @@ def test_synthetic_logits_writes_its_own_split_sizes(tmp_path):
         assert [len(f.labels) for f in files[split]] == [per_class * synthetic_logits.C] * 3, split
     assert (tmp_path / "lf.yaml").is_file()
     # They are the stages of the run lf.yaml names (the commands run on them find them).
-    from argse.config import load_run_config
+    from argse.config.loading import load_run_config
     from argse.stages.run import RunStages
 
     cfg = load_run_config(str(tmp_path / "lf.yaml"), [f"output_dir={tmp_path / 'outputs'}", "experts=[head,tail,mid]"])

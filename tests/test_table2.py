@@ -7,14 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from argse import table2, terminal
-from argse.config import load_run_config
-from argse.errors import ArgseError
-from argse.groups import head_tail_groups
-from argse.logits import LogitsFile
+from argse import table2
+from argse.config.loading import load_run_config
+from argse.core import terminal
+from argse.core.errors import ArgseError
+from argse.data.groups import head_tail_groups
+from argse.data.logits import LogitsFile
+from argse.papers.narasimhan2024 import css_aurcs, css_point, parse_seeds, seed_configs
+from argse.papers.table2_page import PAPER_TABLE2, orderings, paper_dataset
 from argse.stages.gate import build_gate
-from argse.table2_harness import css_aurcs, css_point, parse_seeds, seed_configs
-from argse.table2_page import PAPER_TABLE2, orderings, paper_dataset
 from studies.logit_factory import write_run
 
 COUNTS = [100, 50, 10, 5]  # tail (<= 10 images): classes 2 and 3
@@ -132,7 +133,7 @@ def test_paper_dataset_is_recognised_from_the_config():
 
 def test_orderings_on_the_papers_own_cifar100_figures_all_pass():
     """The checks read the paper's claims: fed the paper's own CIFAR-100-LT means, every one holds."""
-    from argse.table2_harness import SeedTable
+    from argse.papers.narasimhan2024 import SeedTable
 
     view = ("train", "paper")
     aurcs = {label: {"balanced": v[0], "worst_group": v[2]} for label, v in PAPER_TABLE2["CIFAR-100-LT"].items()}

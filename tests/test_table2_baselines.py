@@ -10,7 +10,7 @@ import torch
 
 from argse.experts.css import CSSRecipe, css_abstains, css_loss, with_abstain
 from argse.experts.group_dro import GroupDRORecipe, dro_update, group_dro_loss, group_losses
-from argse.losses import logit_adjusted_loss
+from argse.experts.losses import logit_adjusted_loss
 
 
 def test_css_loss_weights_the_label_by_one_and_abstain_by_one_minus_the_cost():

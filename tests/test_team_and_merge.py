@@ -9,7 +9,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from argse import cli, evaluate, predict, prediction, train_gating
+from argse import cli, evaluate, predict, train_gating
+from argse.inference import inputs
+from argse.inference import team as team_module
 from studies.logit_factory import write_run
 
 COUNTS = [100, 50, 10, 5]
@@ -150,14 +152,14 @@ def test_predict_names_the_source_it_defaults_to(tmp_path, run, capsys, monkeypa
 
     def stub(cfg, source, method, rate, classes=None):
         given.append(source)
-        team = prediction.Team(["a", "b"], [], [], None)
-        return prediction.Predictor(cfg, SimpleNamespace(source=source), SimpleNamespace(image_size=[8, 8]), team,
+        team = team_module.Team(["a", "b"], [], [], None)
+        return team_module.Predictor(cfg, SimpleNamespace(source=source), SimpleNamespace(image_size=[8, 8]), team,
                                     ["a"], None)  # fmt: skip
 
     row = {"path": "x.png", "class": "a", "probability": 0.9, "decision": "accepted", "score": 0.5, "threshold": 0.1}
     monkeypatch.setattr(predict, "open_predictor", stub)
     monkeypatch.setattr(predict, "predict_files", lambda predictor, inputs, batch_size, top_k: ([row], []))
-    monkeypatch.setattr(predict, "read_inputs", lambda path: prediction.Inputs([tmp_path / "x.png"]))
+    monkeypatch.setattr(predict, "read_inputs", lambda path: inputs.Inputs([tmp_path / "x.png"]))
     capsys.readouterr()
     assert predict.main(run + ["--method", "chow", "--out", str(tmp_path / "p.csv"), str(tmp_path)]) == 0
     assert given == ["gating"]

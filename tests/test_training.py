@@ -6,13 +6,13 @@ import sys
 import pytest
 import torch
 
-import argse.registry
-from argse import seeds, storage, train_experts
-from argse.config import load_run_config
-from argse.data import prepare_data
-from argse.errors import ArgseError
+import argse.core.registry
+from argse import train_experts
+from argse.config.loading import load_run_config
+from argse.core import seeds, storage
+from argse.core.errors import ArgseError
+from argse.data.long_tail import prepare_data
 from argse.experts import ExpertContext, build_expert, get_expert, load_plugins, load_recipe
-from argse.models import build_model, prepare_model
 from argse.stages.run import RunStages
 from argse.training import (
     CropFlip,
@@ -26,6 +26,7 @@ from argse.training import (
     samplers,
 )
 from argse.training.checkpoints import LAST
+from argse.training.models import build_model, prepare_model
 from tests.conftest import tiny_overrides
 
 
@@ -88,7 +89,7 @@ def test_plugin_sampler_from_entry_point(monkeypatch):
     samplers.SAMPLERS.unregister("sqrt")
     assert "sqrt" not in list_samplers()
     ep = importlib.metadata.EntryPoint("sqrt", "tests.plugins.sqrt_sampler", "argse.samplers")
-    monkeypatch.setattr(argse.registry, "entry_points", lambda group: [ep] if group == "argse.samplers" else [])
+    monkeypatch.setattr(argse.core.registry, "entry_points", lambda group: [ep] if group == "argse.samplers" else [])
     load_plugins([])
     assert "sqrt" in list_samplers()
 
@@ -285,7 +286,7 @@ def test_prepare_model_seeds_the_init_stream(tiny_cfg):
 
 @pytest.mark.parametrize("native", [False, True])
 def test_bf16_autocast_on_a_cpu_only_where_it_has_bf16_instructions(monkeypatch, native):
-    from argse.config import RuntimeConfig
+    from argse.config.sections import RuntimeConfig
     from argse.training import device
 
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)

@@ -13,12 +13,15 @@ from argse.experts.base import (
     Exported,
     StandardExpert,
     build_expert,
+    get_expert,
     inference_model,
+    list_experts,
+    load_plugins,
     load_recipe,
+    register_expert,
 )
 from argse.experts.derived import DerivedRecipe, LogitsExpert
-from argse.experts.registry import get_expert, list_experts, load_plugins, register_expert
-from argse.losses import balanced_softmax_loss, log_prior, logit_adjusted_loss, posthoc_logit_adjust
+from argse.experts.losses import balanced_softmax_loss, log_prior, logit_adjusted_loss, posthoc_logit_adjust
 from argse.training import ExpertRecipe, TrainRecipe, TrainTask, get_sampler, list_samplers, register_sampler
 
 # Built-in experts register themselves on import.

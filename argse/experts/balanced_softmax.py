@@ -2,9 +2,8 @@
 
 import torch
 
-from argse.experts.base import StandardExpert
-from argse.experts.registry import register_expert
-from argse.losses import balanced_softmax_loss
+from argse.experts.base import StandardExpert, register_expert
+from argse.experts.losses import balanced_softmax_loss
 
 
 @register_expert("balanced_softmax")

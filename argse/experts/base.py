@@ -16,17 +16,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argse import seeds
-from argse.calibration import fit_temperature
-from argse.config import RunConfig
-from argse.data import HELD_OUT, LTData, Split
-from argse.errors import ArgseError
-from argse.experts.registry import get_expert
-from argse.logits import read_logits, split_file
-from argse.losses import log_prior
-from argse.metrics import classification_report
-from argse.models import build_model, prepare_model
-from argse.recipes import load_recipe
+from argse.config.recipe_layers import load_recipe
+from argse.config.sections import RunConfig
+from argse.core import seeds
+from argse.core.errors import ArgseError
+from argse.core.registry import Registry, load_plugins  # noqa: F401  (re-exported for plugins)
+from argse.data.logits import read_logits, split_file
+from argse.data.long_tail import HELD_OUT, LTData, Split
+from argse.data.metrics import classification_report
+from argse.experts.calibration import fit_temperature
+from argse.experts.losses import log_prior
 from argse.training import (
     ExpertRecipe,
     LoaderBatches,
@@ -39,6 +38,15 @@ from argse.training import (
     load_module_weights,
     outputs_of,
 )
+from argse.training.models import build_model, prepare_model
+
+# The expert registry: expert classes by name (entry-point group ``argse.experts``).
+EXPERTS: Registry[type] = Registry("expert", "argse.experts")
+
+register_expert = EXPERTS.register
+"""Class decorator: add an expert under ``name``; the class is returned unchanged (``name`` set)."""
+get_expert = EXPERTS.get
+list_experts = EXPERTS.names
 
 
 @dataclass

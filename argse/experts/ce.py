@@ -1,7 +1,6 @@
 """``ce``: plain cross-entropy with instance-balanced sampling (the baseline)."""
 
-from argse.experts.base import StandardExpert
-from argse.experts.registry import register_expert
+from argse.experts.base import StandardExpert, register_expert
 
 
 @register_expert("ce")

@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from argse.experts.base import StandardExpert
-from argse.experts.registry import register_expert
+from argse.experts.base import StandardExpert, register_expert
 from argse.training import ExpertRecipe
 
 PAPER_COSTS = (0.0, 0.1, 0.5, 0.75, 0.85, 0.91, 0.95, 0.97, 0.99)

@@ -16,11 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argse import seeds
-from argse.data import Images
-from argse.errors import ArgseError
-from argse.experts.base import StandardExpert
-from argse.experts.registry import register_expert
+from argse.core import seeds
+from argse.core.errors import ArgseError
+from argse.data.long_tail import Images
+from argse.experts.base import StandardExpert, register_expert
 from argse.training import TensorBatches, TrainRecipe, load_checkpoint, load_module_weights, outputs_of, save_weights
 
 

@@ -14,12 +14,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from argse.calibration import fit_temperature
-from argse.config import RunConfig, from_dict
-from argse.experts.base import Exported
-from argse.experts.registry import get_expert
-from argse.logits import LogitsFile, read_logits, split_file
-from argse.manifest import HELD_OUT
+from argse.config.loading import from_dict
+from argse.config.sections import RunConfig
+from argse.data.logits import LogitsFile, read_logits, split_file
+from argse.data.splits import HELD_OUT
+from argse.experts.base import Exported, get_expert
+from argse.experts.calibration import fit_temperature
 
 
 @dataclass

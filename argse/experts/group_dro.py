@@ -18,8 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from argse.experts.base import StandardExpert
-from argse.experts.registry import register_expert
+from argse.experts.base import StandardExpert, register_expert
 from argse.training import ExpertRecipe
 
 

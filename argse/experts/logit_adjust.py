@@ -4,9 +4,8 @@ from dataclasses import dataclass
 
 import torch
 
-from argse.experts.base import StandardExpert
-from argse.experts.registry import register_expert
-from argse.losses import logit_adjusted_loss
+from argse.experts.base import StandardExpert, register_expert
+from argse.experts.losses import logit_adjusted_loss
 from argse.training import ExpertRecipe
 
 

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from argse.data.logits import LogitsFile
+from argse.data.metrics import balanced_accuracy
+from argse.experts.base import register_expert
 from argse.experts.derived import DerivedRecipe, LogitsExpert
-from argse.experts.registry import register_expert
-from argse.logits import LogitsFile
-from argse.losses import log_prior, posthoc_logit_adjust
-from argse.metrics import balanced_accuracy
+from argse.experts.losses import log_prior, posthoc_logit_adjust
 
 
 @dataclass

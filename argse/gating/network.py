@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from argse import seeds
-from argse.config import GatingConfig
+from argse.config.sections import GatingConfig
+from argse.core import seeds
 
 EPS = 1e-12
 

@@ -16,8 +16,12 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 
-from argse.config import RunConfig
-from argse.errors import ArgseError
+from argse.config.sections import RunConfig
+from argse.core.errors import ArgseError
+from argse.data.groups import head_tail_groups, run_groups
+from argse.data.logits import LogitsFile, SourceReader, log_prob_blocks
+from argse.data.metrics import lt_weights, prediction_report
+from argse.data.splits import tune_parts
 from argse.gating import network
 from argse.gating.network import (
     constant_weights,
@@ -28,10 +32,6 @@ from argse.gating.network import (
     train_gate,
 )
 from argse.gating.selective_objective import train_selective_gate
-from argse.groups import head_tail_groups, run_groups
-from argse.logits import LogitsFile, SourceReader, log_prob_blocks
-from argse.metrics import lt_weights, prediction_report
-from argse.splits import tune_parts
 
 SPLITS = ("tune", "val", "test")
 

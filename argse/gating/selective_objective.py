@@ -30,10 +30,10 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from argse import seeds
-from argse.config import GatingConfig
+from argse.config.sections import GatingConfig
+from argse.core import seeds
 from argse.gating.network import GateMLP, train_gate
-from argse.selective import EMPTY_GROUP_ERROR, threshold
+from argse.selective.views import EMPTY_GROUP_ERROR, threshold
 
 
 @dataclass

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from argse import storage
-from argse.config import RunConfig
-from argse.evaluation import Evaluation, evaluate_sources
-from argse.report import read_report
-from argse.reporting import write_evaluation
+from argse.config.sections import RunConfig
+from argse.core import storage
+from argse.selective.pages import write_evaluation
+from argse.selective.report_file import read_report
+from argse.selective.sweep import Evaluation, evaluate_sources
 from argse.stages.gate import reader_of
 from argse.stages.gate_file import read_gate
 from argse.stages.run import EVALUATE, GATE, RunStages

@@ -17,20 +17,20 @@ from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from argse import distributed, storage, terminal
-from argse.config import RunConfig, dump_yaml
-from argse.data import HELD_OUT, LTData, prepare_data
-from argse.datasets import get_dataset
-from argse.errors import ArgseError
-from argse.experts.base import ExpertContext, Exported, load_recipe
-from argse.experts.registry import get_expert, list_experts
-from argse.groups import TAIL
-from argse.launcher import shared_cores, train_as_team, train_in_parallel
-from argse.logits import load_sources, split_file, write_logits
-from argse.manifest import manifest_sha256, read_manifest, write_manifest
-from argse.metrics import source_reports
-from argse.preprocess import FILE as PREPROCESS
-from argse.preprocess import write_preprocess
+from argse.config.loading import dump_yaml
+from argse.config.sections import RunConfig
+from argse.core import distributed, storage, terminal
+from argse.core.errors import ArgseError
+from argse.data.datasets import get_dataset
+from argse.data.groups import TAIL
+from argse.data.logits import load_sources, split_file, write_logits
+from argse.data.long_tail import HELD_OUT, LTData, prepare_data
+from argse.data.metrics import source_reports
+from argse.data.preprocess import FILE as PREPROCESS
+from argse.data.preprocess import write_preprocess
+from argse.data.splits import manifest_sha256, read_manifest, write_manifest
+from argse.experts.base import ExpertContext, Exported, get_expert, list_experts, load_recipe
+from argse.stages.launcher import shared_cores, train_as_team, train_in_parallel
 from argse.stages.run import TRAIN_EXPERTS, RunStages
 from argse.stages.store import Key, Stage, Store, remove
 from argse.training import resolve_device

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from argse import storage
-from argse.config import RunConfig
+from argse.config.sections import RunConfig
+from argse.core import storage
+from argse.data.logits import SourceReader, split_file, write_logits
 from argse.gating.pipeline import SPLITS, GatingRun
 from argse.gating.pipeline import run as train_gate
-from argse.logits import SourceReader, split_file, write_logits
 from argse.stages.experts import MANIFEST
 from argse.stages.gate_file import read_gate, write_gate
 from argse.stages.run import GATE, TRAIN_GATING, RunStages

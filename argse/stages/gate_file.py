@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from argse import storage
-from argse.errors import ArgseError
+from argse.core import storage
+from argse.core.errors import ArgseError
+from argse.core.records import Count, Finite, Probability, Record, read_model
 from argse.gating.network import GateMLP, features_of
-from argse.records import Count, Finite, Probability, Record, read_model
 
 FORMAT = "argse.gate/1"
 FIX = "rerun python -m argse.train_gating with the same --config and --set"

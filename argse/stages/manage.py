@@ -11,11 +11,10 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from argse.errors import ArgseError
-from argse.experts.base import load_recipe
-from argse.experts.registry import get_expert, list_experts
-from argse.logits import read_logits, split_file
-from argse.manifest import HELD_OUT, manifest_sha256, read_manifest
+from argse.core.errors import ArgseError
+from argse.data.logits import read_logits, split_file
+from argse.data.splits import HELD_OUT, manifest_sha256, read_manifest
+from argse.experts.base import get_expert, list_experts, load_recipe
 from argse.stages.experts import MANIFEST, MODEL
 from argse.stages.gate_file import GATE_JSON, GATE_WEIGHTS
 from argse.stages.run import GATE, TRAIN_EXPERTS, TRAIN_GATING, RunStages

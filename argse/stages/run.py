@@ -22,10 +22,11 @@ from __future__ import annotations
 from dataclasses import asdict
 from functools import cached_property
 
-from argse.config import PATH_KEYS, RunConfig
-from argse.errors import ArgseError
-from argse.experts.registry import get_expert, list_experts
-from argse.recipes import load_recipe
+from argse.config.loading import PATH_KEYS
+from argse.config.recipe_layers import load_recipe
+from argse.config.sections import RunConfig
+from argse.core.errors import ArgseError
+from argse.experts.base import get_expert, list_experts
 from argse.stages.store import Key, Stage, Store
 
 GATE = "gating"  # the source name of the gate's mixture
@@ -36,7 +37,7 @@ GROUP_KEYS = ("tail_max_count", "many_min_count", "few_max_count")  # groups: no
 
 
 def data_settings(cfg: RunConfig, groups: bool = True) -> dict:
-    """The data config without its paths (argse.config.PATH_KEYS: ``data.root``, a section's ``cache_dir``), and
+    """The data config without its paths (argse.config.loading.PATH_KEYS: ``data.root``, a section's ``cache_dir``), and
     without the group thresholds unless ``groups``."""
     data = asdict(cfg.data)
     if not groups:

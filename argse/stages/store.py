@@ -27,9 +27,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from argse import storage
-from argse.errors import ArgseError
-from argse.records import read_model
+from argse.core import storage
+from argse.core.errors import ArgseError
+from argse.core.records import read_model
 
 RECORD = "stage.json"
 WORK = ".work"  # folders of stages being built, and their locks

@@ -18,8 +18,8 @@ from argse.training.checkpoints import (
 )
 from argse.training.device import autocast, resolve_device
 from argse.training.loop import TrainTask, fit, make_progress
-from argse.training.recipe import ExpertRecipe, TrainRecipe, lr_factor
 from argse.training.samplers import epoch_order, get_sampler, list_samplers, register_sampler
+from argse.training.schedule import ExpertRecipe, TrainRecipe, lr_factor
 
 __all__ = [
     "CHECKPOINT_FORMAT",

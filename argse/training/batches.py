@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader
 
-from argse import distributed
-from argse.config import RuntimeConfig
-from argse.data import Images
-from argse.errors import ArgseError
-from argse.listfile import ImageList
+from argse.config.sections import RuntimeConfig
+from argse.core import distributed
+from argse.core.errors import ArgseError
+from argse.data.list_files import ImageList
+from argse.data.long_tail import Images
 from argse.training.augment import CropFlip, Normalize
 from argse.training.device import autocast
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from argse import storage
-from argse.errors import ArgseError
+from argse.core import storage
+from argse.core.errors import ArgseError
 
 CHECKPOINT_FORMAT = "argse.checkpoint/1"
 

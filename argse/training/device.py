@@ -7,8 +7,8 @@ import functools
 
 import torch
 
-from argse import distributed
-from argse.config import RuntimeConfig
+from argse.config.sections import RuntimeConfig
+from argse.core import distributed
 
 
 def resolve_device(runtime: RuntimeConfig) -> torch.device:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from argse.errors import ArgseError
-from argse.terminal import duration
+from argse.core.errors import ArgseError
+from argse.core.terminal import duration
 from argse.training.checkpoints import TENSORBOARD
 
 TENSORBOARD_FIX = "pip install 'argse[tensorboard]' (or tensorboard), or set runtime.tensorboard=false"

@@ -19,10 +19,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from argse import distributed, plots, seeds, storage, terminal
-from argse.config import RuntimeConfig
-from argse.errors import ArgseError
-from argse.models import attach_dropout_generator
+from argse.config.sections import RuntimeConfig
+from argse.core import distributed, seeds, storage, terminal
+from argse.core.errors import ArgseError
 from argse.training.batches import LoaderBatches, TensorBatches
 from argse.training.checkpoints import (
     BEST,
@@ -36,10 +35,12 @@ from argse.training.checkpoints import (
     save_training_state,
     save_weights,
 )
+from argse.training.curves import training_curves
 from argse.training.device import autocast
 from argse.training.epoch_log import EpochLog
-from argse.training.recipe import TrainRecipe, lr_factor
+from argse.training.models import attach_dropout_generator
 from argse.training.samplers import epoch_order
+from argse.training.schedule import TrainRecipe, lr_factor
 from argse.training.static_step import StaticEpochs, check_cuda_graphs
 
 
@@ -112,7 +113,7 @@ def fit(
     last = recipe.checkpoint == "last"
     kept = run.state["history"][-1] if last and run.state["history"] else run.state["best"]
     if storage.is_writer():
-        plots.training_curves(run.state["history"], ckpt_dir / CURVES, f"{task.name}: {ckpt_dir}", kept)
+        training_curves(run.state["history"], ckpt_dir / CURVES, f"{task.name}: {ckpt_dir}", kept)
     if last:  # the module holds the last epoch's weights (trained, or restored by a resume): they become the kept ones
         if storage.is_writer():
             meta = {"fingerprint": task.fingerprint, "epoch": kept["epoch"], "val": kept["val"]}

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import torch
 
-from argse.registry import Registry
+from argse.core.registry import Registry
 
 Sampler = Callable[[torch.Tensor, torch.Generator, int, int], torch.Tensor]
 """(labels, generator, num_classes, draws) -> ``draws`` indices into ``labels``."""

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import torch
 
-from argse import distributed, seeds
-from argse.config import RuntimeConfig
-from argse.errors import ArgseError
+from argse.config.sections import RuntimeConfig
+from argse.core import distributed, seeds
+from argse.core.errors import ArgseError
 from argse.training.augment import CropFlip
 from argse.training.batches import TensorBatches
 from argse.training.device import autocast

@@ -3,7 +3,8 @@ probabilities (alpha = b = 1 / pi_k, pi_k the group's share of the fitting sampl
 
 import numpy as np
 
-from argse.selective import GroupView, Rule, register_rejector
+from argse.selective.rejectors import Rule, register_rejector
+from argse.selective.views import GroupView
 
 
 @register_rejector("inverse_prior")

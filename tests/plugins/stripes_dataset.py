@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from argse.datasets import Dataset, Source, register_dataset
+from argse.data.datasets import Dataset, Source, register_dataset
 
 
 @dataclass
