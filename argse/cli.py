@@ -8,13 +8,11 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 
 from safetensors import SafetensorError
 
-from argse.config.loading import dump_yaml, file_data, load_run_config, scale_written, set_by
+from argse.config.loading import dump_yaml, load_run_config
 from argse.config.sections import RunConfig, named_twice
-from argse.config.yaml_files import apply_overrides
 from argse.core import distributed, storage
 from argse.core.errors import ArgseError
 from argse.core.terminal import console  # noqa: F401  (the entry points print through cli.console)
@@ -63,35 +61,14 @@ def describe_config(cfg: RunConfig, args: argparse.Namespace, experts: list[str]
     from argse.config.recipe_layers import resolve_recipe
     from argse.experts.base import get_expert  # the registry, filled once the plugins are loaded
 
-    written = file_data(args.config)
-    given = apply_overrides({}, args.overrides).get("recipes") or {}
-    merged = apply_overrides(written, args.overrides).get("recipes") or {}
-    scaled = scale_written(merged, written.get("recipes") or {}, given)  # what load_run_config scaled
-
-    def origin(dotted: str) -> str:
-        sets = [s for s in args.overrides if set_by([s], dotted)]
-        if sets:
-            return f"--set {sets[-1]}"
-        if dotted.removeprefix("recipes.") in scaled:
-            return f"{scaled[dotted.removeprefix('recipes.')]}, in {args.config}"
-        return str(args.config) if _has(written, dotted) else "the command's options"
-
     source = f"{args.config}" if args.config else "the built-in defaults"
-    lines = [f"# resolved config of {source}{''.join(' --set ' + s for s in args.overrides)}", dump_yaml(asdict(cfg))]
+    lines = [f"# resolved config of {source}{''.join(' --set ' + s for s in args.overrides)}", dump_yaml(cfg)]
     for name in experts:
-        recipe, origins = resolve_recipe(get_expert(name), cfg, origin)
+        recipe, origins = resolve_recipe(get_expert(name), cfg)
         lines.append(f"# recipe of {name}: value  # where it came from")
         lines.append(f"{name}:")
-        lines += [f"  {key}: {json.dumps(value)}  # {origins[key]}" for key, value in _flat(asdict(recipe))]
+        lines += [f"  {key}: {json.dumps(value)}  # {origins[key]}" for key, value in _flat(recipe.model_dump())]
     return "\n".join(lines) + "\n"
-
-
-def _has(data: dict, dotted: str) -> bool:
-    for part in dotted.split("."):
-        if not isinstance(data, dict) or part not in data:
-            return False
-        data = data[part]
-    return True
 
 
 def _flat(data: dict, prefix: str = "") -> list[tuple[str, object]]:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from rich.table import Table
 
 from argse import cli
 from argse.config.loading import load_run_config
+from argse.config.schema import changed
 from argse.core import storage
 from argse.data.long_tail import prepare_data
 from argse.data.metrics import classification_report
@@ -55,7 +55,7 @@ def run_variant(ctx: ExpertContext, base, label: str, change: dict | None) -> di
     """Stage 2 of one variant from the run's ce; its test report, stage-2 seconds and best epoch."""
     change = dict(change or {})
     augment = change.pop("augment", False)
-    expert = build_expert("decoupling", ctx, stage1_from="ce", stage2=replace(base.stage2, augment=augment), **change)
+    expert = build_expert("decoupling", ctx, stage1_from="ce", stage2=changed(base.stage2, augment=augment), **change)
     expert.ckpt_dir = variants_folder(ctx.config) / "".join(c if c.isalnum() else "_" for c in label)
     expert.stage1()
     start = time.perf_counter()

@@ -38,6 +38,7 @@ import torch
 
 from argse import cli
 from argse.config.loading import load_run_config
+from argse.config.schema import changed
 from argse.data.groups import head_tail_groups
 from argse.data.logits import folder_sources, load_sources, run_folders, run_manifest
 from argse.data.splits import tune_parts
@@ -315,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     tune0 = files["tune"][0]
     groups = head_tail_groups(torch.tensor(tune0.class_counts), cfg.data.tail_max_count)
     _, fit_part = tune_parts(tune0.labels, cfg.gating.tune_fraction, cfg.seed)
-    argse_ecfg = dataclasses.replace(cfg.evaluate, protocol="argse", search="grid")
+    argse_ecfg = changed(cfg.evaluate, protocol="argse", search="grid")
     opts = fit_options(argse_ecfg)
     power = dataclasses.replace(opts, search="power")
     console = cli.console()
@@ -331,9 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     for prior in PRIORS:
         for tune, test in zip(files["tune"], files["test"], strict=True):
             for probs in PROBS:
-                ecfg = dataclasses.replace(
-                    argse_ecfg, test_prior=prior, protocol="argse" if probs == "calibrated" else "paper"
-                )
+                ecfg = changed(argse_ecfg, test_prior=prior, protocol="argse" if probs == "calibrated" else "paper")
                 fit = source_view(tune, fit_part, groups, ecfg)
                 held = source_view(test, torch.arange(len(test.labels)), groups, ecfg)
                 key = (prior, tune.expert, probs)
@@ -467,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     tune = files["tune"][sources.index(source)]
     for method in args.prototype:
         for prior in PRIORS[:1]:
-            fit = source_view(tune, fit_part, groups, dataclasses.replace(argse_ecfg, test_prior=prior))
+            fit = source_view(tune, fit_part, groups, changed(argse_ecfg, test_prior=prior))
             starts = [fit_rule(method, fit, r, power) for r in rates]
             runs = [lambda v, r, m=method: fit_rule(m, v, r, power), lambda v, r, m=method: fit_rule(m, v, r, opts)]
             med = [statistics.median(fitted(fn, fit, rates)[1] for _ in range(args.repeats)) for fn in runs]

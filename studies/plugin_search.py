@@ -10,12 +10,12 @@ rejector part of ``tune`` and prints each method's own objective as AURC over [0
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from rich.table import Table
 
 from argse import cli
 from argse.config.loading import load_run_config
+from argse.config.schema import changed
 from argse.data.logits import SourceReader, folder_sources, run_folders, run_manifest
 from argse.selective import pages
 from argse.selective.sweep import aurc_key, evaluate_sources
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     gate = read_gate(gate_folder) if "gating" in sources and (gate_folder / GATE_JSON).is_file() else None
     runs = {}
     for search in ("power", "grid"):
-        run = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, search=search))
+        run = changed(cfg, evaluate=changed(cfg.evaluate, search=search))
         runs[search] = evaluate_sources(run, reader, list(OBJECTIVE), gate)
     table = Table(title=f"{cfg.name}: AURC [0, 0.8] on test, {pages.describe(cfg.evaluate)}")
     for col in ("source", "method", "objective", "power", "grid", "change"):

@@ -1,4 +1,3 @@
-import dataclasses
 import importlib
 import importlib.metadata
 import inspect
@@ -91,8 +90,9 @@ def _tiny_schedule(name: str) -> list[str]:
     if isinstance(recipe, TrainRecipe):
         prefixes = [f"recipes.{name}"]
     else:
-        fields = dataclasses.fields(recipe)
-        prefixes = [f"recipes.{name}.{f.name}" for f in fields if isinstance(getattr(recipe, f.name), TrainRecipe)]
+        prefixes = [
+            f"recipes.{name}.{f}" for f in type(recipe).model_fields if isinstance(getattr(recipe, f), TrainRecipe)
+        ]
     return [f"{prefix}.{k}={v}" for prefix in prefixes for k, v in TINY_SCHEDULE.items()]
 
 
@@ -137,7 +137,7 @@ def test_build_expert_applies_recipe_changes_and_validates_them(tiny_cfg, tmp_pa
     ctx = ExpertContext(tiny_cfg, prepare_data(tiny_cfg), torch.device("cpu"), {"decoupling": tmp_path / "train"})
     expert = build_expert("decoupling", ctx, classifier="lws")
     assert expert.recipe.classifier == "lws" and expert.recipe.stage2.epochs == TINY_SCHEDULE["epochs"]
-    with pytest.raises(ValueError, match="bn: rebalanced needs a trained classifier"):
+    with pytest.raises(ArgseError, match="bn: rebalanced needs a trained classifier"):
         build_expert("decoupling", ctx, classifier="tau_norm", bn="rebalanced")
 
 
@@ -191,6 +191,6 @@ def test_train_experts_end_to_end_writes_every_split(tiny_cfg, tiny):
         assert [torch.equal(a.logits, b.logits) for a, b in zip(files, readable, strict=True)] == [True, True]
     for e in ("ce", "balanced_softmax"):
         stage = stages.expert(e)  # its record names the recipe that made it; its training folder, the whole config
-        assert stage.record.inputs["recipe"] == dataclasses.asdict(load_recipe(get_expert(e), tiny_cfg))
+        assert stage.record.inputs["recipe"] == load_recipe(get_expert(e), tiny_cfg).model_dump()
         assert (stage.folder / "model.safetensors").is_file()
         assert (stages.store.training_folder(stages.expert_key(e)) / "config.yaml").is_file()

@@ -8,6 +8,7 @@ hides is found too.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -191,3 +192,16 @@ def _all(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
     return names
+
+
+def test_the_docs_name_modules_that_exist():
+    pages = [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]
+    named = {m for page in pages for m in re.findall(r"argse/[\w/]+\.py", page.read_text())}
+    assert named and not sorted(m for m in named if not (ROOT / m).is_file())
+
+
+def test_the_wheel_lists_every_package():
+    tomllib = pytest.importorskip("tomllib")
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {module_name(p) for p in (ROOT / "argse").rglob("__init__.py")}
+    assert packages and packages <= listed

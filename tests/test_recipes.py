@@ -4,7 +4,8 @@ drift from the other unseen."""
 
 from __future__ import annotations
 
-import dataclasses
+import subprocess
+import sys
 
 import pytest
 
@@ -24,14 +25,14 @@ STATED_TWICE = ["ce", "decoupling", "posthoc_adjust"]
 def test_the_recipe_yaml_and_the_dataclass_defaults_agree(name):
     cls = get_expert(name)
     from_yaml = load_recipe(cls, RunConfig(recipes_dir=str(REPO / "experts")))
-    assert dataclasses.asdict(from_yaml) == dataclasses.asdict(cls.Recipe())
+    assert from_yaml.model_dump() == cls.Recipe().model_dump()
 
 
 def test_the_agreement_test_can_fail(tmp_path):
     """A YAML that changes one number no longer agrees with the defaults."""
     (tmp_path / "ce.yaml").write_text((REPO / "experts" / "ce.yaml").read_text().replace("gamma: 0.01", "gamma: 0.02"))
     changed = load_recipe(get_expert("ce"), RunConfig(recipes_dir=str(tmp_path)))
-    assert dataclasses.asdict(changed) != dataclasses.asdict(get_expert("ce").Recipe())
+    assert changed.model_dump() != get_expert("ce").Recipe().model_dump()
 
 
 # ---------------------------------------------------------------- a shortened schedule keeps its shape
@@ -51,6 +52,18 @@ def test_shortening_scales_warmup_and_milestones():
     two = _recipe("ce", "recipes.ce.epochs=2")  # the issue's case: the lr reaches its peak within the first epoch
     assert (two.warmup_epochs, two.milestones) == (1, [2, 2])
     assert lr_factor(steps - 1, steps, two) == 1.0
+
+
+def test_a_scaled_schedule_is_said_in_one_line_once_per_command(tmp_path):
+    argv = ["-m", "argse.train_experts", "--print-config", "--set", "recipes.ce.epochs=10", "--set", "recipes.decoupling.stage2.epochs=19"]
+    out = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=tmp_path, check=True)
+    lines = [line for line in out.stderr.splitlines() if line.startswith("recipe of")]
+    assert lines == [
+        "recipe of ce: warmup_epochs 5 -> 1, milestones [160, 180] -> [8, 9] (scaled with epochs 200 -> 10)",
+        "recipe of decoupling: stage2.milestones [40, 60] -> [10, 15] (scaled with epochs 76 -> 19)",
+    ]
+    quiet = subprocess.run([sys.executable, "-m", "argse.train_experts", "--print-config"], capture_output=True, text=True, cwd=tmp_path)
+    assert "recipe of" not in quiet.stderr
 
 
 def test_values_set_beside_epochs_are_kept_and_lengthening_scales_too():

@@ -1,12 +1,11 @@
 """The static-shape step (runtime.cuda_graphs) run eagerly on the CPU: the same functions a CUDA graph
 captures must train exactly like the dynamic loop, LR schedule and divergence tracking included."""
 
-import dataclasses
-
 import pytest
 import torch
 
 from argse.config.loading import load_run_config
+from argse.config.schema import changed
 from argse.core.errors import ArgseError
 from argse.data.long_tail import prepare_data
 from argse.experts import ExpertContext, build_expert
@@ -22,7 +21,7 @@ def _train(tiny, tmp_path, static: bool, sets=(), loss=None, **recipe):
     expert = build_expert("ce", ExpertContext(cfg, prepare_data(cfg), CPU, {"ce": cfg.ckpt_dir / "ce"}))
     model = expert.model = expert.new_model(expert.recipe.dropout)  # val_report predicts with expert.model
     task = expert.image_task("ce", model, **({"loss_fn": loss} if loss else {}))
-    r = dataclasses.replace(expert.recipe, **recipe)
+    r = changed(expert.recipe, **recipe)
     ckpt = tmp_path / ("static" if static else "dynamic")
     best = fit(task, r, ckpt, seed=cfg.seed, resume=False, device=CPU, runtime=cfg.runtime, static_shapes=static)
     return r, load_checkpoint(ckpt / "last.safetensors")[0], best, len(task.data.labels)

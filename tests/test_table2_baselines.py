@@ -8,6 +8,8 @@ import math
 import pytest
 import torch
 
+from argse.config.schema import parse
+from argse.core.errors import ArgseError
 from argse.experts.css import CSSRecipe, css_abstains, css_loss, with_abstain
 from argse.experts.group_dro import GroupDRORecipe, dro_update, group_dro_loss, group_losses
 from argse.experts.losses import logit_adjusted_loss
@@ -48,10 +50,10 @@ def test_css_minimiser_abstains_where_chow_would(eta, cost, abstains):
 
 
 def test_css_recipe_refuses_costs_outside_zero_one():
-    with pytest.raises(ValueError, match=r"^cost must lie in \[0, 1\] .*got 1.5$"):
-        CSSRecipe(cost=1.5)
-    with pytest.raises(ValueError, match=r"^costs must lie in \[0, 1\] .*got -0.1$"):
-        CSSRecipe(costs=[0.5, -0.1])
+    with pytest.raises(ArgseError, match=r"^config key 'recipes\.css\.cost' must be <= 1, got 1\.5$"):
+        parse(CSSRecipe, {"cost": 1.5}, "recipes.css")
+    with pytest.raises(ArgseError, match=r"^config key 'recipes\.css\.costs\[1\]' must be >= 0, got -0\.1$"):
+        parse(CSSRecipe, {"costs": [0.5, -0.1]}, "recipes.css")
 
 
 def test_group_losses_average_within_each_group_and_leave_absent_groups_at_zero():
@@ -98,5 +100,5 @@ def test_group_dro_loss_gradient_flows_through_the_losses_not_the_weights():
 
 
 def test_group_dro_recipe_refuses_a_step_of_zero():
-    with pytest.raises(ValueError, match=r"^dro_step must be > 0"):
-        GroupDRORecipe(dro_step=0.0)
+    with pytest.raises(ArgseError, match=r"^config key 'recipes\.group_dro\.dro_step' must be > 0, got 0\.0$"):
+        parse(GroupDRORecipe, {"dro_step": 0.0}, "recipes.group_dro")

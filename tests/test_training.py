@@ -1,4 +1,3 @@
-import dataclasses
 import importlib.metadata
 import shutil
 import sys
@@ -9,6 +8,7 @@ import torch
 import argse.core.registry
 from argse import train_experts
 from argse.config.loading import load_run_config
+from argse.config.schema import changed, parse
 from argse.core import seeds, storage
 from argse.core.errors import ArgseError
 from argse.data.long_tail import prepare_data
@@ -53,8 +53,10 @@ def test_builtin_samplers_draw_the_same_indices_as_before(sampler, draws):
 
 
 def test_unknown_sampler_is_one_sentence_naming_the_choices(tiny):
-    with pytest.raises(ArgseError, match=r"^unknown sampler 'balnced'; available samplers: balanced, instance"):
-        TrainRecipe(sampler="balnced")
+    with pytest.raises(
+        ArgseError, match=r"^invalid config: unknown sampler 'balnced'; available samplers: balanced, instance"
+    ):
+        parse(TrainRecipe, {"sampler": "balnced"})
     cfg = load_run_config(None, tiny + ["recipes.ce.sampler=balnced"])
     with pytest.raises(ArgseError, match=r"^invalid config in 'recipes\.ce': unknown sampler 'balnced'; available"):
         load_recipe(get_expert("ce"), cfg)
@@ -278,7 +280,7 @@ def test_prepare_model_seeds_the_init_stream(tiny_cfg):
     torch.manual_seed(seeds.seed(tiny_cfg.seed, "init"))
     reference = build_model(tiny_cfg.model, 4)
     b = prepare_model(tiny_cfg, 4, 0.0, torch.device("cpu"))
-    other = prepare_model(dataclasses.replace(tiny_cfg, seed=tiny_cfg.seed + 1), 4, 0.0, torch.device("cpu"))
+    other = prepare_model(changed(tiny_cfg, seed=tiny_cfg.seed + 1), 4, 0.0, torch.device("cpu"))
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]) and torch.equal(v, reference.state_dict()[k])
     assert not torch.equal(a.fc.weight, other.fc.weight)

@@ -3,20 +3,17 @@ one; relative paths resolved against the file's folder; schedules scaled when ep
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import math
+import importlib.util
 import sys
-import types
-import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
-from argse.config.sections import MOVED_DATA_KEYS, DataConfig, RunConfig
+from argse.config.schema import parse
+from argse.config.sections import RunConfig
 from argse.config.yaml_files import apply_overrides, deep_merge, read_yaml
-from argse.core.errors import ArgseError
 from argse.core.registry import load_plugins
 
 # ---------------------------------------------------------------- generic machinery
@@ -26,7 +23,19 @@ from argse.core.registry import load_plugins
 
 # The built-in recipes (experts/*.yaml, experts/presets/) sit beside the package: a checkout or an
 # editable install (pip install -e ., what make does) finds them from any folder.
-BUILTIN_RECIPES = Path(__file__).resolve().parents[2] / "experts"
+def builtin_folder(name: str) -> Path:
+    """argse's own ``experts/`` or ``configs/``: shipped inside an installed wheel as ``argse.builtin.<name>``, else
+    (a checkout, or an editable install of one) the folder at the top of the repository."""
+    try:
+        spec = importlib.util.find_spec(f"argse.builtin.{name}")
+    except ModuleNotFoundError:  # a checkout: argse/builtin/ exists only in a wheel
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).resolve().parents[2] / name
+
+
+BUILTIN_RECIPES = builtin_folder("experts")
 
 
 def config_base(config_file: str | Path | None) -> Path:
@@ -43,114 +52,6 @@ def resolve(path: str, base: Path) -> str:
     """``path`` as written, made absolute against ``base`` when relative (``~`` expanded first)."""
     p = Path(path).expanduser()
     return str(p if p.is_absolute() else base / p)
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _coerce(tp: Any, value: Any, path: str) -> Any:
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, path)
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            choices = ", ".join(repr(c) for c in typing.get_args(tp))
-            raise ArgseError(f"config key '{path}' is {value!r}; choose one of {choices}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(arg, value, path)
-            except ArgseError as exc:
-                errors.append(str(exc))
-        raise ArgseError(errors[0])
-    if origin is list:
-        if not isinstance(value, list):
-            raise ArgseError(f"config key '{path}' must be a list, got {value!r}")
-        (item,) = typing.get_args(tp)
-        return [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ArgseError(f"config key '{path}' must be a mapping, got {value!r}")
-        _, item = typing.get_args(tp)
-        return {str(k): _coerce(item, v, _join(path, str(k))) for k, v in value.items()}
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ArgseError(f"config key '{path}' must be true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ArgseError(f"config key '{path}' must be an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ArgseError(f"config key '{path}' must be a number, got {value!r}")
-        # NaN passes every range check (each comparison is False) and inf overflows into NaN later.
-        if not math.isfinite(value):
-            raise ArgseError(f"config key '{path}' must be a finite number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ArgseError(f"config key '{path}' must be a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported config type {tp!r} at {path}")
-
-
-def from_dict(cls: type, data: Any, path: str = "") -> Any:
-    """Build dataclass ``cls`` from plain data, rejecting unknown keys and wrong types."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ArgseError(f"config key '{path or '<root>'}' must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
-    rest = sections_field(cls)
-    sections = {}
-    for key, value in data.items():
-        if key in names:
-            continue
-        if rest and isinstance(value, dict | None):
-            sections[str(key)] = value
-            continue
-        close = difflib.get_close_matches(str(key), names, n=1)
-        hint = f" (did you mean '{_join(path, close[0])}'?)" if close else ""
-        if cls is DataConfig and key in MOVED_DATA_KEYS:
-            hint = f" (it moved to its dataset's section: '{_join(path, MOVED_DATA_KEYS[key])}')"
-        valid = ", ".join(n for n in names if n != rest)
-        also = f", and sections named after {_sections_of(cls)}" if rest else ""
-        raise ArgseError(f"unknown config key '{_join(path, str(key))}'{hint}; valid keys: {valid}{also}")
-    kwargs = {k: _coerce(hints[k], v, _join(path, k)) for k, v in data.items() if k in names}
-    if sections:
-        kwargs[rest] = {**kwargs.get(rest, {}), **sections}
-    try:
-        return cls(**kwargs)
-    except ValueError as exc:  # __post_init__ checks
-        where = f" in '{path}'" if path else ""
-        raise ArgseError(f"invalid config{where}: {exc}") from None
-
-
-def sections_field(cls: type) -> str | None:
-    """The field marked ``metadata={"sections": "<what they are named after>"}``: it collects every key of
-    the mapping that is no field of ``cls`` and holds a mapping (a dataset's options: ``data.list_lt``),
-    which its owner checks. The field's own name is a key too, so ``asdict`` output reads back."""
-    return next((f.name for f in dataclasses.fields(cls) if f.metadata.get("sections")), None)
-
-
-def _sections_of(cls: type) -> str:
-    return next(f.metadata["sections"] for f in dataclasses.fields(cls) if f.metadata.get("sections"))
-
-
-def to_dict(obj: Any) -> Any:
-    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
 
 
 # Config keys that hold a path. Written in a config file, a relative one is resolved against the file's base
@@ -174,7 +75,7 @@ def _place(data: dict, dotted: str, value: Any) -> None:
     node = data
     for part in parents:
         if not isinstance(node.get(part), dict):
-            return  # a section that is not a mapping: from_dict reports it
+            return  # a section that is not a mapping: the model reports it
         node = node[part]
     node[leaf] = value
 
@@ -226,7 +127,7 @@ def scale_written(data: dict, written: dict, given: dict, where: str = "") -> di
     'dotted key -> why' per scaled value (argse.recipes scales the recipe files' schedules the same way)."""
     notes: dict[str, str] = {}
     if not all(isinstance(x, dict) for x in (data, written, given)):
-        return notes  # a section that is not a mapping: from_dict reports it
+        return notes  # a section that is not a mapping: the model reports it
     for key, value in given.items():
         if isinstance(value, dict) and isinstance(written.get(key), dict) and isinstance(data.get(key), dict):
             notes |= scale_written(data[key], written[key], value, f"{where}{key}.")
@@ -237,9 +138,20 @@ def scale_written(data: dict, written: dict, given: dict, where: str = "") -> di
     return notes
 
 
+def leaves(data: Any, prefix: str = "") -> list[str]:
+    """The dotted keys of every value in nested mappings ``data`` that is not itself a mapping."""
+    if not isinstance(data, dict):
+        return []
+    keys = []
+    for k, v in data.items():
+        keys += leaves(v, f"{prefix}{k}.") if isinstance(v, dict) and v else [f"{prefix}{k}"]
+    return keys
+
+
 def load_run_config(path: str | Path | None, overrides: list[str] = (), values: dict | None = None) -> RunConfig:
     """The run config of YAML file ``path`` (None: the defaults), then ``--set`` ``overrides``, then nested
-    ``values`` (what an entry point's own options set, e.g. evaluate's --methods), validated as one.
+    ``values`` (what an entry point's own options set, e.g. evaluate's --methods), validated as one; it
+    remembers where each value came from (``cfg.origin(dotted)``, for --print-config).
 
     Paths: see PATH_KEYS; the resolved config never depends on the current folder unless a --set names one.
     """
@@ -247,7 +159,7 @@ def load_run_config(path: str | Path | None, overrides: list[str] = (), values: 
     written = file_data(path)
     data = apply_overrides(written, overrides)
     # --set recipes.ce.epochs=4 over a config that writes ce's whole schedule keeps its shape, too.
-    scale_written(
+    scaled = scale_written(
         data.get("recipes") or {}, written.get("recipes") or {}, apply_overrides({}, overrides).get("recipes") or {}
     )
     resolve_paths(data, Path.cwd(), tuple(k for k in PATH_KEYS if set_by(overrides, k)))
@@ -258,12 +170,18 @@ def load_run_config(path: str | Path | None, overrides: list[str] = (), values: 
         if _lookup(data, key) is None:
             _place(data, key, str(base / default))
     data = deep_merge(data, values or {})
-    plugins = _coerce(list[str], data.get("plugins", []), "plugins")
+    plugins = parse(RunConfig, {"plugins": data.get("plugins", [])}).plugins
     if path is not None and plugins and str(base) not in sys.path:
         sys.path.append(str(base))  # a plugin module beside the config imports from any folder
     # Plugins first: what they register (a dataset, a rejector) may be named anywhere in the config.
     load_plugins(plugins)
-    return from_dict(RunConfig, data)
+    cfg = parse(RunConfig, data)
+    origins = {k: str(path) for k in leaves(written)}
+    origins |= {f"recipes.{k}": f"{why}, in {path}" for k, why in scaled.items()}
+    origins |= {k: f"--set {item}" for item in overrides for k in leaves(apply_overrides({}, [item]))}
+    origins |= {k: "the command's options" for k in leaves(values or {})}
+    cfg._origins = origins
+    return cfg
 
 
 def _as_written(data: Any) -> Any:
@@ -277,4 +195,5 @@ def _as_written(data: Any) -> Any:
 
 
 def dump_yaml(obj: Any) -> str:
-    return yaml.safe_dump(_as_written(to_dict(obj)), sort_keys=False)
+    data = obj.model_dump() if isinstance(obj, BaseModel) else obj
+    return yaml.safe_dump(_as_written(data), sort_keys=False)

@@ -13,14 +13,20 @@ ce's warm-up 5 and milestones [160, 180] of 200 epochs into 1 and [8, 9].
 
 from __future__ import annotations
 
-import dataclasses
+import functools
+import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from argse.config.loading import BUILTIN_RECIPES, from_dict, scale_schedule
+from pydantic import BaseModel
+
+from argse.config.loading import BUILTIN_RECIPES, leaves, scale_schedule
+from argse.config.schema import parse
 from argse.config.sections import RunConfig
 from argse.config.yaml_files import deep_merge, read_yaml
+from argse.core import distributed
 from argse.core.errors import ArgseError
 
 
@@ -67,7 +73,7 @@ class Layer:
     """Dotted key -> a finer origin (which --set), where one layer has several."""
 
 
-def layers(cls: type, cfg: RunConfig, config_origin: Any = None) -> list[Layer]:
+def layers(cls: type, cfg: RunConfig) -> list[Layer]:
     """The recipe's layers above the dataclass defaults; ``config_origin(dotted)`` names where a
     ``recipes.<name>.*`` value of the run config was written (default: 'recipes.<name>')."""
     out = []
@@ -85,16 +91,11 @@ def layers(cls: type, cfg: RunConfig, config_origin: Any = None) -> list[Layer]:
         )
     if overrides:
         prefix = f"recipes.{cls.name}"
-        per_key = {k: config_origin(f"{prefix}.{k}") for k in _leaves(overrides)} if config_origin else {}
+        per_key = {
+            k: cfg.origin(f"{prefix}.{k}") for k in leaves(overrides) if cfg.origin(f"{prefix}.{k}") != "default"
+        }
         out.append(Layer(overrides, prefix, per_key))
     return out
-
-
-def _leaves(data: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for k, v in data.items():
-        keys += _leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
-    return keys
 
 
 def scaled(recipe: Any, layer: dict, where: str, notes: dict[str, str]) -> dict:
@@ -103,7 +104,7 @@ def scaled(recipe: Any, layer: dict, where: str, notes: dict[str, str]) -> dict:
     out = dict(layer)
     for name, value in layer.items():
         below = getattr(recipe, name, None)
-        if isinstance(value, dict) and dataclasses.is_dataclass(below):
+        if isinstance(value, dict) and isinstance(below, BaseModel):
             out[name] = scaled(below, value, f"{where}{name}.", notes)
     if hasattr(recipe, "milestones") and "epochs" in layer:
         changes, why = scale_schedule(recipe, layer["epochs"], keep=layer)
@@ -112,21 +113,47 @@ def scaled(recipe: Any, layer: dict, where: str, notes: dict[str, str]) -> dict:
     return out
 
 
-def resolve_recipe(cls: type, cfg: RunConfig, config_origin: Any = None) -> tuple[Any, dict[str, str]]:
+def resolve_recipe(cls: type, cfg: RunConfig) -> tuple[Any, dict[str, str]]:
     """The recipe of expert ``cls`` for run ``cfg`` and, per dotted key, the layer that set it."""
     path = f"recipes.{cls.name}"
     data: dict = {}
     origins: dict[str, str] = {}
-    for layer in layers(cls, cfg, config_origin):
+    for layer in layers(cls, cfg):
         notes: dict[str, str] = {}
-        values = scaled(from_dict(cls.Recipe, data, path), layer.values, "", notes)
+        values = scaled(parse(cls.Recipe, data, path), layer.values, "", notes)
         data = deep_merge(data, values)
-        origins.update({k: layer.per_key.get(k, layer.origin) for k in _leaves(layer.values)})
+        origins.update({k: layer.per_key.get(k, layer.origin) for k in leaves(layer.values)})
         origins.update(notes)
-    recipe = from_dict(cls.Recipe, data, path)
-    for key in _leaves(dataclasses.asdict(recipe)):
+    recipe = parse(cls.Recipe, data, path)
+    for key in leaves(recipe.model_dump()):
         origins.setdefault(key, "default")
+    say_scaled(cls.name, recipe.model_dump(), origins)
     return recipe, origins
+
+
+SCALED = re.compile(r"scaled with epochs (\d+) -> (\d+) \(was (.*?)\)")
+
+
+def say_scaled(name: str, values: dict, origins: dict[str, str]) -> None:
+    """One line on stderr when ``name``'s schedule was scaled to other epochs: each value, before and after."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for key, origin in origins.items():
+        found = SCALED.search(origin)
+        if found:
+            now = values
+            for part in key.split("."):
+                now = now[part]
+            groups.setdefault((found[1], found[2]), []).append(f"{key} {found[3]} -> {now}")
+    parts = [f"{', '.join(changes)} (scaled with epochs {a} -> {b})" for (a, b), changes in groups.items()]
+    if parts:
+        _say(f"recipe of {name}: {'; '.join(parts)}")
+
+
+@functools.cache
+def _say(line: str) -> None:
+    """Each line once per command (a recipe is resolved several times: ids, training, --print-config)."""
+    if distributed.rank() == 0:
+        print(line, file=sys.stderr)
 
 
 def load_recipe(cls: type, cfg: RunConfig) -> Any:

@@ -7,7 +7,7 @@ training loop, calibration and export are shared.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from argse.config.recipe_layers import load_recipe
+from argse.config.schema import changed
 from argse.config.sections import RunConfig
 from argse.core import seeds
 from argse.core.errors import ArgseError
@@ -116,7 +117,7 @@ class ExpertContext:
         """What a checkpoint must match to be resumed or reused: the splits and the model."""
         return {
             "splits_sha256": self.data.sha256,
-            "model": asdict(self.config.model),
+            "model": self.config.model.model_dump(),
             "num_classes": self.data.num_classes,
         }
 
@@ -168,7 +169,7 @@ def build_expert(name: str, ctx: ExpertContext, **changes: Any) -> Expert:
     """The registered expert ``name`` with its recipe for this run; ``changes`` replace recipe fields."""
     cls = get_expert(name)
     recipe = load_recipe(cls, ctx.config)
-    return cls(ctx, replace(recipe, **changes) if changes else recipe)
+    return cls(ctx, changed(recipe, **changes) if changes else recipe)
 
 
 class StandardExpert:
@@ -247,7 +248,7 @@ class StandardExpert:
         return {name: self.predict_split(self.ctx.data.held_out[name]) for name in HELD_OUT}
 
     def export_record(self) -> dict:
-        return asdict(self.recipe)
+        return self.recipe.model_dump()
 
     # -- inference (argse.predict)
     @classmethod

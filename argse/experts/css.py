@@ -16,10 +16,11 @@ temperature keeps that sign).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from argse.experts.base import StandardExpert, register_expert
 from argse.training import ExpertRecipe
@@ -28,21 +29,11 @@ PAPER_COSTS = (0.0, 0.1, 0.5, 0.75, 0.85, 0.91, 0.95, 0.97, 0.99)
 """The rejection costs Narasimhan et al. (2024, App. F.4) train CSS with, one model each."""
 
 
-@dataclass
 class CSSRecipe(ExpertRecipe):
-    cost: float = 0.5
+    cost: float = Field(0.5, ge=0, le=1)
     """c: the cost of abstaining of this model."""
-    costs: list[float] = field(default_factory=lambda: list(PAPER_COSTS))
+    costs: list[Annotated[float, Field(ge=0, le=1)]] = Field(list(PAPER_COSTS), min_length=1)
     """The grid ``argse.table2`` trains, one run per cost (each sets ``cost``); default: the paper's."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for key, values in (("cost", [self.cost]), ("costs", self.costs)):
-            bad = [c for c in values if not 0 <= c <= 1]
-            if bad:
-                raise ValueError(f"{key} must lie in [0, 1] (a cost above 1 never abstains), got {bad[0]}")
-        if not self.costs:
-            raise ValueError("costs must name at least one cost, e.g. [0.1, 0.5, 0.85]")
 
 
 def with_abstain(margins: torch.Tensor) -> torch.Tensor:

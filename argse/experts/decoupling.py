@@ -8,14 +8,15 @@ feature cache) and stage 2 trains a linear layer on them: the same result, far l
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import nn
 
+from argse.config.schema import Section, changed, seed_field
 from argse.core import seeds
 from argse.core.errors import ArgseError
 from argse.data.long_tail import Images
@@ -44,11 +45,10 @@ def _stage2() -> TrainRecipe:
     )
 
 
-@dataclass
-class DecouplingRecipe:
-    stage1: TrainRecipe = field(default_factory=_stage1)
+class DecouplingRecipe(Section):
+    stage1: TrainRecipe = Field(default_factory=_stage1)
     """Representation learning: CE, instance sampling, whole model."""
-    stage2: TrainRecipe = field(default_factory=_stage2)
+    stage2: TrainRecipe = Field(default_factory=_stage2)
     """Classifier re-training: balanced sampling, backbone frozen."""
     stage1_from: Literal["train", "ce"] = "train"
     """'ce' reuses the finished ce expert of the same run (same data, splits and model) as stage 1."""
@@ -60,23 +60,20 @@ class DecouplingRecipe:
     """frozen: BatchNorm in eval mode; rebalanced: running statistics re-estimated under balanced sampling."""
     feature_cache: bool = True
     """Train stage 2 on backbone features computed once (only when bn is frozen)."""
-    cache_views: int = 1
+    cache_views: int = Field(1, ge=1)
     """Augmented views per image in the feature cache when stage2.augment is on."""
-    tau_grid: list[float] = field(default_factory=lambda: [round(0.1 * i, 1) for i in range(31)])
+    tau_grid: list[Annotated[float, Field(ge=0)]] = Field([round(0.1 * i, 1) for i in range(31)], min_length=1)
     """tau_norm: candidates for tau, picked by balanced accuracy on val."""
     tau_norm_bias: Literal["drop", "scale"] = "drop"
     """tau_norm: drop the classifier bias (Kang et al.) or divide it by the same norm^tau."""
-    seed: int | None = None
+    seed: int | None = seed_field(None)
     """Base seed of stage 2 (and of stage 1 when trained here); default: derived from the run seed and the name."""
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> DecouplingRecipe:
         if self.bn == "rebalanced" and self.classifier == "tau_norm":
             raise ValueError("bn: rebalanced needs a trained classifier (classifier: crt or lws)")
-        if self.cache_views < 1:
-            raise ValueError(f"cache_views must be at least 1, got {self.cache_views}")
-        if not self.tau_grid or min(self.tau_grid) < 0:
-            raise ValueError(f"tau_grid must list at least one value, each >= 0, got {self.tau_grid}")
-        seeds.check(self.seed)
+        return self
 
 
 class LWSClassifier(nn.Module):
@@ -243,7 +240,7 @@ class DecouplingExpert(StandardExpert):
             epoch_size=len(ctx.train_labels),
         )
         # Augmented views are fixed in the cache, so the loop itself must not augment again.
-        self.stage2_best = self.run_fit(task, TrainRecipe(**(asdict(r.stage2) | {"augment": False})), ckpt)
+        self.stage2_best = self.run_fit(task, changed(r.stage2, augment=False), ckpt)
 
     def pick_tau(self) -> None:
         """tau-norm: no training; the tau with the best balanced accuracy on val (ties: smaller tau)."""

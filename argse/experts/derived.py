@@ -8,13 +8,12 @@ from this run's splits. The result is exported in the argse.logits/1 format like
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from argse.config.loading import from_dict
+from argse.config.schema import Section, parse
 from argse.config.sections import RunConfig
 from argse.data.logits import LogitsFile, read_logits, split_file
 from argse.data.splits import HELD_OUT
@@ -22,8 +21,7 @@ from argse.experts.base import Exported, get_expert
 from argse.experts.calibration import fit_temperature
 
 
-@dataclass
-class DerivedRecipe:
+class DerivedRecipe(Section):
     source: str = "ce"
     """The expert of the same run whose exported logits this expert transforms."""
 
@@ -72,7 +70,7 @@ class LogitsExpert:
         return {split: self.transform(src) for split, src in self.sources.items()}
 
     def export_record(self) -> dict:
-        return asdict(self.recipe) | {"fitted": self.fitted}
+        return self.recipe.model_dump() | {"fitted": self.fitted}
 
     # -- inference (argse.predict)
     @classmethod
@@ -82,7 +80,7 @@ class LogitsExpert:
         """The source's network, its temperature and this expert's adjustment, as recorded by the export."""
         f = exported.logits("test")
         record = {k: v for k, v in f.config.items() if k != "fitted"}
-        expert = cls(None, from_dict(cls.Recipe, record, f"the export of {cls.name}"), f.config.get("fitted"))
+        expert = cls(None, parse(cls.Recipe, record, f"the export of {cls.name}"), f.config.get("fitted"))
         net, t_source = get_expert(expert.recipe.source).for_inference(cfg, exported.source, num_classes, device)
         return DerivedNet(net, t_source, expert, f.class_counts).eval(), f.temperature
 

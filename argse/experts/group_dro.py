@@ -13,32 +13,21 @@ it is exactly ``logit_adjust``'s loss. The groups are the run's head/tail (``dat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from argse.experts.base import StandardExpert, register_expert
 from argse.training import ExpertRecipe
 
 
-@dataclass
 class GroupDRORecipe(ExpertRecipe):
-    dro_step: float = 0.001
+    dro_step: float = Field(0.001, gt=0)
     """eta: step size of the exponentiated-gradient update of the group weights (paper's grid: 0.0005, 0.001)."""
-    dro_adjustment: float = 1.0
+    dro_adjustment: float = Field(1.0, ge=0)
     """C: each group's loss gets C / sqrt(n_g) in the weight update (paper's grid: 1.0, 2.0)."""
-    tau: float = 1.0
+    tau: float = Field(1.0, ge=0)
     """Scale of the log-prior in the inner logit-adjusted loss."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.dro_step <= 0:
-            raise ValueError(f"dro_step must be > 0 (0.0005 or 0.001 in Narasimhan et al.), got {self.dro_step}")
-        if self.dro_adjustment < 0:
-            raise ValueError(f"dro_adjustment must be >= 0 (1 or 2 in Narasimhan et al.), got {self.dro_adjustment}")
-        if self.tau < 0:
-            raise ValueError(f"tau must be >= 0 (1 in Menon et al.), got {self.tau}")
 
 
 def group_losses(per_sample: torch.Tensor, groups: torch.Tensor, k: int) -> torch.Tensor:

@@ -1,23 +1,16 @@
 """``logit_adjust``: the logit-adjusted loss of Menon et al. (ICLR 2021)."""
 
-from dataclasses import dataclass
-
 import torch
+from pydantic import Field
 
 from argse.experts.base import StandardExpert, register_expert
 from argse.experts.losses import logit_adjusted_loss
 from argse.training import ExpertRecipe
 
 
-@dataclass
 class LogitAdjustRecipe(ExpertRecipe):
-    tau: float = 1.0
+    tau: float = Field(1.0, ge=0)
     """Scale of the log-prior added to the logits during training."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.tau < 0:
-            raise ValueError(f"tau must be >= 0 (1 in Menon et al.), got {self.tau}")
 
 
 @register_expert("logit_adjust")

@@ -6,9 +6,10 @@ balanced accuracy: a distinct, balanced expert for the cost of one pass over exp
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import Annotated
 
 import torch
+from pydantic import Field
 
 from argse.data.logits import LogitsFile
 from argse.data.metrics import balanced_accuracy
@@ -17,17 +18,10 @@ from argse.experts.derived import DerivedRecipe, LogitsExpert
 from argse.experts.losses import log_prior, posthoc_logit_adjust
 
 
-@dataclass
 class PosthocRecipe(DerivedRecipe):
-    tau_grid: list[float] = field(default_factory=lambda: [round(0.1 * i, 1) for i in range(31)])
+    tau_grid: list[Annotated[float, Field(ge=0)]] = Field([round(0.1 * i, 1) for i in range(31)], min_length=1)
     """Candidates for tau (Menon et al. use tau = 1); the best balanced accuracy on val wins,
     ties going to the candidate nearest 1."""
-
-    def __post_init__(self) -> None:
-        if not self.tau_grid:
-            raise ValueError("tau_grid must list at least one value")
-        if min(self.tau_grid) < 0:
-            raise ValueError(f"tau_grid values must be >= 0, got {min(self.tau_grid)}")
 
 
 @register_expert("posthoc_adjust")

@@ -11,7 +11,7 @@ for export, the mixture's [N, C] float32; never the experts' [E, N, C] (docs/gat
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -198,7 +198,7 @@ class GatingRun:
 def sample_record(cfg: RunConfig, names: list[str], tune: LogitsFile, gate_part, rejector_part) -> dict:
     """gate.json's settings, and which samples of tune the gate trained on and which it left to the rejectors."""
     return {
-        "experts": names, "gate": cfg.gating.gate, "objective": cfg.gating.objective, "config": asdict(cfg.gating),
+        "experts": names, "gate": cfg.gating.gate, "objective": cfg.gating.objective, "config": cfg.gating.model_dump(),
         "test_prior": cfg.evaluate.test_prior,
         "samples": {"gate_trained_on": {"split": "tune", "indices": tune.indices[gate_part].tolist()},
                     "left_for_rejectors": {"split": "tune", "indices": tune.indices[rejector_part].tolist()}},

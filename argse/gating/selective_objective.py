@@ -25,11 +25,12 @@ the epoch; at test time the rule needs no label.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from argse.config.schema import changed
 from argse.config.sections import GatingConfig
 from argse.core import seeds
 from argse.gating.network import GateMLP, train_gate
@@ -151,7 +152,7 @@ def _start(feats, probs, labels, weights, class_group, k, cfg: GatingConfig) -> 
     """Warm the gate up on balanced NLL; every rule starts as Chow's rule at its rate's quantile."""
     label_logp = {s: probs[s].gather(2, labels[s].view(1, -1, 1).expand(len(probs[s]), -1, 1))[..., 0].t()
                   for s in probs}  # fmt: skip
-    warm = replace(cfg, objective="balanced_nll", epochs=cfg.selective_warmup_epochs)
+    warm = changed(cfg, objective="balanced_nll", epochs=cfg.selective_warmup_epochs)
     gate, warm_info = train_gate(
         feats, {s: v.clamp_min(1e-30).log() for s, v in label_logp.items()}, labels, probs["tune"].shape[2], warm
     )

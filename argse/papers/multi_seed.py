@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from argse.config.schema import changed
 from argse.config.sections import RunConfig
 from argse.core import terminal
 from argse.data.groups import TAIL
@@ -47,7 +47,7 @@ def run_seed(cfg: RunConfig, train: bool, rebuild: bool = False) -> SeedResult:
     reports = source_reports([reader.read(n, "test") for n in names], cfg.data)
     aurcs, own = {}, (cfg.evaluate.test_prior, cfg.evaluate.protocol)
     for prior, protocol in sorted(VIEWS, key=lambda v: v == own):  # the run's own view last: evaluation/ leads to it
-        view = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, test_prior=prior, protocol=protocol))
+        view = changed(cfg, evaluate=changed(cfg.evaluate, test_prior=prior, protocol=protocol))
         build_gate(view, console)  # the same gate unless its objective trains under the view's prior
         built = build_evaluation(view, names, console)
         aurcs[(prior, protocol)] = built.aurcs

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from argse.config.loading import load_run_config
+from argse.config.schema import changed
 from argse.config.sections import RunConfig
 from argse.core import terminal
 from argse.core.errors import ArgseError
@@ -64,7 +65,7 @@ def css_config(cfg: RunConfig, cost: float) -> RunConfig:
     """The run that trains CSS at ``cost``: ``cfg``'s seed and data, expert ``css`` only."""
     recipes = dict(cfg.recipes)
     recipes["css"] = {**(recipes.get("css") or {}), "cost": cost}
-    return dataclasses.replace(cfg, name=f"{cfg.name}_{cost_tag(cost)}", experts=["css"], recipes=recipes)
+    return changed(cfg, name=f"{cfg.name}_{cost_tag(cost)}", experts=["css"], recipes=recipes)
 
 
 def train_all(cfgs: list[RunConfig], rebuild: bool = False) -> None:
@@ -132,8 +133,7 @@ def check_team(cfg: RunConfig) -> None:
 
 
 def view_config(cfg: RunConfig, prior: str, protocol: str) -> RunConfig:
-    ecfg = dataclasses.replace(cfg.evaluate, test_prior=prior, protocol=protocol)
-    return dataclasses.replace(cfg, evaluate=ecfg)
+    return changed(cfg, evaluate=changed(cfg.evaluate, test_prior=prior, protocol=protocol))
 
 
 def table_aurcs(cfg: RunConfig, prior: str, protocol: str) -> dict[str, dict[str, float]]:

@@ -6,7 +6,6 @@ The paper's figures are read from its Table 2 (p. 8); its ± are 95% confidence 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
@@ -142,7 +141,7 @@ def recipes_markdown(recipes: dict[str, dict]) -> str:
     """The schedule each model ran, as its exported logits record it (css: the first cost's run)."""
     head = "| model | epochs | batch | lr | warm-up | decay | weight decay | checkpoint exported | own settings |"
     lines = [head, "|---|" + "---|" * 8]
-    base = {f.name for f in dataclasses.fields(TrainRecipe)} | {"seed", "checkpoint"}
+    base = set(TrainRecipe.model_fields) | {"seed", "checkpoint"}
     for name, r in recipes.items():
         if "epochs" not in r:  # logits written outside train_experts (a study, a test) record no recipe
             lines.append(f"| {name} | " + " | ".join(["-"] * 8) + " |")

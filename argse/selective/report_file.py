@@ -28,7 +28,7 @@ def report_record(cfg: RunConfig, ev: Evaluation) -> dict:
     ecfg = cfg.evaluate
     return {
         "format": FORMAT,
-        "config": asdict(ecfg),
+        "config": ecfg.model_dump(),
         "test_prior": ecfg.test_prior,
         "protocol": ecfg.protocol,
         "fit_options": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(fit_options(ecfg)).items()},

@@ -14,10 +14,10 @@ import argparse
 import contextlib
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict, replace
 from pathlib import Path
 
 from argse.config.loading import dump_yaml
+from argse.config.schema import changed
 from argse.config.sections import RunConfig
 from argse.core import distributed, storage, terminal
 from argse.core.errors import ArgseError
@@ -169,7 +169,7 @@ def build_expert(stages: RunStages, ctx: ExpertContext, cls: type, recipe, split
 def stage_config(cfg: RunConfig, name: str, recipe) -> str:
     """config.yaml of an expert's training folder: the run config and the recipe that made it. The stage holds
     what its content depends on only (its record names the recipe): logs, timings and paths stay out of it."""
-    return dump_yaml({"run": asdict(cfg), "expert": name, "recipe": asdict(recipe)})
+    return dump_yaml({"run": cfg.model_dump(), "expert": name, "recipe": recipe.model_dump()})
 
 
 def write_export(work: Path, ctx: ExpertContext, expert, logits: dict, temperature: float, train_dir: Path) -> None:
@@ -202,7 +202,7 @@ def train_team(stages, data, device, plan, splits, rebuild, console) -> None:
     """Every planned expert at once in this process (--team): one thread and CUDA stream each, one copy of the data."""
     cfg = stages.cfg
     # One live display at a time: the threads train without progress bars, as --parallel's children do.
-    quiet = replace(cfg, runtime=replace(cfg.runtime, progress=False))
+    quiet = changed(cfg, runtime=changed(cfg.runtime, progress=False))
     ctx = ExpertContext(quiet, data, device)
     ctx.load_shared()
     with shared_cores(device, len(plan), cfg.runtime.threads):
@@ -253,7 +253,7 @@ def run(
     data = distributed.rank_zero_first(lambda: prepare_data(cfg))
     console.print(describe_run(cfg, data, device))
     splits = publish_splits(stages, data, console)
-    storage.write_text(cfg.out_dir / "config.yaml", dump_yaml(asdict(cfg)))
+    storage.write_text(cfg.out_dir / "config.yaml", dump_yaml(cfg))
     if parallel is not None:
         train_in_parallel(parallel, plan, cfg, console)
     elif team:

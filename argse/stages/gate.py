@@ -5,7 +5,7 @@ every split (source ``gating``, argse.logits/1), made from the experts' stages b
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from argse.config.sections import RunConfig
 from argse.core import storage
@@ -55,7 +55,7 @@ def build_gate(cfg: RunConfig, console, rebuild: bool = False) -> GateBuild:
             write_logits(
                 split_file(work, split), trained.mixture(split), f.labels, f.indices, expert=GATE,
                 dataset=f.dataset, split=split, temperature=1.0, class_counts=f.class_counts,
-                splits_sha256=f.splits_sha256, config={"experts": trained.names, **asdict(cfg.gating)},
+                splits_sha256=f.splits_sha256, config={"experts": trained.names, **cfg.gating.model_dump()},
             )  # fmt: skip
         stage = stages.store.publish(key, work, TRAIN_GATING)
     link(stages, stage)

@@ -8,7 +8,7 @@ import fcntl
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from argse.core.errors import ArgseError
@@ -184,7 +184,7 @@ def check_recipe(stages: RunStages, name: str, folder: Path) -> None:
     """The recipe an expert's logits record is the one this config resolves for it (fields the record lacks, added
     to argse after it was written, are taken as this config resolves them)."""
     recorded = {k: v for k, v in read_logits(split_file(folder, "test")).config.items() if k != "fitted"}
-    resolved = json.loads(json.dumps(asdict(load_recipe(get_expert(name), stages.cfg))))
+    resolved = json.loads(json.dumps(load_recipe(get_expert(name), stages.cfg).model_dump()))
     for field, theirs, ours in differences(recorded, resolved):
         raise ArgseError(
             f"the logits of '{name}' in {folder} were made with recipes.{name}.{field}={json.dumps(theirs)}, this "
@@ -211,7 +211,7 @@ def check_gate(stages: RunStages, gate: Path) -> None:
     if info.get("experts") != stages.cfg.experts:
         raise ArgseError(f"{gate} mixes {info.get('experts')}, this config's experts are {stages.cfg.experts}; "
                          f"import it with --set experts=[{','.join(info.get('experts') or [])}]")  # fmt: skip
-    ours = json.loads(json.dumps(asdict(stages.cfg.gating)))
+    ours = json.loads(json.dumps(stages.cfg.gating.model_dump()))
     for field, value in (info.get("config") or {}).items():
         if field in ours and ours[field] != value:
             raise ArgseError(f"{gate} was trained with gating.{field}={json.dumps(value)}, this config has "

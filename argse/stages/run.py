@@ -19,7 +19,6 @@ downstream a new id, and an old gate or rule set is never found for a retrained 
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from functools import cached_property
 
 from argse.config.loading import PATH_KEYS
@@ -39,7 +38,7 @@ GROUP_KEYS = ("tail_max_count", "many_min_count", "few_max_count")  # groups: no
 def data_settings(cfg: RunConfig, groups: bool = True) -> dict:
     """The data config without its paths (argse.config.loading.PATH_KEYS: ``data.root``, a section's ``cache_dir``), and
     without the group thresholds unless ``groups``."""
-    data = asdict(cfg.data)
+    data = cfg.data.model_dump()
     if not groups:
         data = {k: v for k, v in data.items() if k not in GROUP_KEYS}
     for dotted in PATH_KEYS:
@@ -79,7 +78,7 @@ class RunStages:
         cls = get_expert(name)
         recipe = load_recipe(cls, self.cfg)
         upstream = {n: self.expert(n).content for n in cls.requires(recipe) if n != name}
-        inputs = self.base() | {"recipe": asdict(recipe), "model": asdict(self.cfg.model), "splits": splits.content,
+        inputs = self.base() | {"recipe": recipe.model_dump(), "model": self.cfg.model.model_dump(), "splits": splits.content,
                                 "from": upstream}  # fmt: skip
         return Key("expert", name, inputs)
 
@@ -104,7 +103,10 @@ class RunStages:
         if GATE in names:
             raise ArgseError("the gate mixes experts; remove 'gating' from its experts")
         cfg = self.cfg
-        inputs = self.base() | {"gating": asdict(cfg.gating), "experts": [[n, self.expert(n).content] for n in names]}
+        inputs = self.base() | {
+            "gating": cfg.gating.model_dump(),
+            "experts": [[n, self.expert(n).content] for n in names],
+        }
         if cfg.gating.objective.startswith("selective_"):  # the one gate trained under evaluate's test prior
             inputs["test_prior"] = cfg.evaluate.test_prior
         return Key("gate", "gate", inputs)
@@ -131,7 +133,7 @@ class RunStages:
 
     def evaluation_key(self, sources: list[str]) -> Key:
         cfg = self.cfg
-        settings = {k: v for k, v in asdict(cfg.evaluate).items() if k != "sources"}
+        settings = {k: v for k, v in cfg.evaluate.model_dump().items() if k != "sources"}
         inputs = self.base() | {"evaluate": settings, "tune_fraction": cfg.gating.tune_fraction,
                                 "sources": [[s, self.source(s).content] for s in sources]}  # fmt: skip
         return Key("evaluation", "evaluation", inputs)

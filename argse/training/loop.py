@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -176,7 +176,7 @@ class FitRun:
             "best": None,
             "history": [],
             "fingerprint": task.fingerprint,
-            "recipe": asdict(recipe),
+            "recipe": recipe.model_dump(),
         }
 
     def epochs(self) -> None:

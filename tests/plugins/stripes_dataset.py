@@ -3,23 +3,18 @@
 Its options live in the config section ``data.stripes_lt`` (``plugins: [tests.plugins.stripes_dataset]``).
 """
 
-from dataclasses import dataclass
-
 import torch
+from pydantic import Field
 
+from argse.config.schema import Section
 from argse.data.datasets import Dataset, Source, register_dataset
 
 
-@dataclass
-class StripesOptions:
-    classes: int = 3
+class StripesOptions(Section):
+    classes: int = Field(3, ge=2)
     per_class: int = 30
     """Training images per class before the long-tailed subsampling; the test set has half as many."""
     size: int = 8
-
-    def __post_init__(self) -> None:
-        if self.classes < 2:
-            raise ValueError(f"classes must be >= 2, got {self.classes}")
 
 
 @register_dataset("stripes_lt")

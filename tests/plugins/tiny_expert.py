@@ -1,14 +1,11 @@
 """A third-party expert, registered without touching argse: label-smoothed CE."""
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
 from argse.experts import StandardExpert, TrainRecipe, register_expert
 
 
-@dataclass
 class SmoothRecipe(TrainRecipe):
     smoothing: float = 0.1
 

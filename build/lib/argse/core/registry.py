@@ -1,0 +1,102 @@
+"""One small registry class for everything a plugin adds: experts, samplers, rejectors and datasets.
+
+A registry is a dict of names and a decorator that returns what it registers unchanged
+(torchvision's ``register_model``). A duplicate name is an error naming both places; an unknown
+name is an error listing the choices. Plugins register by being imported: a module named in the
+config's ``plugins``, or an entry point of the registry's group (``argse.experts``,
+``argse.samplers``, ``argse.rejectors``, ``argse.datasets``), all loaded by :func:`load_plugins`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Generic, TypeVar
+
+from argse.core.errors import ArgseError
+
+T = TypeVar("T")
+
+GROUPS = ("argse.experts", "argse.samplers", "argse.rejectors", "argse.datasets")
+"""The entry-point groups of argse's own registries, loaded even before their modules are imported."""
+
+
+class RegistryError(ArgseError, ValueError):
+    """An unknown or doubly registered name: one sentence, and a ValueError so configs report where."""
+
+
+def where(obj: object) -> str:
+    """``module.qualname (file)`` of a registered class or function, for messages."""
+    name = f"{obj.__module__}.{getattr(obj, '__qualname__', obj)}"
+    try:
+        return f"{name} ({inspect.getsourcefile(obj)})"
+    except TypeError:
+        return name
+
+
+class Registry(Generic[T]):
+    """Names of one kind (``kind``: "expert", "sampler", ...) and the entry-point group plugins use."""
+
+    all: list[Registry] = []  # every registry, so load_plugins reaches each group
+
+    def __init__(self, kind: str, group: str) -> None:
+        self.kind, self.group = kind, group
+        self._items: dict[str, T] = {}
+        Registry.all.append(self)
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator: add ``obj`` under ``name`` (a class also gets ``name`` as an attribute)."""
+
+        def decorator(obj: T) -> T:
+            old = self._items.get(name, obj)
+            if old is not obj:
+                raise RegistryError(
+                    f"{self.kind} '{name}' is registered twice: by {where(old)} and by {where(obj)}; rename one of them"
+                )
+            if isinstance(obj, type):
+                obj.name = name
+            self._items[name] = obj
+            return obj
+
+        return decorator
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise RegistryError(
+                f"unknown {self.kind} '{name}'; available {self.kind}s: {', '.join(self.names())}"
+            ) from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._items
+
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (tests that register a plugin more than once)."""
+        self._items.pop(name, None)
+
+
+def load_plugins(modules: list[str] = ()) -> None:
+    """Import the config's plugin modules, then every entry point of every registry's group."""
+    for module in modules:
+        if not module:
+            raise ArgseError("'plugins' holds an empty module name; give dotted module names such as mypkg.focal")
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ArgseError(
+                f"plugin module '{module}' could not be imported ({exc}); fix 'plugins' in the config"
+            ) from None
+    for group in dict.fromkeys([*GROUPS, *(registry.group for registry in Registry.all)]):
+        for ep in entry_points(group=group):
+            try:
+                ep.load()
+            except ImportError as exc:
+                raise ArgseError(
+                    f"entry point '{ep.name} = {ep.value}' of group {group} failed to import ({exc})"
+                ) from None

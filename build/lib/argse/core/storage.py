@@ -1,0 +1,201 @@
+"""Every file argse writes goes through here: atomic (temp file + rename) and rank-0 only."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from argse.core.errors import ArgseError
+
+# The process umask, read once at import (reading it means setting it and restoring it).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def is_writer() -> bool:
+    """Only rank 0 writes under torchrun; a single process always writes."""
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+# Errors of the file system the user can fix: permissions, a read-only mount, a full disk or quota.
+FS_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
+def fs_error(path: str | Path, code: int) -> ArgseError:
+    """One sentence for a write that the file system refused (see FS_ERRORS)."""
+    why = os.strerror(code)
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return ArgseError(
+            f"cannot write {path}: {why}; files written before are intact, free some space and rerun "
+            f"(an unfinished training continues when the same command runs again)"
+        )
+    return ArgseError(
+        f"cannot write {path}: {why}; make its folder writable or point output_dir / checkpoint_dir "
+        f"(--set output_dir=...) elsewhere"
+    )
+
+
+def os_errno(exc: Exception) -> int | None:
+    """The errno of an OSError, or of a safetensors error that reports one as '(os error N)'."""
+    if isinstance(exc, OSError):
+        return exc.errno
+    found = re.search(r"\(os error (\d+)\)", str(exc)) if isinstance(exc, SafetensorError) else None
+    return int(found.group(1)) if found else None
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)`` then rename onto ``path``: a killed run leaves the old file intact."""
+    path = Path(path)
+    if not is_writer():
+        return path
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
+        os.replace(tmp, path)
+    except (OSError, SafetensorError) as exc:
+        if os_errno(exc) in FS_ERRORS:
+            raise fs_error(path, os_errno(exc)) from None
+        raise
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def make_dir(path: str | Path) -> Path:
+    """``mkdir -p``; a refusal of the file system is one sentence naming the folder."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if exc.errno in FS_ERRORS:
+            raise fs_error(path, exc.errno) from None
+        if exc.errno in (errno.ENOTDIR, errno.EEXIST):  # a regular file where a folder on the way must be
+            blocker = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), path)
+            raise ArgseError(
+                f"cannot make folder {path}: {blocker} is a regular file; move it away or point output_dir / "
+                f"checkpoint_dir elsewhere"
+            ) from None
+        raise
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
+    """Write a safetensors file atomically (tensors are made contiguous and moved to the CPU), its header in one
+    canonical order, so the same tensors and metadata always give the same bytes (and the same digest)."""
+    if not is_writer():
+        return Path(path)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+
+    def write(tmp: str) -> None:
+        save_file(tensors, tmp, metadata=metadata)
+        sort_header(tmp)
+
+    return atomic_write(path, write)
+
+
+def sort_header(path: str | Path) -> None:
+    """Rewrite a safetensors file's JSON header with its keys sorted. safetensors writes the metadata map in a
+    random order; sorted, the header has the same length, so it is rewritten in place (padding kept)."""
+    with open(path, "r+b") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+        text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > size:  # never seen: the same keys and values re-encoded cannot grow
+            raise ValueError(f"the sorted safetensors header of {path} is longer than the original")
+        f.seek(8)
+        f.write(text.ljust(size))
+
+
+def corrupt(path: Path, what: str, exc: Exception) -> ArgseError:
+    return ArgseError(f"{what} {path} is corrupt or not a safetensors file ({exc}); delete it and re-create it")
+
+
+def load_tensors(path: str | Path, what: str = "file") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors file and its metadata; a missing or corrupt file is an ArgseError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArgseError(f"{what} {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        return load_file(str(path)), metadata
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise corrupt(path, what, exc) from None
+
+
+def open_tensors(
+    path: str | Path, what: str, on_disk: tuple[str, ...]
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """:func:`load_tensors`, except that the tensors named in ``on_disk`` are not read: each is a meta tensor
+    (its dtype and shape, no data) whose rows :func:`read_rows` reads when they are needed."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArgseError(f"{what} {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata, tensors = f.metadata() or {}, {}
+            for name in f.keys():
+                piece = f.get_slice(name)
+                shape = piece.get_shape()
+                if name in on_disk and shape:  # zero rows read: the dtype as torch names it
+                    tensors[name] = torch.empty(shape, dtype=piece[:0].dtype, device="meta")
+                else:
+                    tensors[name] = f.get_tensor(name)
+        return tensors, metadata
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise corrupt(path, what, exc) from None
+
+
+def read_rows(path: str | Path, what: str, name: str, start: int, stop: int) -> torch.Tensor:
+    """Rows ``start:stop`` of tensor ``name`` of a safetensors file, reading only those rows: the file is
+    opened for this block and closed after it, so its pages do not stay mapped into the process."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.get_slice(name)[start:stop]
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise corrupt(path, what, exc) from None
+
+
+def read_text(path: Path, what: str) -> str:
+    """A text file that must be UTF-8; anything else is one sentence naming the file and the byte."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ArgseError(
+            f"{what} {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+            f"save it as UTF-8"
+        ) from None
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in blocks (logits of 8,000 classes are hundreds of MB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()

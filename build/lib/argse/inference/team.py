@@ -1,0 +1,249 @@
+"""A trained team loaded from a run's stages for classifying new images, with the option to abstain: the
+library of ``python -m argse.predict`` and of ``argse.inference.load``.
+
+Every stage is found from the run's config (argse.stages.run): each expert's network is rebuilt from
+its stage through the expert protocol (``for_inference``), the gate from its stage (argse.stages.gate_file)
+and the rule from the evaluation's rules.json (argse.selective.rules_file); no training data is read and no lock is
+taken. An image file that cannot be decoded is named and skipped; the rest are predicted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from argse.config.loading import load_run_config
+from argse.config.sections import RunConfig
+from argse.core import storage
+from argse.core.errors import ArgseError
+from argse.data.decode import ImageError
+from argse.data.preprocess import FILE as PREPROCESS
+from argse.data.preprocess import Preprocess, eval_image, read_preprocess
+from argse.experts import inference_model
+from argse.gating import mixture_log_probs
+from argse.inference.inputs import Inputs, decode
+from argse.selective.rules_file import SelectiveRule, read_rules
+from argse.selective.views import decide
+from argse.stages.experts import exported
+from argse.stages.gate_file import Gate, read_gate
+from argse.stages.run import GATE, RunStages
+from argse.training import Normalize, autocast, make_progress, resolve_device
+
+"""What a folder given to predict is searched for: every suffix of a format this Pillow opens."""
+
+
+# ---------------------------------------------------------------- what the run saved
+
+
+@dataclass
+class Team:
+    """The networks of one source on images: experts with their temperatures, and the gate for gating."""
+
+    names: list[str]
+    models: list[torch.nn.Module]
+    temperatures: list[float]
+    gate: Gate | None
+
+
+def load_team(stages: RunStages, source: str, num_classes: int, device: torch.device) -> Team:
+    gate = None
+    if source == GATE:
+        stage = stages.gate()
+        stages.store.verify(stage, [f for f in stage.record.files if not f.endswith(".safetensors") or "gate" in f])
+        gate = read_gate(stage.folder)
+    names = gate.experts if gate is not None else [source]
+    loaded = [inference_model(stages.cfg, exported(stages, n), num_classes, device) for n in names]
+    return Team(names, [m for m, _ in loaded], [t for _, t in loaded], gate)
+
+
+def read_classes(path: Path, count: int) -> list[str]:
+    """``--classes``: one class name per line, in class-index order (a list_lt run knows only the indices)."""
+    names = [ln.strip() for ln in storage.read_text(path, "class-name file").splitlines()]
+    while names and not names[-1]:
+        names.pop()  # a trailing newline or two
+    if len(names) != count:
+        raise ArgseError(f"class-name file {path} has {len(names)} lines but the run has {count} classes; "
+                         f"give one name per line, in class-index order")  # fmt: skip
+    for i, name in enumerate(names):
+        if not name:
+            raise ArgseError(f"class-name file {path}, line {i + 1} is empty; give every class a name")
+        if name in names[:i]:
+            raise ArgseError(f"class-name file {path}: '{name}' is on lines {names.index(name) + 1} and {i + 1}; "
+                             f"class names must differ")  # fmt: skip
+    return names
+
+
+# ---------------------------------------------------------------- the Python API
+
+
+@dataclass
+class Predictor:
+    """A run's team and one fitted rule, loaded once (:func:`load`); :meth:`predict` classifies images."""
+
+    cfg: RunConfig
+    rule: SelectiveRule
+    prep: Preprocess
+    team: Team
+    classes: list[str]
+    device: torch.device
+    read: list[Path] = field(default_factory=list)
+    """The stage folders the predictor was loaded from."""
+
+    @property
+    def input_size(self) -> str:
+        """Which images the run's models take, in one phrase."""
+        p = self.prep
+        if p.image_size is None:
+            return f"images of any size (shorter side resized to {p.resize}, then a {p.crop}x{p.crop} centre crop)"
+        return f"{p.image_size[1]}x{p.image_size[0]} images, taken as they are"
+
+    def predict(self, images, top_k: int = 1) -> list[dict]:
+        """One row per image: ``class`` (the rule's prediction) and ``class_index``, its ``probability``,
+        ``decision`` ('accepted' iff ``score`` >= ``threshold``), ``top`` (the ``top_k`` most probable classes,
+        when ``top_k`` > 1) and ``gate_weights`` (for gating).
+
+        Args:
+            images: a PIL image or a sequence of them (any mode; resized and cropped as the run's evaluation
+                does), or a uint8 tensor [N, 3, H, W] / [3, H, W] (0-255) or a float one in [0, 1] (torchvision's
+                ``ToTensor``), at the run's size (:attr:`input_size`).
+            top_k: how many of the most probable classes each row lists.
+        """
+        return self.predict_batch(self.as_batch(images), top_k)
+
+    def as_batch(self, images) -> torch.Tensor:
+        """[N, 3, H, W] on a 0-255 scale at the models' size; anything else is one sentence."""
+        if not torch.is_tensor(images):
+            images = [images] if hasattr(images, "getbands") else list(images)  # one PIL image, or several
+            return torch.stack([eval_image(self.prep, im, f"image {i}") for i, im in enumerate(images)])
+        x = images[None] if images.dim() == 3 else images
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ArgseError(f"images must be a [N, 3, H, W] or [3, H, W] RGB tensor, got shape {list(images.shape)}")
+        size = self.prep.image_size or [self.prep.crop, self.prep.crop]
+        if list(x.shape[2:]) != list(size):
+            raise ArgseError(f"the images are {x.shape[3]}x{x.shape[2]} pixels but the models of this run take "
+                             f"{size[1]}x{size[0]}; resize them first (or give PIL images)")  # fmt: skip
+        if x.dtype == torch.uint8:
+            return x
+        if not x.is_floating_point() or x.numel() and (x.min() < 0 or x.max() > 1):
+            raise ArgseError(f"a {x.dtype} image tensor must be uint8 (0-255) or floating point in [0, 1]")
+        return x * 255
+
+    def predict_batch(self, x: torch.Tensor, top_k: int = 1) -> list[dict]:
+        """Rows for a batch :meth:`as_batch` made (full precision; the CLI rounds what it writes)."""
+        if top_k < 1:
+            raise ArgseError(f"top_k must be at least 1, got {top_k}")
+        x = Normalize(self.prep.mean, self.prep.std, self.device, self.cfg.runtime.channels_last)(x.to(self.device))
+        probs, weights = source_probs(self.team, x, self.rule.protocol, self.cfg.runtime)
+        rule = self.rule
+        pred, s = decide(probs, rule.class_group, len(rule.groups), rule.alpha, rule.b)
+        top = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+        rows = []
+        for i in range(len(probs)):
+            row = {"class": self.classes[pred[i]], "class_index": int(pred[i]), "probability": float(probs[i, pred[i]]),
+                   "decision": "accepted" if s[i] >= rule.t else "rejected", "score": float(s[i]),
+                   "threshold": rule.t}  # fmt: skip
+            if top_k > 1:
+                row["top"] = [{"class": self.classes[j], "probability": float(probs[i, j])} for j in top[i]]
+            if weights is not None:
+                row["gate_weights"] = dict(zip(self.team.names, map(float, weights[i]), strict=True))
+            rows.append(row)
+        return rows
+
+
+def open_predictor(cfg: RunConfig, source: str | None, method: str, rate: float, classes: Path | None = None,
+                   device: str | None = None) -> Predictor:  # fmt: skip
+    """The team of ``source`` (default: rules.json's) and its rule ``method`` at ``rate`` from run ``cfg``."""
+    stages = RunStages(cfg)
+    evaluation, splits = stages.evaluation(source), stages.splits()
+    stages.store.verify(evaluation, ["rules.json"])
+    stages.store.verify(splits, [PREPROCESS])
+    rules = read_rules(evaluation.folder)
+    rule = rules.rule(source, method, rate)
+    prep = read_preprocess(splits.file(PREPROCESS))
+    if len(rule.class_group) != len(prep.classes):
+        raise ArgseError(
+            f"{rules.path} groups {len(rule.class_group)} classes but the run's preprocess.json names "
+            f"{len(prep.classes)}; rerun python -m argse.evaluate for this run"
+        )
+    names = read_classes(Path(classes), len(prep.classes)) if classes is not None else prep.classes
+    dev = torch.device(device) if device is not None else resolve_device(cfg.runtime)
+    team = load_team(stages, rule.source, len(names), dev)
+    read = [evaluation.folder, splits.folder, *(stages.source(n).folder for n in team.names)]
+    if team.gate is not None:
+        read.append(stages.gate().folder)
+    return Predictor(cfg, rule, prep, team, names, dev, read)
+
+
+def load(config_or_run_dir: str | Path | None = None, *, rate: float = 0.2, method: str = "plugin_worst",
+         source: str | None = None, overrides: Sequence[str] = (), classes: str | Path | None = None,
+         device: str | None = None) -> Predictor:  # fmt: skip
+    """A trained run's team and fitted rule, ready to classify images with :meth:`Predictor.predict`.
+
+    Args:
+        config_or_run_dir: the run's config file (as given to the commands, with ``overrides`` as with
+            ``--set``), or its output folder ``outputs/NAME`` (whose config.yaml is read). None: the built-in
+            default config.
+        rate: the target rejection rate, one of ``evaluate.rejection_grid``.
+        method: the fitted rejector (chow, plugin_balanced, plugin_worst, ...).
+        source: gating or an expert; default gating when a gate was evaluated, else the first evaluated source.
+        classes: a file of class names, one per line in class-index order (default: the run's own).
+        device: e.g. 'cpu' or 'cuda:1'; default the run's ``runtime.device``.
+    """
+    path = Path(config_or_run_dir) if config_or_run_dir is not None else None
+    if path is not None and path.is_dir():
+        if not (path / "config.yaml").is_file():
+            raise ArgseError(f"{path} is a folder without config.yaml; give a run's outputs/NAME folder or its "
+                             f"config file")  # fmt: skip
+        # The folder is where the run is now: it may have been moved since config.yaml was written.
+        overrides = [f"output_dir={path.resolve().parent}", f"name={path.name}", *overrides]
+        path = path / "config.yaml"
+    cfg = load_run_config(path, list(overrides))
+    return open_predictor(cfg, source, method, rate, Path(classes) if classes is not None else None, device)
+
+
+# ---------------------------------------------------------------- the prediction
+
+
+@torch.inference_mode()
+def source_probs(team: Team, x: torch.Tensor, protocol: str, runtime) -> tuple[np.ndarray, np.ndarray | None]:
+    """Class probabilities of the source for a normalised batch, computed as the evaluation computed them
+    from the exported logits (the same autocast, float32 logits, then float64), and the gate weights [B, E]."""
+    with autocast(x.device, runtime):
+        logits = [m(x).float().cpu() for m in team.models]
+    if team.gate is None:
+        raw = logits[0] if protocol == "paper" else logits[0] / team.temperatures[0]
+        return torch.softmax(raw.double(), 1).numpy(), None
+    logp = torch.stack([F.log_softmax((lg / t).double(), 1) for lg, t in zip(logits, team.temperatures, strict=True)])
+    log_w = team.gate.log_weights(logp)
+    mix = mixture_log_probs(log_w, logp).float()  # the mixture is exported as float32 log-probabilities
+    return torch.softmax(mix.double(), 1).numpy(), log_w.exp().numpy()
+
+
+def predict_files(
+    predictor: Predictor, inputs: Inputs, batch_size: int, top_k: int = 1
+) -> tuple[list[dict], list[str]]:
+    """Rows (with ``path``, and ``label`` / ``correct`` when labelled) for every decodable image of ``inputs``,
+    and the messages for those that are not."""
+    labels = inputs.labels or [None] * len(inputs.paths)
+    rows, skipped, todo = [], [], list(zip(inputs.paths, labels, strict=True))
+    with make_progress(predictor.cfg.runtime.progress) as progress:
+        bar = progress.add_task(f"predict {predictor.rule.source}", total=len(todo), info="")
+        for start in range(0, len(todo), batch_size):
+            batch, images = [], []
+            for p, y in todo[start : start + batch_size]:
+                try:
+                    images.append(decode(p, predictor.prep))
+                    batch.append((p, y))
+                except ImageError as exc:
+                    skipped.append(f"{exc}; skipped")
+            if images:
+                for (p, y), row in zip(batch, predictor.predict_batch(torch.stack(images), top_k), strict=True):
+                    labelled = {} if y is None else {"label": y, "correct": row["class_index"] == y}
+                    rows.append({"path": str(p)} | row | labelled)
+            progress.update(bar, advance=len(todo[start : start + batch_size]))
+    return rows, skipped

@@ -1,0 +1,189 @@
+"""The Table-2 results page: argse's AURCs over seeds beside Narasimhan et al. (ICLR 2024)'s own.
+
+The paper's figures are read from its Table 2 (p. 8); its ± are 95% confidence intervals over 5 trials
+(App. F, "We report 95% confidence intervals in Table 2"). argse's ± is the standard deviation over seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from argse.config.sections import RunConfig
+from argse.core import storage
+from argse.papers.narasimhan2024 import METHODS, SPAN, TEAM_ROWS, VIEWS, SeedTable, css_costs
+from argse.training import TrainRecipe
+
+PAPER = "Narasimhan et al., Learning to Reject Meets Long-tail Learning, ICLR 2024, Table 2 (p. 8)"
+PAPER_RECIPES = {
+    "CIFAR-100-LT": "CIFAR ResNet-32, SGD lr 0.4, batch 128, 256 epochs (App. F.1, Table 3)",
+    "ImageNet-LT": "ResNet-50, SGD lr 0.4 cosine, batch 512, 200 epochs (App. F.1, Table 3)",
+    "iNaturalist 2018": "ResNet-50, SGD lr 0.4 cosine, batch 1024, 200 epochs (App. F.1, Table 3)",
+}
+# (balanced AURC, its 95% CI, worst-group AURC, its 95% CI) per method, as printed in Table 2.
+PAPER_TABLE2 = {
+    "CIFAR-100-LT": {
+        "Chow": (0.509, 0.002, 0.883, 0.007),
+        "CSS": (0.483, 0.002, 0.785, 0.003),
+        "Chow [BCE]": (0.359, 0.017, 0.570, 0.030),
+        "Chow [DRO]": (0.325, 0.004, 0.333, 0.003),
+        "Plug-in [Balanced]": (0.292, 0.006, 0.416, 0.015),
+        "Plug-in [Worst]": (0.287, 0.008, 0.321, 0.018),
+    },
+    "ImageNet-LT": {
+        "Chow": (0.409, 0.003, 0.685, 0.007),
+        "CSS": (0.526, 0.002, 0.784, 0.003),
+        "Chow [BCE]": (0.213, 0.001, 0.274, 0.003),
+        "Chow [DRO]": (0.197, 0.001, 0.211, 0.004),
+        "Plug-in [Balanced]": (0.205, 0.001, 0.248, 0.001),
+        "Plug-in [Worst]": (0.198, 0.001, 0.213, 0.004),
+    },
+    "iNaturalist 2018": {
+        "Chow": (0.131, 0.004, 0.162, 0.004),
+        "CSS": (0.200, 0.005, 0.246, 0.006),
+        "Chow [BCE]": (0.111, 0.003, 0.114, 0.003),
+        "Chow [DRO]": (0.110, 0.001, 0.117, 0.002),
+        "Plug-in [Balanced]": (0.108, 0.003, 0.118, 0.004),
+        "Plug-in [Worst]": (0.108, 0.001, 0.113, 0.002),
+    },
+}
+
+
+def paper_dataset(cfg: RunConfig) -> str | None:
+    """Which of the paper's datasets ``cfg`` is, or None: CIFAR-100-LT at IF 100, or Liu et al.'s list files."""
+    d = cfg.data
+    if d.dataset == "cifar100_lt" and d.imbalance_factor == 100:
+        return "CIFAR-100-LT"
+    train_list = str((d.sections.get("list_lt") or {}).get("train_list", ""))
+    if d.dataset == "list_lt" and Path(train_list).name.startswith("ImageNet_LT"):
+        return "ImageNet-LT"
+    if d.dataset == "list_lt" and Path(train_list).name.startswith("iNaturalist18"):
+        return "iNaturalist 2018"
+    return None
+
+
+def mean_sd(values: list[float]) -> str:
+    """'mean ± standard deviation' over seeds (just the value for one seed)."""
+    m = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{m:.4f}"
+    sd = math.sqrt(sum((x - m) ** 2 for x in values) / (len(values) - 1))
+    return f"{m:.4f} ± {sd:.4f}"
+
+
+def mean(tables: list[SeedTable], view, label: str, metric: str) -> float:
+    return sum(t.aurcs[view][label][metric] for t in tables) / len(tables)
+
+
+def aurc_table(tables: list[SeedTable], view: tuple[str, str], dataset: str | None) -> str:
+    """Table 2's layout: methods as rows, balanced and worst-group AURC; the paper's beside when it has them."""
+    head = "| method | measured on | balanced AURC | worst-group AURC | balanced, rates reached | worst-group, rates reached |"
+    rule = "|---|---|---|---|---|---|"
+    if dataset:
+        head += f" paper: balanced ({dataset}) | paper: worst-group ({dataset}) |"
+        rule += "---|---|"
+    lines = [head, rule]
+    for label, source, method in METHODS + TEAM_ROWS:
+        on = "css (one model per cost)" if method is None else f"{source}, rejector {method}"
+        keys = ("balanced", "worst_group", "balanced@reached", "worst_group@reached")
+        cells = [mean_sd([t.aurcs[view][label][m] for t in tables]) for m in keys]
+        if dataset:
+            paper = PAPER_TABLE2[dataset].get(label)
+            cells += [f"{paper[0]:.3f} ± {paper[1]:.3f}", f"{paper[2]:.3f} ± {paper[3]:.3f}"] if paper else ["", ""]
+        lines.append(f"| {label} | {on} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def orderings(tables: list[SeedTable], view: tuple[str, str]) -> list[str]:
+    """The paper's orderings (§6, Table 2) checked on seed means, each with its numbers."""
+
+    def m(label: str, metric: str) -> float:
+        return mean(tables, view, label, metric)
+
+    out = []
+    for plugin, metric in (("Plug-in [Balanced]", "balanced"), ("Plug-in [Worst]", "worst_group")):
+        for baseline in ("Chow", "CSS"):
+            ok = m(plugin, metric) < m(baseline, metric)
+            out.append(
+                f"- {'PASS' if ok else 'FAIL'}: {plugin} below {baseline} on {metric.replace('_', '-')} AURC "
+                f"({m(plugin, metric):.4f} vs {m(baseline, metric):.4f})"
+            )
+    ranked = sorted((m(label, "worst_group"), label) for label, _, _ in METHODS)
+    lowest = {label for _, label in ranked[:2]}
+    ok = lowest == {"Plug-in [Worst]", "Chow [DRO]"}
+    out.append(
+        f"- {'PASS' if ok else 'FAIL'}: Plug-in [Worst] and Chow [DRO] are the two lowest on worst-group AURC "
+        f"(lowest: {', '.join(f'{label} {v:.4f}' for v, label in ranked[:3])})"
+    )
+    return out
+
+
+def css_markdown(tables: list[SeedTable]) -> str:
+    """CSS's points on test per cost: the rejection rate each model reaches and its errors, mean ± sd."""
+    lines = ["| cost c | rejection rate | balanced error | worst-group error |", "|---|---|---|---|"]
+    for i, point in enumerate(tables[0].css):
+        cells = [mean_sd([t.css[i][k] for t in tables]) for k in ("rejection_rate", "balanced", "worst_group")]
+        lines.append(f"| {point['cost']:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def accuracy_markdown(tables: list[SeedTable]) -> str:
+    """Each model's test accuracy without rejection (%, balanced test split), mean ± sd over seeds."""
+    keys = [("balanced_acc", "balanced"), ("head", "head"), ("tail", "tail")]
+    lines = ["| model | " + " | ".join(k[1] for k in keys) + " |", "|---|" + "---|" * len(keys)]
+    for name in tables[0].reports:
+        cells = [mean_sd([100 * t.reports[name][k] for t in tables]) for k, _ in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def recipes_markdown(recipes: dict[str, dict]) -> str:
+    """The schedule each model ran, as its exported logits record it (css: the first cost's run)."""
+    head = "| model | epochs | batch | lr | warm-up | decay | weight decay | checkpoint exported | own settings |"
+    lines = [head, "|---|" + "---|" * 8]
+    base = set(TrainRecipe.model_fields) | {"seed", "checkpoint"}
+    for name, r in recipes.items():
+        if "epochs" not in r:  # logits written outside train_experts (a study, a test) record no recipe
+            lines.append(f"| {name} | " + " | ".join(["-"] * 8) + " |")
+            continue
+        decay = (
+            "cosine"
+            if r["schedule"] == "cosine"
+            else f"x{r['gamma']:g} at {', '.join(map(str, r['milestones'])) or '-'}"
+        )
+        own = ", ".join(f"{k} {v}" for k, v in r.items() if k not in base)
+        # before recipes named their checkpoint, every expert exported its best-validation epoch
+        lines.append(
+            f"| {name} | {r['epochs']} | {r['batch_size']} | {r['lr']:g}{' Nesterov' if r['nesterov'] else ''} | "
+            f"{r['warmup_epochs']} | {decay} | {r['weight_decay']:g} | {r.get('checkpoint', 'best_val')} | {own or '-'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_page(path: Path, command: str, cfgs: list[RunConfig], tables: list[SeedTable], minutes: float) -> Path:
+    """docs/results/table2_<name>.md: the Table-2 layout per view, the checks, CSS's points and the models."""
+    cfg = cfgs[0]
+    dataset = paper_dataset(cfg)
+    seeds = ", ".join(str(c.seed) for c in cfgs)
+    parts = [
+        f"# Table 2 of Narasimhan et al. (ICLR 2024) on {cfg.name.rsplit('_seed', 1)[0]}\n",
+        f"Made by `{command}` in {minutes:.1f} min (tabulation; training is not timed here). Seeds {seeds}: "
+        f"each its own long-tailed subset, splits and initialisation; ± is the standard deviation over seeds.",
+        f"AURC: the mean of each error over rejection rates {SPAN.replace('-', ' to ')} (argse.selective.rejectors.aurc), "
+        f"rates and errors under the training label distribution; the headline columns integrate over the target "
+        f"rates each rule was fitted to on tune, the 'rates reached' ones over the rates the rules reach on test. "
+        f"CSS: costs {', '.join(f'{c:g}' for c in css_costs(cfg))}, one model each, its curve through the rates "
+        f"those models reach (held flat beyond them).\n",
+    ]
+    if dataset:
+        parts.append(f"Paper columns: {PAPER}; ± there is a 95% confidence interval over 5 trials (App. F). "
+                     f"Their recipe: {PAPER_RECIPES[dataset]}.\n")  # fmt: skip
+    else:
+        parts.append(f"This dataset is not one of the paper's, so its figures ({PAPER}) are not set beside.\n")
+    for view in VIEWS:
+        parts += [f"## Test prior {view[0]}, protocol {view[1]}\n", aurc_table(tables, view, dataset)]
+        parts += ["Orderings of the paper (§6):\n", "\n".join(orderings(tables, view)) + "\n"]
+    parts += ["## CSS: one model per cost (test, training prior)\n", css_markdown(tables)]
+    parts += ["## The models without rejection (test, %)\n", accuracy_markdown(tables)]
+    parts += ["## Recipes (as the exported logits record them, first seed)\n", recipes_markdown(tables[0].recipes)]
+    return storage.write_text(path, "\n".join(parts))

@@ -1,0 +1,303 @@
+"""Selective evaluation: every rejector fitted on every source's rejector part of ``tune`` at every
+target rejection rate, measured on ``test``, and the AURCs of the resulting curves.
+
+Every rate is taken under ``evaluate.test_prior`` (default: the training label distribution, as
+Narasimhan et al. 2024). ``python -m argse.evaluate`` runs this (argse.stages.evaluation) and writes the
+files (argse.report, argse.rules, argse.reporting).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from argse.config.sections import GATE_RULE, EvaluateConfig, RunConfig
+from argse.core.errors import ArgseError
+from argse.data.groups import Groups, head_tail_groups
+from argse.data.logits import LogitsFile, SourceReader
+from argse.data.metrics import lt_weights
+from argse.data.splits import tune_parts
+from argse.selective.allocator import keep_freed_memory
+from argse.selective.rejectors import REJECTORS, FitOptions, Rule, aurc, evaluate_rule, fit_rule
+from argse.selective.views import GroupView, group_summaries, score, threshold
+
+# The selective metrics whose AURCs are reported, and the rejection-rate spans they are taken over.
+AURC_METRICS = ("balanced_error", "worst_group_error")
+AURC_RANGES = {"0-0.8": (0.0, 0.8), "0-1": (0.0, 1.0)}
+
+
+def aurc_key(metric: str, span: str, reached: bool = False) -> str:
+    """The name of the AURC of ``metric`` over the rejection-rate span ``span`` (e.g. "0-0.8"): over the target
+    rates (the headline), or with ``reached`` over the rates each rule reached on test."""
+    return f"{metric}@{span}" + ("@reached" if reached else "")
+
+
+# Extra sweep points past the configured grid, so that AURC over [0, 1] rests on measured errors up to 0.95.
+AURC_TAIL = (0.85, 0.9, 0.95)
+# Narasimhan et al. 2024, App. E.1 and F.3: with two groups the multipliers reduce to one difference, lambda,
+# tuned over {1, 6, 11}. Its sign is not legible in the text we could read; argse sets mu_head = 0 and
+# mu_tail = lambda, the orientation that accepts tail predictions more readily, measured in docs/selective.md.
+PAPER_MU_GRID = (1.0, 6.0, 11.0)
+# App. F.3: Algorithm 1 with M = 10 power iterations; Algorithm 2 with T = 25 rounds and xi = 1.
+PAPER_POWER_ITERS, PAPER_ROUNDS, PAPER_STEP = 10, 25, 1.0
+
+
+def fit_options(ecfg: EvaluateConfig) -> FitOptions:
+    """The rejector-fitting settings of the configured protocol."""
+    if ecfg.protocol == "paper":
+        return FitOptions(
+            PAPER_MU_GRID, PAPER_POWER_ITERS, PAPER_ROUNDS, PAPER_STEP, ecfg.seed, every_iterate=False,
+            best_round=False, refit_all=False, search="power", fixed_cost=True,
+        )  # fmt: skip
+    return FitOptions(
+        tuple(ecfg.mu_grid), ecfg.power_iters, ecfg.worst_rounds, ecfg.worst_step, ecfg.seed, search=ecfg.search,
+        coarse=ecfg.search_grid, starts=ecfg.search_starts,
+    )  # fmt: skip
+
+
+# Rows per block when a source's probabilities are summarised by group: a block's float64 softmax is the only
+# [rows, C] array made, so memory does not grow with N x C (iNaturalist 2018: 8,142 classes). Small enough that a
+# block's arrays stay in cache and are reused by the allocator rather than mapped afresh (about 3x faster at
+# 8,142 classes than 2,048 rows, docs/performance_notes.md).
+VIEW_ROWS = 256
+
+
+def source_view(f: LogitsFile, positions: torch.Tensor, groups: Groups, ecfg: EvaluateConfig) -> GroupView:
+    """The rows ``positions`` of one logits file as a GroupView of ``groups`` under the configured prior
+    and protocol."""
+    labels = f.labels[positions]
+    weight = None
+    if ecfg.test_prior == "train":
+        weight = lt_weights(labels, torch.tensor(f.class_counts)).numpy()
+    class_group = groups.class_group()
+    parts = []
+    for start in range(0, len(positions), VIEW_ROWS):
+        rows = positions[start : start + VIEW_ROWS]
+        logits = f.logits[rows]
+        # The paper uses the softmax of the trained model as it is; argse its temperature-calibrated version.
+        # The softmax is taken in float64 (converted inside softmax, with the same result as a copy first).
+        logits = logits if ecfg.protocol == "paper" else logits / f.temperature
+        probs = torch.softmax(logits, 1, dtype=torch.float64).numpy()
+        parts.append(group_summaries(probs, labels[start : start + VIEW_ROWS].numpy(), class_group, groups.k))
+    if not parts:
+        parts = [group_summaries(np.zeros((0, f.num_classes)), np.zeros(0, np.int64), class_group, groups.k)]
+    top, mass, hit = (np.concatenate(x) for x in zip(*parts, strict=True))
+    weight = np.ones(len(labels)) if weight is None else np.asarray(weight, float)
+    return GroupView(top, mass, hit, class_group[labels.numpy()], groups.k, weight)
+
+
+def nearest_rule(rules: list[dict], rate: float) -> dict:
+    """The learned rule whose training rate is closest to ``rate`` (ties: the lower rate)."""
+    return min(rules, key=lambda r: (abs(r["rate"] - rate), r["rate"]))
+
+
+def fit_gate_rule(rules: list[dict], view: GroupView, rate: float) -> Rule:
+    """The selective gate's learned (alpha, b) nearest to ``rate``; only t is refitted, on ``view``, to the
+    target rate, exactly as every other method's t is, so the curves are comparable."""
+    learned = nearest_rule(rules, rate)
+    alpha, b = np.asarray(learned["alpha"], float), np.asarray(learned["b"], float)
+    if len(alpha) != view.k:
+        raise ArgseError(f"the gate's learned rules have {len(alpha)} groups, the run {view.k}; rerun train_gating")
+    s, _ = score(view, alpha, b)
+    return Rule(alpha, b, float(threshold(s, rate, view.weight)))
+
+
+def sweep(
+    fit: GroupView, test: GroupView, fit_one: Callable[[GroupView, float], Rule], grid: list[float]
+) -> list[dict]:
+    """Fit a rule on ``fit`` at every target rate with ``fit_one(view, rate)`` and measure it on ``test``."""
+    rows = []
+    for rate in grid:
+        rule = fit_one(fit, rate)
+        row = {"target_rate": rate, "tune_rejection_rate": evaluate_rule(rule, fit)["rejection_rate"]}
+        row |= evaluate_rule(rule, test)
+        row |= {"alpha": rule.alpha.tolist(), "b": rule.b.tolist(), "threshold": rule.t}
+        rows.append(row)
+    return rows
+
+
+def empty_group_points(rows: list[dict]) -> int:
+    """How many points of a curve have a group that accepts nothing (its error counted as EMPTY_GROUP_ERROR);
+    judged by coverage, which every report's rows hold."""
+    return sum(min(r["group_coverage"]) <= 0 for r in rows)
+
+
+def curve_aurcs(rows: list[dict]) -> dict[str, float]:
+    """AURCs over every point of the curve, those with an empty group included at EMPTY_GROUP_ERROR, exactly
+    the points reporting.plot_curves draws (marking those). The headline integrates over the target rates;
+    the ``@reached`` ones over the rejection rates the rules reached on test, as Narasimhan et al. plot
+    their curves (Sec. 6: errors "as a function of the proportion of rejections")."""
+    out = {}
+    for reached in (False, True):
+        rates = [r["rejection_rate" if reached else "target_rate"] for r in rows]
+        for metric in (*AURC_METRICS, "error"):
+            errs = [r[metric] for r in rows]
+            for span, (lo, hi) in AURC_RANGES.items():
+                keep = [i for i, x in enumerate(rates) if x <= hi + 1e-9]
+                if keep:
+                    out[aurc_key(metric, span, reached)] = aurc(
+                        [rates[i] for i in keep], [errs[i] for i in keep], lo, hi
+                    )
+    return out
+
+
+@dataclass
+class Evaluation:
+    """Curves and AURCs per (source, method), and which samples fitted and measured them."""
+
+    curves: dict[tuple[str, str], list[dict]] = field(default_factory=dict)
+    aurcs: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    samples: dict[str, dict] = field(default_factory=dict)
+    groups: list[str] = field(default_factory=list)
+    class_group: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def evaluate_sources(cfg: RunConfig, reader: SourceReader, methods: list[str], gate=None) -> Evaluation:
+    """Fit every method on every source of ``reader`` on its rejector part of ``tune`` and measure it on
+    ``test``; ``gate`` (the gate of source 'gating', as read from its files) adds its learned rules.
+
+    Sources are read one at a time, reduced to their per-group summaries, and swept side by side, one
+    process per core (:func:`source_pool`); only the summaries travel, not the logits."""
+    sources = reader.sources
+    tune0 = reader.read(sources[0], "tune")
+    groups = head_tail_groups(torch.tensor(tune0.class_counts), cfg.data.tail_max_count)
+    check_groups(groups, tune0.class_counts, cfg.data.tail_max_count)
+    gate_part, fit_part = tune_parts(tune0.labels, cfg.gating.tune_fraction, cfg.seed)
+    if gate is not None:
+        check_rejector_part(gate, tune0.indices[fit_part].tolist())
+    n_test = len(reader.manifest["splits"]["test"])
+    fit_indices = tune0.indices[fit_part].tolist()
+    del tune0
+    result = Evaluation(
+        groups=groups.names,
+        class_group=groups.of_class.tolist(),
+        samples={
+            "rejectors_fitted_on": {"split": "tune", "part": "rejector", "n": len(fit_part), "indices": fit_indices},
+            "gate_trained_on": {"split": "tune", "part": "gate", "n": len(gate_part)},
+            "measured_on": {"split": "test", "n": n_test},
+        },
+    )
+
+    opts, grid = fit_options(cfg.evaluate), sweep_grid(cfg.evaluate)
+    for m in methods:
+        REJECTORS.get(m)  # an unknown name is one sentence listing the registered rejectors, before any work
+    start = time.perf_counter()
+    with source_pool(len(sources)) as pool:
+        pending = []
+        for source in sources:  # one source's logits in memory at a time; its sweep runs while the next is read
+            fit = source_view(reader.read(source, "tune"), fit_part, groups, cfg.evaluate)
+            held_out = source_view(reader.read(source, "test"), torch.arange(n_test), groups, cfg.evaluate)
+            check_samples(groups, {"the rejector part of tune": fit, "test": held_out})
+            rules = gate.rules if gate is not None and source == "gating" else None
+            try:
+                pending.append(pool.submit(sweep_source, fit, held_out, methods, opts, grid, rules))
+            except BrokenProcessPool:
+                break  # an earlier source's sweep process died: its result, read below, names it
+        for source, job in zip(sources, pending, strict=False):
+            for method, rows in swept(source, job).items():
+                result.curves[(source, method)] = rows
+                result.aurcs[(source, method)] = curve_aurcs(rows)
+        if len(pending) < len(sources):
+            raise stopped(sources[len(pending)])
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def check_rejector_part(gate, rejector_indices: list[int]) -> None:
+    """The rejector part of tune must be what the gate left untouched: refuse one that differs."""
+    if sorted(gate.rejector_indices) != sorted(rejector_indices):
+        raise ArgseError(
+            f"the gate in {gate.path} was trained on another part of tune than the one left for the rejectors now "
+            f"(gating.tune_fraction or seed differ from when it was trained); rerun train_gating with these settings"
+        )
+
+
+def swept(source: str, job: Future) -> dict[str, list[dict]]:
+    """A source's curves from its sweep process, or one sentence if the process died (the system kills the
+    largest process when memory runs out)."""
+    try:
+        return job.result()
+    except BrokenProcessPool:
+        raise stopped(source) from None
+
+
+def stopped(source: str) -> ArgseError:
+    return ArgseError(
+        f"the process sweeping the rejectors of '{source}' stopped without a result (killed, most likely for "
+        f"lack of memory); free memory or evaluate fewer sources at once (evaluate.sources)"
+    )
+
+
+def source_pool(sources: int) -> Executor:
+    """Where the sources' sweeps run: processes forked for them (one per core, at least one), where processes can be
+    forked; else threads. The search is many short numpy calls, so threads would wait on each other for the
+    interpreter; and each sweep process tunes its own allocator to keep the memory the search frees
+    (argse.allocator), which ends with it, so the calling process is left as it was."""
+    workers = max(1, min(sources, cpu_count()))
+    if "fork" in multiprocessing.get_all_start_methods():
+        return ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("fork"), initializer=keep_freed_memory
+        )
+    return ThreadPoolExecutor(workers)
+
+
+def sweep_source(
+    fit: GroupView, held_out: GroupView, methods: list[str], opts: FitOptions, grid: list[float], gate_rules
+) -> dict[str, list[dict]]:
+    """Every method's curve on one source (with ``gate_rules``, the selective gate's own rule too)."""
+    fitters = {m: (lambda view, rate, m=m: fit_rule(m, view, rate, opts)) for m in methods}
+    if gate_rules:
+        fitters[GATE_RULE] = lambda view, rate: fit_gate_rule(gate_rules, view, rate)
+    return {method: sweep(fit, held_out, fit_one, grid) for method, fit_one in fitters.items()}
+
+
+def cpu_count() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def check_groups(groups: Groups, class_counts: list[int], tail_max_count: int) -> None:
+    """Refuse a group without classes: its error would be EMPTY_GROUP_ERROR at every rate, averaged into the
+    balanced error as if measured (the config check may have let it through; this is the evaluation's own)."""
+    for name in groups.names:
+        if groups.size(name) == 0:
+            counts = ", ".join(str(c) for c in class_counts)
+            raise ArgseError(
+                f"data.tail_max_count={tail_max_count} leaves the {name} group without classes (training class "
+                f"counts: {counts}; tail = classes with at most that many images), so its error would count as 1 "
+                f"at every rate; {_split_hint(class_counts)}"
+            )
+
+
+def _split_hint(class_counts: list[int]) -> str:
+    lo, hi = min(class_counts), max(class_counts)
+    if lo == hi:
+        return f"every class has {lo} training images, so no data.tail_max_count makes both a head and a tail"
+    return f"set data.tail_max_count to at least {lo} and below {hi}"
+
+
+def check_samples(groups: Groups, views: dict[str, GroupView]) -> None:
+    """Refuse a group with classes but no sample in a split the evaluation fits or measures on."""
+    for split, view in views.items():
+        have = np.bincount(view.group, minlength=groups.k)
+        for k, name in enumerate(groups.names):
+            if have[k] == 0:
+                raise ArgseError(
+                    f"the {name} group has no sample in {split}, so its error there would be a convention, not a "
+                    f"measurement; remake the splits with more held-out images per class or change "
+                    f"data.tail_max_count"
+                )
+
+
+def sweep_grid(ecfg: EvaluateConfig) -> list[float]:
+    """The configured target rejection rates and the extra ones that the [0, 1] AURC rests on."""
+    return sorted(set(ecfg.rejection_grid) | set(AURC_TAIL))
