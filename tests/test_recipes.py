@@ -55,14 +55,24 @@ def test_shortening_scales_warmup_and_milestones():
 
 
 def test_a_scaled_schedule_is_said_in_one_line_once_per_command(tmp_path):
-    argv = ["-m", "argse.train_experts", "--print-config", "--set", "recipes.ce.epochs=10", "--set", "recipes.decoupling.stage2.epochs=19"]
+    argv = [
+        "-m",
+        "argse.train_experts",
+        "--print-config",
+        "--set",
+        "recipes.ce.epochs=10",
+        "--set",
+        "recipes.decoupling.stage2.epochs=19",
+    ]
     out = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=tmp_path, check=True)
     lines = [line for line in out.stderr.splitlines() if line.startswith("recipe of")]
     assert lines == [
         "recipe of ce: warmup_epochs 5 -> 1, milestones [160, 180] -> [8, 9] (scaled with epochs 200 -> 10)",
         "recipe of decoupling: stage2.milestones [40, 60] -> [10, 15] (scaled with epochs 76 -> 19)",
     ]
-    quiet = subprocess.run([sys.executable, "-m", "argse.train_experts", "--print-config"], capture_output=True, text=True, cwd=tmp_path)
+    quiet = subprocess.run(
+        [sys.executable, "-m", "argse.train_experts", "--print-config"], capture_output=True, text=True, cwd=tmp_path
+    )
     assert "recipe of" not in quiet.stderr
 
 
