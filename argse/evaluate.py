@@ -13,7 +13,7 @@ config has a gate, ``gating``. Other sources are another evaluation, in a stage 
 from __future__ import annotations
 
 from argse import cli
-from argse.selective import pages
+from argse.reports import pages
 from argse.selective.rejectors import REJECTORS
 from argse.stages.evaluation import build_evaluation
 from argse.stages.run import RunStages

@@ -17,7 +17,7 @@ from argse import cli
 from argse.config.loading import load_run_config
 from argse.config.schema import changed
 from argse.data.logits import SourceReader, folder_sources, run_folders, run_manifest
-from argse.selective import pages
+from argse.reports import pages
 from argse.selective.sweep import aurc_key, evaluate_sources
 from argse.stages.gate_file import GATE_JSON, read_gate
 

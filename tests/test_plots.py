@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from argse.core.errors import ArgseError
-from argse.selective import pages, plots
+from argse.reports import pages, plots
 from argse.training import curves
 
 

@@ -51,7 +51,7 @@ def test_results_pages_say_which_checkpoint_each_expert_kept(tmp_path):
 
     from argse.config.loading import load_run_config
     from argse.data.logits import split_file, write_logits
-    from argse.selective.pages import kept_checkpoints
+    from argse.reports.pages import kept_checkpoints
 
     cfg = load_run_config(None, [f"output_dir={tmp_path}", "experts=[ce,decoupling,posthoc_adjust,logit_adjust]"])
     recipes = {

@@ -2,7 +2,7 @@
 
 import re
 
-from argse.selective.published import FIGURES, accuracy_markdown
+from argse.reports.published import FIGURES, accuracy_markdown
 
 
 def test_accuracies_are_100_minus_the_errors_read():

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from argse.config.sections import RunConfig
 from argse.core import storage
-from argse.selective.pages import write_evaluation
-from argse.selective.report_file import read_report
+from argse.reports.pages import write_evaluation
+from argse.reports.report_file import read_report
 from argse.selective.sweep import Evaluation, evaluate_sources
 from argse.stages.gate import reader_of
 from argse.stages.gate_file import read_gate

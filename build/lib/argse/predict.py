@@ -28,7 +28,7 @@ from argse.core import storage
 from argse.core.errors import ArgseError
 from argse.inference.inputs import check_labels, check_out, default_out, labelled_scores, read_inputs, write_rows
 from argse.inference.team import open_predictor, predict_files
-from argse.selective.rules_file import read_rules
+from argse.reports.rules_file import read_rules
 from argse.stages.run import RunStages
 
 

@@ -21,8 +21,7 @@ from argse.core.registry import load_plugins
 
 # ---- where a config's relative paths start, and where the built-in recipes are
 
-# The built-in recipes (experts/*.yaml, experts/presets/) sit beside the package: a checkout or an
-# editable install (pip install -e ., what make does) finds them from any folder.
+
 def builtin_folder(name: str) -> Path:
     """argse's own ``experts/`` or ``configs/``: shipped inside an installed wheel as ``argse.builtin.<name>``, else
     (a checkout, or an editable install of one) the folder at the top of the repository."""

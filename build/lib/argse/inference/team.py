@@ -3,7 +3,7 @@ library of ``python -m argse.predict`` and of ``argse.inference.load``.
 
 Every stage is found from the run's config (argse.stages.run): each expert's network is rebuilt from
 its stage through the expert protocol (``for_inference``), the gate from its stage (argse.stages.gate_file)
-and the rule from the evaluation's rules.json (argse.selective.rules_file); no training data is read and no lock is
+and the rule from the evaluation's rules.json (argse.reports.rules_file); no training data is read and no lock is
 taken. An image file that cannot be decoded is named and skipped; the rest are predicted.
 """
 
@@ -27,7 +27,7 @@ from argse.data.preprocess import Preprocess, eval_image, read_preprocess
 from argse.experts import inference_model
 from argse.gating import mixture_log_probs
 from argse.inference.inputs import Inputs, decode
-from argse.selective.rules_file import SelectiveRule, read_rules
+from argse.reports.rules_file import SelectiveRule, read_rules
 from argse.selective.views import decide
 from argse.stages.experts import exported
 from argse.stages.gate_file import Gate, read_gate

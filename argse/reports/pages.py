@@ -18,9 +18,9 @@ from rich.table import Table
 from argse.core import storage
 from argse.core.errors import ArgseError
 from argse.data.groups import FEW, HEAD, MANY, MEDIUM, TAIL
-from argse.selective import plots, published
-from argse.selective.report_file import write_report
-from argse.selective.rules_file import write_rules
+from argse.reports import plots, published
+from argse.reports.report_file import write_report
+from argse.reports.rules_file import write_rules
 from argse.selective.sweep import AURC_METRICS, AURC_RANGES, Evaluation, aurc_key, empty_group_points
 
 if TYPE_CHECKING:
