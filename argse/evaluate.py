@@ -4,7 +4,7 @@
 fits each rejector on the rejector part of ``tune`` (the part the gate did not train on) for every
 target rejection rate, evaluates it on ``test`` and writes report.json, rules.json, rc_curves.csv,
 rc_curves.png and summary.md into the evaluation's stage (``outputs/<run>/evaluation`` leads to it;
-argse.stages.evaluation, argse.evaluation compute them).
+argse.stages.evaluation, argse.selective.sweep compute them).
 
 The sources are ``--sources``, else ``evaluate.sources``, else the config's ``experts`` and, when this
 config has a gate, ``gating``. Other sources are another evaluation, in a stage of its own.

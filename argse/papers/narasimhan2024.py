@@ -137,7 +137,7 @@ def view_config(cfg: RunConfig, prior: str, protocol: str) -> RunConfig:
 
 
 def table_aurcs(cfg: RunConfig, prior: str, protocol: str) -> dict[str, dict[str, float]]:
-    """Balanced and worst-group AURC of every non-CSS row in one view, through argse.evaluation."""
+    """Balanced and worst-group AURC of every non-CSS row in one view, through argse.selective.sweep."""
     view = view_config(cfg, prior, protocol)
     rows = [r for r in METHODS + TEAM_ROWS if r[2] is not None]
     # Only the rejectors each source needs: the plug-ins on ce and the gate, Chow on all.

@@ -1,5 +1,5 @@
 """An evaluation's stage: every rejector fitted on the rejector part of ``tune`` and measured on ``test``
-(argse.evaluation), written as report.json, rules.json, rc_curves.csv, rc_curves.png and summary.md;
+(argse.selective.sweep), written as report.json, rules.json, rc_curves.csv, rc_curves.png and summary.md;
 ``python -m argse.evaluate`` is the command.
 
 Its id holds the evaluate settings and the content of each evaluated source, so evaluating other sources,

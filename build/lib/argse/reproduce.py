@@ -19,7 +19,7 @@ from argse.config.loading import load_run_config
 from argse.config.sections import RunConfig
 from argse.core.errors import ArgseError
 from argse.papers.multi_seed import claims, run_seed
-from argse.selective import pages
+from argse.reports import pages
 
 
 def seed_configs(args) -> list[RunConfig]:

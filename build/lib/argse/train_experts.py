@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from argse import cli
 from argse.core.errors import ArgseError
-from argse.selective import pages
+from argse.reports import pages
 from argse.stages.experts import run
 
 

@@ -9,7 +9,7 @@ same). The gate trains on the gate part of ``tune``; the rest is left for the re
 from __future__ import annotations
 
 from argse import cli
-from argse.selective import pages
+from argse.reports import pages
 from argse.stages.gate import build_gate
 
 

@@ -123,7 +123,7 @@ def scale_schedule(old: dict | Any, epochs: int, keep: Any = ()) -> tuple[dict, 
 def scale_written(data: dict, written: dict, given: dict, where: str = "") -> dict[str, str]:
     """Where ``given`` (the --set part) changes an ``epochs`` that ``written`` (the config file) states beside a
     warm-up or milestones, scale those in ``data`` (the merged config, in place) to the new epochs; returns
-    'dotted key -> why' per scaled value (argse.recipes scales the recipe files' schedules the same way)."""
+    'dotted key -> why' per scaled value (argse.config.recipe_layers scales the recipe files' schedules the same way)."""
     notes: dict[str, str] = {}
     if not all(isinstance(x, dict) for x in (data, written, given)):
         return notes  # a section that is not a mapping: the model reports it

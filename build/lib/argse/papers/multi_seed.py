@@ -11,7 +11,7 @@ from argse.config.sections import RunConfig
 from argse.core import terminal
 from argse.data.groups import TAIL
 from argse.data.metrics import source_reports
-from argse.selective import pages
+from argse.reports import pages
 from argse.selective.sweep import aurc_key
 from argse.stages import experts as expert_stages
 from argse.stages.evaluation import build_evaluation

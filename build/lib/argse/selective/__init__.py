@@ -1,2 +1,2 @@
-"""Selective classification: the rejectors, their evaluation over sources and rejection rates, the report
-and rules files, and the tables, pages and plots of the results."""
+"""Selective classification: a source's group view, Chow's rule and the plug-in rejectors, and their sweep
+over sources and rejection rates. It computes and writes nothing (argse.reports writes the results)."""

@@ -27,7 +27,7 @@ def keep_freed_memory() -> bool:
     """Fix glibc's thresholds for this process and the processes it forks later; whether they were set (False off
     glibc or where the user tuned malloc, and nothing changes). An allocator preloaded in glibc's place (jemalloc,
     tcmalloc) ignores the call. argse calls it only in the processes it forks for the rule search
-    (evaluation.source_pool), which end with the search, never in a process that goes on to other work."""
+    (sweep.source_pool), which end with the search, never in a process that goes on to other work."""
     if not is_glibc() or any(name in os.environ for name in USER_SETTINGS):
         return False
     mallopt = ctypes.CDLL(None).mallopt

@@ -3,7 +3,7 @@ target rejection rate, measured on ``test``, and the AURCs of the resulting curv
 
 Every rate is taken under ``evaluate.test_prior`` (default: the training label distribution, as
 Narasimhan et al. 2024). ``python -m argse.evaluate`` runs this (argse.stages.evaluation) and writes the
-files (argse.report, argse.rules, argse.reporting).
+files (argse.reports.report_file, rules_file, pages).
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def empty_group_points(rows: list[dict]) -> int:
 
 def curve_aurcs(rows: list[dict]) -> dict[str, float]:
     """AURCs over every point of the curve, those with an empty group included at EMPTY_GROUP_ERROR, exactly
-    the points reporting.plot_curves draws (marking those). The headline integrates over the target rates;
+    the points pages.plot_curves draws (marking those). The headline integrates over the target rates;
     the ``@reached`` ones over the rejection rates the rules reached on test, as Narasimhan et al. plot
     their curves (Sec. 6: errors "as a function of the proportion of rejections")."""
     out = {}
