@@ -386,3 +386,38 @@ def test_a_split_of_one_image_per_class_is_enough():
                                  "data.test_fraction=0.33"])  # fmt: skip
     manifest = make_manifest(_source(3), cfg.data, 0)
     assert [len(manifest["splits"][s]) for s in ("val", "tune", "test")] == [10, 10, 10]
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        ("runtime.device=banana", r"^invalid config in 'runtime': device is 'banana', which names no device; use auto"),
+        ("plugins=[.rel]", r"^'plugins' names '\.rel', which is no module name; give absolute dotted names"),
+        ("plugins=[a/b]", r"^'plugins' names 'a/b', which is no module name"),
+        ("plugins=[tests.plugins.raises_at_import]", r"^plugin module '.*' could not be imported \(RuntimeError: "),
+    ],
+)
+def test_a_bad_device_or_plugin_is_one_sentence(sets, message):
+    with pytest.raises(ArgseError, match=message):
+        load_run_config(None, [sets])
+
+
+def test_predict_s_device_is_checked_like_the_config_s():
+    from argse.inference.team import open_predictor
+
+    with pytest.raises(ArgseError, match=r"^device is 'banana', which names no device"):
+        open_predictor(load_run_config(None), None, "chow", 0.2, device="banana")
+
+
+def test_a_run_folder_is_a_config_where_it_is_now(tmp_path):
+    """``--config outputs/NAME`` (and argse.inference.load) reads the config.yaml the run wrote, as the run where the
+    folder is now; a folder without one is one sentence."""
+    from argse.config.loading import dump_yaml
+
+    run = tmp_path / "moved" / "renamed"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(dump_yaml(load_run_config(None, ["name=original", "gating.epochs=7"])))
+    cfg = load_run_config(run)
+    assert (cfg.name, cfg.out_dir, cfg.gating.epochs) == ("renamed", run.resolve(), 7)
+    with pytest.raises(ArgseError, match=r"is a folder without config\.yaml; give a config file or a run's outputs/"):
+        load_run_config(tmp_path)

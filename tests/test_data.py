@@ -163,9 +163,16 @@ def test_missing_cifar_names_where_to_put_it(tmp_path, tiny):
         None, tiny + ["data.dataset=cifar100_lt", f"data.root={tmp_path}", "data.cifar100_lt.download=false"]
     )
     with pytest.raises(
-        ArgseError, match=r"CIFAR-100 was not found under .* put the extracted 'cifar-100-python/' folder"
+        ArgseError, match=r"CIFAR-100 was not found under .* put the extracted 'cifar-100-python/' folder.*\)$"
     ):
         prepare_data(cfg)
+    ten = load_run_config(
+        None, tiny + ["data.dataset=cifar10_lt", f"data.root={tmp_path}", "data.cifar10_lt.download=false"]
+    )
+    with pytest.raises(
+        ArgseError, match=r"'cifar-10-batches-py/' .*--set data\.dataset=imagefolder_lt --set data\.root="
+    ):
+        prepare_data(ten)  # CIFAR-10 also comes as a JPEG image tree
 
 
 # ---------------------------------------------------------------- image folders (issue 14)

@@ -3,6 +3,7 @@ resumed from, TensorBoard events (read back with TensorBoard's own reader) and t
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import sys
@@ -18,6 +19,7 @@ from argse.data.long_tail import prepare_data
 from argse.experts import ExpertContext, build_expert
 from argse.training import curves, epoch_log, loop
 
+real = importlib.util.find_spec
 THREE_EPOCHS = ["recipes.ce.epochs=3"]
 LINE = re.compile(
     r"^ce: epoch (\d)/3 loss (\d+\.\d{4}) val bal-acc (\d\.\d{4}) lr (\S+) \d+\.\d s ETA \d+\.\d s$", re.MULTILINE
@@ -101,6 +103,15 @@ def test_tensorboard_missing_is_one_sentence(tmp_path, monkeypatch):
     with pytest.raises(ArgseError, match=r"^runtime\.tensorboard is on but the tensorboard package is not installed; "
                                          r"pip install 'argse\[tensorboard\]'"):  # fmt: skip
         epoch_log.open_tensorboard(tmp_path, 1)
+
+
+def test_tensorboard_missing_is_found_when_the_config_is_read(monkeypatch):
+    """Before any data is loaded or anything written: the config itself is refused."""
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    with pytest.raises(
+        ArgseError, match=r"^invalid config in 'runtime': tensorboard is on but the tensorboard package "
+    ):
+        load_run_config(None, ["runtime.tensorboard=true"])
 
 
 def test_training_curves_png_is_written_beside_metrics(tiny):

@@ -66,3 +66,13 @@ def test_rc_panels_draw_one_column_per_source(tmp_path):
 
 def test_training_curves_of_no_epoch_draw_nothing(tmp_path):
     assert curves.training_curves([], tmp_path / "none.png", "x") is None and not (tmp_path / "none.png").exists()
+
+
+def test_csv_rates_are_clipped_to_zero_one_and_rounded_to_what_samples_resolve():
+    assert pages.share(-1.1102230246251565e-15) == 0.0 and pages.share(1.0000000000000036) == 1.0
+    assert pages.share(0.000234627831714906) == 0.000234628 and pages.share(1 / 3) == 0.333333333
+    rows = [{"target_rate": 0.0, "tune_rejection_rate": -1.1e-15, "rejection_rate": 0.1, "error": 0.2,
+             "balanced_error": 0.3, "worst_group_error": 0.4, "group_error": [0.1, 0.2],
+             "group_coverage": [1.0000000000000036, 0.5]}]  # fmt: skip
+    line = pages.curves_csv({("ce", "chow"): rows}, ["head", "tail"], _ecfg()).splitlines()[1]
+    assert line == "ce,chow,train,argse,0.0,0.0,0.1,0.2,0.3,0.4,0.1,0.2,1.0,0.5"

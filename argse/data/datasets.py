@@ -150,6 +150,13 @@ class CifarOptions(Section):
     """Let torchvision download CIFAR when the files are missing and the network allows."""
 
 
+# CIFAR-10 also comes as an image tree of JPEG files (train/<class>/, test/<class>/, as a .tar.gz), read by imagefolder_lt.
+JPEG_ARCHIVE = (
+    ", or read CIFAR-10 from a JPEG image tree or its .tar.gz: --set data.dataset=imagefolder_lt "
+    "--set data.root=path/to/cifar10-jpeg.tar.gz"
+)
+
+
 class _Cifar(Dataset):
     """CIFAR-10 / CIFAR-100 from the torchvision layout under data.root."""
 
@@ -169,7 +176,7 @@ class _Cifar(Dataset):
             raise ArgseError(
                 f"CIFAR-{n} was not found under '{root}' and could not be downloaded "
                 f"({reason}); put the extracted '{folder}/' folder of the python version there "
-                f"(or set data.root=...)"
+                f"(or set data.root=...){JPEG_ARCHIVE if n == 10 else ''}"
             ) from None
 
         def tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from argse.config.loading import load_run_config
 from argse.config.sections import RunConfig
-from argse.core import storage
+from argse.core import distributed, storage
 from argse.core.errors import ArgseError
 from argse.data.decode import ImageError
 from argse.data.preprocess import FILE as PREPROCESS
@@ -158,6 +158,8 @@ class Predictor:
 def open_predictor(cfg: RunConfig, source: str | None, method: str, rate: float, classes: Path | None = None,
                    device: str | None = None) -> Predictor:  # fmt: skip
     """The team of ``source`` (default: rules.json's) and its rule ``method`` at ``rate`` from run ``cfg``."""
+    if device is not None:
+        distributed.check_device(device, "device")  # before anything is read
     stages = RunStages(cfg)
     evaluation, splits = stages.evaluation(source), stages.splits()
     stages.store.verify(evaluation, ["rules.json"])
@@ -171,7 +173,11 @@ def open_predictor(cfg: RunConfig, source: str | None, method: str, rate: float,
             f"{len(prep.classes)}; rerun python -m argse.evaluate for this run"
         )
     names = read_classes(Path(classes), len(prep.classes)) if classes is not None else prep.classes
-    dev = torch.device(device) if device is not None else resolve_device(cfg.runtime)
+    dev = (
+        resolve_device(cfg.runtime)
+        if device is None
+        else distributed.init(device, cfg.runtime.dist_timeout_s, "device")
+    )
     team = load_team(stages, rule.source, len(names), dev)
     read = [evaluation.folder, splits.folder, *(stages.source(n).folder for n in team.names)]
     if team.gate is not None:
@@ -194,15 +200,7 @@ def load(config_or_run_dir: str | Path | None = None, *, rate: float = 0.2, meth
         classes: a file of class names, one per line in class-index order (default: the run's own).
         device: e.g. 'cpu' or 'cuda:1'; default the run's ``runtime.device``.
     """
-    path = Path(config_or_run_dir) if config_or_run_dir is not None else None
-    if path is not None and path.is_dir():
-        if not (path / "config.yaml").is_file():
-            raise ArgseError(f"{path} is a folder without config.yaml; give a run's outputs/NAME folder or its "
-                             f"config file")  # fmt: skip
-        # The folder is where the run is now: it may have been moved since config.yaml was written.
-        overrides = [f"output_dir={path.resolve().parent}", f"name={path.name}", *overrides]
-        path = path / "config.yaml"
-    cfg = load_run_config(path, list(overrides))
+    cfg = load_run_config(config_or_run_dir, list(overrides))
     return open_predictor(cfg, source, method, rate, Path(classes) if classes is not None else None, device)
 
 
