@@ -114,3 +114,18 @@ def test_a_changed_recipe_is_another_stage_trained_afresh_in_its_own_folder(tiny
 @pytest.mark.parametrize("seconds,text", [(4.21, "4.2s"), (83.4, "1m23s"), (7500, "2h05m")])
 def test_elapsed(seconds, text):
     assert cli.elapsed(seconds) == text
+
+
+@pytest.mark.parametrize("rank", [0, 3])
+def test_a_rank_stopped_by_torchrun_is_quiet_but_rank_0(rank, monkeypatch, capsys):
+    """Under torchrun a failing rank says why; of the ranks torchrun then stops, only rank 0 adds a line."""
+    from argse.core import distributed
+
+    monkeypatch.setattr(distributed, "rank", lambda: rank)
+
+    def stopped(argv):
+        raise distributed.StoppedByPeer("rank was stopped because another rank of this torchrun job failed; rerun")
+
+    assert cli.run(stopped, []) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == (rank == 0) and ("another rank" in err) == (rank == 0)

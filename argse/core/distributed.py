@@ -67,9 +67,14 @@ def init(device_setting: str, timeout_s: int, what: str = "runtime.device") -> t
     return device
 
 
+class StoppedByPeer(ArgseError):
+    """This rank was stopped because another rank of the torchrun job failed: that rank says why, and rank 0 alone
+    (when it is not the one that failed) says how to go on."""
+
+
 def _stopped(signum, frame) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
-    raise ArgseError(
+    raise StoppedByPeer(
         f"rank {rank()} was stopped because another rank of this torchrun job failed; "
         f"rerun the same command to continue from the last complete checkpoint"
     )
