@@ -127,6 +127,25 @@ def test_imagefolder_tar_is_read_and_cached(tmp_path, tiny):
     assert prepare_data(load_run_config(None, sets)).sha256 == d.sha256  # from the cache
 
 
+def test_imagefolder_caches_in_the_user_s_cache_folder_from_any_folder(tmp_path, tiny, monkeypatch):
+    files = {f"root/{part}/{cls}/{i}.jpg": _jpeg(40 + 100 * k)
+             for part, n in (("train", 4), ("test", 4)) for k, cls in enumerate(["a", "b"]) for i in range(n)}  # fmt: skip
+    path = _tar_with(tmp_path, files)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    sets = tiny + [
+        "data.dataset=imagefolder_lt",
+        f"data.root={path}",
+        "data.imbalance_factor=2",
+        "data.tail_max_count=2",
+    ]
+    for here in ("one", "two"):  # two current folders, one cache
+        (tmp_path / here).mkdir()
+        monkeypatch.chdir(tmp_path / here)
+        prepare_data(load_run_config(None, sets))
+    assert len(list((tmp_path / "xdg" / "argse").glob("*.safetensors"))) == 1
+    assert not list((tmp_path / "one").rglob("*.safetensors")) and not list((tmp_path / "two").rglob("*"))
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
