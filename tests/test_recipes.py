@@ -106,3 +106,11 @@ def test_set_epochs_over_a_config_that_writes_the_schedule_scales_it():
 def test_a_recipe_that_is_no_mapping_is_one_sentence(value):
     with pytest.raises(ArgseError, match=r"config key 'recipes.ce' must be a mapping of recipe keys"):
         _recipe("ce", f"recipes.ce={value}")
+
+
+def test_a_missing_built_in_recipe_is_an_error_never_the_defaults(tmp_path, monkeypatch):
+    from argse.config import recipe_layers
+
+    monkeypatch.setattr(recipe_layers, "BUILTIN_RECIPES", tmp_path)  # an install that lost experts/*.yaml
+    with pytest.raises(ArgseError, match=r"^the built-in recipe .*ce\.yaml is missing; reinstall argse"):
+        _recipe("ce")
