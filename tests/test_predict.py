@@ -23,6 +23,7 @@ from argse.selective.rejectors import Rule
 from argse.selective.views import group_view
 from argse.stages.run import RunStages
 from tests.conftest import tiny_overrides
+from tests.tiny_run import REPO
 
 RATE = 0.2
 
@@ -347,3 +348,32 @@ def test_python_api_refuses_what_the_models_cannot_take_in_one_sentence(trained)
             team.predict(images)
     with pytest.raises(ArgseError, match=r"is a folder without config.yaml"):
         inference.load(tmp)
+
+
+def test_the_docs_scores_example_runs_as_written(trained, capsys):
+    """docs/predict.md's example, run as written with RUN and IMAGES pointed at the tiny run."""
+    tmp, argv, cfg, folder = trained
+    page = (REPO / "docs" / "predict.md").read_text()
+    code = page.split("<!-- example: scores -->\n```python\n", 1)[1].split("```", 1)[0]
+    mine = code.replace(
+        'RUN, IMAGES = "outputs/demo", "images"', f"RUN, IMAGES = {str(cfg.out_dir)!r}, {str(folder)!r}"
+    )
+    assert mine != code
+    exec(compile(mine, "docs/predict.md", "exec"), {})  # noqa: S102  (the docs' own example)
+    out = capsys.readouterr().out.splitlines()
+    classes = len(prepare_data(cfg).classes)
+    assert out[0] == f"torch.Size([4, {classes}])" and out[1].startswith("ce [") and "torch.float32" in out
+    assert out[out.index("torch.float32") + 1].startswith("tensor([[")  # the gate's weights: the rule is gating's
+
+
+def test_scores_agree_with_the_exported_logits(trained):
+    tmp, argv, cfg, folder = trained
+    team = inference.load(cfg.out_dir, rate=RATE, method="plugin_worst")
+    images = [Image.open(p) for p in sorted(folder.glob("*.png"))]
+    scores = team.scores(images)
+    exported = read_logits(split_file(RunStages(cfg).source("ce").folder, "test"))
+    assert torch.allclose(scores.logits["ce"], exported.logits, atol=1e-4)
+    assert set(team.networks) == set(scores.logits) == {"ce", "logit_adjust", "posthoc_adjust"}
+    assert scores.gate_weights.shape == (len(images), 3) and torch.allclose(
+        scores.gate_weights.sum(1), torch.ones(1).double()
+    )
