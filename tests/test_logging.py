@@ -120,7 +120,7 @@ def test_training_curves_png_is_written_beside_metrics(tiny):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from PIL import Image
 
-    assert Image.open(png).size == (1000, 360)
+    assert Image.open(png).size == (1300, 360)  # three panels: loss, learning rate, validation
 
 
 @pytest.mark.parametrize(

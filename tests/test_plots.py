@@ -76,3 +76,17 @@ def test_csv_rates_are_clipped_to_zero_one_and_rounded_to_what_samples_resolve()
              "group_coverage": [1.0000000000000036, 0.5]}]  # fmt: skip
     line = pages.curves_csv({("ce", "chow"): rows}, ["head", "tail"], _ecfg()).splitlines()[1]
     assert line == "ce,chow,train,argse,0.0,0.0,0.1,0.2,0.3,0.4,0.1,0.2,1.0,0.5"
+
+
+def test_the_learning_rate_is_drawn_per_step_so_the_warm_up_shows():
+    from argse.config.schema import parse
+    from argse.training.curves import lr_per_step
+    from argse.training.schedule import TrainRecipe
+
+    recipe = parse(TrainRecipe, {"epochs": 10, "warmup_epochs": 2, "milestones": [8], "gamma": 0.1})
+    at, lr = lr_per_step(recipe, 50)
+    assert len(at) == 500 and at[1] == 0.02 and at[-1] == pytest.approx(9.98)
+    assert lr[0] == pytest.approx(0.1 / 100) and lr[49] == pytest.approx(0.05)  # half-way up the warm-up at epoch 1
+    assert max(lr) == pytest.approx(0.1) and lr[-1] == pytest.approx(0.01)
+    long = lr_per_step(parse(TrainRecipe, {}), 400)  # 200 epochs of 400 steps: thinned, the warm-up still drawn
+    assert len(long[0]) <= 2000 and sum(x < 5 for x in long[0]) >= 40

@@ -35,7 +35,7 @@ from argse.training.checkpoints import (
     save_training_state,
     save_weights,
 )
-from argse.training.curves import training_curves
+from argse.training.curves import lr_per_step, training_curves
 from argse.training.device import autocast
 from argse.training.epoch_log import EpochLog
 from argse.training.models import attach_dropout_generator
@@ -113,7 +113,8 @@ def fit(
     last = recipe.checkpoint == "last"
     kept = run.state["history"][-1] if last and run.state["history"] else run.state["best"]
     if storage.is_writer():
-        training_curves(run.state["history"], ckpt_dir / CURVES, f"{task.name}: {ckpt_dir}", kept)
+        schedule = lr_per_step(recipe, run.steps)
+        training_curves(run.state["history"], ckpt_dir / CURVES, f"{task.name}: {ckpt_dir}", kept, schedule)
     if last:  # the module holds the last epoch's weights (trained, or restored by a resume): they become the kept ones
         if storage.is_writer():
             meta = {"fingerprint": task.fingerprint, "epoch": kept["epoch"], "val": kept["val"]}
