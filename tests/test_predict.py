@@ -19,6 +19,7 @@ from argse.data.long_tail import prepare_data
 from argse.data.preprocess import FILE as PREPROCESS
 from argse.data.preprocess import eval_image, read_preprocess
 from argse.inference import inputs
+from argse.inference.team import open_predictor
 from argse.selective.rejectors import Rule
 from argse.selective.views import group_view
 from argse.stages.run import RunStages
@@ -376,4 +377,25 @@ def test_scores_agree_with_the_exported_logits(trained):
     assert set(team.networks) == set(scores.logits) == {"ce", "logit_adjust", "posthoc_adjust"}
     assert scores.gate_weights.shape == (len(images), 3) and torch.allclose(
         scores.gate_weights.sum(1), torch.ones(1).double()
+    )
+
+
+def test_predict_loads_the_plugins_the_run_recorded(tmp_path):
+    """The run's outputs/NAME/config.yaml names its plugins; predict imports them though its own config omits them."""
+    cfg = load_run_config(None, [f"output_dir={tmp_path}", "name=r"])
+    cfg.out_dir.mkdir(parents=True)
+    (cfg.out_dir / "config.yaml").write_text("plugins: [tests.plugins.raises_at_import]\n")
+    with pytest.raises(ArgseError, match=r"^plugin module 'tests\.plugins\.raises_at_import' could not be imported"):
+        open_predictor(cfg, None, "chow", 0.2)
+
+
+def test_predict_without_a_config_lists_the_runs_there_are(tmp_path, monkeypatch, capsys):
+    for name in ("b", "a"):
+        (tmp_path / "outputs" / name).mkdir(parents=True)
+        (tmp_path / "outputs" / name / "config.yaml").write_text("name: x\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli.run(predict.main, [str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "run " in err and "outputs/default does not exist; runs in " in err and ": a, b; give one with --config" in err
     )

@@ -148,6 +148,12 @@ def leaves(data: Any, prefix: str = "") -> list[str]:
     return keys
 
 
+def recorded_plugins(cfg: RunConfig) -> list[str]:
+    """The plugins the run of ``cfg`` recorded in its outputs/NAME/config.yaml when it was trained ([] if none)."""
+    path = cfg.out_dir / "config.yaml"
+    return parse(RunConfig, {"plugins": read_yaml(path).get("plugins", [])}).plugins if path.is_file() else []
+
+
 def run_folder(folder: Path, overrides: list[str]) -> tuple[Path, list[str]]:
     """A run's ``outputs/NAME`` folder given as its config: the config.yaml the run wrote there, read as the run
     where the folder is now (it may have been moved since)."""

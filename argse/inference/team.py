@@ -17,10 +17,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from argse.config.loading import load_run_config
+from argse.config.loading import load_run_config, recorded_plugins
 from argse.config.sections import RunConfig
 from argse.core import distributed, storage
 from argse.core.errors import ArgseError
+from argse.core.registry import load_plugins
 from argse.data.decode import ImageError
 from argse.data.preprocess import FILE as PREPROCESS
 from argse.data.preprocess import Preprocess, eval_image, read_preprocess
@@ -176,6 +177,7 @@ def open_predictor(cfg: RunConfig, source: str | None, method: str, rate: float,
     """The team of ``source`` (default: rules.json's) and its rule ``method`` at ``rate`` from run ``cfg``."""
     if device is not None:
         distributed.check_device(device, "device")  # before anything is read
+    load_plugins(recorded_plugins(cfg))  # a plugin the run was trained with, though this command's config omits it
     stages = RunStages(cfg)
     evaluation, splits = stages.evaluation(source), stages.splits()
     stages.store.verify(evaluation, ["rules.json"])
