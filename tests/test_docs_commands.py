@@ -104,3 +104,17 @@ def test_the_command_works_as_written(page, command, in_prose, capsys, tmp_path,
         assert importlib.util.find_spec(module) is not None, f"{page}: no module {module}"
         return
     _check_module(module, argv, capsys)
+
+
+def test_readme_s_venv_line_works_in_a_fresh_shell(tmp_path):
+    """The README's first lines say to activate .venv; in a fresh shell (no venv on PATH, no PYTHONPATH, another
+    folder) that line and a command of the README work as written."""
+    activate = REPO / ".venv" / "bin" / "activate"
+    if not activate.is_file():
+        pytest.skip("no .venv here (make creates it)")
+    assert "source .venv/bin/activate" in (REPO / "README.md").read_text().split("## ", 1)[0]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    script = f"cd {shlex.quote(str(REPO))} && source .venv/bin/activate && cd {shlex.quote(str(tmp_path))} && python -m argse.experts"
+    out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "decoupling" in out.stdout
