@@ -44,7 +44,12 @@ def run(procs: int, epochs: int, sets: list[str], threads: int) -> dict:
         if procs > 1:
             launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"]
         env = os.environ | {"OMP_NUM_THREADS": str(threads)}
-        subprocess.run(launcher + argv, check=True, capture_output=True, cwd=REPO, env=env)
+        done = subprocess.run(launcher + argv, capture_output=True, text=True, cwd=REPO, env=env)
+        if done.returncode != 0:  # the children's own words, not only an exit status
+            tail = "\n".join((done.stdout + done.stderr).splitlines()[-40:])
+            raise RuntimeError(
+                f"{' '.join(launcher[1:] or ['python'])} with {procs} process(es) exited {done.returncode}:\n{tail}"
+            )
         # ce's training log, in its training folder: checkpoints/NAME/<its stage's folder>/
         stage = Path(f"{d}/o/scaling/logits/ce").resolve().name
         history = [json.loads(line) for line in Path(f"{d}/c/scaling/{stage}/metrics.jsonl").read_text().splitlines()]
