@@ -144,3 +144,21 @@ def test_non_writer_ranks_write_no_png(tmp_path, monkeypatch):
     record = {"epoch": 1, "train_loss": 1.0, "lr": 0.1, "seconds": 1.0, "val": {"balanced_acc": 0.5}}
     curves.training_curves([record], tmp_path / "c.png", "x")
     assert not (tmp_path / "c.png").exists()
+
+
+def test_a_long_epoch_says_where_it_is_at_least_every_minute(tiny, monkeypatch, capsys):
+    monkeypatch.setattr(epoch_log, "HEARTBEAT_S", 0.0)  # every step "a minute" later
+    _ce(tiny + ["recipes.ce.epochs=1", "runtime.log_lines=always"]).train()
+    lines = [line for line in capsys.readouterr().out.splitlines() if " step " in line]
+    steps = int(lines[0].split("/")[2].split(",")[0])
+    assert (
+        len(lines) == steps
+        and lines[0].startswith("ce: epoch 1/1 step 1/")
+        and lines[-1].split(",")[0].endswith(f"{steps}/{steps}")
+    )
+    assert all(line.endswith(" into it") for line in lines)
+
+
+def test_a_short_epoch_adds_no_step_lines(tiny, capsys):
+    _ce(tiny + ["recipes.ce.epochs=1", "runtime.log_lines=always"]).train()
+    assert " step " not in capsys.readouterr().out

@@ -198,8 +198,13 @@ class FitRun:
             bar = progress.add_task(self.task.name, total=total, completed=done, info="")
             try:
                 for epoch in range(self.state["epoch"], self.recipe.epochs):
-                    start = time.perf_counter()
-                    loss_sum = self.train_epoch(epoch, network, lambda: progress.advance(bar))
+                    start, done = time.perf_counter(), iter(range(1, self.steps + 1))
+
+                    def advance(epoch=epoch, done=done) -> None:
+                        progress.advance(bar)
+                        log.step(epoch, next(done, self.steps), self.steps)
+
+                    loss_sum = self.train_epoch(epoch, network, advance)
                     train_seconds = time.perf_counter() - start  # the divergence check waited for the device
                     record = self.end_epoch(epoch, loss_sum, train_seconds, start, log)
                     val = record["val"]["balanced_acc"]
