@@ -10,7 +10,7 @@ import time
 import torch
 
 from argse.config.sections import RuntimeConfig
-from argse.core import distributed, terminal
+from argse.core import distributed
 
 
 def resolve_device(runtime: RuntimeConfig) -> torch.device:
@@ -20,16 +20,7 @@ def resolve_device(runtime: RuntimeConfig) -> torch.device:
     if runtime.threads:
         torch.set_num_threads(runtime.threads)
     elif device.type == "cpu":
-        cores, free = usable_cores(), free_cores()
-        threads = max(1, min(cores, round(free)))
-        torch.set_num_threads(threads)
-        if threads < cores and distributed.rank() == 0:
-            terminal.console().print(
-                f"torch threads: {threads} of {cores} cores ({free:.1f} free: other work is using the rest; "
-                f"runtime.threads=N to choose)",
-                highlight=False,
-                soft_wrap=True,
-            )
+        torch.set_num_threads(max(1, min(usable_cores(), round(free_cores()))))
     return device
 
 
