@@ -115,7 +115,8 @@ class RuntimeConfig(Section):
     only, refused on the CPU and under torchrun). Off by default: not yet measured on a GPU
     (docs/performance_notes.md)."""
     threads: int = Field(0, ge=0)
-    """torch intra-op threads; 0 keeps torch's default (one per core)."""
+    """torch intra-op threads; 0: as many as there are free cores when the command starts (argse.training.device:
+    torch's one per core stalls on cores other work shares)."""
     eval_batch_size: int = Field(1000, ge=1)
     progress: bool = True
     """Show rich progress bars (rank 0 only under torchrun)."""
