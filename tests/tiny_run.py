@@ -24,4 +24,7 @@ TINY_RUN = {
     "runtime.device": "cpu",
     "runtime.progress": "false",
     "runtime.bf16": "false",  # fp32 on every CPU: the equality tests compare exact arithmetic
+    # One thread, whatever else the machine runs: the default (the free cores) would change the sums between two
+    # builds a test compares; and a tiny network gains nothing from a second thread.
+    "runtime.threads": "1",
 }
