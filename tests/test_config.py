@@ -97,7 +97,9 @@ def test_plugins_are_loaded_with_the_config():
         "tests.plugins.stripes_dataset"
     ]
     assert "stripes_lt" in DATASETS
-    with pytest.raises(ArgseError, match=r"^'plugins' holds an empty module name; give dotted module names such as"):
+    with pytest.raises(
+        ArgseError, match=r"^'plugins' names '', which is no module name; give absolute dotted names such as"
+    ):
         load_run_config(None, ["plugins=['']"])
     with pytest.raises(ArgseError, match=r"^config key 'plugins\[0\]' must be a string, got 3$"):
         load_run_config(None, ["plugins=[3]"])

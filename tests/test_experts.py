@@ -174,7 +174,10 @@ def test_plugin_from_entry_point(tiny, monkeypatch):
 
 
 def test_missing_plugin_module_is_a_clear_error():
-    with pytest.raises(ArgseError, match=r"plugin module 'nope.nothing' could not be imported .*fix 'plugins'"):
+    with pytest.raises(
+        ArgseError,
+        match=r"plugin module 'nope.nothing' could not be imported \(ModuleNotFoundError: .*fix it or its entry in 'plugins'",
+    ):
         load_plugins(["nope.nothing"])
 
 

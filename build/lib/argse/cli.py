@@ -122,6 +122,10 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) 
         return code
     except Printed:
         return 0
+    except distributed.StoppedByPeer as exc:  # the rank that failed has said why; one line more, from rank 0
+        if distributed.rank() == 0:
+            print(f"error: {exc}", file=sys.stderr)
+        return 2
     except ArgseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

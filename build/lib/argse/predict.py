@@ -56,6 +56,13 @@ def parse(argv: list[str] | None):
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     cfg = cli.load_config(args)
+    if args.config is None and not cfg.out_dir.is_dir():
+        runs = sorted(p.parent.name for p in Path(cfg.output_dir).glob("*/config.yaml"))
+        where = (
+            f"runs in {cfg.output_dir}: {', '.join(runs)}" if runs else f"no run in {cfg.output_dir} yet (make demo)"
+        )
+        raise ArgseError(f"no --config given and the built-in settings' run {cfg.out_dir} does not exist; {where}; "
+                         f"give one with --config outputs/NAME")  # fmt: skip
     source = args.source
     if source is None:  # the default follows rules.json, so it is named: it must never change unseen
         source = read_rules(RunStages(cfg).evaluation().folder).default_source()

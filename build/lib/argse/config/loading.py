@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from argse.config.schema import parse
 from argse.config.sections import RunConfig
 from argse.config.yaml_files import apply_overrides, deep_merge, read_yaml
+from argse.core.errors import ArgseError
 from argse.core.registry import load_plugins
 
 # ---------------------------------------------------------------- generic machinery
@@ -147,6 +148,20 @@ def leaves(data: Any, prefix: str = "") -> list[str]:
     return keys
 
 
+def recorded_plugins(cfg: RunConfig) -> list[str]:
+    """The plugins the run of ``cfg`` recorded in its outputs/NAME/config.yaml when it was trained ([] if none)."""
+    path = cfg.out_dir / "config.yaml"
+    return parse(RunConfig, {"plugins": read_yaml(path).get("plugins", [])}).plugins if path.is_file() else []
+
+
+def run_folder(folder: Path, overrides: list[str]) -> tuple[Path, list[str]]:
+    """A run's ``outputs/NAME`` folder given as its config: the config.yaml the run wrote there, read as the run
+    where the folder is now (it may have been moved since)."""
+    if not (folder / "config.yaml").is_file():
+        raise ArgseError(f"{folder} is a folder without config.yaml; give a config file or a run's outputs/NAME folder")
+    return folder / "config.yaml", [f"output_dir={folder.resolve().parent}", f"name={folder.name}", *overrides]
+
+
 def load_run_config(path: str | Path | None, overrides: list[str] = (), values: dict | None = None) -> RunConfig:
     """The run config of YAML file ``path`` (None: the defaults), then ``--set`` ``overrides``, then nested
     ``values`` (what an entry point's own options set, e.g. evaluate's --methods), validated as one; it
@@ -155,6 +170,8 @@ def load_run_config(path: str | Path | None, overrides: list[str] = (), values: 
     Paths: see PATH_KEYS; the resolved config never depends on the current folder unless a --set names one.
     """
     overrides = list(overrides)
+    if path is not None and Path(path).is_dir():
+        path, overrides = run_folder(Path(path), overrides)
     written = file_data(path)
     data = apply_overrides(written, overrides)
     # --set recipes.ce.epochs=4 over a config that writes ce's whole schedule keeps its shape, too.

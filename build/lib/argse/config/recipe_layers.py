@@ -46,8 +46,15 @@ def folders(cls: type, cfg: RunConfig) -> list[Path]:
 
 
 def recipe_file(cls: type, cfg: RunConfig) -> Path | None:
-    """The ``<name>.yaml`` this run reads for ``cls`` (None: the dataclass defaults)."""
-    return next((f / f"{cls.name}.yaml" for f in folders(cls, cfg) if (f / f"{cls.name}.yaml").is_file()), None)
+    """The ``<name>.yaml`` this run reads for ``cls`` (None: the model's defaults, for a plugin without one).
+    A built-in expert always has one: without it argse would train the wrong recipe silently."""
+    found = next((f / f"{cls.name}.yaml" for f in folders(cls, cfg) if (f / f"{cls.name}.yaml").is_file()), None)
+    if found is None and own_folder(cls) == BUILTIN_RECIPES and cls.__module__.startswith("argse."):
+        raise ArgseError(
+            f"the built-in recipe {BUILTIN_RECIPES / (cls.name + '.yaml')} is missing; reinstall argse "
+            f"(pip install argse, or pip install -e . in a checkout) or restore the file"
+        )
+    return found
 
 
 def preset_file(cls: type, cfg: RunConfig, preset: str) -> Path:

@@ -3,12 +3,15 @@ ranges on the fields, cross-field checks in each model's validator (argse.config
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from argse.config.schema import Section, seed_field
+from argse.core import distributed
+from argse.core.errors import ArgseError
 
 BUILTIN_EXPERTS = ["ce", "logit_adjust", "balanced_softmax", "decoupling", "posthoc_adjust"]
 
@@ -79,6 +82,26 @@ class ModelConfig(Section):
 
 
 class RuntimeConfig(Section):
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        try:
+            distributed.check_device(device, "device")
+        except ArgseError as exc:
+            raise ValueError(str(exc)) from None
+        return device
+
+    @field_validator("tensorboard")
+    @classmethod
+    def _tensorboard_installed(cls, on: bool) -> bool:
+        """Checked when the config is read, before anything is written (the writer opens after data and model)."""
+        if on and importlib.util.find_spec("tensorboard") is None:
+            raise ValueError(
+                "tensorboard is on but the tensorboard package is not installed; pip install "
+                "'argse[tensorboard]' (or tensorboard), or set runtime.tensorboard=false"
+            )
+        return on
+
     device: str = "auto"
     """'auto' (cuda when available), 'cpu', 'cuda', 'cuda:1', ..."""
     channels_last: bool = True
@@ -92,7 +115,8 @@ class RuntimeConfig(Section):
     only, refused on the CPU and under torchrun). Off by default: not yet measured on a GPU
     (docs/performance_notes.md)."""
     threads: int = Field(0, ge=0)
-    """torch intra-op threads; 0 keeps torch's default (one per core)."""
+    """torch intra-op threads; 0: as many as there are free cores when the command starts (argse.training.device:
+    torch's one per core stalls on cores other work shares)."""
     eval_batch_size: int = Field(1000, ge=1)
     progress: bool = True
     """Show rich progress bars (rank 0 only under torchrun)."""

@@ -37,14 +37,23 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def init(device_setting: str, timeout_s: int) -> torch.device:
-    """Join the torchrun job (if any) and return this process's device.
+def check_device(setting: str, what: str = "runtime.device") -> None:
+    """ArgseError unless ``setting`` is 'auto' or a device torch can name ('cpu', 'cuda', 'cuda:1', ...)."""
+    try:
+        setting == "auto" or torch.device(setting)
+    except (RuntimeError, ValueError, TypeError):
+        raise ArgseError(f"{what} is {setting!r}, which names no device; use auto, cpu, cuda or cuda:N") from None
+
+
+def init(device_setting: str, timeout_s: int, what: str = "runtime.device") -> torch.device:
+    """Join the torchrun job (if any) and return this process's device (``what``: the setting, for messages).
 
     NCCL on CUDA (one GPU per process, chosen by LOCAL_RANK), gloo on the CPU.
     """
+    check_device(device_setting, what)
     cuda = device_setting != "cpu" and torch.cuda.is_available()
     if device_setting.startswith("cuda") and not torch.cuda.is_available():
-        raise ArgseError(f"runtime.device is '{device_setting}' but CUDA is not available; use runtime.device=cpu")
+        raise ArgseError(f"{what} is '{device_setting}' but CUDA is not available; use {what}=cpu")
     if not launched():
         return torch.device(device_setting if device_setting != "auto" else ("cuda" if cuda else "cpu"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -58,9 +67,14 @@ def init(device_setting: str, timeout_s: int) -> torch.device:
     return device
 
 
+class StoppedByPeer(ArgseError):
+    """This rank was stopped because another rank of the torchrun job failed: that rank says why, and rank 0 alone
+    (when it is not the one that failed) says how to go on."""
+
+
 def _stopped(signum, frame) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
-    raise ArgseError(
+    raise StoppedByPeer(
         f"rank {rank()} was stopped because another rank of this torchrun job failed; "
         f"rerun the same command to continue from the last complete checkpoint"
     )

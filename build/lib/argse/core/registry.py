@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
@@ -81,22 +82,30 @@ class Registry(Generic[T]):
         self._items.pop(name, None)
 
 
+# An absolute dotted module name: importlib refuses a relative one ('.rel') with a TypeError, and a path is no module.
+MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
 def load_plugins(modules: list[str] = ()) -> None:
     """Import the config's plugin modules, then every entry point of every registry's group."""
     for module in modules:
-        if not module:
-            raise ArgseError("'plugins' holds an empty module name; give dotted module names such as mypkg.focal")
+        if not MODULE_NAME.fullmatch(module):
+            raise ArgseError(
+                f"'plugins' names {module!r}, which is no module name; give absolute dotted names such as mypkg.focal"
+            )
         try:
             importlib.import_module(module)
-        except ImportError as exc:
+        except Exception as exc:  # noqa: BLE001  (a plugin's own error at import: a SyntaxError, a RuntimeError, ...)
             raise ArgseError(
-                f"plugin module '{module}' could not be imported ({exc}); fix 'plugins' in the config"
+                f"plugin module '{module}' could not be imported ({type(exc).__name__}: {exc}); fix it or its "
+                f"entry in 'plugins'"
             ) from None
     for group in dict.fromkeys([*GROUPS, *(registry.group for registry in Registry.all)]):
         for ep in entry_points(group=group):
             try:
                 ep.load()
-            except ImportError as exc:
+            except Exception as exc:  # noqa: BLE001  (whatever the plugin raises at import)
                 raise ArgseError(
-                    f"entry point '{ep.name} = {ep.value}' of group {group} failed to import ({exc})"
+                    f"entry point '{ep.name} = {ep.value}' of group {group} failed to import "
+                    f"({type(exc).__name__}: {exc})"
                 ) from None

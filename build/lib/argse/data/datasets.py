@@ -11,6 +11,7 @@ names a dataset.
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,13 @@ class CifarOptions(Section):
     """Let torchvision download CIFAR when the files are missing and the network allows."""
 
 
+# CIFAR-10 also comes as an image tree of JPEG files (train/<class>/, test/<class>/, as a .tar.gz), read by imagefolder_lt.
+JPEG_ARCHIVE = (
+    ", or read CIFAR-10 from a JPEG image tree or its .tar.gz: --set data.dataset=imagefolder_lt "
+    "--set data.root=path/to/cifar10-jpeg.tar.gz"
+)
+
+
 class _Cifar(Dataset):
     """CIFAR-10 / CIFAR-100 from the torchvision layout under data.root."""
 
@@ -169,7 +177,7 @@ class _Cifar(Dataset):
             raise ArgseError(
                 f"CIFAR-{n} was not found under '{root}' and could not be downloaded "
                 f"({reason}); put the extracted '{folder}/' folder of the python version there "
-                f"(or set data.root=...)"
+                f"(or set data.root=...){JPEG_ARCHIVE if n == 10 else ''}"
             ) from None
 
         def tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,15 +201,15 @@ class Cifar100LT(_Cifar):
     num_classes = 100
 
 
-class ImageFolderOptions(Section):
-    cache_dir: str = ".cache/argse"
-    """Decoded images are cached here as uint8 safetensors."""
+def user_cache() -> Path:
+    """This user's cache folder for argse, as other tools keep theirs: $XDG_CACHE_HOME/argse, else ~/.cache/argse."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "argse"
 
-    @model_validator(mode="after")
-    def _check(self) -> Any:
-        if not self.cache_dir:
-            raise ValueError("cache_dir must name a folder, got ''")
-        return self
+
+class ImageFolderOptions(Section):
+    cache_dir: str = ""
+    """Decoded images are cached here as uint8 safetensors; empty: this user's cache folder (``user_cache``), the
+    same from every folder a command runs in."""
 
 
 @register_dataset("imagefolder_lt")
@@ -217,7 +225,7 @@ class ImageFolderLT(Dataset):
                 f"imagefolder_lt root '{root}' does not exist; set data.root to a train/ + test/ image tree "
                 f"or its .tar.gz (e.g. --set data.root=path/to/cifar10-jpeg.tar.gz)"
             )
-        t, classes = load_image_tree(root, Path(self.options.cache_dir))
+        t, classes = load_image_tree(root, Path(self.options.cache_dir) if self.options.cache_dir else user_cache())
         return Source(t["train_images"], t["train_labels"], t["test_images"], t["test_labels"], classes)
 
 

@@ -210,9 +210,11 @@ class StandardExpert:
         return outputs_of(self.model, split.images, ctx.normalize, ctx.device, ctx.config.runtime)
 
     def val_metrics(self, logits: torch.Tensor) -> dict[str, float]:
-        """Accuracy, balanced accuracy and per-group accuracy of ``logits`` for the val split."""
+        """Cross-entropy, accuracy, balanced accuracy and per-group accuracy of ``logits`` for the val split."""
         d = self.ctx.data
-        return classification_report(logits, d.held_out["val"].labels, d.class_counts, d.groups, d.shots)
+        labels = d.held_out["val"].labels
+        loss = float(F.cross_entropy(logits.float(), labels.to(logits.device)))  # plain CE, whatever the training loss
+        return {"loss": loss} | classification_report(logits, labels, d.class_counts, d.groups, d.shots)
 
     def val_report(self) -> dict[str, float]:
         return self.val_metrics(self.predict_split(self.ctx.data.held_out["val"]))

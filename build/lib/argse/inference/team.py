@@ -17,10 +17,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from argse.config.loading import load_run_config
+from argse.config.loading import load_run_config, recorded_plugins
 from argse.config.sections import RunConfig
-from argse.core import storage
+from argse.core import distributed, storage
 from argse.core.errors import ArgseError
+from argse.core.registry import load_plugins
 from argse.data.decode import ImageError
 from argse.data.preprocess import FILE as PREPROCESS
 from argse.data.preprocess import Preprocess, eval_image, read_preprocess
@@ -133,12 +134,28 @@ class Predictor:
             raise ArgseError(f"a {x.dtype} image tensor must be uint8 (0-255) or floating point in [0, 1]")
         return x * 255
 
+    @property
+    def networks(self) -> dict[str, torch.nn.Module]:
+        """Each expert's network by name, in eval mode on :attr:`device` (they take normalised images)."""
+        return dict(zip(self.team.names, self.team.models, strict=True))
+
+    def scores(self, images) -> Scores:
+        """What the team computes for ``images`` (as :meth:`predict` takes them) before any rule: every
+        expert's raw logits and calibrated probabilities, the gate's weights, and the probabilities of the
+        source the rule decides on."""
+        return self.batch_scores(self.as_batch(images))
+
+    def batch_scores(self, x: torch.Tensor) -> Scores:
+        x = Normalize(self.prep.mean, self.prep.std, self.device, self.cfg.runtime.channels_last)(x.to(self.device))
+        return team_scores(self.team, x, self.rule.protocol, self.cfg.runtime)
+
     def predict_batch(self, x: torch.Tensor, top_k: int = 1) -> list[dict]:
         """Rows for a batch :meth:`as_batch` made (full precision; the CLI rounds what it writes)."""
         if top_k < 1:
             raise ArgseError(f"top_k must be at least 1, got {top_k}")
-        x = Normalize(self.prep.mean, self.prep.std, self.device, self.cfg.runtime.channels_last)(x.to(self.device))
-        probs, weights = source_probs(self.team, x, self.rule.protocol, self.cfg.runtime)
+        scores = self.batch_scores(x)
+        probs = scores.source.numpy()
+        weights = None if scores.gate_weights is None else scores.gate_weights.numpy()
         rule = self.rule
         pred, s = decide(probs, rule.class_group, len(rule.groups), rule.alpha, rule.b)
         top = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
@@ -158,6 +175,9 @@ class Predictor:
 def open_predictor(cfg: RunConfig, source: str | None, method: str, rate: float, classes: Path | None = None,
                    device: str | None = None) -> Predictor:  # fmt: skip
     """The team of ``source`` (default: rules.json's) and its rule ``method`` at ``rate`` from run ``cfg``."""
+    if device is not None:
+        distributed.check_device(device, "device")  # before anything is read
+    load_plugins(recorded_plugins(cfg))  # a plugin the run was trained with, though this command's config omits it
     stages = RunStages(cfg)
     evaluation, splits = stages.evaluation(source), stages.splits()
     stages.store.verify(evaluation, ["rules.json"])
@@ -171,7 +191,11 @@ def open_predictor(cfg: RunConfig, source: str | None, method: str, rate: float,
             f"{len(prep.classes)}; rerun python -m argse.evaluate for this run"
         )
     names = read_classes(Path(classes), len(prep.classes)) if classes is not None else prep.classes
-    dev = torch.device(device) if device is not None else resolve_device(cfg.runtime)
+    dev = (
+        resolve_device(cfg.runtime)
+        if device is None
+        else distributed.init(device, cfg.runtime.dist_timeout_s, "device")
+    )
     team = load_team(stages, rule.source, len(names), dev)
     read = [evaluation.folder, splits.folder, *(stages.source(n).folder for n in team.names)]
     if team.gate is not None:
@@ -194,34 +218,43 @@ def load(config_or_run_dir: str | Path | None = None, *, rate: float = 0.2, meth
         classes: a file of class names, one per line in class-index order (default: the run's own).
         device: e.g. 'cpu' or 'cuda:1'; default the run's ``runtime.device``.
     """
-    path = Path(config_or_run_dir) if config_or_run_dir is not None else None
-    if path is not None and path.is_dir():
-        if not (path / "config.yaml").is_file():
-            raise ArgseError(f"{path} is a folder without config.yaml; give a run's outputs/NAME folder or its "
-                             f"config file")  # fmt: skip
-        # The folder is where the run is now: it may have been moved since config.yaml was written.
-        overrides = [f"output_dir={path.resolve().parent}", f"name={path.name}", *overrides]
-        path = path / "config.yaml"
-    cfg = load_run_config(path, list(overrides))
+    cfg = load_run_config(config_or_run_dir, list(overrides))
     return open_predictor(cfg, source, method, rate, Path(classes) if classes is not None else None, device)
 
 
 # ---------------------------------------------------------------- the prediction
 
 
+@dataclass
+class Scores:
+    """A batch as the team sees it, before any rule (on the CPU)."""
+
+    logits: dict[str, torch.Tensor]
+    """Each expert's raw logits [N, K] (float32), as its exported logits files hold them."""
+    probabilities: dict[str, torch.Tensor]
+    """Each expert's calibrated probabilities softmax(logits / T) [N, K] (float64)."""
+    gate_weights: torch.Tensor | None
+    """The gate's weight of each expert [N, E] (gating only)."""
+    source: torch.Tensor
+    """The probabilities [N, K] (float64) the rule decides on: the mixture for gating, else the expert's
+    (calibrated, or raw softmax under protocol paper)."""
+
+
 @torch.inference_mode()
-def source_probs(team: Team, x: torch.Tensor, protocol: str, runtime) -> tuple[np.ndarray, np.ndarray | None]:
-    """Class probabilities of the source for a normalised batch, computed as the evaluation computed them
-    from the exported logits (the same autocast, float32 logits, then float64), and the gate weights [B, E]."""
+def team_scores(team: Team, x: torch.Tensor, protocol: str, runtime) -> Scores:
+    """The scores of a normalised batch, computed as the evaluation computed them from the exported logits (the
+    same autocast, float32 logits, then float64)."""
     with autocast(x.device, runtime):
         logits = [m(x).float().cpu() for m in team.models]
+    calibrated = [torch.softmax((lg / t).double(), 1) for lg, t in zip(logits, team.temperatures, strict=True)]
+    per_expert = dict(zip(team.names, logits, strict=True)), dict(zip(team.names, calibrated, strict=True))
     if team.gate is None:
-        raw = logits[0] if protocol == "paper" else logits[0] / team.temperatures[0]
-        return torch.softmax(raw.double(), 1).numpy(), None
+        source = torch.softmax(logits[0].double(), 1) if protocol == "paper" else calibrated[0]
+        return Scores(*per_expert, None, source)
     logp = torch.stack([F.log_softmax((lg / t).double(), 1) for lg, t in zip(logits, team.temperatures, strict=True)])
     log_w = team.gate.log_weights(logp)
     mix = mixture_log_probs(log_w, logp).float()  # the mixture is exported as float32 log-probabilities
-    return torch.softmax(mix.double(), 1).numpy(), log_w.exp().numpy()
+    return Scores(*per_expert, log_w.exp(), torch.softmax(mix.double(), 1))
 
 
 def predict_files(

@@ -16,6 +16,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import torch
+
 from argse.config.loading import dump_yaml
 from argse.config.schema import changed
 from argse.config.sections import RunConfig
@@ -34,6 +36,7 @@ from argse.stages.launcher import shared_cores, train_as_team, train_in_parallel
 from argse.stages.run import TRAIN_EXPERTS, RunStages
 from argse.stages.store import Key, Stage, Store, remove
 from argse.training import resolve_device
+from argse.training.device import usable_cores
 
 MANIFEST, MODEL = "splits.json", "model.safetensors"
 
@@ -73,6 +76,8 @@ def in_dependency_order(plan: list[tuple[type, object]]) -> list[tuple[type, obj
 
 def describe_run(cfg: RunConfig, data: LTData, device) -> str:
     where = f"{device} x {distributed.world_size()} processes" if distributed.is_distributed() else str(device)
+    if device.type == "cpu":  # runtime.threads, or the cores that were free when the command started
+        where += f" ({torch.get_num_threads()} of {usable_cores()} cores; runtime.threads=N to choose)"
     return (
         f"[bold]{cfg.name}[/]: {data.dataset}, {data.num_classes} classes, {len(data.train.labels)} training "
         f"images ({int(data.class_counts.max())} -> {int(data.class_counts.min())} per class), "

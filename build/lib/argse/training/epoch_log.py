@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -11,6 +12,7 @@ from argse.core.errors import ArgseError
 from argse.core.terminal import duration
 from argse.training.checkpoints import TENSORBOARD
 
+HEARTBEAT_S = 60.0  # the longest a training log stays silent inside an epoch
 TENSORBOARD_FIX = "pip install 'argse[tensorboard]' (or tensorboard), or set runtime.tensorboard=false"
 
 
@@ -42,8 +44,19 @@ class EpochLog:
         self.name, self.epochs, self.start_epoch, self.out = name, epochs, start_epoch, out
         self.seconds: list[float] = []
         self.writer = open_tensorboard(folder, start_epoch + 1) if tb else None
+        self.said = self.started = time.monotonic()
+
+    def step(self, epoch: int, done: int, steps: int) -> None:
+        """After each optimiser step: a line when a minute has passed without one, so a long epoch is never
+        silent (the host only reads a clock: nothing waits for the device)."""
+        now = time.monotonic()
+        if self.out is not None and now - self.said >= HEARTBEAT_S:
+            self.said = now
+            line = f"{self.name}: epoch {epoch + 1}/{self.epochs} step {done}/{steps}, {duration(now - self.started)} into it"
+            self.out.print(line, highlight=False, soft_wrap=True)
 
     def epoch(self, record: dict) -> None:
+        self.said = self.started = time.monotonic()
         self.seconds.append(record["seconds"])
         if self.out is not None:
             # The mean epoch of this process so far: a resumed run's first epochs say nothing of this machine.

@@ -35,7 +35,7 @@ from argse.training.checkpoints import (
     save_training_state,
     save_weights,
 )
-from argse.training.curves import training_curves
+from argse.training.curves import lr_per_step, training_curves
 from argse.training.device import autocast
 from argse.training.epoch_log import EpochLog
 from argse.training.models import attach_dropout_generator
@@ -113,7 +113,8 @@ def fit(
     last = recipe.checkpoint == "last"
     kept = run.state["history"][-1] if last and run.state["history"] else run.state["best"]
     if storage.is_writer():
-        training_curves(run.state["history"], ckpt_dir / CURVES, f"{task.name}: {ckpt_dir}", kept)
+        schedule = lr_per_step(recipe, run.steps)
+        training_curves(run.state["history"], ckpt_dir / CURVES, f"{task.name}: {ckpt_dir}", kept, schedule)
     if last:  # the module holds the last epoch's weights (trained, or restored by a resume): they become the kept ones
         if storage.is_writer():
             meta = {"fingerprint": task.fingerprint, "epoch": kept["epoch"], "val": kept["val"]}
@@ -197,8 +198,13 @@ class FitRun:
             bar = progress.add_task(self.task.name, total=total, completed=done, info="")
             try:
                 for epoch in range(self.state["epoch"], self.recipe.epochs):
-                    start = time.perf_counter()
-                    loss_sum = self.train_epoch(epoch, network, lambda: progress.advance(bar))
+                    start, done = time.perf_counter(), iter(range(1, self.steps + 1))
+
+                    def advance(epoch=epoch, done=done) -> None:
+                        progress.advance(bar)
+                        log.step(epoch, next(done, self.steps), self.steps)
+
+                    loss_sum = self.train_epoch(epoch, network, advance)
                     train_seconds = time.perf_counter() - start  # the divergence check waited for the device
                     record = self.end_epoch(epoch, loss_sum, train_seconds, start, log)
                     val = record["val"]["balanced_acc"]
