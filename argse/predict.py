@@ -26,7 +26,7 @@ from pathlib import Path
 from argse import cli
 from argse.core import storage
 from argse.core.errors import ArgseError
-from argse.inference.inputs import check_labels, check_out, default_out, labelled_scores, read_inputs, write_rows
+from argse.inference.inputs import check_labels, default_out, labelled_scores, read_inputs, write_rows
 from argse.inference.team import open_predictor, predict_files
 from argse.reports.rules_file import read_rules
 from argse.stages.run import RunStages
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is None:
         storage.make_dir(cfg.out_dir / "predictions")
     out = Path(args.out) if args.out is not None else default_out(cfg, target, args.format)
-    check_out(out, [target, *inputs.paths])  # before the work: a bad --out is known now
+    storage.check_destination(out, [target, *inputs.paths], example="predictions.csv")  # before the work
     predictor = open_predictor(cfg, source, args.method, args.rate, args.classes and Path(args.classes))
     cli.console().print(f"read: {', '.join(str(f) for f in predictor.read)}", soft_wrap=True)
     check_labels(inputs, target, predictor.classes)

@@ -17,6 +17,7 @@ from pathlib import Path
 from argse import cli
 from argse.config.loading import load_run_config
 from argse.config.sections import RunConfig
+from argse.core import storage
 from argse.core.errors import ArgseError
 from argse.papers.multi_seed import claims, run_seed
 from argse.reports import pages
@@ -57,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         raise ArgseError(f"--out {args.out} must name a markdown page (.md), e.g. --out docs/results/my_run.md")
     start = time.perf_counter()
     cfgs = seed_configs(args)
+    if args.out is not None:  # the page and its plot beside it, checked before the training
+        for page in (Path(args.out), Path(args.out).with_suffix(".png")):
+            storage.check_destination(page)
     runs = [run_seed(cfg, not args.skip_training, args.rebuild) for cfg in cfgs]
     name = cfgs[0].name.rsplit("_seed", 1)[0] if len(cfgs) > 1 else cfgs[0].name
     folder = Path(cfgs[0].output_dir) / "results"

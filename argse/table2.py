@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from argse import cli
+from argse.core import storage
 from argse.core.errors import ArgseError
 from argse.papers.narasimhan2024 import parse_seeds, seed_configs, tabulate_seed, train_all
 from argse.papers.table2_page import write_page
@@ -44,12 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     seeds = parse_seeds(args.seeds)
     cli.load_config(args)  # the config as given, checked; --print-config stops here
     cfgs = seed_configs(args.config, args.overrides, seeds)
+    name = cfgs[0].name.rsplit("_seed", 1)[0] if seeds else cfgs[0].name
+    out = Path(args.out) if args.out else Path(cfgs[0].output_dir) / "results" / f"table2_{name}.md"
+    if args.out:
+        storage.check_destination(out)  # before the training, not after it
     if not args.skip_training:
         train_all(cfgs, rebuild=args.rebuild)
     start = time.perf_counter()
     tables = [tabulate_seed(cfg) for cfg in cfgs]
-    name = cfgs[0].name.rsplit("_seed", 1)[0] if seeds else cfgs[0].name
-    out = Path(args.out) if args.out else Path(cfgs[0].output_dir) / "results" / f"table2_{name}.md"
     page = write_page(out, command_line(args), cfgs, tables, (time.perf_counter() - start) / 60)
     cli.console().print(f"Table 2 page: {page}")
     return 0

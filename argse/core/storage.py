@@ -199,3 +199,27 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def check_destination(out: Path, inputs: list[Path] = (), flag: str = "--out", example: str = "page.md") -> None:
+    """A file a user names (``--out`` of a command) may only be created, or replace a regular file that is not one
+    of ``inputs``: the write is a rename, which would put a file in place of a link, a device or a pipe. Checked
+    before the command's work starts."""
+    fix = f"give {flag} the path of a new or regular file"
+    if out.is_symlink():
+        raise ArgseError(f"{flag} {out} is a symbolic link, which would be replaced by a file; {fix}")
+    if out.is_dir():
+        raise ArgseError(f"{flag} {out} is a folder; give a file path such as {out / example}")
+    if out.exists() and not out.is_file():
+        raise ArgseError(f"{flag} {out} is not a regular file (a device, pipe or socket); {fix}")
+    if not out.parent.is_dir():
+        raise ArgseError(f"{flag} {out}: folder {out.parent} does not exist; create it first or {fix}")
+    if out.exists():
+        st = out.stat()
+        for p in inputs:
+            try:
+                same = os.path.samestat(st, p.stat())
+            except OSError:
+                continue
+            if same:
+                raise ArgseError(f"{flag} {out} is the input {p}, which would be overwritten; {fix}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,29 +76,6 @@ def default_out(cfg: RunConfig, target: Path, fmt: str) -> Path:
     return cfg.out_dir / "predictions" / f"{target.resolve().stem or 'input'}.{fmt}"
 
 
-def check_out(out: Path, inputs: list[Path]) -> None:
-    """``--out`` may only create or replace a regular file that is not one of the inputs: the write is a
-    rename, which would put a file in place of a link, a device or a pipe."""
-    fix = "give --out the path of a new or regular file"
-    if out.is_symlink():
-        raise ArgseError(f"--out {out} is a symbolic link, which would be replaced by a file; {fix}")
-    if out.is_dir():
-        raise ArgseError(f"--out {out} is a folder; give a file path such as {out / 'predictions.csv'}")
-    if out.exists() and not out.is_file():
-        raise ArgseError(f"--out {out} is not a regular file (a device, pipe or socket); {fix}")
-    if not out.parent.is_dir():
-        raise ArgseError(f"--out {out}: folder {out.parent} does not exist; create it first or {fix}")
-    if out.exists():
-        st = out.stat()
-        for p in inputs:
-            try:
-                same = os.path.samestat(st, p.stat())
-            except OSError:
-                continue
-            if same:
-                raise ArgseError(f"--out {out} is the input {p}, which would be overwritten; {fix}")
-
-
 def labelled_scores(rows: list[dict]) -> dict | None:
     """Accuracy (of every prediction), coverage (accepted share) and selective error (the error among the
     accepted; None when none is) of labelled rows, taken as they are (no re-weighting); None when unlabelled."""
@@ -124,7 +100,7 @@ def short(value, digits: int):
 
 def write_rows(rows: list[dict], out: Path, fmt: str, experts: list[str] | None, inputs: list[Path] = (),
                top_k: int = 1, digits: int = 4) -> Path:  # fmt: skip
-    check_out(out, list(inputs))  # again: the predictions took a while
+    storage.check_destination(out, list(inputs), example="predictions.csv")  # again: the predictions took a while
     rows = [short(r, digits) for r in rows]
     if fmt == "jsonl":
         return storage.write_text(out, "".join(json.dumps(r) + "\n" for r in rows))

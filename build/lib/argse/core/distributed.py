@@ -81,7 +81,11 @@ def _stopped(signum, frame) -> None:
 
 
 def shutdown() -> None:
+    """Leave the torchrun job together. A rank that tore down its connections while another was still in a
+    collective (rank 0 does more at the end: it reads back and prints the stages) could reset that rank's
+    sockets: gloo then fails with "Connection closed by peer", more often the busier the machine."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
