@@ -14,11 +14,13 @@ from argse import cli, evaluate, inference, predict, train_experts, train_gating
 from argse.config.loading import load_run_config
 from argse.core.errors import ArgseError
 from argse.data import decode
+from argse.data.decode import ImageError
 from argse.data.logits import read_logits, split_file
 from argse.data.long_tail import prepare_data
 from argse.data.preprocess import FILE as PREPROCESS
 from argse.data.preprocess import eval_image, read_preprocess
 from argse.inference import inputs
+from argse.inference import team as team_module
 from argse.inference.team import open_predictor
 from argse.selective.rejectors import Rule
 from argse.selective.views import group_view
@@ -399,3 +401,34 @@ def test_predict_without_a_config_lists_the_runs_there_are(tmp_path, monkeypatch
     assert (
         "run " in err and "outputs/default does not exist; runs in " in err and ": a, b; give one with --config" in err
     )
+
+
+def test_predict_reads_only_regular_files_and_splits_names_at_newlines_only(trained, tmp_path):
+    import os
+
+    tmp, argv, cfg, folder = trained
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # opened, it would block forever
+    with pytest.raises(ImageError, match=r"is not a regular file \(a folder, pipe or device\)"):
+        inputs.decode(fifo, None)
+    os.mkfifo(tmp_path / "list.txt")
+    with pytest.raises(ArgseError, match=r"^list file .*list\.txt is not a regular file"):
+        inputs.read_inputs(tmp_path / "list.txt")
+    names = ["a\u0085b", "c", "d", "e"][: len(prepare_data(cfg).classes)]
+    (tmp_path / "names.txt").write_text("\n".join(names) + "\n")
+    assert team_module.read_classes(tmp_path / "names.txt", len(names)) == names  # U+0085 is no line break
+    for bad, message in [(tmp_path / "missing.txt", r"does not exist$"), (tmp_path, r"is not a regular file")]:
+        with pytest.raises(ArgseError, match=r"^class-name file .*" + message):
+            team_module.read_classes(bad, len(names))
+
+
+def test_python_api_refuses_non_finite_pixels_and_a_top_k_above_the_classes(trained):
+    tmp, argv, cfg, folder = trained
+    team = inference.load(cfg.out_dir, rate=RATE)
+    x = torch.full((1, 3, 8, 8), 0.5)
+    x[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ArgseError, match=r"^the image tensor holds NaN or infinite values"):
+        team.predict(x)
+    k = len(team.classes)
+    with pytest.raises(ArgseError, match=rf"^top_k must lie in \[1, {k}\] \(the run's classes\), got {k + 1}$"):
+        team.predict(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), top_k=k + 1)

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -181,8 +182,22 @@ def read_rows(path: str | Path, what: str, name: str, start: int, stop: int) -> 
         raise corrupt(path, what, exc) from None
 
 
-def read_text(path: Path, what: str) -> str:
-    """A text file that must be UTF-8; anything else is one sentence naming the file and the byte."""
+MAX_TEXT_BYTES = 256 << 20  # a config, a list or a class-name file: far above any real one, far below the memory
+
+
+def read_text(path: Path, what: str, max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """A text file a user names: a regular file (a pipe would block the reader forever) of at most ``max_bytes``,
+    in UTF-8; anything else is one sentence naming the file."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ArgseError(f"{what} {path} does not exist") from None
+    except OSError as exc:
+        raise ArgseError(f"{what} {path} cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ArgseError(f"{what} {path} is not a regular file (a folder, pipe or device); give a file")
+    if st.st_size > max_bytes:
+        raise ArgseError(f"{what} {path} is {st.st_size:,} bytes, more than the {max_bytes:,} it may be")
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -190,6 +205,12 @@ def read_text(path: Path, what: str) -> str:
             f"{what} {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
             f"save it as UTF-8"
         ) from None
+
+
+def text_lines(text: str) -> list[str]:
+    """The lines of a file's text, split at newlines only (``str.splitlines`` also splits at U+0085, U+2028 and
+    others, which a class or file name may hold); a Windows line end counts as one."""
+    return text.replace("\r\n", "\n").split("\n")
 
 
 def file_sha256(path: str | Path) -> str:

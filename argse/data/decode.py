@@ -35,6 +35,8 @@ def image_suffixes() -> frozenset[str]:
 def open_rgb(source: str | Path | BinaryIO, what: str) -> Image.Image:
     """The image as a decoded 8-bit RGB ``PIL.Image``; ImageError names ``what`` (e.g. "image a.png")
     for a file that is not an image, too large, damaged or of a range that cannot be mapped to 8 bits."""
+    if isinstance(source, str | Path) and Path(source).exists() and not Path(source).is_file():
+        raise ImageError(f"{what} is not a regular file (a folder, pipe or device)")  # a pipe would block forever
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our limit is checked below

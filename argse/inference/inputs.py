@@ -46,7 +46,9 @@ def read_inputs(target: Path) -> Inputs:
         return Inputs(found)
     if target.suffix.lower() in IMAGE_SUFFIXES:
         return Inputs([target])
-    numbered = [(i + 1, ln) for i, ln in enumerate(storage.read_text(target, "list file").splitlines()) if ln.strip()]
+    numbered = [
+        (i + 1, ln) for i, ln in enumerate(storage.text_lines(storage.read_text(target, "list file"))) if ln.strip()
+    ]
     parsed = [split_list_line(ln) for _, ln in numbered]
     if not parsed:
         raise ArgseError(f"list file {target} names no images; give one image path per line")

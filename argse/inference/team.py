@@ -64,7 +64,7 @@ def load_team(stages: RunStages, source: str, num_classes: int, device: torch.de
 
 def read_classes(path: Path, count: int) -> list[str]:
     """``--classes``: one class name per line, in class-index order (a list_lt run knows only the indices)."""
-    names = [ln.strip() for ln in storage.read_text(path, "class-name file").splitlines()]
+    names = [ln.strip() for ln in storage.text_lines(storage.read_text(path, "class-name file"))]
     while names and not names[-1]:
         names.pop()  # a trailing newline or two
     if len(names) != count:
@@ -130,6 +130,8 @@ class Predictor:
                              f"{size[1]}x{size[0]}; resize them first (or give PIL images)")  # fmt: skip
         if x.dtype == torch.uint8:
             return x
+        if x.is_floating_point() and not torch.isfinite(x).all():
+            raise ArgseError("the image tensor holds NaN or infinite values; give finite pixel values in [0, 1]")
         if not x.is_floating_point() or x.numel() and (x.min() < 0 or x.max() > 1):
             raise ArgseError(f"a {x.dtype} image tensor must be uint8 (0-255) or floating point in [0, 1]")
         return x * 255
@@ -151,8 +153,8 @@ class Predictor:
 
     def predict_batch(self, x: torch.Tensor, top_k: int = 1) -> list[dict]:
         """Rows for a batch :meth:`as_batch` made (full precision; the CLI rounds what it writes)."""
-        if top_k < 1:
-            raise ArgseError(f"top_k must be at least 1, got {top_k}")
+        if not 1 <= top_k <= len(self.classes):
+            raise ArgseError(f"top_k must lie in [1, {len(self.classes)}] (the run's classes), got {top_k}")
         scores = self.batch_scores(x)
         probs = scores.source.numpy()
         weights = None if scores.gate_weights is None else scores.gate_weights.numpy()
