@@ -422,3 +422,30 @@ def test_a_run_folder_is_a_config_where_it_is_now(tmp_path):
     assert (cfg.name, cfg.out_dir, cfg.gating.epochs) == ("renamed", run.resolve(), 7)
     with pytest.raises(ArgseError, match=r"is a folder without config\.yaml; give a config file or a run's outputs/"):
         load_run_config(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("a\nb", r"name must be printable \(no newline, tab or control character\)"),
+        ("x" * 101, r"name must be at most 100 bytes, got 101"),
+    ],
+)
+def test_a_run_name_is_printable_and_short(name, message):
+    with pytest.raises(ArgseError, match=rf"^invalid config: {message}"):
+        parse(RunConfig, {"name": name})
+
+
+@pytest.mark.parametrize(
+    ("code", "message"), [(27, r"File too large \(a file-size limit"), (36, r"name too long; choose a shorter")]
+)
+def test_a_file_size_limit_or_a_long_name_is_one_sentence_naming_the_path(tmp_path, code, message):
+    import errno as _errno
+
+    from argse.core import storage
+
+    def refused(tmp):
+        raise OSError(code, _errno.errorcode[code])
+
+    with pytest.raises(ArgseError, match=rf"^cannot write {tmp_path}/f\.txt: .*{message}"):
+        storage.atomic_write(tmp_path / "f.txt", refused)

@@ -13,6 +13,7 @@ from argse.config.schema import Section, seed_field
 from argse.core import distributed
 from argse.core.errors import ArgseError
 
+MAX_NAME_BYTES = 100  # a run's folders add a seed, a cost and a stage id to its name; 255 bytes is the usual limit
 BUILTIN_EXPERTS = ["ce", "logit_adjust", "balanced_softmax", "decoupling", "posthoc_adjust"]
 
 
@@ -285,11 +286,19 @@ class RunConfig(Section):
     @field_validator("name")
     @classmethod
     def _plain_name(cls, name: str) -> str:
-        """A plain folder name, so outputs/<name>/ stays inside output_dir (and checkpoint_dir)."""
+        """A plain folder name, so outputs/<name>/ stays inside output_dir (and checkpoint_dir); printable, so every
+        message and page shows it as it is; and short, so the folders argse names after it (a seed's, a cost's)
+        fit every file system's limit of 255 bytes."""
         if not name or any(c in name for c in "/\\\0") or name.startswith("."):
             raise ValueError(
                 f"name must be a plain folder name (not empty, no '/', '\\' or '..', not starting with '.'), "
                 f"got {name!r}; set name=my_run"
+            )
+        if not name.isprintable():
+            raise ValueError(f"name must be printable (no newline, tab or control character), got {name!r}")
+        if len(name.encode()) > MAX_NAME_BYTES:
+            raise ValueError(
+                f"name must be at most {MAX_NAME_BYTES} bytes, got {len(name.encode())}; choose a shorter one"
             )
         return name
 

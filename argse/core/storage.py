@@ -31,12 +31,19 @@ def is_writer() -> bool:
 
 
 # Errors of the file system the user can fix: permissions, a read-only mount, a full disk or quota.
-FS_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+FS_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.ENAMETOOLONG}
 
 
 def fs_error(path: str | Path, code: int) -> ArgseError:
     """One sentence for a write that the file system refused (see FS_ERRORS)."""
     why = os.strerror(code)
+    if code == errno.EFBIG:
+        return ArgseError(
+            f"cannot write {path}: {why} (a file-size limit of this shell or file system); files written before "
+            f"are intact: raise the limit (ulimit -f) or write elsewhere, then rerun"
+        )
+    if code == errno.ENAMETOOLONG:
+        return ArgseError(f"cannot write {path}: {why}; choose a shorter run name or output_dir")
     if code in (errno.ENOSPC, errno.EDQUOT):
         return ArgseError(
             f"cannot write {path}: {why}; files written before are intact, free some space and rerun "
