@@ -1,4 +1,5 @@
 import importlib.metadata
+import json
 import shutil
 import sys
 
@@ -208,6 +209,39 @@ def test_a_checkpoint_without_a_random_stream_is_refused_not_resumed(tmp_path, t
     del tensors["rng.dropout"]
     storage.save_tensors(last, tensors, meta)
     with pytest.raises(ArgseError, match=r"holds weights only, not the training state .*'rng.dropout'"):
+        expert.train()
+
+
+def _crafted(meta_change=None, tensor_change=None):
+    def craft(tensors, meta):
+        m = json.loads(meta["meta"])
+        if meta_change:
+            meta_change(m)
+        if tensor_change:
+            tensor_change(tensors)
+        return tensors, {**meta, "meta": json.dumps(m)}
+
+    return craft
+
+
+@pytest.mark.parametrize(
+    ("craft", "message"),
+    [
+        (_crafted(meta_change=lambda m: m["optim"]["param_groups"].pop()), r"its optimiser's parameter groups are not this run's"),
+        (_crafted(meta_change=lambda m: m["optim"].update(param_groups="x")), r"its optimiser's parameter groups are not this run's"),
+        (_crafted(meta_change=lambda m: m.update(scheduler=3)), r"its optimiser or scheduler state is missing or malformed"),
+        (_crafted(tensor_change=lambda t: t.update({"rng.dropout": t["rng.dropout"].float()})), r"its random state 'rng\.dropout' is a torch\.float32 tensor"),
+        (_crafted(meta_change=lambda m: m["optim"]["param_groups"][0].update(lr="fast")), r"its optimiser's 'lr' is 'fast', not a float"),
+        (_crafted(meta_change=lambda m: m["optim"].update(plain_state={"0": 5})), r"its optimiser or scheduler state does not load"),
+    ],
+)  # fmt: skip
+def test_a_crafted_checkpoint_is_checked_field_by_field_before_use(tmp_path, tiny, monkeypatch, craft, message):
+    epochs = ["recipes.ce.epochs=3"]
+    _interrupt_after(2, lambda: _ce(tiny + epochs).train(), monkeypatch)
+    expert = _ce(tiny + epochs)
+    last = expert.ckpt_dir / "last.safetensors"
+    storage.save_tensors(last, *craft(*storage.load_tensors(last, "checkpoint")))
+    with pytest.raises(ArgseError, match=rf"^checkpoint .*last\.safetensors cannot be continued: {message}"):
         expert.train()
 
 

@@ -107,20 +107,53 @@ def restore_training_state(path: Path, live: LiveTraining, fresh: dict) -> dict:
             f"checkpoint {path} was made with another recipe, data or model; remove its folder, or rerun with --rebuild "
             f"to start over"
         )
+    _check_state(path, tensors, meta, live)
     load_module_weights(live.module, tensors, path)
-    opt_state = {"param_groups": meta["optim"]["param_groups"], "state": {}}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, pid, name = key.split(".", 2)
-            opt_state["state"].setdefault(int(pid), {})[name] = value
-    for pid, entries in meta["optim"]["plain_state"].items():
-        opt_state["state"].setdefault(int(pid), {}).update(entries)
-    live.opt.load_state_dict(opt_state)
-    live.sched.load_state_dict(meta["scheduler"])
+    try:
+        opt_state = {"param_groups": meta["optim"]["param_groups"], "state": {}}
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, pid, name = key.split(".", 2)
+                opt_state["state"].setdefault(int(pid), {})[name] = value
+        for pid, entries in meta["optim"]["plain_state"].items():
+            opt_state["state"].setdefault(int(pid), {}).update(entries)
+        live.opt.load_state_dict(opt_state)
+        live.sched.load_state_dict(meta["scheduler"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        raise _unusable(path, f"its optimiser or scheduler state does not load ({type(exc).__name__}: {exc})") from None
     torch.set_rng_state(tensors["rng.torch"])
     for name, g in live.gens.items():
         g.set_state(tensors[f"rng.{name}"])
     return {k: meta[k] for k in fresh}
+
+
+def _unusable(path: Path, why: str) -> ArgseError:
+    return ArgseError(f"checkpoint {path} cannot be continued: {why}; remove its folder or rerun with --rebuild")
+
+
+def _check_state(path: Path, tensors: dict, meta: dict, live: LiveTraining) -> None:
+    """The fields a continued run reads, checked before any of them is used: the optimiser's groups against this
+    run's, and every random state as the byte vector torch takes."""
+    optim = meta.get("optim")
+    groups = optim.get("param_groups") if isinstance(optim, dict) else None
+    sizes = (
+        [len(g.get("params", ())) if isinstance(g, dict) else -1 for g in groups] if isinstance(groups, list) else []
+    )
+    if sizes != [len(group["params"]) for group in live.opt.param_groups]:
+        raise _unusable(path, "its optimiser's parameter groups are not this run's")
+    for saved, ours in zip(groups, live.opt.param_groups, strict=True):
+        for key, value in ours.items():
+            kind = float if isinstance(value, float) else type(value)  # an int lr is a float one
+            if key != "params" and not isinstance(saved.get(key), kind if kind is not float else (int, float)):
+                raise _unusable(path, f"its optimiser's '{key}' is {saved.get(key)!r}, not a {kind.__name__}")
+    if not isinstance(optim.get("plain_state"), dict) or not isinstance(meta.get("scheduler"), dict):
+        raise _unusable(path, "its optimiser or scheduler state is missing or malformed")
+    for name in ["rng.torch", *(f"rng.{n}" for n in live.gens)]:
+        state = tensors[name]
+        if state.dtype != torch.uint8 or state.dim() != 1:
+            raise _unusable(
+                path, f"its random state '{name}' is a {state.dtype} tensor of shape {list(state.shape)}, not bytes"
+            )
 
 
 def _check_resumable(path: Path, tensors: dict, meta: dict, keys: list[str], rng: list[str]) -> None:
