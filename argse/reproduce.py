@@ -20,16 +20,17 @@ from argse.config.sections import RunConfig
 from argse.core import storage
 from argse.core.errors import ArgseError
 from argse.papers.multi_seed import claims, run_seed
+from argse.papers.narasimhan2024 import parse_seeds
 from argse.reports import pages
 
 
 def seed_configs(args) -> list[RunConfig]:
     """One config per seed; without --seeds, the run config as it is."""
-    seeds = cli.split_names(args.seeds)
+    seeds = parse_seeds(args.seeds)
     base = cli.load_config(args)  # --print-config stops here
     if not seeds:
         return [base]
-    sets = [[*args.overrides, f"seed={int(s)}", f"name={base.name}_seed{int(s)}"] for s in seeds]
+    sets = [[*args.overrides, f"seed={s}", f"name={base.name}_seed{s}"] for s in seeds]
     return [load_run_config(args.config, s) for s in sets]
 
 
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     cfgs = seed_configs(args)
     if args.out is not None:  # the page and its plot beside it, checked before the training
         for page in (Path(args.out), Path(args.out).with_suffix(".png")):
-            storage.check_destination(page)
+            storage.check_destination(page, make_folder=True)
     runs = [run_seed(cfg, not args.skip_training, args.rebuild) for cfg in cfgs]
     name = cfgs[0].name.rsplit("_seed", 1)[0] if len(cfgs) > 1 else cfgs[0].name
     folder = Path(cfgs[0].output_dir) / "results"

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     name = cfgs[0].name.rsplit("_seed", 1)[0] if seeds else cfgs[0].name
     out = Path(args.out) if args.out else Path(cfgs[0].output_dir) / "results" / f"table2_{name}.md"
     if args.out:
-        storage.check_destination(out)  # before the training, not after it
+        storage.check_destination(out, make_folder=True)  # before the training, not after it
     if not args.skip_training:
         train_all(cfgs, rebuild=args.rebuild)
     start = time.perf_counter()

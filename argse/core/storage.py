@@ -229,10 +229,12 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def check_destination(out: Path, inputs: list[Path] = (), flag: str = "--out", example: str = "page.md") -> None:
+def check_destination(
+    out: Path, inputs: list[Path] = (), flag: str = "--out", example: str = "page.md", make_folder: bool = False
+) -> None:
     """A file a user names (``--out`` of a command) may only be created, or replace a regular file that is not one
     of ``inputs``: the write is a rename, which would put a file in place of a link, a device or a pipe. Checked
-    before the command's work starts."""
+    before the command's work starts; ``make_folder``: the writer makes a missing folder (a results page's)."""
     fix = f"give {flag} the path of a new or regular file"
     if out.is_symlink():
         raise ArgseError(f"{flag} {out} is a symbolic link, which would be replaced by a file; {fix}")
@@ -240,7 +242,10 @@ def check_destination(out: Path, inputs: list[Path] = (), flag: str = "--out", e
         raise ArgseError(f"{flag} {out} is a folder; give a file path such as {out / example}")
     if out.exists() and not out.is_file():
         raise ArgseError(f"{flag} {out} is not a regular file (a device, pipe or socket); {fix}")
-    if not out.parent.is_dir():
+    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ArgseError(f"{flag} {out}: {blocker} is a file, not a folder; {fix}")
+    if not make_folder and not out.parent.is_dir():
         raise ArgseError(f"{flag} {out}: folder {out.parent} does not exist; create it first or {fix}")
     if out.exists():
         st = out.stat()

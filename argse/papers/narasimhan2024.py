@@ -34,13 +34,14 @@ from argse.stages.run import RunStages
 
 
 def parse_seeds(text: str | None) -> list[int]:
-    """``0,1,2`` -> [0, 1, 2]; anything else is one sentence."""
+    """``0,1,2`` -> [0, 1, 2]; anything else (``0,00`` counts one seed twice) is one sentence."""
     names = [s.strip() for s in (text or "").split(",") if s.strip()]
-    if not all(s.isdigit() for s in names) or len(set(names)) != len(names):
+    seeds = [int(s) for s in names if s.isascii() and s.isdigit()]
+    if len(seeds) != len(names) or len(set(seeds)) != len(seeds):
         raise ArgseError(
             f"--seeds must be distinct non-negative integers separated by commas, e.g. 0,1,2; got {text!r}"
         )
-    return [int(s) for s in names]
+    return seeds
 
 
 def seed_configs(config: str | None, overrides: list[str], seeds: list[int]) -> list[RunConfig]:
@@ -52,8 +53,18 @@ def seed_configs(config: str | None, overrides: list[str], seeds: list[int]) -> 
 
 
 def css_costs(cfg: RunConfig) -> list[float]:
-    """The CSS cost grid of this config: ``recipes.css.costs`` over experts/css.yaml."""
-    return list(load_recipe(CSSExpert, cfg).costs)
+    """The CSS cost grid of this config: ``recipes.css.costs`` over experts/css.yaml. Each cost names a run of its
+    own (``cost_tag``), so two costs that name the same run are refused: one would be read for the other."""
+    costs = list(load_recipe(CSSExpert, cfg).costs)
+    tags = [cost_tag(c) for c in costs]
+    twice = next((t for t in tags if tags.count(t) > 1), None)
+    if twice is not None:
+        same = [c for c, t in zip(costs, tags, strict=True) if t == twice]
+        raise ArgseError(
+            f"recipes.css.costs holds {' and '.join(map(repr, same))}, which name the same run ({twice}); "
+            f"give costs that differ in their first 6 significant digits"
+        )
+    return costs
 
 
 def cost_tag(cost: float) -> str:
