@@ -240,15 +240,27 @@ def build_lock(path: Path, what: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            holder = _holder(fd)
             raise ArgseError(
                 f"stage {what} is being built by {holder}; wait for it to finish (the same command then finds it)"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+        mine = f"pid {os.getpid()}".encode()
+        os.pwrite(fd, mine, 0)  # then cut what a longer pid left: the file is never empty while it is held
+        os.ftruncate(fd, len(mine))
         yield
     finally:
         os.close(fd)
+
+
+def _holder(fd: int) -> str:
+    """The pid the holder of a build lock wrote; it writes it just after it takes the lock, so an empty file is
+    read again for a moment before the answer is "another process"."""
+    for _ in range(20):
+        text = os.pread(fd, 64, 0).decode(errors="replace").strip()
+        if text:
+            return text
+        time.sleep(0.01)
+    return "another process"
 
 
 def disk_bytes(path: Path) -> int:

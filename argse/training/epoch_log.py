@@ -45,18 +45,20 @@ class EpochLog:
         self.seconds: list[float] = []
         self.writer = open_tensorboard(folder, start_epoch + 1) if tb else None
         self.said = self.started = time.monotonic()
+        self.done = 0  # steps of the epoch under way
 
-    def step(self, epoch: int, done: int, steps: int) -> None:
+    def step(self, epoch: int, steps: int) -> None:
         """After each optimiser step: a line when a minute has passed without one, so a long epoch is never
         silent (the host only reads a clock: nothing waits for the device)."""
-        now = time.monotonic()
+        self.done += 1
+        done, now = self.done, time.monotonic()
         if self.out is not None and now - self.said >= HEARTBEAT_S:
             self.said = now
             line = f"{self.name}: epoch {epoch + 1}/{self.epochs} step {done}/{steps}, {duration(now - self.started)} into it"
             self.out.print(line, highlight=False, soft_wrap=True)
 
     def epoch(self, record: dict) -> None:
-        self.said = self.started = time.monotonic()
+        self.said, self.started, self.done = time.monotonic(), time.monotonic(), 0
         self.seconds.append(record["seconds"])
         if self.out is not None:
             # The mean epoch of this process so far: a resumed run's first epochs say nothing of this machine.

@@ -198,11 +198,11 @@ class FitRun:
             bar = progress.add_task(self.task.name, total=total, completed=done, info="")
             try:
                 for epoch in range(self.state["epoch"], self.recipe.epochs):
-                    start, done = time.perf_counter(), iter(range(1, self.steps + 1))
+                    start = time.perf_counter()
 
-                    def advance(epoch=epoch, done=done) -> None:
+                    def advance(epoch=epoch) -> None:
                         progress.advance(bar)
-                        log.step(epoch, next(done, self.steps), self.steps)
+                        log.step(epoch, self.steps)
 
                     loss_sum = self.train_epoch(epoch, network, advance)
                     train_seconds = time.perf_counter() - start  # the divergence check waited for the device
