@@ -75,7 +75,10 @@ def test_csv_rates_are_clipped_to_zero_one_and_rounded_to_what_samples_resolve()
              "balanced_error": 0.3, "worst_group_error": 0.4, "group_error": [0.1, 0.2],
              "group_coverage": [1.0000000000000036, 0.5]}]  # fmt: skip
     line = pages.curves_csv({("ce", "chow"): rows}, ["head", "tail"], _ecfg()).splitlines()[1]
-    assert line == "ce,chow,train,argse,0.0,0.0,0.1,0.2,0.3,0.4,0.1,0.2,1.0,0.5"
+    assert line == "ce,chow,train,argse,0.0,0.0,0.1,0.2,0.3,0.4,0.1,0.2,1.0,0.5,,,,"  # no bootstrap: no interval
+    rows[0] |= {"balanced_error_interval": [0.25, 0.35], "worst_group_error_interval": [-1e-16, 0.5]}
+    line = pages.curves_csv({("ce", "chow"): rows}, ["head", "tail"], _ecfg()).splitlines()[1]
+    assert line.endswith(",1.0,0.5,0.25,0.35,0.0,0.5")
 
 
 def test_the_learning_rate_is_drawn_per_step_so_the_warm_up_shows():

@@ -230,6 +230,15 @@ class EvaluateConfig(Section):
     local search from the algorithm's rule alone; else at least 2)."""
     search_starts: int = Field(3, ge=0)
     """search: grid, with search_grid: local searches also from this many best other candidates of the coarse grid."""
+    bootstrap: int = Field(1000, ge=0)
+    """Resamples of test, drawn within each class (class counts fixed), for the interval of every figure
+    (0: none)."""
+    confidence: float = Field(0.95, gt=0, lt=1)
+    """Level of the bootstrap intervals."""
+    target_coverage: float = Field(0.8, gt=0, le=1)
+    """Coverage at which the risk is reported (risk@coverage)."""
+    target_risk: float = Field(0.1, gt=0, lt=1)
+    """Risk at which the largest coverage is reported (coverage@risk)."""
 
     @field_validator("rejection_grid")
     @classmethod

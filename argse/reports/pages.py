@@ -18,9 +18,10 @@ from rich.table import Table
 from argse.core import storage
 from argse.core.errors import ArgseError
 from argse.data.groups import FEW, HEAD, MANY, MEDIUM, TAIL
-from argse.reports import plots, published
+from argse.reports import plots, published, uncertainty
 from argse.reports.report_file import write_report
 from argse.reports.rules_file import write_rules
+from argse.selective.curve_metrics import Targets
 from argse.selective.sweep import AURC_METRICS, AURC_RANGES, Evaluation, aurc_key, empty_group_points
 
 if TYPE_CHECKING:
@@ -122,6 +123,7 @@ def curves_csv(curves: dict[tuple[str, str], list[dict]], names: list[str], ecfg
     """One row per (source, method, target rate), with the error and coverage of every named group."""
     rates = CURVE_RATES
     per_group = [f"{g}_{what}" for what in ("error", "coverage") for g in names]
+    per_group += [f"{m}_{end}" for m in AURC_METRICS for end in ("low", "high")]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=["source", "method", "test_prior", "protocol", *rates, *per_group])
     writer.writeheader()
@@ -129,6 +131,12 @@ def curves_csv(curves: dict[tuple[str, str], list[dict]], names: list[str], ecfg
         for r in rows:
             groups = {f"{g}_error": share(r["group_error"][i]) for i, g in enumerate(names)}
             groups |= {f"{g}_coverage": share(r["group_coverage"][i]) for i, g in enumerate(names)}
+            for metric in AURC_METRICS:  # the point's bootstrap interval, empty without resamples
+                lo, hi = r.get(f"{metric}_interval", ("", ""))
+                groups |= {
+                    f"{metric}_low": "" if lo == "" else share(lo),
+                    f"{metric}_high": "" if hi == "" else share(hi),
+                }
             writer.writerow({"source": s, "method": m, "test_prior": ecfg.test_prior, "protocol": ecfg.protocol}
                             | {f: share(r[f]) for f in rates} | groups)  # fmt: skip
     return buf.getvalue()
@@ -173,10 +181,16 @@ def seed_curves(paths: list[Path]) -> dict[tuple[str, str], plots.Curve]:
 
 
 def rc_curves(curves: dict[tuple[str, str], list[dict]]) -> dict[tuple[str, str], plots.Curve]:
-    """An evaluation's curves as plots draws them: every point the AURC rests on, the empty-group ones marked."""
-    return {key: plots.Curve([r["rejection_rate"] for r in rows], {m: [r[m] for r in rows] for m in AURC_METRICS},
-                             empty=[min(r["group_coverage"]) <= 0 for r in rows])
-            for key, rows in curves.items()}  # fmt: skip
+    """An evaluation's curves as plots draws them: every point the AURC rests on, the empty-group ones marked,
+    with each point's bootstrap interval where the evaluation resampled."""
+    out = {}
+    for key, rows in curves.items():
+        bands = None
+        if rows and all(f"{m}_interval" in rows[0] for m in AURC_METRICS):
+            bands = {m: [r[f"{m}_interval"] for r in rows] for m in AURC_METRICS}
+        out[key] = plots.Curve([r["rejection_rate"] for r in rows], {m: [r[m] for r in rows] for m in AURC_METRICS},
+                               empty=[min(r["group_coverage"]) <= 0 for r in rows], bands=bands)  # fmt: skip
+    return out
 
 
 def plot_curves(curves: dict[tuple[str, str], list[dict]], path: Path, subtitle: str) -> Path:
@@ -198,12 +212,31 @@ def evaluation_markdown(cfg: RunConfig, ev: Evaluation) -> str:
         f"'empty-group points' column counts such points, drawn with a red x in the plot. Fitting and evaluation "
         f"took {ev.seconds:.1f} s.\n",
         aurc_markdown(ev.aurcs, ev.curves),
+        "## More figures of each curve\n",
+        FIGURES_NOTE,
+        uncertainty.figures_markdown(
+            ev,
+            Targets(cfg.evaluate.target_coverage, cfg.evaluate.target_risk),
+            cfg.evaluate.confidence,
+            cfg.evaluate.bootstrap,
+        ),
+        uncertainty.paired_markdown(ev, cfg.evaluate.confidence),
         "![risk-coverage curves](rc_curves.png)\n",
     ]
     return "\n".join(md)
 
 
-EVALUATION_FILES = {"curves": "rc_curves.csv", "plot": "rc_curves.png", "summary": "summary.md"}
+FIGURES_NOTE = (
+    "Over rejection rates [0, 0.8], under the same prior and groups as the AURC (definitions: docs/selective.md, "
+    '"Figures"): `augrc` the area under the generalized risk P(accepted and wrong), `e_aurc` the AURC less that of '
+    "the same predictions with each group's errors rejected first, `risk@coverage=c` the error at rejection rate "
+    "1 - c, `coverage@risk=r` the largest test coverage of a point whose error is at most r (0: none), "
+    "`risk@coverage=1` the error when nothing is rejected.\n"
+)
+
+
+EVALUATION_FILES = {"curves": "rc_curves.csv", "plot": "rc_curves.png", "summary": "summary.md",
+                    "figures": uncertainty.FIGURES_FILE}  # fmt: skip
 
 
 def write_evaluation(folder: Path, cfg: RunConfig, ev: Evaluation) -> dict[str, Path]:
@@ -215,6 +248,9 @@ def write_evaluation(folder: Path, cfg: RunConfig, ev: Evaluation) -> dict[str, 
     plot_curves(ev.curves, folder / EVALUATION_FILES["plot"], f"{cfg.name}: {describe(cfg.evaluate)}")
     paths["plot"] = folder / EVALUATION_FILES["plot"]
     paths["summary"] = storage.write_text(folder / EVALUATION_FILES["summary"], evaluation_markdown(cfg, ev))
+    paths["figures"] = storage.write_text(folder / EVALUATION_FILES["figures"], uncertainty.figures_csv(ev))
+    if draws := uncertainty.write_draws(folder, ev, cfg.evaluate.bootstrap, cfg.evaluate.seed):
+        paths["draws"] = draws
     return paths
 
 

@@ -18,13 +18,25 @@ METHOD_STYLE = {"chow": ":", "plugin_balanced": "--", "plugin_worst": "-"}
 
 @dataclass
 class Curve:
-    """One (source, method) curve: x = test rejection rate, y per metric; ``se`` (over seeds) draws a band;
-    ``empty`` marks the points where a group accepts nothing (its error counted as 1)."""
+    """One (source, method) curve: x = test rejection rate, y per metric; ``se`` (over seeds) or ``bands`` (each
+    point's [low, high] bootstrap interval) draws a band; ``empty`` marks the points where a group accepts nothing
+    (its error counted as 1)."""
 
     x: list[float]
     y: dict[str, list[float]]
     se: dict[str, list[float]] | None = None
     empty: list[bool] = field(default_factory=list)
+    bands: dict[str, list[list[float]]] | None = None
+
+    def band(self, metric: str) -> tuple[list[float], list[float]] | None:
+        """The band's lower and upper edge, or None."""
+        if self.bands is not None:
+            return [b[0] for b in self.bands[metric]], [b[1] for b in self.bands[metric]]
+        if self.se is not None:
+            y = self.y[metric]
+            return ([m - s for m, s in zip(y, self.se[metric], strict=True)],
+                    [m + s for m, s in zip(y, self.se[metric], strict=True)])  # fmt: skip
+        return None
 
 
 def rc_panels(curves: dict[tuple[str, str], Curve], path: Path, title: str, range_end: float) -> Path:
@@ -43,10 +55,8 @@ def rc_panels(curves: dict[tuple[str, str], Curve], path: Path, title: str, rang
             y = c.y[metric]
             ax.plot(c.x, y, METHOD_STYLE.get(method, "-."), color=colors[method], marker="o", markersize=2.5,
                     label=method)  # fmt: skip
-            if c.se is not None:
-                lo = [m - s for m, s in zip(y, c.se[metric], strict=True)]
-                hi = [m + s for m, s in zip(y, c.se[metric], strict=True)]
-                ax.fill_between(c.x, lo, hi, color=colors[method], alpha=0.2, linewidth=0)
+            if (band := c.band(metric)) is not None:
+                ax.fill_between(c.x, *band, color=colors[method], alpha=0.2, linewidth=0)
             bad = [i for i, e in enumerate(c.empty) if e]
             if bad:
                 ax.plot([c.x[i] for i in bad], [y[i] for i in bad], "x", color="red", markersize=6, zorder=5,
@@ -67,6 +77,7 @@ def rc_panels(curves: dict[tuple[str, str], Curve], path: Path, title: str, rang
     legend = dict(sorted(legend.items(), key=lambda kv: kv[0].startswith(("end of", "a group"))))  # methods first
     fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=min(len(legend), 3), fontsize=8)
     band = "; bands: ± standard error over seeds" if any(c.se is not None for c in curves.values()) else ""
+    band = "; bands: bootstrap interval of each point" if any(c.bands is not None for c in curves.values()) else band
     fig.suptitle(f"{title}{band}" + ("; x: a group accepts nothing" if marked else ""), fontsize=9)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     return save_png(fig, path)

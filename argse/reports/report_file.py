@@ -36,6 +36,12 @@ def report_record(cfg: RunConfig, ev: Evaluation) -> dict:
         "tail_max_count": cfg.data.tail_max_count,
         "seconds": ev.seconds,
         "aurc_definition": AURC_DEFINITION,
+        "bootstrap": {
+            "resamples": ecfg.bootstrap,
+            "seed": ecfg.seed,
+            "level": ecfg.confidence,
+            "strata": "class: each resample draws every class's test samples with replacement, as many as it has",
+        },  # fmt: skip
         "results": [
             {
                 "source": s,
@@ -45,6 +51,9 @@ def report_record(cfg: RunConfig, ev: Evaluation) -> dict:
                 # points where a group accepts nothing (each marked by its row's empty_groups): their group error is
                 # the convention 1, included in the AURCs and drawn marked in rc_curves.png
                 "empty_group_points": empty_group_points(ev.curves[(s, m)]),
+                # curve_metrics' figures {reduction: {figure: value}} and their bootstrap intervals (empty without)
+                "figures": ev.figures.get((s, m), {}),
+                "intervals": ev.intervals.get((s, m), {}),
             }
             for s, m in ev.curves
         ],

@@ -26,6 +26,7 @@ from argse.data.logits import LogitsFile, SourceReader
 from argse.data.metrics import lt_weights
 from argse.data.splits import tune_parts
 from argse.selective.allocator import keep_freed_memory
+from argse.selective.curve_metrics import CurveSummary, Targets, interval, summarise
 from argse.selective.rejectors import REJECTORS, FitOptions, Rule, aurc, evaluate_rule, fit_rule
 from argse.selective.views import GroupView, group_summaries, score, threshold
 
@@ -159,6 +160,11 @@ class Evaluation:
     groups: list[str] = field(default_factory=list)
     class_group: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    # curve_metrics' figures per (source, method): {reduction: {figure: value}}, their bootstrap intervals
+    # {reduction: {figure: [lo, hi]}} and draws {reduction: {figure: [B]}} (both empty without resamples)
+    figures: dict[tuple[str, str], dict[str, dict[str, float]]] = field(default_factory=dict)
+    intervals: dict[tuple[str, str], dict[str, dict[str, list[float]]]] = field(default_factory=dict)
+    draws: dict[tuple[str, str], dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
 
 
 def evaluate_sources(cfg: RunConfig, reader: SourceReader, methods: list[str], gate=None) -> Evaluation:
@@ -195,17 +201,25 @@ def evaluate_sources(cfg: RunConfig, reader: SourceReader, methods: list[str], g
         pending = []
         for source in sources:  # one source's logits in memory at a time; its sweep runs while the next is read
             fit = source_view(reader.read(source, "tune"), fit_part, groups, cfg.evaluate)
-            held_out = source_view(reader.read(source, "test"), torch.arange(n_test), groups, cfg.evaluate)
+            test = reader.read(source, "test")
+            held_out = source_view(test, torch.arange(n_test), groups, cfg.evaluate)
+            resampling = Resampling.of(cfg.evaluate, test.labels.numpy())  # every source has the same labels
+            del test
             check_samples(groups, {"the rejector part of tune": fit, "test": held_out})
             rules = gate.rules if gate is not None and source == "gating" else None
             try:
-                pending.append(pool.submit(sweep_source, fit, held_out, methods, opts, grid, rules))
+                pending.append(pool.submit(sweep_source, fit, held_out, methods, opts, grid, rules, resampling))
             except BrokenProcessPool:
                 break  # an earlier source's sweep process died: its result, read below, names it
         for source, job in zip(sources, pending, strict=False):
-            for method, rows in swept(source, job).items():
-                result.curves[(source, method)] = rows
-                result.aurcs[(source, method)] = curve_aurcs(rows)
+            for method, (rows, summary) in swept(source, job).items():
+                key = (source, method)
+                result.curves[key], result.aurcs[key] = rows, curve_aurcs(rows)
+                result.figures[key], result.draws[key] = summary.figures, summary.draws
+                level = cfg.evaluate.confidence
+                result.intervals[key] = {
+                    r: {f: list(interval(d, level)) for f, d in figs.items()} for r, figs in summary.draws.items()
+                }
         if len(pending) < len(sources):
             raise stopped(sources[len(pending)])
     result.seconds = time.perf_counter() - start
@@ -250,14 +264,53 @@ def source_pool(sources: int) -> Executor:
     return ThreadPoolExecutor(workers)
 
 
+@dataclass(frozen=True)
+class Resampling:
+    """What the curves' figures and their bootstrap need besides the test view: the test labels (the strata),
+    how many resamples, their seed, the interval's level and the operating points."""
+
+    labels: np.ndarray
+    resamples: int
+    seed: int
+    level: float
+    targets: Targets
+
+    @classmethod
+    def of(cls, ecfg: EvaluateConfig, labels: np.ndarray) -> Resampling:
+        targets = Targets(ecfg.target_coverage, ecfg.target_risk)
+        return cls(labels, ecfg.bootstrap, ecfg.seed, ecfg.confidence, targets)
+
+
 def sweep_source(
-    fit: GroupView, held_out: GroupView, methods: list[str], opts: FitOptions, grid: list[float], gate_rules
-) -> dict[str, list[dict]]:
-    """Every method's curve on one source (with ``gate_rules``, the selective gate's own rule too)."""
+    fit: GroupView,
+    held_out: GroupView,
+    methods: list[str],
+    opts: FitOptions,
+    grid: list[float],
+    gate_rules,
+    resampling: Resampling,
+) -> dict[str, tuple[list[dict], CurveSummary]]:
+    """Every method's curve on one source (with ``gate_rules``, the selective gate's own rule too) and its
+    figures, each point with the interval of its balanced and worst-group error."""
     fitters = {m: (lambda view, rate, m=m: fit_rule(m, view, rate, opts)) for m in methods}
     if gate_rules:
         fitters[GATE_RULE] = lambda view, rate: fit_gate_rule(gate_rules, view, rate)
-    return {method: sweep(fit, held_out, fit_one, grid) for method, fit_one in fitters.items()}
+    curves = {method: sweep(fit, held_out, fit_one, grid) for method, fit_one in fitters.items()}
+    summaries = summarise(
+        {m: decisions(rows, held_out) for m, rows in curves.items()}, held_out.group, held_out.k, held_out.weight,
+        resampling.labels, grid, resampling.targets, resampling.resamples, resampling.seed, resampling.level,
+    )  # fmt: skip
+    for m, rows in curves.items():
+        for reduction, band in summaries[m].bands.items():
+            for row, (lo, hi) in zip(rows, band, strict=True):
+                row[f"{reduction}_interval"] = [float(lo), float(hi)]
+    return {m: (rows, summaries[m]) for m, rows in curves.items()}
+
+
+def decisions(rows: list[dict], view: GroupView) -> tuple[np.ndarray, np.ndarray]:
+    """[R, N] acceptance and correctness on ``view`` of the rules a curve's rows record."""
+    applied = [Rule(np.asarray(r["alpha"]), np.asarray(r["b"]), r["threshold"]).apply(view) for r in rows]
+    return np.stack([a for a, _ in applied]), np.stack([c for _, c in applied])
 
 
 def cpu_count() -> int:
