@@ -1,7 +1,13 @@
 """Classify new images with a trained team, with the option to abstain.
 
-``python -m argse.predict --config RUN.yaml INPUT [--rate 0.2] [--source gating] [--method plugin_worst]
-[--top-k 5] [--classes names.txt] [--out FILE] [--format csv|jsonl] [--digits 4]``
+``python -m argse.predict --config RUN.yaml INPUT [--rate 0.2 | --risk 0.1 [--delta 0.05] [--risk-of worst]]
+[--source gating] [--method plugin_worst] [--top-k 5] [--classes names.txt] [--out FILE] [--format csv|jsonl]
+[--digits 4]``
+
+``--risk`` abstains with a guarantee instead of at a rate: the rule of largest coverage whose risk (``--risk-of``
+balanced, worst, or groups with one risk per group: ``--risk 0.05,0.2``) is at most the target with probability
+at least 1 - ``--delta`` over the fitting sample, picked from the candidate rules the evaluation kept
+(argse.selective.guarantee); when none can promise it, one sentence says so with the smallest risk it could.
 
 INPUT is an image file, a folder (searched recursively for every suffix Pillow opens) or a list file
 (UTF-8 text: one image path per line, relative to the list's folder, optionally followed by an integer
@@ -27,7 +33,7 @@ from argse import cli
 from argse.core import storage
 from argse.core.errors import ArgseError
 from argse.inference.inputs import check_labels, default_out, labelled_scores, read_inputs, write_rows
-from argse.inference.team import open_predictor, predict_files
+from argse.inference.team import guarantee_of, open_predictor, predict_files
 from argse.reports.rules_file import read_rules
 from argse.stages.run import RunStages
 
@@ -35,7 +41,11 @@ from argse.stages.run import RunStages
 def parse(argv: list[str] | None):
     parser = cli.parser(__doc__)
     parser.add_argument("input", help="an image file, a folder of images, or a list file of image paths")
-    parser.add_argument("--rate", type=float, default=0.2, help="target rejection rate (one of evaluate's grid)")
+    parser.add_argument("--rate", type=float, default=None, help="target rejection rate (one of evaluate's grid; 0.2)")
+    parser.add_argument("--risk", default=None, help="abstain so that the risk is at most this (comma list for groups)")
+    parser.add_argument("--delta", type=float, default=0.05, help="with --risk: the chance the promise may fail")
+    parser.add_argument("--risk-of", choices=("balanced", "worst", "groups"), default="worst",
+                        help="with --risk: which risk (groups: one risk per group)")  # fmt: skip
     parser.add_argument("--source", default=None, help="gating or an expert (default: gating when fitted)")
     parser.add_argument("--method", default="plugin_worst", help="the fitted rejector: chow, plugin_balanced, ...")
     parser.add_argument("--top-k", type=int, default=1, help="also list the K most probable classes per image")
@@ -50,6 +60,16 @@ def parse(argv: list[str] | None):
         if getattr(args, name) < low:
             flag = "--" + name.replace("_", "-")
             raise ArgseError(f"{flag} must be at least {low} ({what}), got {getattr(args, name)}")
+    if args.risk is not None and args.rate is not None:
+        raise ArgseError("--rate and --risk both choose the rule; give one (--risk abstains with a guarantee)")
+    args.guarantee = None
+    if args.risk is not None:
+        try:
+            risk = [float(x) for x in args.risk.split(",")]
+        except ValueError:
+            raise ArgseError(f"--risk takes a number or a comma list of numbers, got '{args.risk}'") from None
+        args.guarantee = guarantee_of(risk, args.delta, args.risk_of)
+    args.rate = 0.2 if args.rate is None else args.rate
     return args
 
 
@@ -74,7 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         storage.make_dir(cfg.out_dir / "predictions")
     out = Path(args.out) if args.out is not None else default_out(cfg, target, args.format)
     storage.check_destination(out, [target, *inputs.paths], example="predictions.csv")  # before the work
-    predictor = open_predictor(cfg, source, args.method, args.rate, args.classes and Path(args.classes))
+    predictor = open_predictor(cfg, source, args.method, args.rate, args.classes and Path(args.classes),
+                               guarantee=args.guarantee)  # fmt: skip
+    if args.guarantee is not None:
+        cli.console().print(f"rule: {args.method} with {args.guarantee.describe()} over the fitting sample "
+                            f"(it rejected {predictor.rule.rate:g} of the half that fixed it)", soft_wrap=True)  # fmt: skip
     cli.console().print(f"read: {', '.join(str(f) for f in predictor.read)}", soft_wrap=True)
     check_labels(inputs, target, predictor.classes)
     if inputs.note:
@@ -89,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     write_rows(rows, out, args.format, team.names if team.gate is not None else None, [target, *inputs.paths],
                args.top_k, args.digits)  # fmt: skip
     accepted = sum(r["decision"] == "accepted" for r in rows)
-    cli.console().print(f"{len(rows)} images predicted by {predictor.rule.source} / {args.method} at rejection rate "
-                        f"{args.rate:g} ({accepted} accepted, {len(rows) - accepted} rejected, {len(skipped)} skipped; "
+    how = f"rejection rate {args.rate:g}" if args.guarantee is None else args.guarantee.describe()
+    cli.console().print(f"{len(rows)} images predicted by {predictor.rule.source} / {args.method} at "
+                        f"{how} ({accepted} accepted, {len(rows) - accepted} rejected, {len(skipped)} skipped; "
                         f"the run takes {predictor.input_size}); written: {out}", soft_wrap=True)  # fmt: skip
     scores = labelled_scores(rows)
     if scores is not None:

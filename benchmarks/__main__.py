@@ -479,6 +479,7 @@ def selective_rows(b: Bench) -> list[tuple]:
                 "rules and AURCs equal within 1e-9 (tests/test_selective_speed.py)",
             )
         )
+    rows.append(extras_row(b, *sizes[0], sources))
     if b.quick:
         return rows
     classes, tune, test = sizes[0]
@@ -494,6 +495,25 @@ def selective_rows(b: Bench) -> list[tuple]:
         )
     )
     return rows
+
+
+def extras_row(b: Bench, classes: int, tune: int, test: int, sources: int) -> tuple:
+    """The sweep with 1,000 bootstrap resamples of test, and with the candidate rules of the guarantees, against
+    the sweep alone: runs interleaved, medians of at least 5."""
+    times = {"plain": [], "bootstrap": [], "ladders": []}
+    flags = {"plain": (), "bootstrap": ("--bootstrap", "1000"), "ladders": ("--ladders",)}
+    for _ in range(max(5, b.repeats)):
+        for name, f in flags.items():
+            times[name].append(sweep_process(classes, tune, test, sources, *f)["seconds"])
+    m = {k: statistics.median(v) for k, v in times.items()}
+    return (
+        f"Selective sweep, {classes:,} classes, {sources} source(s): with 1,000 class-stratified bootstrap resamples "
+        f"of test (evaluate.bootstrap), and with the ladders of guarantees (evaluate.ladders)",
+        f"{m['bootstrap']:.2f} s with the bootstrap, {m['ladders']:.2f} s with the ladders",
+        f"{m['plain']:.2f} s without either (medians of {len(times['plain'])})",
+        f"{m['bootstrap'] / m['plain']:.2f}x, {m['ladders'] / m['plain']:.2f}x",
+        "bootstrap at most 1.5x (issue 38)",
+    )
 
 
 def sweep_rates() -> list[float]:

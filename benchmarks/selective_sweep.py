@@ -25,7 +25,7 @@ from argse.config.sections import EvaluateConfig
 from argse.data.groups import head_tail_groups
 from argse.data.logits import LogitsFile
 from argse.data.metrics import lt_weights
-from argse.selective.sweep import cpu_count, fit_options, source_pool, source_view, sweep_grid, sweep_source
+from argse.selective.sweep import Extras, cpu_count, fit_options, source_pool, source_view, sweep_grid, sweep_source
 from benchmarks import selective_reference as reference
 
 METHODS = ("chow", "plugin_balanced", "plugin_worst")
@@ -42,6 +42,7 @@ def hand_made(n: int, classes: int, counts: list[int], seed: int) -> LogitsFile:
 
 def argse_path(tune, test, sources: int, groups, ecfg: EvaluateConfig, workers: int, today: bool) -> None:
     opts, grid, fit_part = fit_options(ecfg), sweep_grid(ecfg), torch.arange(len(tune.labels) // 2)
+    extras = Extras.of(ecfg, test.labels.numpy())
     if today:  # the search as the reference has it: no coarse grid, one start
         opts = dataclasses.replace(opts, coarse=0, starts=1)
     with source_pool(min(sources, workers)) as pool:
@@ -49,7 +50,7 @@ def argse_path(tune, test, sources: int, groups, ecfg: EvaluateConfig, workers: 
         for _ in range(sources):  # as evaluate_sources: the views here, the sweeps in the pool
             fit = source_view(tune, fit_part, groups, ecfg)
             held = source_view(test, torch.arange(len(test.labels)), groups, ecfg)
-            jobs.append(pool.submit(sweep_source, fit, held, list(METHODS), opts, grid, None))
+            jobs.append(pool.submit(sweep_source, fit, held, list(METHODS), opts, grid, None, extras))
         for job in jobs:
             job.result()
 
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reference", action="store_true")
     p.add_argument("--today", action="store_true", help="argse's path with the reference's search (no coarse grid)")
     p.add_argument("--workers", type=int, default=cpu_count(), help="argse's path: sources swept side by side")
+    p.add_argument("--bootstrap", type=int, default=0, help="argse's path: resamples of test (evaluate.bootstrap)")
+    p.add_argument("--ladders", action="store_true", help="argse's path: also the candidate rules of guarantees")
     args = p.parse_args(argv)
     counts = [max(1, int(500 * 100 ** (-i / max(1, args.classes - 1)))) for i in range(args.classes)]
     groups = head_tail_groups(torch.tensor(counts), tail_max_count=20)
@@ -88,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.reference:
         reference_path(tune, test, args.sources, groups, EvaluateConfig())
     else:
-        argse_path(tune, test, args.sources, groups, EvaluateConfig(), min(args.sources, args.workers), args.today)
+        # The rows as they were: no bootstrap and no ladders unless asked for.
+        guarantees = {} if args.ladders else {"guarantees": []}
+        ecfg = EvaluateConfig(bootstrap=args.bootstrap, ladders=args.ladders, **guarantees)
+        argse_path(tune, test, args.sources, groups, ecfg, min(args.sources, args.workers), args.today)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest sweep process

@@ -432,3 +432,36 @@ def test_python_api_refuses_non_finite_pixels_and_a_top_k_above_the_classes(trai
     k = len(team.classes)
     with pytest.raises(ArgseError, match=rf"^top_k must lie in \[1, {k}\] \(the run's classes\), got {k + 1}$"):
         team.predict(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), top_k=k + 1)
+
+
+def test_predict_with_a_guaranteed_risk_uses_the_ladder_s_rule_or_says_why_not(trained, tmp_path, capsys):
+    """--risk picks the rule of largest coverage that meets the target on the evaluation's ladder (the same rule
+    the Python API picks); a risk no rule can promise, or a malformed one, is one sentence."""
+    from argse.selective.guarantee import Guarantee, Rung, select
+
+    tmp, argv, cfg, folder = trained
+    rules = json.loads((cfg.out_dir / "evaluation" / "rules.json").read_text())
+    rungs = [Rung.of_record(r) for r in rules["ladders"]["ce"]["plugin_worst"]]
+    target = Guarantee((0.99,), 0.9, "balanced")
+    chosen = select(rungs, target).rung
+    assert chosen is not None  # a lenient target is met even on the tiny run's few samples
+    out = tmp_path / "g.jsonl"
+    base = argv + [str(folder), "--source", "ce", "--method", "plugin_worst", "--format", "jsonl", "--digits", "0"]
+    assert predict.main(base + ["--risk", "0.99", "--delta", "0.9", "--risk-of", "balanced", "--out", str(out)]) == 0
+    assert "balanced error at most 0.99 with probability 0.1" in capsys.readouterr().out
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {r["threshold"] for r in rows} == {chosen.rule.t}
+    api = inference.load(cfg.out_dir, source="ce", method="plugin_worst", risk=0.99, delta=0.9, risk_of="balanced")
+    assert api.rule.t == chosen.rule.t and np.array_equal(api.rule.alpha, chosen.rule.alpha)
+    for extra, message in [
+        (["--risk", "0.001"], "no rule of ce / plugin_worst meets worst-group error at most 0.001 with probability "
+                              "0.95 on the fitting sample (the smallest it can guarantee at this delta is"),
+        (["--risk", "0.1", "--rate", "0.2"], "--rate and --risk both choose the rule; give one"),
+        (["--risk", "abc"], "--risk takes a number or a comma list of numbers, got 'abc'"),
+        (["--risk", "1.5"], "a guaranteed risk must lie in (0, 1), got 1.5"),
+        (["--risk", "0.1,0.2"], "of: worst takes one risk, got 2"),
+        (["--risk", "0.1,0.2,0.3", "--risk-of", "groups"], "--risk gives 3 risk(s) for the run's 2 groups"),
+    ]:  # fmt: skip
+        assert cli.run(predict.main, base + extra) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err

@@ -202,6 +202,31 @@ def named_twice(names: list[str]) -> str | None:
     return next((n for n in sorted(names) if names.count(n) > 1), None)
 
 
+class GuaranteeConfig(Section):
+    """A risk the evaluation guarantees (argse.selective.guarantee): at most ``risk`` with probability at least
+    1 - ``delta`` over the fitting sample."""
+
+    of: Literal["balanced", "worst", "groups"] = "worst"
+    """balanced: the balanced error; worst: the worst-group error; groups: each group's error, one risk each."""
+    risk: list[float] = Field([0.1], min_length=1)
+    """One risk (balanced, worst) or one per group (groups); a number is a list of one."""
+    delta: float = Field(0.05, gt=0, lt=1)
+
+    @field_validator("risk", mode="before")
+    @classmethod
+    def _one(cls, risk: Any) -> Any:
+        return [risk] if isinstance(risk, int | float) else risk
+
+    @model_validator(mode="after")
+    def _check(self) -> GuaranteeConfig:
+        bad = [r for r in self.risk if not 0 < r < 1]
+        if bad:
+            raise ValueError(f"a guaranteed risk must lie in (0, 1), got {bad[0]}")
+        if self.of != "groups" and len(self.risk) != 1:
+            raise ValueError(f"of: {self.of} takes one risk, got {len(self.risk)}; give one per group with of: groups")
+        return self
+
+
 class EvaluateConfig(Section):
     sources: list[str] = []
     """Experts and/or 'gating'; empty = every source with exported logits."""
@@ -239,6 +264,20 @@ class EvaluateConfig(Section):
     """Coverage at which the risk is reported (risk@coverage)."""
     target_risk: float = Field(0.1, gt=0, lt=1)
     """Risk at which the largest coverage is reported (coverage@risk)."""
+    guarantees: list[GuaranteeConfig] = Field(
+        default_factory=lambda: [GuaranteeConfig(of="balanced"), GuaranteeConfig(of="worst")]
+    )
+    """Risks guaranteed by each rejector on the fitting sample and reported with the test risk they reach (predict
+    --risk asks for any other)."""
+    ladders: bool = True
+    """Fit each rejector's candidate rules (on halves of the fitting sample), which guarantees and predict --risk
+    pick from; false: no guarantee is reported or can be asked for."""
+
+    @model_validator(mode="after")
+    def _ladders(self) -> EvaluateConfig:
+        if self.guarantees and not self.ladders:
+            raise ValueError("guarantees need the candidate rules: set ladders: true, or guarantees: []")
+        return self
 
     @field_validator("rejection_grid")
     @classmethod

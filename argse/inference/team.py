@@ -29,6 +29,7 @@ from argse.experts import inference_model
 from argse.gating import mixture_log_probs
 from argse.inference.inputs import Inputs, decode
 from argse.reports.rules_file import SelectiveRule, read_rules
+from argse.selective.guarantee import Guarantee
 from argse.selective.views import decide
 from argse.stages.experts import exported
 from argse.stages.gate_file import Gate, read_gate
@@ -175,8 +176,9 @@ class Predictor:
 
 
 def open_predictor(cfg: RunConfig, source: str | None, method: str, rate: float, classes: Path | None = None,
-                   device: str | None = None) -> Predictor:  # fmt: skip
-    """The team of ``source`` (default: rules.json's) and its rule ``method`` at ``rate`` from run ``cfg``."""
+                   device: str | None = None, guarantee: Guarantee | None = None) -> Predictor:  # fmt: skip
+    """The team of ``source`` (default: rules.json's) and its rule ``method`` at ``rate`` from run ``cfg``; with
+    ``guarantee``, the rule of largest coverage on ``method``'s ladder that meets it instead."""
     if device is not None:
         distributed.check_device(device, "device")  # before anything is read
     load_plugins(recorded_plugins(cfg))  # a plugin the run was trained with, though this command's config omits it
@@ -185,7 +187,7 @@ def open_predictor(cfg: RunConfig, source: str | None, method: str, rate: float,
     stages.store.verify(evaluation, ["rules.json"])
     stages.store.verify(splits, [PREPROCESS])
     rules = read_rules(evaluation.folder)
-    rule = rules.rule(source, method, rate)
+    rule = rules.rule(source, method, rate) if guarantee is None else rules.guaranteed_rule(source, method, guarantee)
     prep = read_preprocess(splits.file(PREPROCESS))
     if len(rule.class_group) != len(prep.classes):
         raise ArgseError(
@@ -207,7 +209,8 @@ def open_predictor(cfg: RunConfig, source: str | None, method: str, rate: float,
 
 def load(config_or_run_dir: str | Path | None = None, *, rate: float = 0.2, method: str = "plugin_worst",
          source: str | None = None, overrides: Sequence[str] = (), classes: str | Path | None = None,
-         device: str | None = None) -> Predictor:  # fmt: skip
+         device: str | None = None, risk: float | Sequence[float] | None = None, delta: float = 0.05,
+         risk_of: str = "worst") -> Predictor:  # fmt: skip
     """A trained run's team and fitted rule, ready to classify images with :meth:`Predictor.predict`.
 
     Args:
@@ -219,9 +222,23 @@ def load(config_or_run_dir: str | Path | None = None, *, rate: float = 0.2, meth
         source: gating or an expert; default gating when a gate was evaluated, else the first evaluated source.
         classes: a file of class names, one per line in class-index order (default: the run's own).
         device: e.g. 'cpu' or 'cuda:1'; default the run's ``runtime.device``.
+        risk: instead of ``rate``, abstain so that the risk ``risk_of`` (balanced, worst, or groups with one risk
+            per group) is at most ``risk`` with probability at least 1 - ``delta`` over the fitting sample
+            (argse.selective.guarantee); one sentence when no rule of ``method`` can promise it.
     """
     cfg = load_run_config(config_or_run_dir, list(overrides))
-    return open_predictor(cfg, source, method, rate, Path(classes) if classes is not None else None, device)
+    target = None if risk is None else guarantee_of(risk, delta, risk_of)
+    return open_predictor(cfg, source, method, rate, Path(classes) if classes is not None else None, device, target)
+
+
+def guarantee_of(risk: float | Sequence[float], delta: float, of: str) -> Guarantee:
+    """A guarantee from its parts, each checked as evaluate.guarantees checks them (one sentence on a bad one)."""
+    from argse.config.schema import parse
+    from argse.config.sections import GuaranteeConfig
+
+    g = parse(GuaranteeConfig, {"risk": risk if isinstance(risk, int | float) else list(risk), "delta": delta,
+                                "of": of}, "the guarantee")  # fmt: skip
+    return Guarantee(tuple(g.risk), g.delta, g.of)
 
 
 # ---------------------------------------------------------------- the prediction

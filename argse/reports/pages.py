@@ -221,6 +221,7 @@ def evaluation_markdown(cfg: RunConfig, ev: Evaluation) -> str:
             cfg.evaluate.bootstrap,
         ),
         uncertainty.paired_markdown(ev, cfg.evaluate.confidence),
+        uncertainty.guarantees_markdown(ev),
         "![risk-coverage curves](rc_curves.png)\n",
     ]
     return "\n".join(md)

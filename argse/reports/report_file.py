@@ -54,6 +54,8 @@ def report_record(cfg: RunConfig, ev: Evaluation) -> dict:
                 # curve_metrics' figures {reduction: {figure: value}} and their bootstrap intervals (empty without)
                 "figures": ev.figures.get((s, m), {}),
                 "intervals": ev.intervals.get((s, m), {}),
+                # each configured guarantee: met on the fitting sample or not, its bound, what it reaches on test
+                "guarantees": ev.guaranteed.get((s, m), []),
             }
             for s, m in ev.curves
         ],

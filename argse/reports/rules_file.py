@@ -42,6 +42,12 @@ def rules_record(ev: Evaluation, ecfg: EvaluateConfig) -> dict:
                     for r in ev.curves[(s, m)]] for (s2, m) in ev.curves if s2 == s}
             for s in dict.fromkeys(s for s, _ in ev.curves)
         },
+        # per source and method, the candidate rules of argse.selective.guarantee, most rejecting first: predict
+        # --risk picks among them
+        "ladders": {
+            s: {m: [r.record() for r in rungs] for (s2, m), rungs in ev.ladders.items() if s2 == s}
+            for s in dict.fromkeys(s for s, _ in ev.ladders)
+        },
     }  # fmt: skip
 
 
@@ -73,6 +79,21 @@ class FittedRule(Record):
     t: Finite
 
 
+class LadderRung(Record):
+    """One candidate rule of a ladder: alpha, b, t, and per group its tallies on each half of the fitting sample."""
+
+    rate: Probability
+    alpha: list[Finite] = Field(min_length=1)
+    b: list[Finite] = Field(min_length=1)
+    t: Finite
+    plan_errors: list[Probability]
+    plan_coverage: list[Probability]
+    plan_size: list[Finite]
+    test_errors: list[Probability]
+    test_coverage: list[Probability]
+    test_size: list[Finite]
+
+
 class RulesModel(Record):
     """rules.json: the settings the rules depend on, the groups, and source -> method -> rules."""
 
@@ -82,6 +103,7 @@ class RulesModel(Record):
     groups: list[str] = Field(min_length=1)
     class_group: list[Count] = Field(min_length=1)
     rules: dict[str, dict[str, list[FittedRule]]] = Field(min_length=1)
+    ladders: dict[str, dict[str, list[LadderRung]]] = {}
 
     @model_validator(mode="after")
     def _shapes(self) -> RulesModel:
@@ -96,6 +118,12 @@ class RulesModel(Record):
                     if len(row.alpha) != k or len(row.b) != k:
                         raise ValueError(f"rules.{source}.{method}[{i}] has {len(row.alpha)} alpha and {len(row.b)} "
                                          f"b for {k} groups")  # fmt: skip
+        for source, methods in self.ladders.items():
+            for method, rungs in methods.items():
+                for i, rung in enumerate(rungs):
+                    sizes = {len(v) for v in rung.model_dump().values() if isinstance(v, list)}
+                    if sizes != {k}:
+                        raise ValueError(f"ladders.{source}.{method}[{i}] does not hold one value per group ({k})")
         return self
 
 
@@ -114,12 +142,7 @@ class RulesFile:
 
     def rule(self, source: str | None, method: str, rate: float) -> SelectiveRule:
         """The rule of ``source`` (default: :meth:`default_source`) and ``method`` fitted at ``rate``."""
-        source = source or self.default_source()
-        if source not in self.fitted:
-            raise ArgseError(f"no rejector was fitted for source '{source}'; fitted sources: {', '.join(self.fitted)}")
-        methods = self.fitted[source]
-        if method not in methods:
-            raise ArgseError(f"no '{method}' rejector was fitted for {source}; fitted methods: {', '.join(methods)}")
+        source, methods = self.methods(source, method)
         at = [r for r in methods[method] if abs(r.rate - rate) < 1e-9]
         if not at:
             fitted = ", ".join(f"{r.rate:g}" for r in methods[method])
@@ -127,6 +150,36 @@ class RulesFile:
         m, row = self.model, at[0]
         return SelectiveRule(source, method, rate, np.asarray(row.alpha, float), np.asarray(row.b, float), row.t,
                              np.asarray(m.class_group), m.groups, m.protocol)  # fmt: skip
+
+    def methods(self, source: str | None, method: str) -> tuple[str, dict[str, list[FittedRule]]]:
+        source = source or self.default_source()
+        if source not in self.fitted:
+            raise ArgseError(f"no rejector was fitted for source '{source}'; fitted sources: {', '.join(self.fitted)}")
+        methods = self.fitted[source]
+        if method not in methods:
+            raise ArgseError(f"no '{method}' rejector was fitted for {source}; fitted methods: {', '.join(methods)}")
+        return source, methods
+
+    def guaranteed_rule(self, source: str | None, method: str, target) -> SelectiveRule:
+        """The rule of largest coverage on ``method``'s ladder that meets ``target`` (a guarantee.Guarantee), or one
+        sentence saying none does and what could be guaranteed."""
+        from argse.selective.guarantee import Rung, select
+
+        source, _ = self.methods(source, method)
+        rungs = self.model.ladders.get(source, {}).get(method)
+        if not rungs:
+            raise ArgseError(f"{self.path} holds no candidate rules for {source} / {method} (the gate's own rule has "
+                             f"none; an evaluation before argse fitted them has none): {FIX}")  # fmt: skip
+        k = len(self.model.groups)
+        if target.of == "groups" and len(target.risk) != k:
+            raise ArgseError(f"--risk gives {len(target.risk)} risk(s) for the run's {k} groups "
+                             f"({', '.join(self.model.groups)}); give one per group, in that order")  # fmt: skip
+        chosen = select([Rung.of_record(r.model_dump()) for r in rungs], target)
+        if chosen.rung is None:
+            raise ArgseError(chosen.unmet(target, f"{source} / {method}"))
+        r, m = chosen.rung.rule, self.model
+        return SelectiveRule(source, method, chosen.rung.rate, r.alpha, r.b, r.t, np.asarray(m.class_group), m.groups,
+                             m.protocol)  # fmt: skip
 
 
 def read_rules(folder: Path) -> RulesFile:

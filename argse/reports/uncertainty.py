@@ -112,3 +112,26 @@ def read_draws(path: Path) -> dict[tuple[str, str, str, str], np.ndarray]:
     if meta.get("format") != DRAWS_FORMAT:
         raise ArgseError(f"{path} is not an {DRAWS_FORMAT} file; rerun python -m argse.evaluate")
     return {tuple(k.split("|")): v.numpy() for k, v in tensors.items()}
+
+
+def guarantees_markdown(ev: Evaluation) -> str:
+    """One row per rejector and configured guarantee: met on the fitting sample, its bound, and on test the risk
+    it reaches and its coverage; '' when none was configured."""
+    lines = []
+    for (s, m), rows in ev.guaranteed.items():
+        for g in rows:
+            risk = ", ".join(f"{r:g}" for r in g["risk"])
+            what = f"{g['of']} ≤ {risk}, δ = {g['delta']:g}"
+            if not g["met"]:
+                lines.append(f"| {s} | {m} | {what} | no (closest bound {g['closest']:.2f}× the risk) | | | |")
+                continue
+            nums = lambda xs: ", ".join(f"{x:.4f}" for x in xs)  # noqa: E731
+            lines.append(f"| {s} | {m} | {what} | yes | {nums(g['bound'])} | {nums(g['test_risk'])}"
+                         f"{'' if g['within'] else ' (above)'} | {g['test_coverage']:.4f} |")  # fmt: skip
+    if not lines:
+        return ""
+    head = "| source | method | guarantee | met on tune | bound | test risk | test coverage |\n|---|---|---|---|---|---|---|\n"
+    note = ("Abstention with a guarantee (docs/selective.md, \"Guarantees\"): the rule of largest coverage whose risk "
+            "is at most the target with probability 1 - δ over the rejector part of `tune` (Learn then Test, "
+            "fixed-sequence, Hoeffding bounds), and what it reaches on `test`.\n\n")  # fmt: skip
+    return note + head + "\n".join(lines) + "\n"

@@ -27,6 +27,7 @@ from argse.data.metrics import lt_weights
 from argse.data.splits import tune_parts
 from argse.selective.allocator import keep_freed_memory
 from argse.selective.curve_metrics import CurveSummary, Targets, interval, summarise
+from argse.selective.guarantee import Guarantee, Rung, achieved, ladder
 from argse.selective.rejectors import REJECTORS, FitOptions, Rule, aurc, evaluate_rule, fit_rule
 from argse.selective.views import GroupView, group_summaries, score, threshold
 
@@ -165,6 +166,10 @@ class Evaluation:
     figures: dict[tuple[str, str], dict[str, dict[str, float]]] = field(default_factory=dict)
     intervals: dict[tuple[str, str], dict[str, dict[str, list[float]]]] = field(default_factory=dict)
     draws: dict[tuple[str, str], dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
+    # each registered rejector's ladder of candidate rules (argse.selective.guarantee) and the configured
+    # guarantees it meets, with what they reach on test
+    ladders: dict[tuple[str, str], list[Rung]] = field(default_factory=dict)
+    guaranteed: dict[tuple[str, str], list[dict]] = field(default_factory=dict)
 
 
 def evaluate_sources(cfg: RunConfig, reader: SourceReader, methods: list[str], gate=None) -> Evaluation:
@@ -177,6 +182,7 @@ def evaluate_sources(cfg: RunConfig, reader: SourceReader, methods: list[str], g
     tune0 = reader.read(sources[0], "tune")
     groups = head_tail_groups(torch.tensor(tune0.class_counts), cfg.data.tail_max_count)
     check_groups(groups, tune0.class_counts, cfg.data.tail_max_count)
+    check_guarantees(cfg.evaluate, groups)
     gate_part, fit_part = tune_parts(tune0.labels, cfg.gating.tune_fraction, cfg.seed)
     if gate is not None:
         check_rejector_part(gate, tune0.indices[fit_part].tolist())
@@ -203,17 +209,19 @@ def evaluate_sources(cfg: RunConfig, reader: SourceReader, methods: list[str], g
             fit = source_view(reader.read(source, "tune"), fit_part, groups, cfg.evaluate)
             test = reader.read(source, "test")
             held_out = source_view(test, torch.arange(n_test), groups, cfg.evaluate)
-            resampling = Resampling.of(cfg.evaluate, test.labels.numpy())  # every source has the same labels
+            extras = Extras.of(cfg.evaluate, test.labels.numpy())  # every source has the same labels
             del test
             check_samples(groups, {"the rejector part of tune": fit, "test": held_out})
             rules = gate.rules if gate is not None and source == "gating" else None
             try:
-                pending.append(pool.submit(sweep_source, fit, held_out, methods, opts, grid, rules, resampling))
+                pending.append(pool.submit(sweep_source, fit, held_out, methods, opts, grid, rules, extras))
             except BrokenProcessPool:
                 break  # an earlier source's sweep process died: its result, read below, names it
         for source, job in zip(sources, pending, strict=False):
-            for method, (rows, summary) in swept(source, job).items():
+            for method, (rows, summary, rungs, met) in swept(source, job).items():
                 key = (source, method)
+                if rungs:
+                    result.ladders[key], result.guaranteed[key] = rungs, met
                 result.curves[key], result.aurcs[key] = rows, curve_aurcs(rows)
                 result.figures[key], result.draws[key] = summary.figures, summary.draws
                 level = cfg.evaluate.confidence
@@ -265,20 +273,24 @@ def source_pool(sources: int) -> Executor:
 
 
 @dataclass(frozen=True)
-class Resampling:
-    """What the curves' figures and their bootstrap need besides the test view: the test labels (the strata),
-    how many resamples, their seed, the interval's level and the operating points."""
+class Extras:
+    """What a source's sweep computes besides the curves: their figures and bootstrap (the test labels are the
+    strata; how many resamples, their seed, the interval's level, the operating points) and, with ``ladders``,
+    each rejector's candidate rules and the guarantees they meet."""
 
     labels: np.ndarray
     resamples: int
     seed: int
     level: float
     targets: Targets
+    guarantees: tuple[Guarantee, ...] = ()
+    ladders: bool = True
 
     @classmethod
-    def of(cls, ecfg: EvaluateConfig, labels: np.ndarray) -> Resampling:
+    def of(cls, ecfg: EvaluateConfig, labels: np.ndarray) -> Extras:
         targets = Targets(ecfg.target_coverage, ecfg.target_risk)
-        return cls(labels, ecfg.bootstrap, ecfg.seed, ecfg.confidence, targets)
+        guarantees = tuple(Guarantee(tuple(g.risk), g.delta, g.of) for g in ecfg.guarantees)
+        return cls(labels, ecfg.bootstrap, ecfg.seed, ecfg.confidence, targets, guarantees, ecfg.ladders)
 
 
 def sweep_source(
@@ -288,23 +300,26 @@ def sweep_source(
     opts: FitOptions,
     grid: list[float],
     gate_rules,
-    resampling: Resampling,
-) -> dict[str, tuple[list[dict], CurveSummary]]:
+    extras: Extras,
+) -> dict[str, tuple[list[dict], CurveSummary, list[Rung], list[dict]]]:
     """Every method's curve on one source (with ``gate_rules``, the selective gate's own rule too) and its
-    figures, each point with the interval of its balanced and worst-group error."""
+    figures, each point with the interval of its balanced and worst-group error; and every registered
+    rejector's ladder of candidate rules with the configured guarantees it meets on test."""
     fitters = {m: (lambda view, rate, m=m: fit_rule(m, view, rate, opts)) for m in methods}
     if gate_rules:
         fitters[GATE_RULE] = lambda view, rate: fit_gate_rule(gate_rules, view, rate)
     curves = {method: sweep(fit, held_out, fit_one, grid) for method, fit_one in fitters.items()}
     summaries = summarise(
         {m: decisions(rows, held_out) for m, rows in curves.items()}, held_out.group, held_out.k, held_out.weight,
-        resampling.labels, grid, resampling.targets, resampling.resamples, resampling.seed, resampling.level,
+        extras.labels, grid, extras.targets, extras.resamples, extras.seed, extras.level,
     )  # fmt: skip
     for m, rows in curves.items():
         for reduction, band in summaries[m].bands.items():
             for row, (lo, hi) in zip(rows, band, strict=True):
                 row[f"{reduction}_interval"] = [float(lo), float(hi)]
-    return {m: (rows, summaries[m]) for m, rows in curves.items()}
+    ladders = {m: ladder(m, fit, grid, opts) for m in methods} if extras.ladders else {}
+    met = {m: [achieved(rungs, g, held_out) for g in extras.guarantees] for m, rungs in ladders.items()}
+    return {m: (rows, summaries[m], ladders.get(m, []), met.get(m, [])) for m, rows in curves.items()}
 
 
 def decisions(rows: list[dict], view: GroupView) -> tuple[np.ndarray, np.ndarray]:
@@ -316,6 +331,16 @@ def decisions(rows: list[dict], view: GroupView) -> tuple[np.ndarray, np.ndarray
 def cpu_count() -> int:
     """The cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def check_guarantees(ecfg: EvaluateConfig, groups: Groups) -> None:
+    """A guarantee of each group's error needs one risk per group of this run."""
+    for i, g in enumerate(ecfg.guarantees):
+        if g.of == "groups" and len(g.risk) != groups.k:
+            raise ArgseError(
+                f"evaluate.guarantees[{i}] gives {len(g.risk)} risk(s) for the run's {groups.k} groups "
+                f"({', '.join(groups.names)}); give one per group, in that order"
+            )
 
 
 def check_groups(groups: Groups, class_counts: list[int], tail_max_count: int) -> None:
