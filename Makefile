@@ -24,6 +24,8 @@ TEAM_FLAG = $(if $(filter 1,$(TEAM)),--team)
 # make predict INPUT=image|folder|list.txt [RATE=0.2] [METHOD=plugin_worst]: classify images with the run's team.
 INPUT ?=
 RATE ?= 0.2
+RISK ?=
+DELTA ?= 0.05
 METHOD ?= plugin_worst
 
 .PHONY: demo experts gating evaluate predict stages reproduce table2 test test-all lint bench clean
@@ -52,7 +54,7 @@ evaluate: $(VENV)/.stamp
 	$(PY) -m argse.evaluate --config $(CONFIG) $(ARGS)
 
 predict: $(VENV)/.stamp
-	$(PY) -m argse.predict --config $(CONFIG) $(INPUT) --rate $(RATE) --method $(METHOD) $(ARGS)
+	$(PY) -m argse.predict --config $(CONFIG) $(INPUT) $(if $(RISK),--risk $(RISK) --delta $(DELTA),--rate $(RATE)) --method $(METHOD) $(ARGS)
 
 # The run's stages, current or not, and their disk; ARGS="prune --dry-run" lists what prune would remove.
 stages: $(VENV)/.stamp

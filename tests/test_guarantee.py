@@ -70,3 +70,28 @@ def test_trusting_the_empirical_risk_violates_often():
     can fail."""
     bad, kept = violations("worst", 0.15, trials=60, trusting=True)
     assert bad > allowed(60, DELTA), (bad, kept)
+
+
+@pytest.mark.parametrize("of", ["worst", "balanced"])
+def test_the_smallest_guarantee_named_is_the_one_the_ladder_meets(of):
+    """When a target is not met, the sentence names the smallest risk the ladder can guarantee: asked for that
+    risk, a rule is kept; asked for a little less, none."""
+    sample = subset(POPULATION, np.random.default_rng(5).integers(0, len(POPULATION.group), 1500))
+    rungs = ladder("chow", sample, GRID, FitOptions(MU_GRID, seed=5))
+    missed = select(rungs, Guarantee((0.01,), DELTA, of))
+    assert missed.rung is None
+    smallest = missed.closest * 0.01
+    assert select(rungs, Guarantee((smallest * (1 + 1e-9),), DELTA, of)).rung is not None
+    assert select(rungs, Guarantee((smallest * (1 - 1e-6),), DELTA, of)).rung is None
+    message = missed.unmet(Guarantee((0.01,), DELTA, of), "ce / chow")
+    assert f"the smallest it can guarantee at this delta is {smallest:.4f}" in message and "\n" not in message
+
+
+def test_per_group_risks_are_each_met():
+    """risk_of groups: one target per group, each group's bound at most its own target."""
+    sample = subset(POPULATION, np.random.default_rng(6).integers(0, len(POPULATION.group), N))
+    rungs = ladder("chow", sample, GRID, FitOptions(MU_GRID, seed=6))
+    target = Guarantee((0.1, 0.3), DELTA, "groups")
+    chosen = select(rungs, target)
+    assert chosen.rung is not None and (chosen.bound <= np.array([0.1, 0.3])).all()
+    assert len(chosen.bound) == 2

@@ -41,6 +41,9 @@ def test_results_page_from_exported_logits(tmp_path):
     assert "Narasimhan et al. 2024, Table 2" in page
     row = next(line for line in page.splitlines() if line.startswith("| ce | chow |"))
     assert "±" not in row  # one seed: no standard error
+    more = page.split("## More figures of each curve")[1]
+    row = next(line for line in more.splitlines() if line.startswith("| ce | plugin_worst |"))
+    assert row.count("[") == 12  # one seed: every figure with its bootstrap interval
 
 
 def test_results_page_over_seeds_reports_standard_errors(tmp_path):
@@ -53,6 +56,9 @@ def test_results_page_over_seeds_reports_standard_errors(tmp_path):
     assert "Seeds: 0, 1 (2 run(s)" in page
     row = next(line for line in page.splitlines() if line.startswith("| logit_adjust | plugin_balanced |"))
     assert row.count("±") == 8  # mean ± standard error in every AURC column
+    more = page.split("## More figures of each curve")[1]
+    row = next(line for line in more.splitlines() if line.startswith("| logit_adjust | plugin_balanced |"))
+    assert row.count("±") == 12 and "[" not in row  # several seeds: the spread over seeds
     assert (tmp_path / "o" / "r_seed1" / "evaluation" / "report.json").is_file()
 
 

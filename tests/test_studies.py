@@ -13,6 +13,7 @@ def test_every_study_is_listed_with_its_summary():
         "plugin_family",
         "plugin_search",
         "synthetic_logits",
+        "torch_uncertainty_metrics",
     }
     assert all(listed.values())
 

@@ -75,6 +75,13 @@ def test_table2_page_over_seeds(tmp_path):
     rate = [float(x.split("|")[2].split("±")[0]) for x in css]
     assert len(css) == 2 and rate[0] > rate[1] > 0  # the lower cost (and lower margins) abstains more
     assert page.count("- PASS") + page.count("- FAIL") == 10  # 5 orderings in each of the two views
+    assert "Every seed's models ran these recipes, only the seed differing" in page
+    # The first seed's further figures, each with its bootstrap interval, and the protocols' paired difference.
+    assert "## More figures, test prior train, protocol argse (seed 0)" in page
+    line = next(x for x in page.splitlines() if x.startswith("| Plug-in [Worst] |") and "[" in x and "±" not in x)
+    assert line.count("[") == 7  # the label's own, then augrc, e_aurc, risk@coverage=1 for balanced and worst
+    diff = page.split("## argse's protocol against the paper's (seed 0)")[1].split("##")[0]
+    assert "| Chow [DRO] |" in diff and sum(x.startswith("|---") for x in diff.splitlines()) == 1
 
 
 def test_css_run_from_other_splits_is_refused(tmp_path):
@@ -141,3 +148,19 @@ def test_orderings_on_the_papers_own_cifar100_figures_all_pass():
     assert len(lines) == 5 and all(x.startswith("- PASS") for x in lines)
     aurcs["Chow [DRO]"]["worst_group"] = 0.9
     assert orderings([SeedTable({view: aurcs}, [], {})], view)[-1].startswith("- FAIL")
+
+
+def test_the_page_names_a_seed_whose_recipe_differs():
+    """Stages find each seed's run by its recipe, so a mixed table cannot be made from one config; logits that
+    record another recipe (an imported run) are still named on the page, never averaged silently."""
+    from argse.papers.narasimhan2024 import SeedTable
+    from argse.papers.table2_page import recipes_across_seeds
+
+    one = SeedTable({}, [], {}, {"ce": {"epochs": 200, "lr": 0.1, "seed": 0}})
+    same = SeedTable({}, [], {}, {"ce": {"epochs": 200, "lr": 0.1, "seed": 1}})
+    other = SeedTable({}, [], {}, {"ce": {"epochs": 100, "lr": 0.1, "seed": 2}})
+    assert recipes_across_seeds([one], [0]) == ""
+    assert recipes_across_seeds([one, same], [0, 1]).startswith("Every seed's models ran these recipes")
+    assert recipes_across_seeds([one, same, other], [0, 1, 2]) == (
+        "The seeds' recipes differ from the first seed's: seed 2, ce: epochs.\n"
+    )

@@ -87,8 +87,9 @@ def unknown_key(cls: type[BaseModel], loc: tuple, where: str) -> str:
     return f"unknown config key '{path}'{hint}; valid keys: {valid}{more}"
 
 
-def sentence(cls: type[BaseModel], error: dict, where: str) -> str:
-    """One sentence for pydantic's ``error`` in a ``cls`` read from config key ``where``."""
+def sentence(cls: type[BaseModel], error: dict, where: str, noun: str = "config key") -> str:
+    """One sentence for pydantic's ``error`` in a ``cls`` read from config key ``where`` (``noun``: what the
+    values are called, e.g. "argument" for a Python call's)."""
     kind, loc, value = error["type"], error["loc"], error.get("input")
     path = dotted(where, loc)
     if kind in ("extra_forbidden", "unexpected_keyword_argument"):
@@ -99,29 +100,30 @@ def sentence(cls: type[BaseModel], error: dict, where: str) -> str:
             loc = loc[:-1]  # a field's validator: its sentence names the field
         section = dotted(where, loc) if loc or where else ""
         message = str(error["ctx"]["error"])
+        if noun != "config key":
+            return f"invalid {noun} '{section}': {message}" if section else f"invalid {noun}: {message}"
         return f"invalid config in '{section}': {message}" if section else f"invalid config: {message}"
     if kind == "literal_error":
-        return f"config key '{path}' is {value!r}; choose one of {error['ctx']['expected'].replace(' or ', ', ')}"
+        return f"{noun} '{path}' is {value!r}; choose one of {error['ctx']['expected'].replace(' or ', ', ')}"
     if kind in BOUNDS:
         key, op = BOUNDS[kind]
         bound = error["ctx"][key]
-        return (
-            f"config key '{path}' must be {op} {bound if isinstance(bound, int) else format(bound, 'g')}, got {value!r}"
-        )
+        return f"{noun} '{path}' must be {op} {bound if isinstance(bound, int) else format(bound, 'g')}, got {value!r}"
     if kind == "too_short":
         n = error["ctx"]["min_length"]
-        return f"config key '{path}' must hold at least {n} value{'s' * (n != 1)}, got {value!r}"
+        return f"{noun} '{path}' must hold at least {n} value{'s' * (n != 1)}, got {value!r}"
     if kind in KINDS:
-        return f"config key '{path}' must be {KINDS[kind]}, got {value!r}"
-    return f"config key '{path}': {error['msg']}, got {value!r}"
+        return f"{noun} '{path}' must be {KINDS[kind]}, got {value!r}"
+    return f"{noun} '{path}': {error['msg']}, got {value!r}"
 
 
-def parse(cls: type[BaseModel], data: Any, where: str = "") -> Any:
-    """``cls`` from plain data (``None``: its defaults), or one sentence naming the first bad key."""
+def parse(cls: type[BaseModel], data: Any, where: str = "", noun: str = "config key") -> Any:
+    """``cls`` from plain data (``None``: its defaults), or one sentence naming the first bad key (``noun``: what
+    the keys are called in it)."""
     try:
         return cls.model_validate({} if data is None else data)
     except ValidationError as exc:
-        raise ArgseError(sentence(cls, exc.errors()[0], where)) from None
+        raise ArgseError(sentence(cls, exc.errors()[0], where, noun)) from None
 
 
 def changed(obj: BaseModel, **changes: Any) -> Any:

@@ -206,9 +206,9 @@ class GuaranteeConfig(Section):
     """A risk the evaluation guarantees (argse.selective.guarantee): at most ``risk`` with probability at least
     1 - ``delta`` over the fitting sample."""
 
-    of: Literal["balanced", "worst", "groups"] = "worst"
+    risk_of: Literal["balanced", "worst", "groups"] = "worst"
     """balanced: the balanced error; worst: the worst-group error; groups: each group's error, one risk each."""
-    risk: list[float] = Field([0.1], min_length=1)
+    risk: list[float] = Field([0.25], min_length=1)
     """One risk (balanced, worst) or one per group (groups); a number is a list of one."""
     delta: float = Field(0.05, gt=0, lt=1)
 
@@ -222,8 +222,10 @@ class GuaranteeConfig(Section):
         bad = [r for r in self.risk if not 0 < r < 1]
         if bad:
             raise ValueError(f"a guaranteed risk must lie in (0, 1), got {bad[0]}")
-        if self.of != "groups" and len(self.risk) != 1:
-            raise ValueError(f"of: {self.of} takes one risk, got {len(self.risk)}; give one per group with of: groups")
+        if self.risk_of != "groups" and len(self.risk) != 1:
+            raise ValueError(
+                f"risk_of {self.risk_of} takes one risk, got {len(self.risk)}; give one per group with risk_of groups"
+            )
         return self
 
 
@@ -265,7 +267,7 @@ class EvaluateConfig(Section):
     target_risk: float = Field(0.1, gt=0, lt=1)
     """Risk at which the largest coverage is reported (coverage@risk)."""
     guarantees: list[GuaranteeConfig] = Field(
-        default_factory=lambda: [GuaranteeConfig(of="balanced"), GuaranteeConfig(of="worst")]
+        default_factory=lambda: [GuaranteeConfig(risk_of="balanced"), GuaranteeConfig(risk_of="worst")]
     )
     """Risks guaranteed by each rejector on the fitting sample and reported with the test risk they reach (predict
     --risk asks for any other)."""

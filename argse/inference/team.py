@@ -236,9 +236,9 @@ def guarantee_of(risk: float | Sequence[float], delta: float, of: str) -> Guaran
     from argse.config.schema import parse
     from argse.config.sections import GuaranteeConfig
 
-    g = parse(GuaranteeConfig, {"risk": risk if isinstance(risk, int | float) else list(risk), "delta": delta,
-                                "of": of}, "the guarantee")  # fmt: skip
-    return Guarantee(tuple(g.risk), g.delta, g.of)
+    listed = risk if isinstance(risk, int | float | str) or risk is None else list(risk)
+    g = parse(GuaranteeConfig, {"risk": listed, "delta": delta, "risk_of": of}, noun="argument")
+    return Guarantee(tuple(g.risk), g.delta, g.risk_of)
 
 
 # ---------------------------------------------------------------- the prediction

@@ -131,6 +131,9 @@ class SeedTable:
     css: list[dict[str, float]]
     reports: dict[str, dict[str, float]]
     recipes: dict[str, dict] = dataclasses.field(default_factory=dict)
+    # per view and non-CSS row: curve_metrics' figures, their bootstrap intervals and draws
+    # ({"figures": {reduction: {figure: value}}, "intervals": ..., "draws": ...})
+    figures: dict[tuple[str, str], dict[str, dict]] = dataclasses.field(default_factory=dict)
 
 
 def check_team(cfg: RunConfig) -> None:
@@ -147,8 +150,9 @@ def view_config(cfg: RunConfig, prior: str, protocol: str) -> RunConfig:
     return changed(cfg, evaluate=changed(cfg.evaluate, test_prior=prior, protocol=protocol))
 
 
-def table_aurcs(cfg: RunConfig, prior: str, protocol: str) -> dict[str, dict[str, float]]:
-    """Balanced and worst-group AURC of every non-CSS row in one view, through argse.selective.sweep."""
+def table_aurcs(cfg: RunConfig, prior: str, protocol: str) -> tuple[dict[str, dict[str, float]], dict[str, dict]]:
+    """Balanced and worst-group AURC of every non-CSS row in one view, through argse.selective.sweep, and each row's
+    further figures with their bootstrap intervals and draws."""
     view = view_config(cfg, prior, protocol)
     rows = [r for r in METHODS + TEAM_ROWS if r[2] is not None]
     # Only the rejectors each source needs: the plug-ins on ce and the gate, Chow on all.
@@ -156,10 +160,16 @@ def table_aurcs(cfg: RunConfig, prior: str, protocol: str) -> dict[str, dict[str
     for _, source, method in rows:
         wanted.setdefault(source, []).append(method)
     aurcs: dict[tuple[str, str], dict[str, float]] = {}
+    figures: dict[tuple[str, str], dict] = {}
     for methods in {tuple(dict.fromkeys(m)) for m in wanted.values()}:
         sources = [s for s, m in wanted.items() if tuple(dict.fromkeys(m)) == methods]
-        aurcs |= evaluate(view, sources, list(methods)).aurcs
-    return {label: pick(aurcs[(source, method)]) for label, source, method in rows}
+        ev = evaluate(view, sources, list(methods))
+        aurcs |= ev.aurcs
+        figures |= {k: {"figures": ev.figures[k], "intervals": ev.intervals[k], "draws": ev.draws[k]} for k in ev.aurcs}
+    return (
+        {label: pick(aurcs[(source, method)]) for label, source, method in rows},
+        {label: figures[(source, method)] for label, source, method in rows},
+    )
 
 
 def pick(aurcs: dict[str, float]) -> dict[str, float]:
@@ -214,12 +224,12 @@ def tabulate_seed(cfg: RunConfig) -> SeedTable:
     reader = reader_of(RunStages(cfg), names, ["test"])
     test = [reader.read(n, "test") for n in names]
     reports = source_reports(test, cfg.data)
-    aurcs, css = {}, []
+    aurcs, css, figures = {}, [], {}
     for prior, protocol in VIEWS:
-        aurcs[(prior, protocol)] = table_aurcs(cfg, prior, protocol)
+        aurcs[(prior, protocol)], figures[(prior, protocol)] = table_aurcs(cfg, prior, protocol)
         points = css_curve(cfg, test[0].splits_sha256, prior)
         aurcs[(prior, protocol)]["CSS"] = css_aurcs(points)
         css = css or points
     recipes = {f.expert: f.config for f in test if f.expert != "gating"}
     recipes["css"] = css_file(cfg, css_costs(cfg)[0]).config
-    return SeedTable(aurcs, css, reports, recipes)
+    return SeedTable(aurcs, css, reports, recipes, figures)

@@ -12,6 +12,7 @@ from pathlib import Path
 from argse.config.sections import RunConfig
 from argse.core import storage
 from argse.papers.narasimhan2024 import METHODS, SPAN, TEAM_ROWS, VIEWS, SeedTable, css_costs
+from argse.reports.uncertainty import cell, paired
 from argse.training import TrainRecipe
 
 PAPER = "Narasimhan et al., Learning to Reject Meets Long-tail Learning, ICLR 2024, Table 2 (p. 8)"
@@ -160,6 +161,60 @@ def recipes_markdown(recipes: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def figures_markdown(table: SeedTable, view: tuple[str, str], level: float) -> str:
+    """One seed's further figures of every non-CSS row in ``view``, each with its bootstrap interval."""
+    rows = table.figures.get(view, {})
+    if not rows:
+        return ""
+    first = next(iter(rows.values()))["figures"]
+    names = [(red, n) for red in first for n in first[red] if n in ("augrc", "e_aurc", "risk@coverage=1")]
+    head = [f"{n} ({red.replace('_error', '').replace('_group', '')})" for red, n in names]
+    lines = ["| method | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+    for label, f in rows.items():
+        lines.append(f"| {label} | " + " | ".join(cell(f["figures"][r][n], f["intervals"].get(r, {}).get(n))
+                                                 for r, n in names) + " |")  # fmt: skip
+    return f"Each cell: value [{100 * level:g}% bootstrap interval over test].\n\n" + "\n".join(lines) + "\n"
+
+
+def protocols_markdown(table: SeedTable, level: float) -> str:
+    """argse's protocol against the paper's on the same rows, one seed: the AURC difference with its paired
+    bootstrap interval (both views resample test alike: same labels, same evaluate.seed)."""
+    paper, ours = table.figures.get(("train", "paper"), {}), table.figures.get(("train", "argse"), {})
+    lines = []
+    for label in (x for x in ours if x in paper and ours[x]["draws"]):
+        cells = []
+        for red in ("balanced_error", "worst_group_error"):
+            d = ours[label]["figures"][red]["aurc"] - paper[label]["figures"][red]["aurc"]
+            lo, hi = paired(ours[label]["draws"][red]["aurc"], paper[label]["draws"][red]["aurc"], level)
+            cells.append(f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]" + ("*" if lo > 0 or hi < 0 else ""))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if not lines:
+        return ""
+    head = "| method | balanced AURC, argse − paper | worst-group AURC, argse − paper |\n|---|---|---|\n"
+    return (f"Paired over the same {100 * level:g}% bootstrap resamples of test (* where the interval excludes 0); "
+            f"negative: argse's protocol is lower.\n\n" + head + "\n".join(lines) + "\n")  # fmt: skip
+
+
+def recipes_across_seeds(tables: list[SeedTable], seeds: list[int]) -> str:
+    """Whether every seed's models ran the first seed's recipes (seed aside), as their logits record them; else
+    which model differs where."""
+    first = {m: {k: v for k, v in r.items() if k != "seed"} for m, r in tables[0].recipes.items()}
+    differ = []
+    for seed, t in zip(seeds[1:], tables[1:], strict=True):
+        for model, recipe in t.recipes.items():
+            own = {k: v for k, v in recipe.items() if k != "seed"}
+            keys = sorted(
+                k for k in own.keys() | first.get(model, {}).keys() if own.get(k) != first.get(model, {}).get(k)
+            )
+            if keys:
+                differ.append(f"seed {seed}, {model}: {', '.join(keys)}")
+    if len(tables) == 1:
+        return ""
+    if not differ:
+        return "Every seed's models ran these recipes, only the seed differing (each seed's logits record them).\n"
+    return "The seeds' recipes differ from the first seed's: " + "; ".join(differ) + ".\n"
+
+
 def write_page(path: Path, command: str, cfgs: list[RunConfig], tables: list[SeedTable], minutes: float) -> Path:
     """docs/results/table2_<name>.md: the Table-2 layout per view, the checks, CSS's points and the models."""
     cfg = cfgs[0]
@@ -183,7 +238,14 @@ def write_page(path: Path, command: str, cfgs: list[RunConfig], tables: list[See
     for view in VIEWS:
         parts += [f"## Test prior {view[0]}, protocol {view[1]}\n", aurc_table(tables, view, dataset)]
         parts += ["Orderings of the paper (§6):\n", "\n".join(orderings(tables, view)) + "\n"]
+    level = cfg.evaluate.confidence
+    for view in VIEWS:
+        if more := figures_markdown(tables[0], view, level):
+            parts += [f"## More figures, test prior {view[0]}, protocol {view[1]} (seed {cfgs[0].seed})\n", more]
+    if diff := protocols_markdown(tables[0], level):
+        parts += [f"## argse's protocol against the paper's (seed {cfgs[0].seed})\n", diff]
     parts += ["## CSS: one model per cost (test, training prior)\n", css_markdown(tables)]
     parts += ["## The models without rejection (test, %)\n", accuracy_markdown(tables)]
     parts += ["## Recipes (as the exported logits record them, first seed)\n", recipes_markdown(tables[0].recipes)]
+    parts.append(recipes_across_seeds(tables, [c.seed for c in cfgs]))
     return storage.write_text(path, "\n".join(parts))

@@ -19,7 +19,7 @@ from argse.core import storage
 from argse.core.errors import ArgseError
 from argse.data.groups import FEW, HEAD, MANY, MEDIUM, TAIL
 from argse.reports import plots, published, uncertainty
-from argse.reports.report_file import write_report
+from argse.reports.report_file import read_report, write_report
 from argse.reports.rules_file import write_rules
 from argse.selective.curve_metrics import Targets
 from argse.selective.sweep import AURC_METRICS, AURC_RANGES, Evaluation, aurc_key, empty_group_points
@@ -350,6 +350,8 @@ def write_results_page(docs: Path, name: str, command: tuple[str, str | None], c
         "calibration, best-round beta, refitting and the grid search (docs/selective.md).\n",
         tables[1],
         f"\n![risk-coverage curves, mean ± standard error over seeds {seeds}]({name}.png)\n",
+        f"## More figures of each curve ({describe(cfg.evaluate)})\n",
+        uncertainty.seeds_figures_markdown([read_report(e) for e in evaluations], cfg.evaluate.confidence),
         "## Checks (on seed means)\n",
         *checks,
         "",

@@ -71,6 +71,8 @@ class ReportRow(Record):
     method: str
     aurc: dict[str, Finite]
     curve: list[dict]
+    figures: dict[str, dict[str, Finite]] = {}  # reports before argse computed them have none
+    intervals: dict[str, dict[str, list[Finite]]] = {}
 
 
 class ReportFile(Record):

@@ -121,9 +121,11 @@ def guarantees_markdown(ev: Evaluation) -> str:
     for (s, m), rows in ev.guaranteed.items():
         for g in rows:
             risk = ", ".join(f"{r:g}" for r in g["risk"])
-            what = f"{g['of']} ≤ {risk}, δ = {g['delta']:g}"
+            what = f"{g['risk_of']} ≤ {risk}, δ = {g['delta']:g}"
             if not g["met"]:
-                lines.append(f"| {s} | {m} | {what} | no (closest bound {g['closest']:.2f}× the risk) | | | |")
+                reach = (f"the smallest it guarantees at this δ: {g['closest'] * g['risk'][0]:.4f}" if len(g["risk"]) == 1
+                         else f"its closest rule: {g['closest']:.2f}× each group's risk")  # fmt: skip
+                lines.append(f"| {s} | {m} | {what} | no ({reach}) | | | |")
                 continue
             nums = lambda xs: ", ".join(f"{x:.4f}" for x in xs)  # noqa: E731
             lines.append(f"| {s} | {m} | {what} | yes | {nums(g['bound'])} | {nums(g['test_risk'])}"
@@ -135,3 +137,29 @@ def guarantees_markdown(ev: Evaluation) -> str:
             "is at most the target with probability 1 - δ over the rejector part of `tune` (Learn then Test, "
             "fixed-sequence, Hoeffding bounds), and what it reaches on `test`.\n\n")  # fmt: skip
     return note + head + "\n".join(lines) + "\n"
+
+
+def seeds_figures_markdown(reports: list, level: float) -> str:
+    """The figures of every curve in the seeds' report.json (report_file.ReportFile): with one seed, each with its
+    bootstrap interval; with several, mean ± standard error over the seeds. '' when the reports have none."""
+    from argse.reports.plots import standard_error
+
+    rows = [{(r.source, r.method): r for r in rep.results} for rep in reports]
+    first = next((r for r in reports[0].results if r.figures), None)
+    if first is None:
+        return ""
+    names = [(red, n) for red in REDUCTIONS for n in first.figures.get(red, {})]
+    head = [f"{n} ({SHORT[red]})" for red, n in names]
+    lines = ["| source | method | " + " | ".join(head) + " |", "|---|---|" + "---|" * len(head)]
+    for key, row in rows[0].items():
+        if not row.figures:
+            continue
+        if len(reports) == 1:
+            cells = [cell(row.figures[red][n], row.intervals.get(red, {}).get(n)) for red, n in names]
+        else:
+            per_seed = [[seed[key].figures[red][n] for seed in rows] for red, n in names]
+            cells = [f"{sum(v) / len(v):.4f} ± {standard_error(v):.4f}" for v in per_seed]
+        lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
+    how = (f"value [{100 * level:g}% bootstrap interval over test]" if len(reports) == 1
+           else "mean ± standard error over seeds (each seed's bootstrap intervals are in its summary.md)")  # fmt: skip
+    return f'Each cell: {how}; definitions in docs/selective.md, "Beyond AURC".\n\n' + "\n".join(lines) + "\n"

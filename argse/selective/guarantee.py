@@ -129,8 +129,9 @@ def ladder(method: str, view: GroupView, rates: list[float], opts: FitOptions) -
 
 @dataclass(frozen=True)
 class Selection:
-    """The rung kept (None: none passed) and the bound it carries; ``closest``: the smallest ratio of a rung's
-    bound to the target risk (for groups, its largest over the groups), for the sentence when none passes."""
+    """The rung kept (None: none passed) and the bound it carries; ``closest``: the ratio of the first tested rung's
+    bound to the target risk (for groups, its largest over the groups), so the target times it is the smallest
+    this ladder can guarantee, for the sentence when none passes."""
 
     rung: Rung | None
     bound: np.ndarray | None
@@ -155,7 +156,8 @@ def select(rungs: list[Rung], target: Guarantee) -> Selection:
         if target.ratio(rung.test) > 1:
             break
         kept = rung
-    closest = min(target.ratio(r.test) for r in rungs)
+    # The target scaled by this ratio is the smallest the test would pass: the first rung tested meets it exactly.
+    closest = target.ratio(rungs[start].test)
     return Selection(kept, None if kept is None else target.bound(kept.test), closest)
 
 
@@ -163,7 +165,7 @@ def achieved(rungs: list[Rung], target: Guarantee, test: GroupView) -> dict:
     """The rule ``target`` keeps on the ladder and what it reaches on ``test``: the risk guaranteed (for groups,
     each group's error) and the coverage, under the test view's weights; ``met`` False when no rule is kept."""
     chosen = select(rungs, target)
-    row = {"of": target.of, "risk": list(target.risk), "delta": target.delta, "met": chosen.rung is not None,
+    row = {"risk_of": target.of, "risk": list(target.risk), "delta": target.delta, "met": chosen.rung is not None,
            "closest": chosen.closest}  # fmt: skip
     if chosen.rung is None:
         return row

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from argse.core.errors import ArgseError
 from argse.core.registry import Registry
 from argse.selective.views import (
     EMPTY_GROUP_ERROR,
@@ -334,10 +335,26 @@ def plugin_worst(view: GroupView, rate: float, opts: FitOptions) -> Rule:
 
 def fit_rule(method: str, view: GroupView, rate: float, opts: FitOptions) -> Rule:
     """The registered rejector ``method`` fitted on ``view`` at ``rate``."""
-    rule = REJECTORS.get(method)(view, rate, opts)
+    rule = checked(method, REJECTORS.get(method)(view, rate, opts), view.k)
     # The cost c is set on the whole fitting sample so that the rule rejects the target fraction of it.
     s, _ = score(view, rule.alpha, rule.b)
     rule.t = float(threshold(s, rate, view.weight))
+    return rule
+
+
+def checked(method: str, rule, k: int) -> Rule:
+    """What a (plugin) rejector returned, as a Rule with one finite alpha and b per group, or one sentence
+    naming the rejector."""
+    if not isinstance(rule, Rule):
+        raise ArgseError(f"rejector '{method}' returned {type(rule).__name__}; a rejector returns a Rule(alpha, b, t)")
+    for name in ("alpha", "b"):
+        v = np.asarray(getattr(rule, name), dtype=float) if np.ndim(getattr(rule, name)) else None
+        if v is None or v.shape != (k,) or not np.isfinite(v).all():
+            raise ArgseError(
+                f"rejector '{method}' returned {name} {np.asarray(getattr(rule, name)).tolist()!r:.60}; a rule "
+                f"has one finite {name} per group ({k})"
+            )
+        setattr(rule, name, v)
     return rule
 
 

@@ -289,7 +289,7 @@ class Extras:
     @classmethod
     def of(cls, ecfg: EvaluateConfig, labels: np.ndarray) -> Extras:
         targets = Targets(ecfg.target_coverage, ecfg.target_risk)
-        guarantees = tuple(Guarantee(tuple(g.risk), g.delta, g.of) for g in ecfg.guarantees)
+        guarantees = tuple(Guarantee(tuple(g.risk), g.delta, g.risk_of) for g in ecfg.guarantees)
         return cls(labels, ecfg.bootstrap, ecfg.seed, ecfg.confidence, targets, guarantees, ecfg.ladders)
 
 
@@ -336,7 +336,7 @@ def cpu_count() -> int:
 def check_guarantees(ecfg: EvaluateConfig, groups: Groups) -> None:
     """A guarantee of each group's error needs one risk per group of this run."""
     for i, g in enumerate(ecfg.guarantees):
-        if g.of == "groups" and len(g.risk) != groups.k:
+        if g.risk_of == "groups" and len(g.risk) != groups.k:
             raise ArgseError(
                 f"evaluate.guarantees[{i}] gives {len(g.risk)} risk(s) for the run's {groups.k} groups "
                 f"({', '.join(groups.names)}); give one per group, in that order"

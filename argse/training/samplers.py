@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import torch
 
+from argse.core.errors import ArgseError
 from argse.core.registry import Registry
 
 Sampler = Callable[[torch.Tensor, torch.Generator, int, int], torch.Tensor]
@@ -28,8 +29,21 @@ list_samplers = SAMPLERS.names
 def epoch_order(
     labels: torch.Tensor, sampler: str, generator: torch.Generator, num_classes: int, draws: int | None = None
 ) -> torch.Tensor:
-    """Indices of one epoch from the sampler named ``sampler``; ``draws`` defaults to one per sample."""
-    return get_sampler(sampler)(labels, generator, num_classes, draws or len(labels))
+    """Indices of one epoch from the sampler named ``sampler``; ``draws`` defaults to one per sample. What a
+    (plugin) sampler returns is checked here, so a wrong answer is one sentence naming it, not an indexing
+    traceback deep in the loop."""
+    draws = draws or len(labels)
+    order = get_sampler(sampler)(labels, generator, num_classes, draws)
+    n = len(labels)
+    if not torch.is_tensor(order) or order.dim() != 1 or order.is_floating_point() or order.is_complex():
+        got = f"a {order.dim()}-D {order.dtype} tensor" if torch.is_tensor(order) else type(order).__name__
+        raise ArgseError(f"sampler '{sampler}' returned {got}; a sampler returns a 1-D integer tensor of indices")
+    if len(order) != draws:
+        raise ArgseError(f"sampler '{sampler}' returned {len(order)} indices for {draws} draws; return exactly draws")
+    if len(order) and (int(order.min()) < 0 or int(order.max()) >= n):
+        bad = int(order.min()) if int(order.min()) < 0 else int(order.max())
+        raise ArgseError(f"sampler '{sampler}' returned index {bad}, outside the {n} training samples [0, {n - 1}]")
+    return order
 
 
 @register_sampler("instance")
