@@ -150,7 +150,7 @@ def test_predict_names_the_source_it_defaults_to(tmp_path, run, capsys, monkeypa
     assert evaluate.main(run) == 0
     given = []
 
-    def stub(cfg, source, method, rate, classes=None):
+    def stub(cfg, source, method, rate, classes=None, guarantee=None):
         given.append(source)
         team = team_module.Team(["a", "b"], [], [], None)
         return team_module.Predictor(cfg, SimpleNamespace(source=source), SimpleNamespace(image_size=[8, 8]), team,

@@ -257,7 +257,7 @@ class EvaluateConfig(Section):
     local search from the algorithm's rule alone; else at least 2)."""
     search_starts: int = Field(3, ge=0)
     """search: grid, with search_grid: local searches also from this many best other candidates of the coarse grid."""
-    bootstrap: int = Field(1000, ge=0)
+    bootstrap: int = Field(1000, ge=0, le=100_000)
     """Resamples of test, drawn within each class (class counts fixed), for the interval of every figure
     (0: none)."""
     confidence: float = Field(0.95, gt=0, lt=1)

@@ -52,9 +52,11 @@ class Tally:
         per_group = view.group_weight  # [N, K]
         total = np.maximum(per_group.sum(0), 1e-300)
         accepted, correct = rule.apply(view)
-        errors = ((accepted & ~correct).astype(float) @ per_group) / total
+        # shares of sums of weights: clipped to [0, 1], where float sums can leave them by 1e-16
+        errors = np.clip(((accepted & ~correct).astype(float) @ per_group) / total, 0.0, 1.0)
+        coverage = np.clip((accepted.astype(float) @ per_group) / total, 0.0, 1.0)
         size = per_group.sum(0) ** 2 / np.maximum((per_group**2).sum(0), 1e-300)
-        return cls(errors, (accepted.astype(float) @ per_group) / total, size)
+        return cls(errors, coverage, size)
 
     def bounds(self, delta: float) -> np.ndarray:
         """[K] upper confidence bounds on each group's selective risk, each holding with probability 1 - delta."""
