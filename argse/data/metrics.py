@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from argse.data.groups import Groups, run_groups
@@ -72,17 +74,58 @@ def prediction_report(
     pred: torch.Tensor, labels: torch.Tensor, class_counts: torch.Tensor, groups: Groups, shots: Groups
 ) -> dict[str, float]:
     """:func:`classification_report` of the predicted classes ``pred`` [N] (made a block of samples at a time
-    by a caller that never holds all the logits)."""
-    correct = (pred == labels).double()
+    by a caller that never holds all the logits), each accuracy with its bootstrap interval (``<name>_low``,
+    ``<name>_high``: :func:`accuracy_intervals`)."""
     per_class = per_class_accuracy(pred, labels, len(class_counts))
-    report = {
-        "acc": float(correct.mean()),
-        "acc_lt": float((correct * lt_weights(labels, class_counts)).mean()),
-        "balanced_acc": present_mean(per_class),
-    }
-    report |= group_mean(per_class, groups) | group_mean(per_class, shots)
-    report["worst_group_acc"] = min(report[name] for name in groups.names if not math.isnan(report[name]))
-    return report
+    split = torch.bincount(labels, minlength=len(class_counts)).double()
+    report = accuracies(per_class.numpy()[None], split.numpy(), class_counts, groups, shots)
+    out = {k: float(v[0]) for k, v in report.items()}
+    return out | accuracy_intervals(per_class, split, class_counts, groups, shots)
+
+
+def accuracies(per_class: np.ndarray, split: np.ndarray, class_counts: torch.Tensor, groups: Groups,
+               shots: Groups) -> dict[str, np.ndarray]:  # fmt: skip
+    """Every accuracy of a report from per-class accuracies [B, C] (NaN: a class absent from the split) and the
+    split's class counts [C]: each is a fixed combination of them, so B resampled sets cost one pass."""
+    present = split > 0
+    n = split.sum()
+    prior = class_counts.double().numpy() / float(class_counts.sum())
+    lt = np.where(present, prior / np.where(present, split / n, 1.0), 0.0) * split  # sum of lt_weights per class
+    a = np.where(present, per_class, 0.0)
+    out = {"acc": a @ split / n, "acc_lt": a @ lt / lt.sum(), "balanced_acc": np.nanmean(per_class[:, present], 1)}
+    for g in (groups, shots):
+        for name in g.names:
+            cols = g.classes_in(name).numpy() & present
+            out[name] = np.nanmean(per_class[:, cols], 1) if cols.any() else np.full(len(per_class), np.nan)
+    out["worst_group_acc"] = np.nanmin(np.stack([out[name] for name in groups.names]), 0)
+    return out
+
+
+# The bootstrap of every accuracy a report prints: resamples of the test split within each class, seeded.
+ACCURACY_RESAMPLES, ACCURACY_LEVEL, ACCURACY_SEED = 1000, 0.95, 0
+
+
+def accuracy_intervals(per_class: torch.Tensor, split: torch.Tensor, class_counts: torch.Tensor, groups: Groups,
+                       shots: Groups) -> dict[str, float]:  # fmt: skip
+    """``<name>_low`` and ``<name>_high`` of every accuracy: the 95% percentile interval over 1,000 resamples of
+    the split that draw, within each class, as many samples as it has. The number right among a class's draws
+    is then Binomial(n_c, accuracy_c), so a resample is drawn class by class without touching the samples."""
+    rng = np.random.default_rng([ACCURACY_SEED, 0xACC])
+    n_c, a_c = split.numpy(), np.nan_to_num(per_class.numpy())
+    draws = rng.binomial(n_c.astype(np.int64), a_c, size=(ACCURACY_RESAMPLES, len(n_c))) / np.maximum(n_c, 1)
+    draws[:, n_c == 0] = np.nan
+    with warnings.catch_warnings():  # a group without classes in the split: its mean is NaN, as in the report
+        warnings.simplefilter("ignore", RuntimeWarning)
+        resampled = accuracies(draws, n_c, class_counts, groups, shots)
+    out = {}
+    for name, values in resampled.items():
+        lo, hi = (
+            np.quantile(values, [(1 - ACCURACY_LEVEL) / 2, (1 + ACCURACY_LEVEL) / 2])
+            if not np.isnan(values).any()
+            else (math.nan, math.nan)
+        )
+        out |= {f"{name}_low": float(lo), f"{name}_high": float(hi)}
+    return out
 
 
 def source_report(f: LogitsFile, data: DataConfig) -> dict[str, float]:

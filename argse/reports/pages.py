@@ -47,21 +47,34 @@ def new_table(title: str, labels: list[str], numbers: list[str]) -> Table:
     return table
 
 
+def percent(rep: dict[str, float], c: str) -> str:
+    """An accuracy in %, with its bootstrap interval where the report has one (argse.data.metrics)."""
+    if c not in rep:
+        return "-"
+    lo, hi = rep.get(f"{c}_low"), rep.get(f"{c}_high")
+    if lo is None or hi is None or math.isnan(lo):
+        return f"{100 * rep[c]:.2f}"
+    return f"{100 * rep[c]:.2f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+INTERVAL_NOTE = "accuracies with their 95% interval over 1,000 class-stratified bootstrap resamples of test"
+
+
 def accuracy_table(title: str, reports: dict[str, dict[str, float]]) -> Table:
-    """One row per source: accuracy per group and calibration, in %."""
-    columns = ACCURACY_COLUMNS + CALIBRATION_COLUMNS
-    table = new_table(title, ["source"], columns)
+    """One row per source: accuracy per group (with its interval) and calibration, in %."""
+    table = new_table(f"{title}; {INTERVAL_NOTE}", ["source"], ACCURACY_COLUMNS + CALIBRATION_COLUMNS)
     for name, rep in reports.items():
-        table.add_row(name, *(f"{100 * rep[c]:.2f}" if c in rep else "-" for c in columns))
+        cells = [percent(rep, c) for c in ACCURACY_COLUMNS]
+        table.add_row(name, *cells, *(f"{100 * rep[c]:.2f}" if c in rep else "-" for c in CALIBRATION_COLUMNS))
     return table
 
 
 def mixture_table(title: str, reports: dict[str, dict[str, float]]) -> Table:
-    """One row per expert or mixture: accuracy in % per group and NLL in nats."""
+    """One row per expert or mixture: accuracy in % per group (with its interval) and NLL in nats."""
     columns = ["acc", "balanced_acc", HEAD, TAIL]
-    table = new_table(title, ["source"], [*columns, "nll"])
+    table = new_table(f"{title}; {INTERVAL_NOTE}", ["source"], [*columns, "nll"])
     for name, rep in reports.items():
-        table.add_row(name, *(f"{100 * rep[c]:.2f}" for c in columns), f"{rep['nll']:.3f}")
+        table.add_row(name, *(percent(rep, c) for c in columns), f"{rep['nll']:.3f}")
     return table
 
 
@@ -274,6 +287,8 @@ def seeds_accuracy_markdown(reports: list[dict[str, dict[str, float]]]) -> str:
     lines = ["| source | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name in reports[0]:
         cells = [mean_se([r[name][c] for r in reports], 100, 2) for c in columns]
+        if len(reports) == 1:  # one seed: the accuracy's bootstrap interval instead of a spread over seeds
+            cells[: len(ACCURACY_COLUMNS)] = [percent(reports[0][name], c) for c in ACCURACY_COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
