@@ -460,7 +460,7 @@ def test_predict_with_a_guaranteed_risk_uses_the_ladder_s_rule_or_says_why_not(t
         (["--risk", "abc"], "--risk takes a number or a comma list of numbers, got 'abc'"),
         (["--risk", "1.5"], "a guaranteed risk must lie in (0, 1), got 1.5"),
         (["--risk", "0.1,0.2"], "risk_of worst takes one risk, got 2"),
-        (["--risk", "0.1,0.2,0.3", "--risk-of", "groups"], "--risk gives 3 risk(s) for the run's 2 groups"),
+        (["--risk", "0.1,0.2,0.3", "--risk-of", "groups"], "the guarantee gives 3 risk(s) for the run's 2 groups"),
     ]:  # fmt: skip
         assert cli.run(predict.main, base + extra) == 2
         err = capsys.readouterr().err

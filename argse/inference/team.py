@@ -236,7 +236,8 @@ def guarantee_of(risk: float | Sequence[float], delta: float, of: str) -> Guaran
     from argse.config.schema import parse
     from argse.config.sections import GuaranteeConfig
 
-    listed = risk if isinstance(risk, int | float | str) or risk is None else list(risk)
+    listed = risk if isinstance(risk, str) or np.ndim(risk) == 0 else list(np.asarray(risk).tolist())
+    listed = listed.item() if isinstance(listed, np.generic) else listed
     g = parse(GuaranteeConfig, {"risk": listed, "delta": delta, "risk_of": of}, noun="argument")
     return Guarantee(tuple(g.risk), g.delta, g.risk_of)
 

@@ -172,7 +172,7 @@ class RulesFile:
                              f"none; an evaluation before argse fitted them has none): {FIX}")  # fmt: skip
         k = len(self.model.groups)
         if target.of == "groups" and len(target.risk) != k:
-            raise ArgseError(f"--risk gives {len(target.risk)} risk(s) for the run's {k} groups "
+            raise ArgseError(f"the guarantee gives {len(target.risk)} risk(s) for the run's {k} groups "
                              f"({', '.join(self.model.groups)}); give one per group, in that order")  # fmt: skip
         chosen = select([Rung.of_record(r.model_dump()) for r in rungs], target)
         if chosen.rung is None:
