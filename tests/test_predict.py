@@ -453,6 +453,18 @@ def test_predict_with_a_guaranteed_risk_uses_the_ladder_s_rule_or_says_why_not(t
     assert {r["threshold"] for r in rows} == {chosen.rule.t}
     api = inference.load(cfg.out_dir, source="ce", method="plugin_worst", risk=0.99, delta=0.9, risk_of="balanced")
     assert api.rule.t == chosen.rule.t and np.array_equal(api.rule.alpha, chosen.rule.alpha)
+    as_numpy = inference.load(cfg.out_dir, source="ce", method="plugin_worst", risk=np.float32(0.99), delta=0.9,
+                              risk_of="balanced")  # fmt: skip
+    assert as_numpy.rule.t == chosen.rule.t
+    for kwargs, message in [
+        ({"risk": "abc"}, "argument 'risk' must be a list, got 'abc'"),
+        ({"risk": 0.3, "delta": 0}, "argument 'delta' must be > 0, got 0"),
+        ({"risk": 0.3, "risk_of": "mean"}, "argument 'risk_of' is 'mean'; choose one of"),
+        ({"risk": 0.1, "risk_of": "groups"}, "the guarantee gives 1 risk(s) for the run's 2 groups"),
+    ]:
+        with pytest.raises(ArgseError) as exc:
+            inference.load(cfg.out_dir, source="ce", method="plugin_worst", **kwargs)
+        assert message in str(exc.value), str(exc.value)
     for extra, message in [
         (["--risk", "0.001"], "no rule of ce / plugin_worst meets worst-group error at most 0.001 with probability "
                               "0.95 on the fitting sample (the smallest it can guarantee at this delta is"),

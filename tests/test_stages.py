@@ -375,6 +375,15 @@ def test_importing_an_older_run_folder_gives_stages_the_commands_find(run, tmp_p
     assert mine == theirs
     rc, text = _result(stages_cmd.main, _argv([*sets, "recipes.ce.epochs=9"]) + ["import", str(old)], capsys)
     assert rc == 2 and "made with recipes.ce.epochs=2, this config resolves 9" in text, text
+    # A gate.json of an argse before the gate format cannot be read once imported: nothing is imported.
+    gate_json = old / "gating" / "gate.json"
+    info = json.loads(gate_json.read_text())
+    info.pop("format")
+    gate_json.write_text(json.dumps(info))
+    sets = [*cfg_sets(argv), "name=imported_old_gate"]
+    rc, text = _result(stages_cmd.main, _argv(sets) + ["import", str(old)], capsys)
+    assert rc == 2 and f"{gate_json} cannot be imported (has no field 'format'), so nothing was" in text, text
+    assert not (cfg.out_dir.parent / "imported_old_gate" / "stages").exists()
 
 
 def test_a_run_folder_of_an_older_layout_is_one_sentence(tmp_path, capsys):

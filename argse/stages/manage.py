@@ -16,7 +16,7 @@ from argse.data.logits import read_logits, split_file
 from argse.data.splits import HELD_OUT, manifest_sha256, read_manifest
 from argse.experts.base import get_expert, list_experts, load_recipe
 from argse.stages.experts import MANIFEST, MODEL
-from argse.stages.gate_file import GATE_JSON, GATE_WEIGHTS
+from argse.stages.gate_file import GATE_JSON, GATE_WEIGHTS, read_gate
 from argse.stages.run import GATE, TRAIN_EXPERTS, TRAIN_GATING, RunStages
 from argse.stages.store import RETIRED, WORK, Key, Stage, disk_bytes, remove
 
@@ -132,6 +132,10 @@ def import_run(stages: RunStages, source: Path, checkpoints: Path | None) -> lis
     store, done = stages.store, []
     manifest = source / MANIFEST
     read_manifest(manifest)
+    gate = source / "gating" / GATE_JSON
+    if gate.is_file():  # checked before anything is published: an import is whole or nothing
+        readable_gate(gate)
+        check_gate(stages, gate)
     splits = store.find(stages.splits_key)
     if splits is None:
         files = [manifest, *[p for p in [source / PREPROCESS] if p.is_file()]]
@@ -155,9 +159,7 @@ def import_run(stages: RunStages, source: Path, checkpoints: Path | None) -> lis
         store.link(f"logits/{name}", stage)
         stages.forget(name)
         done.append(stage)
-    gate = source / "gating" / GATE_JSON
     if gate.is_file():
-        check_gate(stages, gate)
         key = stages.gate_key()
         files = [gate, *[p for p in [source / "gating" / GATE_WEIGHTS] if p.is_file()]]
         files += [split_file(source / "logits" / GATE, s) for s in HELD_OUT]
@@ -204,6 +206,18 @@ def differences(recorded: dict, resolved: dict, prefix: str = "") -> list[tuple[
         elif theirs != ours:
             out.append((f"{prefix}{key}", theirs, ours))
     return out
+
+
+def readable_gate(gate: Path) -> None:
+    """A gate the commands can read once imported, or one sentence: an older argse's gate.json (before its format
+    tag) is not, and nothing is imported."""
+    try:
+        read_gate(gate.parent)
+    except ArgseError as exc:
+        raise ArgseError(
+            f"{gate} cannot be imported ({str(exc).split(': ', 1)[-1].split(';')[0]}), so nothing was; move "
+            f"{gate.parent} aside to import the rest, then train the gate: python -m argse.train_gating"
+        ) from None
 
 
 def check_gate(stages: RunStages, gate: Path) -> None:
