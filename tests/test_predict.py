@@ -346,9 +346,31 @@ def test_python_api_refuses_what_the_models_cannot_take_in_one_sentence(trained)
         (torch.zeros(2, 8, 8, dtype=torch.uint8), r"^images must be a \[N, 3, H, W\] or \[3, H, W\] RGB tensor, got shape \[2, 8, 8\]"),
         (torch.full((1, 3, 8, 8), 2.0), r"^a torch.float32 image tensor must be uint8 \(0-255\) or floating point in \[0, 1\]"),
         ([Image.new("RGB", (9, 8))], r"^image 0 is 9x8 pixels but the models of this run take 8x8"),
+        (None, r"^images must be PIL images or an image tensor, got NoneType; open files with PIL.Image.open"),
+        ("a.png", r"^images must be PIL images or an image tensor, got str"),
+        (np.zeros((2, 8, 8, 3), np.uint8), r"^images must be PIL images or an image tensor, got a numpy array; for"),
+        ([Image.new("RGB", (8, 8)), "b.png"], r"^images\[1\] is a str, not a PIL image"),
+        (5, r"^images must be PIL images or an image tensor, got int$"),
     ]:  # fmt: skip
         with pytest.raises(ArgseError, match=message):
             team.predict(images)
+    # An empty batch is no rows, and empty scores of the run's widths.
+    assert team.predict([]) == [] and team.predict(torch.zeros(0, 3, 8, 8, dtype=torch.uint8)) == []
+    assert team.scores([]).source.shape == (0, len(team.classes))
+    with pytest.raises(ArgseError, match=r"^top_k must be a whole number in \[1, 4\] \(the run's classes\), got '2'"):
+        team.predict(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), top_k="2")
+    sets = [a for a in argv if a != "--set"]
+    for kwargs, message in [
+        ({"rate": "a"}, "argument 'rate' must be a number, got 'a'"),
+        ({"rate": float("nan")}, "argument 'rate' must be a finite number, got nan"),
+        ({"rate": 1.0}, "argument 'rate' must be < 1, got 1.0"),
+        ({"method": 5}, "argument 'method' must be a string, got 5"),
+        ({"overrides": "seed=1"}, "argument 'overrides' must be a list, got 'seed=1'"),
+        ({"classes": 3}, "argument 'classes' must be a string, got 3"),
+    ]:
+        with pytest.raises(ArgseError) as exc:
+            inference.load(None, **({"overrides": sets} | kwargs))
+        assert str(exc.value).startswith(message), str(exc.value)
     with pytest.raises(ArgseError, match=r"is a folder without config.yaml"):
         inference.load(tmp)
 
@@ -430,7 +452,9 @@ def test_python_api_refuses_non_finite_pixels_and_a_top_k_above_the_classes(trai
     with pytest.raises(ArgseError, match=r"^the image tensor holds NaN or infinite values"):
         team.predict(x)
     k = len(team.classes)
-    with pytest.raises(ArgseError, match=rf"^top_k must lie in \[1, {k}\] \(the run's classes\), got {k + 1}$"):
+    with pytest.raises(
+        ArgseError, match=rf"^top_k must be a whole number in \[1, {k}\] \(the run's classes\), got {k + 1}$"
+    ):
         team.predict(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), top_k=k + 1)
 
 

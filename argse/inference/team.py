@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from argse.config.loading import load_run_config, recorded_plugins
+from argse.config.schema import Section, parse
 from argse.config.sections import RunConfig
 from argse.core import distributed, storage
 from argse.core.errors import ArgseError
@@ -83,6 +85,24 @@ def read_classes(path: Path, count: int) -> list[str]:
 # ---------------------------------------------------------------- the Python API
 
 
+def pil_images(images) -> list:
+    """``images`` as a list of PIL images, or one sentence saying what was given instead."""
+    if images is None or isinstance(images, str | Path | bytes):
+        raise ArgseError(f"images must be PIL images or an image tensor, got {type(images).__name__}; open files "
+                         f"with PIL.Image.open(path) first, or predict them with python -m argse.predict")  # fmt: skip
+    if isinstance(images, np.ndarray):
+        raise ArgseError("images must be PIL images or an image tensor, got a numpy array; for [N, H, W, 3] uint8 "
+                         "images give torch.from_numpy(array).permute(0, 3, 1, 2)")  # fmt: skip
+    try:
+        listed = list(images)
+    except TypeError:
+        raise ArgseError(f"images must be PIL images or an image tensor, got {type(images).__name__}") from None
+    for i, im in enumerate(listed):
+        if not hasattr(im, "getbands"):
+            raise ArgseError(f"images[{i}] is a {type(im).__name__}, not a PIL image; give PIL images or one tensor")
+    return listed
+
+
 @dataclass
 class Predictor:
     """A run's team and one fitted rule, loaded once (:func:`load`); :meth:`predict` classifies images."""
@@ -119,13 +139,15 @@ class Predictor:
 
     def as_batch(self, images) -> torch.Tensor:
         """[N, 3, H, W] on a 0-255 scale at the models' size; anything else is one sentence."""
+        size = self.prep.image_size or [self.prep.crop, self.prep.crop]
         if not torch.is_tensor(images):
-            images = [images] if hasattr(images, "getbands") else list(images)  # one PIL image, or several
+            images = [images] if hasattr(images, "getbands") else pil_images(images)  # one PIL image, or several
+            if not images:  # an empty batch: no rows
+                return torch.empty(0, 3, *size, dtype=torch.uint8)
             return torch.stack([eval_image(self.prep, im, f"image {i}") for i, im in enumerate(images)])
         x = images[None] if images.dim() == 3 else images
         if x.dim() != 4 or x.shape[1] != 3:
             raise ArgseError(f"images must be a [N, 3, H, W] or [3, H, W] RGB tensor, got shape {list(images.shape)}")
-        size = self.prep.image_size or [self.prep.crop, self.prep.crop]
         if list(x.shape[2:]) != list(size):
             raise ArgseError(f"the images are {x.shape[3]}x{x.shape[2]} pixels but the models of this run take "
                              f"{size[1]}x{size[0]}; resize them first (or give PIL images)")  # fmt: skip
@@ -149,13 +171,22 @@ class Predictor:
         return self.batch_scores(self.as_batch(images))
 
     def batch_scores(self, x: torch.Tensor) -> Scores:
+        if len(x) == 0:  # an empty batch: empty scores of the right widths, no model run
+            c, names = len(self.classes), self.team.names
+            empty = {n: torch.empty(0, c) for n in names}
+            weights = None if self.team.gate is None else torch.empty(0, len(names), dtype=torch.float64)
+            return Scores(empty, {n: torch.empty(0, c, dtype=torch.float64) for n in names}, weights,
+                          torch.empty(0, c, dtype=torch.float64))  # fmt: skip
         x = Normalize(self.prep.mean, self.prep.std, self.device, self.cfg.runtime.channels_last)(x.to(self.device))
         return team_scores(self.team, x, self.rule.protocol, self.cfg.runtime)
 
     def predict_batch(self, x: torch.Tensor, top_k: int = 1) -> list[dict]:
         """Rows for a batch :meth:`as_batch` made (full precision; the CLI rounds what it writes)."""
-        if not 1 <= top_k <= len(self.classes):
-            raise ArgseError(f"top_k must lie in [1, {len(self.classes)}] (the run's classes), got {top_k}")
+        if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or not 1 <= top_k <= len(self.classes):
+            raise ArgseError(f"top_k must be a whole number in [1, {len(self.classes)}] (the run's classes), got "
+                             f"{top_k!r}")  # fmt: skip
+        if len(x) == 0:
+            return []
         scores = self.batch_scores(x)
         probs = scores.source.numpy()
         weights = None if scores.gate_weights is None else scores.gate_weights.numpy()
@@ -226,14 +257,35 @@ def load(config_or_run_dir: str | Path | None = None, *, rate: float = 0.2, meth
             per group) is at most ``risk`` with probability at least 1 - ``delta`` over the fitting sample
             (argse.selective.guarantee); one sentence when no rule of ``method`` can promise it.
     """
-    cfg = load_run_config(config_or_run_dir, list(overrides))
+    args = load_arguments(rate, method, source, overrides, classes, device)
     target = None if risk is None else guarantee_of(risk, delta, risk_of)
-    return open_predictor(cfg, source, method, rate, Path(classes) if classes is not None else None, device, target)
+    cfg = load_run_config(config_or_run_dir, args.overrides)
+    classes_file = Path(args.classes) if args.classes is not None else None
+    return open_predictor(cfg, args.source, args.method, args.rate, classes_file, args.device, target)
+
+
+class LoadArguments(Section):
+    """:func:`load`'s arguments, checked as the CLI checks its options."""
+
+    rate: float = Field(ge=0, lt=1)
+    method: str
+    source: str | None
+    overrides: list[str]
+    classes: str | None
+    device: str | None
+
+
+def load_arguments(rate, method, source, overrides, classes, device) -> LoadArguments:
+    """The arguments of :func:`load`, or one sentence naming the first bad one."""
+    as_list = list(overrides) if isinstance(overrides, list | tuple) else overrides
+    values = {"rate": rate.item() if isinstance(rate, np.generic) else rate, "method": method, "source": source,
+              "overrides": as_list, "classes": str(classes) if isinstance(classes, Path) else classes,
+              "device": device}  # fmt: skip
+    return parse(LoadArguments, values, noun="argument")
 
 
 def guarantee_of(risk: float | Sequence[float], delta: float, of: str) -> Guarantee:
     """A guarantee from its parts, each checked as evaluate.guarantees checks them (one sentence on a bad one)."""
-    from argse.config.schema import parse
     from argse.config.sections import GuaranteeConfig
 
     listed = risk if isinstance(risk, str) or np.ndim(risk) == 0 else list(np.asarray(risk).tolist())
