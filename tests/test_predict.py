@@ -501,3 +501,29 @@ def test_predict_with_a_guaranteed_risk_uses_the_ladder_s_rule_or_says_why_not(t
         assert cli.run(predict.main, base + extra) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda r: r["ladders"]["ce"]["plugin_worst"][0].__setitem__("test_coverage", [1.5, 1.0]), "test_coverage"),
+        (
+            lambda r: r["ladders"]["ce"]["plugin_worst"][0].__setitem__("plan_errors", [0.1, 0.1, 0.1]),
+            "ladders.ce.plugin_worst[0] does not hold one value per group (2)",
+        ),
+        (lambda r: r["ladders"]["ce"]["plugin_worst"][0].pop("t"), "has no field 'ladders.ce.plugin_worst[0].t'"),
+        (lambda r: r.__setitem__("ladders", []), "ladders"),
+    ],
+)
+def test_a_rules_file_s_ladders_are_checked_whole(trained, tmp_path, change, message):
+    """Past the stage's digest (a file copied elsewhere), rules.json's candidate rules are still checked field by
+    field: one sentence naming the field."""
+    from argse.reports.rules_file import read_rules
+
+    tmp, argv, cfg, folder = trained
+    rules = json.loads((cfg.out_dir / "evaluation" / "rules.json").read_text())
+    change(rules)
+    (tmp_path / "rules.json").write_text(json.dumps(rules))
+    with pytest.raises(ArgseError) as exc:
+        read_rules(tmp_path)
+    assert message in str(exc.value) and "rerun python -m argse.evaluate" in str(exc.value), str(exc.value)
