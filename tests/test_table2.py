@@ -164,3 +164,39 @@ def test_the_page_names_a_seed_whose_recipe_differs():
     assert recipes_across_seeds([one, same, other], [0, 1, 2]) == (
         "The seeds' recipes differ from the first seed's: seed 2, ce: epochs.\n"
     )
+
+
+def test_a_css_run_of_another_cost_is_never_taken_for_a_cost(tmp_path, capsys):
+    """The run named for cost 0.9 holds a model trained at cost 0.7: stages find a run by the cost it was made
+    with, so the tabulation does not plot it as 0.9's point but names what is missing."""
+    from argse import cli
+
+    _write_runs(tmp_path, [0])
+    out = tmp_path / "o"
+    cfg = seed_configs(None, _sets(tmp_path), [0])[0]
+    sets = ["data.tail_max_count=10", "recipes.css.costs=[0.5,0.9]", "seed=0"]
+    other = tmp_path / "other"
+    write_run(other / f"{cfg.name}_css0.9", {"css": _model(2.0, -0.3)}, 4, COUNTS, seed=0,
+              overrides=[*sets, "recipes.css.cost=0.7", f"output_dir={other}"])  # fmt: skip
+    import shutil
+
+    shutil.rmtree(out / f"{cfg.name}_css0.9")
+    shutil.copytree(other / f"{cfg.name}_css0.9", out / f"{cfg.name}_css0.9", symlinks=True)
+    assert cli.run(table2.main, _argv(tmp_path, "--seeds", "0")) == 2
+    err = capsys.readouterr().err
+    assert "this config has no expert 'css' yet" in err and "Traceback" not in err, err
+
+
+def test_a_seed_trained_with_another_recipe_is_not_averaged_in(tmp_path, capsys):
+    """Seed 1's ce was made with 3 epochs, the config's recipe says otherwise: seed 1 has no ce under this config,
+    so the table is not made from mixed recipes."""
+    from argse import cli
+
+    _write_runs(tmp_path, [0])
+    cfg = seed_configs(None, _sets(tmp_path), [1])[0]
+    sets = ["data.tail_max_count=10", "recipes.css.costs=[0.5,0.9]", "seed=1", "recipes.ce.epochs=3"]
+    write_run(tmp_path / "o" / cfg.name, {"ce": _model(1.0), "logit_adjust": _model(2.0), "group_dro": _model(2.5)},
+              4, COUNTS, seed=1, overrides=sets)  # fmt: skip
+    assert cli.run(table2.main, _argv(tmp_path, "--seeds", "0,1")) == 2
+    err = capsys.readouterr().err
+    assert "this config has no" in err and "Traceback" not in err, err
