@@ -372,3 +372,19 @@ def test_evaluation_refuses_a_group_without_samples_in_a_split():
     check_samples(groups, {"test": VIEW})  # both groups present: no complaint
     with pytest.raises(ArgseError, match="the tail group has no sample in test, so its error there would be"):
         check_samples(groups, {"the rejector part of tune": VIEW, "test": only_head})
+
+
+def test_rejectors_fit_on_all_of_tune_only_without_the_gate(tmp_path, capsys):
+    """evaluate.fit_sample: tune fits every rejector on all of tune, and says so; with the gate among the sources
+    it is one sentence, since part of tune trained the gate."""
+    base = _one_expert_run(tmp_path / "o", "f", [100, 50, 10, 5])
+    assert evaluate.main(base + ["--methods", "chow", "--set", "evaluate.fit_sample=tune"]) == 0
+    out = tmp_path / "o" / "f" / "evaluation"
+    fitted = json.loads((out / "report.json").read_text())["samples"]["rejectors_fitted_on"]
+    tune = json.loads((tmp_path / "o" / "f" / "splits.json").read_text())["splits"]["tune"]
+    assert fitted["part"] == "all" and fitted["n"] == len(tune["indices"] if isinstance(tune, dict) else tune)
+    assert "Rejectors fit on all of `tune`" in (out / "summary.md").read_text()
+    capsys.readouterr()
+    argv = base + ["--sources", "ce,gating", "--set", "evaluate.fit_sample=tune"]
+    assert cli.run(evaluate.main, argv) == 2
+    assert "evaluate.fit_sample=tune fits the rejectors on all of tune" in capsys.readouterr().err

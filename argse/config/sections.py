@@ -257,6 +257,10 @@ class EvaluateConfig(Section):
     local search from the algorithm's rule alone; else at least 2)."""
     search_starts: int = Field(3, ge=0)
     """search: grid, with search_grid: local searches also from this many best other candidates of the coarse grid."""
+    fit_sample: Literal["rejector_part", "tune"] = "rejector_part"
+    """What the rejectors are fitted on: the part of tune the gate did not train on (gating.tune_fraction), the
+    same for every row; or all of tune, for an evaluation of experts only (docs/selective.md, "Which samples fit
+    what", for the measurement)."""
     bootstrap: int = Field(1000, ge=0, le=100_000)
     """Resamples of test, drawn within each class (class counts fixed), for the interval of every figure
     (0: none)."""

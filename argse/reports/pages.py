@@ -211,14 +211,20 @@ def plot_curves(curves: dict[tuple[str, str], list[dict]], path: Path, subtitle:
     return plots.rc_panels(rc_curves(curves), path, subtitle, AURC_RANGES[PAPER_RANGE][1])
 
 
+def fitted_on(samples: dict) -> str:
+    """What the rejectors were fitted on, in words."""
+    n, gate = samples["rejectors_fitted_on"]["n"], samples["gate_trained_on"]["n"]
+    if samples["rejectors_fitted_on"]["part"] == "all":
+        return f"all of `tune` ({n} samples; evaluate.fit_sample: tune, no gate evaluated)"
+    return f"the rejector part of `tune` ({n} samples; the other {gate} trained the gate)"
+
+
 def evaluation_markdown(cfg: RunConfig, ev: Evaluation) -> str:
     """summary.md: what was fitted on what, and the AURC table."""
     samples = ev.samples
     md = [
         f"# Selective prediction: {cfg.name}\n",
-        f"{describe(cfg.evaluate).capitalize()}. Rejectors fit on the rejector part of `tune` "
-        f"({samples['rejectors_fitted_on']['n']} samples; the other "
-        f"{samples['gate_trained_on']['n']} trained the gate), evaluated on `test` "
+        f"{describe(cfg.evaluate).capitalize()}. Rejectors fit on {fitted_on(samples)}, evaluated on `test` "
         f"({samples['measured_on']['n']} samples); AURC = mean error over the rejection-rate range (trapezoid "
         f"rule). [0, 0.8] is the paper's range. Where a rule accepts no sample of a group, that group's error "
         f"is undefined (Narasimhan et al. 2024, Eq. 6 and Assumption 2) and counts as 1 in the AURCs; the "

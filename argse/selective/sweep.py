@@ -184,6 +184,9 @@ def evaluate_sources(cfg: RunConfig, reader: SourceReader, methods: list[str], g
     check_groups(groups, tune0.class_counts, cfg.data.tail_max_count)
     check_guarantees(cfg.evaluate, groups)
     gate_part, fit_part = tune_parts(tune0.labels, cfg.gating.tune_fraction, cfg.seed)
+    if cfg.evaluate.fit_sample == "tune":
+        check_fit_sample(cfg.evaluate, sources)
+        gate_part, fit_part = gate_part[:0], torch.arange(len(tune0.labels))
     if gate is not None:
         check_rejector_part(gate, tune0.indices[fit_part].tolist())
     n_test = len(reader.manifest["splits"]["test"])
@@ -193,7 +196,12 @@ def evaluate_sources(cfg: RunConfig, reader: SourceReader, methods: list[str], g
         groups=groups.names,
         class_group=groups.of_class.tolist(),
         samples={
-            "rejectors_fitted_on": {"split": "tune", "part": "rejector", "n": len(fit_part), "indices": fit_indices},
+            "rejectors_fitted_on": {
+                "split": "tune",
+                "part": "rejector" if len(gate_part) else "all",
+                "n": len(fit_part),
+                "indices": fit_indices,
+            },  # fmt: skip
             "gate_trained_on": {"split": "tune", "part": "gate", "n": len(gate_part)},
             "measured_on": {"split": "test", "n": n_test},
         },
@@ -331,6 +339,15 @@ def decisions(rows: list[dict], view: GroupView) -> tuple[np.ndarray, np.ndarray
 def cpu_count() -> int:
     """The cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def check_fit_sample(ecfg: EvaluateConfig, sources: list[str]) -> None:
+    """All of tune fits the rejectors only when no gate, trained on part of it, is evaluated."""
+    if ecfg.fit_sample == "tune" and "gating" in sources:  # the gate's source name (argse.stages.run.GATE)
+        raise ArgseError(
+            "evaluate.fit_sample=tune fits the rejectors on all of tune, part of which trained the gate; evaluate "
+            "the experts alone (--sources without gating), or keep fit_sample: rejector_part"
+        )
 
 
 def check_guarantees(ecfg: EvaluateConfig, groups: Groups) -> None:

@@ -15,7 +15,7 @@ from argse.config.sections import RunConfig
 from argse.core import storage
 from argse.reports.pages import write_evaluation
 from argse.reports.report_file import read_report
-from argse.selective.sweep import Evaluation, evaluate_sources
+from argse.selective.sweep import Evaluation, check_fit_sample, evaluate_sources
 from argse.stages.gate import reader_of
 from argse.stages.gate_file import read_gate
 from argse.stages.run import EVALUATE, GATE, RunStages
@@ -37,6 +37,7 @@ class EvaluationBuild:
 
 def build_evaluation(cfg: RunConfig, sources: list[str], console, rebuild: bool = False) -> EvaluationBuild:
     """The evaluation of ``sources`` under this config: found (unless ``rebuild``), or run and published."""
+    check_fit_sample(cfg.evaluate, sources)  # before any stage is looked for
     stages = RunStages(cfg)
     key = stages.evaluation_key(sources)
     found = stages.store.find(key)
