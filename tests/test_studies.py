@@ -13,6 +13,7 @@ def test_every_study_is_listed_with_its_summary():
         "plugin_family",
         "plugin_search",
         "synthetic_logits",
+        "temperature_prior",
         "torch_uncertainty_metrics",
     }
     assert all(listed.values())
@@ -54,3 +55,21 @@ def test_decoupling_variants_smoke(tmp_path):
     for label in ("tau-norm", "cRT, 2-view cache", "LWS, Kang (augment, BN train, no cache)"):
         assert label in text
     assert text.count("| 2 |") + text.count("| 1 |") >= 6  # a best epoch for every trained variant
+
+
+def test_temperature_prior_prints_both_temperatures_and_paired_differences(tmp_path, capsys):
+    import torch
+
+    from studies import temperature_prior
+    from studies.logit_factory import write_run
+
+    def model(labels, g):
+        return 3 * torch.randn(len(labels), 4, generator=g) + 4 * torch.nn.functional.one_hot(labels, 4)
+
+    write_run(tmp_path / "o" / "tp", {"ce": model}, 4, [100, 50, 10, 5], overrides=["data.tail_max_count=10"])
+    sets = [f"output_dir={tmp_path / 'o'}", "name=tp", "data.tail_max_count=10", "experts=[ce]",
+            "evaluate.bootstrap=50", "evaluate.methods=[chow]"]  # fmt: skip
+    assert temperature_prior.main([x for s in sets for x in ("--set", s)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| ce | chow |"))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert float(cells[2]) > 0 and float(cells[3]) > 0 and "->" in cells[4] and "[" in cells[5]
