@@ -39,6 +39,7 @@ import torch
 from argse import cli
 from argse.config.loading import load_run_config
 from argse.config.schema import changed
+from argse.core import provenance
 from argse.data.groups import head_tail_groups
 from argse.data.logits import folder_sources, load_sources, run_folders, run_manifest
 from argse.data.splits import tune_parts
@@ -359,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
 
     emit(f"# Plug-ins against a brute-force search of their family: {cfg.name}")
     emit()
-    emit("Written by `python -m studies.plugin_family " + " ".join(sys.argv[1:] if argv is None else argv) + "`.")
+    args = " ".join(sys.argv[1:] if argv is None else argv)
+    emit(f"Written by `python -m studies.plugin_family {args}` at {provenance.commit()}.")
     emit(f"Sources {', '.join(sources)}; rejectors fitted on the rejector part of `tune` (n = {len(fit_part)}), "
          f"measured on `test` (n = {len(files['test'][0].labels)}); rates {rates[0]}..{rates[-1]}.")  # fmt: skip
     emit("Each cell is the method's own objective: balanced error for plugin_balanced, worst-group error for "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,7 @@ def test_table2_page_over_seeds(tmp_path):
         assert line.count("±") == 4  # mean ± sd in every AURC column, over two seeds
     assert "## Test prior train, protocol paper" in page and "## Test prior train, protocol argse" in page
     assert "is not one of the paper's" in page  # synthetic data: no paper columns
+    assert re.search(r"Made by `python -m argse.table2[^`]*` at commit [0-9a-f]{7}", page)  # provenance
     css = [x for x in page.splitlines() if x.startswith("| 0.5 |") or x.startswith("| 0.9 |")]
     rate = [float(x.split("|")[2].split("±")[0]) for x in css]
     assert len(css) == 2 and rate[0] > rate[1] > 0  # the lower cost (and lower margins) abstains more

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 from argse.config.sections import RunConfig
-from argse.core import storage
+from argse.core import provenance, storage
 from argse.papers.narasimhan2024 import METHODS, SPAN, TEAM_ROWS, VIEWS, SeedTable, css_costs
 from argse.reports.uncertainty import cell, paired
 from argse.training import TrainRecipe
@@ -233,7 +233,8 @@ def write_page(path: Path, command: str, cfgs: list[RunConfig], tables: list[See
     seeds = ", ".join(str(c.seed) for c in cfgs)
     parts = [
         f"# Table 2 of Narasimhan et al. (ICLR 2024) on {cfg.name.rsplit('_seed', 1)[0]}\n",
-        f"Made by `{command}` in {minutes:.1f} min (tabulation; training is not timed here). Seeds {seeds}: "
+        f"Made by `{command}` at {provenance.commit()} in {minutes:.1f} min (tabulation; training is not timed "
+        f"here). Seeds {seeds}: "
         f"each its own long-tailed subset, splits and initialisation; ± is the standard deviation over seeds.",
         f"AURC: the mean of each error over rejection rates {SPAN.replace('-', ' to ')} (argse.selective.rejectors.aurc), "
         f"rates and errors under the training label distribution; the headline columns integrate over the target "
