@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"sources: {', '.join(sources)} ({how}; --sources to choose)")
     built = build_evaluation(cfg, sources, console, args.rebuild)
     console.print(pages.aurc_table(
-        f"{cfg.name}: AURC on test (lower is better; {pages.describe(cfg.evaluate)})", built.aurcs))  # fmt: skip
+        f"{cfg.name}: AURC on test (lower is better; {pages.describe(cfg.evaluate)}; [95% bootstrap interval])",
+        built.aurcs, built.intervals))  # fmt: skip
     if built.evaluation is not None:
         if note := pages.empty_group_note(built.evaluation.curves):
             console.print(note)

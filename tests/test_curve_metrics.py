@@ -73,6 +73,7 @@ def test_aurc_equals_the_sweep_s_and_e_aurc_is_never_negative(weighted):
     for m, rows in curves.items():
         for metric in ("balanced_error", "worst_group_error"):
             assert got[m].figures[metric]["aurc"] == pytest.approx(curve_aurcs(rows)[f"{metric}@0-0.8"], abs=1e-12)
+            assert got[m].figures[metric]["aurc@0-1"] == pytest.approx(curve_aurcs(rows)[f"{metric}@0-1"], abs=1e-12)
             assert got[m].figures[metric]["e_aurc"] >= 0
             assert 0 < got[m].figures[metric]["augrc"] < got[m].figures[metric]["aurc"]
 

@@ -128,6 +128,9 @@ def test_evaluate_end_to_end_and_bad_input(tmp_path, capsys):
     assert evaluate.main(base + ["--methods", "chow,plugin_balanced"]) == 0
     out = tmp_path / "o" / "e" / "evaluation"
     assert {p.name for p in out.iterdir()} >= {"report.json", "rc_curves.csv", "rc_curves.png", "summary.md"}
+    # every AURC printed and in summary.md has its bootstrap interval
+    row = next(x for x in (out / "summary.md").read_text().splitlines() if x.startswith("| ce | chow |"))
+    assert row.count(" [") == 4, row
     for argv, msg in [
         (["--methods", "magic"], "unknown rejector 'magic'; available rejectors: chow, plugin_balanced, plugin_worst"),
         (["--sources", "ce,gating"], "this config has no gate over its experts yet"),

@@ -86,11 +86,19 @@ def routing_table(names: list[str], routing: dict[str, dict[str, dict[str, float
     return table
 
 
-def aurc_table(title: str, aurcs: dict[tuple[str, str], dict[str, float]]) -> Table:
-    """One row per (source, method): its AURCs."""
+def aurc_cell(a: dict[str, float], column: str, intervals: dict | None) -> str:
+    """An AURC with its bootstrap interval where the evaluation has one ([lo, hi] of the figure behind the column)."""
+    metric, span = column.split("@", 1)
+    bounds = (intervals or {}).get(metric, {}).get("aurc" if span == "0-0.8" else f"aurc@{span}")
+    return f"{a[column]:.4f}" if not bounds else f"{a[column]:.4f} [{bounds[0]:.4f}, {bounds[1]:.4f}]"
+
+
+def aurc_table(title: str, aurcs: dict[tuple[str, str], dict[str, float]], intervals: dict | None = None) -> Table:
+    """One row per (source, method): its AURCs, each with its 95% interval when ``intervals`` (per (source,
+    method), as report.json holds them) has it."""
     table = new_table(title, ["source", "method"], AURC_COLUMNS)
     for (s, m), a in aurcs.items():
-        table.add_row(s, m, *(f"{a[c]:.4f}" for c in AURC_COLUMNS))
+        table.add_row(s, m, *(aurc_cell(a, c, (intervals or {}).get((s, m))) for c in AURC_COLUMNS))
     return table
 
 
@@ -103,12 +111,15 @@ def describe(ecfg: EvaluateConfig) -> str:
     return f"test prior: {ecfg.test_prior} ({prior}); protocol: {ecfg.protocol}"
 
 
-def aurc_markdown(aurcs: dict[tuple[str, str], dict[str, float]], curves: dict[tuple[str, str], list[dict]]) -> str:
-    """AURC table, one row per (source, method), with how many of its points have a group accepting nothing."""
+def aurc_markdown(aurcs: dict[tuple[str, str], dict[str, float]], curves: dict[tuple[str, str], list[dict]],
+                  intervals: dict | None = None) -> str:  # fmt: skip
+    """AURC table, one row per (source, method), with how many of its points have a group accepting nothing, each
+    AURC with its interval where ``intervals`` has it."""
     lines = ["| source | method | empty-group points | " + " | ".join(AURC_COLUMNS) + " |",
              "|---|---|---|" + "---|" * len(AURC_COLUMNS)]  # fmt: skip
     for (s, m), a in aurcs.items():
-        cells = [str(empty_group_points(curves[(s, m)])), *(f"{a[c]:.4f}" for c in AURC_COLUMNS)]
+        bounds = (intervals or {}).get((s, m))
+        cells = [str(empty_group_points(curves[(s, m)])), *(aurc_cell(a, c, bounds) for c in AURC_COLUMNS)]
         lines.append(f"| {s} | {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -230,7 +241,7 @@ def evaluation_markdown(cfg: RunConfig, ev: Evaluation) -> str:
         f"is undefined (Narasimhan et al. 2024, Eq. 6 and Assumption 2) and counts as 1 in the AURCs; the "
         f"'empty-group points' column counts such points, drawn with a red x in the plot. Fitting and evaluation "
         f"took {ev.seconds:.1f} s.\n",
-        aurc_markdown(ev.aurcs, ev.curves),
+        aurc_markdown(ev.aurcs, ev.curves, ev.intervals),
         "## More figures of each curve\n",
         FIGURES_NOTE,
         uncertainty.figures_markdown(

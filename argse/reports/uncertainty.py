@@ -14,7 +14,7 @@ import torch
 
 from argse.core import storage
 from argse.core.errors import ArgseError
-from argse.selective.curve_metrics import REDUCTIONS, Targets, interval
+from argse.selective.curve_metrics import FULL_AURC, REDUCTIONS, Targets, interval
 from argse.selective.sweep import Evaluation
 
 DRAWS_FILE = "bootstrap.safetensors"
@@ -40,7 +40,7 @@ def figures_rows(ev: Evaluation) -> list[tuple[str, str, str, str, float, list[f
 
 def figures_markdown(ev: Evaluation, targets: Targets, level: float, resamples: int) -> str:
     """One row per (source, method), one column per reduction and figure, each with its interval."""
-    names = targets.names()
+    names = [n for n in targets.names() if n != FULL_AURC]  # the AURC table has it
     head = [f"{n} ({SHORT[r]})" for r in REDUCTIONS for n in names]
     lines = ["| source | method | " + " | ".join(head) + " |", "|---|---|" + "---|" * len(head)]
     for (s, m), per in ev.figures.items():
@@ -148,7 +148,7 @@ def seeds_figures_markdown(reports: list, level: float) -> str:
     first = next((r for r in reports[0].results if r.figures), None)
     if first is None:
         return ""
-    names = [(red, n) for red in REDUCTIONS for n in first.figures.get(red, {})]
+    names = [(red, n) for red in REDUCTIONS for n in first.figures.get(red, {}) if n != FULL_AURC]
     head = [f"{n} ({SHORT[red]})" for red, n in names]
     lines = ["| source | method | " + " | ".join(head) + " |", "|---|---|" + "---|" * len(head)]
     for key, row in rows[0].items():

@@ -27,6 +27,7 @@ from argse.selective.views import EMPTY_GROUP_ERROR
 # The group reductions reported, keyed as AURC keys are.
 REDUCTIONS = {"balanced_error": np.mean, "worst_group_error": np.max}
 HEADLINE_SPAN = (0.0, 0.8)  # the paper's rejection-rate range, where the new figures are taken
+FULL_AURC = "aurc@0-1"  # the AURC over every rate, as the AURC tables' [0, 1] column
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,10 @@ class Targets:
     risk: float = 0.1
 
     def names(self) -> list[str]:
+        """Every figure curve_figures computes; the last, the AURC over all rates, backs the AURC tables' [0, 1]
+        column (the others are over HEADLINE_SPAN)."""
         return ["aurc", "augrc", "e_aurc", f"risk@coverage={self.coverage:g}", f"coverage@risk={self.risk:g}",
-                "risk@coverage=1"]  # fmt: skip
+                "risk@coverage=1", FULL_AURC]  # fmt: skip
 
 
 def point_columns(accepted: np.ndarray, correct: np.ndarray, group: np.ndarray, k: int, weight: np.ndarray):
@@ -100,12 +103,14 @@ def curve_figures(sums: Sums, rates: list[float], targets: Targets) -> dict[str,
     area = span_weights(rates, lo, hi)
     at_coverage = span_weights(rates, 0.0, 1.0, at=1.0 - targets.coverage)
     at_full = span_weights(rates, 0.0, 1.0, at=0.0)
+    whole = span_weights(rates, 0.0, 1.0)
     out = {}
     for name, reduce in REDUCTIONS.items():
         risk, general, oracle = (reduce(g[f], axis=-1) for f in ("error", "generalized", "oracle"))  # [B, R]
         meets = np.where(risk <= targets.risk + 1e-12, g["coverage"], 0.0)
         out[name] = dict(zip(targets.names(), (
             risk @ area, general @ area, (risk - oracle) @ area, risk @ at_coverage, meets.max(-1), risk @ at_full,
+            risk @ whole,
         ), strict=True))  # fmt: skip
     return out
 

@@ -34,6 +34,13 @@ class EvaluationBuild:
             return self.evaluation.aurcs
         return {(r.source, r.method): dict(r.aurc) for r in read_report(self.stage.folder).results}
 
+    @property
+    def intervals(self) -> dict[tuple[str, str], dict]:
+        """The bootstrap intervals of each (source, method)'s figures, as report.json records them."""
+        if self.evaluation is not None:
+            return self.evaluation.intervals
+        return {(r.source, r.method): dict(r.intervals) for r in read_report(self.stage.folder).results}
+
 
 def build_evaluation(cfg: RunConfig, sources: list[str], console, rebuild: bool = False) -> EvaluationBuild:
     """The evaluation of ``sources`` under this config: found (unless ``rebuild``), or run and published."""
