@@ -223,3 +223,15 @@ def test_a_seed_trained_with_another_recipe_is_not_averaged_in(tmp_path, capsys)
     assert cli.run(table2.main, _argv(tmp_path, "--seeds", "0,1")) == 2
     err = capsys.readouterr().err
     assert "this config has no" in err and "Traceback" not in err, err
+
+
+def test_one_seed_s_headline_aurcs_carry_their_bootstrap_interval(tmp_path):
+    _write_runs(tmp_path, [0])
+    assert table2.main(_argv(tmp_path, "--seeds", "0")) == 0
+    page = (tmp_path / "page.md").read_text()
+    line = next(x for x in page.splitlines() if x.startswith("| Chow | ce, rejector chow |"))
+    cells = [c.strip() for c in line.split("|")[1:-1]]
+    assert re.fullmatch(r"[0-9.]+ \[[0-9.]+, [0-9.]+\]", cells[2]) and re.fullmatch(
+        r"[0-9.]+ \[[0-9.]+, [0-9.]+\]", cells[3]
+    )
+    assert "[" not in cells[4]  # the rates-reached AURCs have no interval
