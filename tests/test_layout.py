@@ -129,7 +129,8 @@ STORE = ("argse.stages", "argse.core.storage", "argse.core.records")
 def test_the_method_imports_no_store_module():
     method = [m for m in GRAPH if m.startswith(METHOD)]
     edges = sorted(f"{m} -> {n}" for m in method for n in GRAPH[m] if n.startswith(STORE))
-    assert edges == ["argse.training.checkpoints -> argse.core.storage", "argse.training.loop -> argse.core.storage"]
+    # One known exception: the checkpoint file format reads and writes its safetensors files itself.
+    assert edges == ["argse.training.checkpoints -> argse.core.storage"]
 
 
 def test_the_store_check_finds_an_edge():

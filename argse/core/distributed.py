@@ -32,6 +32,11 @@ def is_distributed() -> bool:
     return world_size() > 1
 
 
+def is_writer() -> bool:
+    """Only rank 0 writes under torchrun; a single process always writes."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
 def launched() -> bool:
     """True in a process started by torchrun with more than one process in the job."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1

@@ -17,17 +17,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from argse.core.distributed import is_writer
 from argse.core.errors import ArgseError
 
 # The process umask, read once at import (reading it means setting it and restoring it).
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-
-
-def is_writer() -> bool:
-    """Only rank 0 writes under torchrun; a single process always writes."""
-    dist = torch.distributed
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 # Errors of the file system the user can fix: permissions, a read-only mount, a full disk or quota.

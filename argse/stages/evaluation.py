@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from argse.config.sections import RunConfig
-from argse.core import storage
+from argse.core import distributed
 from argse.reports.pages import write_evaluation
 from argse.reports.report_file import read_report
 from argse.selective.sweep import Evaluation, check_fit_sample, evaluate_sources
@@ -75,5 +75,5 @@ def evaluate(cfg: RunConfig, sources: list[str], methods: list[str]) -> Evaluati
 
 def link(stages: RunStages, stage: Stage) -> None:
     """``outputs/NAME/evaluation`` leads to the evaluation made last (or found last)."""
-    if storage.is_writer():
+    if distributed.is_writer():
         stages.store.link("evaluation", stage)

@@ -88,7 +88,7 @@ def describe_run(cfg: RunConfig, data: LTData, device) -> str:
 @contextlib.contextmanager
 def building(store: Store, key: Key) -> Iterator[Path | None]:
     """The stage's work folder, under its build lock, on the process that writes (rank 0); None elsewhere."""
-    if not storage.is_writer():
+    if not distributed.is_writer():
         yield None
         return
     with store.building(key) as work:
@@ -102,7 +102,7 @@ def publish_splits(stages: RunStages, data: LTData, console) -> Stage:
     """The split stage of this config (split manifest and preprocess.json): found, and checked against the data
     just read, or published. Rank 0 decides and builds; every rank passes the same barrier, then finds it."""
     store, key = stages.store, stages.splits_key
-    if storage.is_writer() and store.find(key) is None:
+    if distributed.is_writer() and store.find(key) is None:
         with building(store, key) as work:
             write_manifest(work / MANIFEST, data.manifest)
             write_preprocess(work / PREPROCESS, data)
@@ -114,7 +114,7 @@ def publish_splits(stages: RunStages, data: LTData, console) -> Stage:
             f"the data read now differ from the split manifest made for this config ({found.file(MANIFEST)}): the "
             f"files under data.root changed; restore them, or use another run name (--set name=...)"
         )
-    if storage.is_writer():
+    if distributed.is_writer():
         store.link(MANIFEST, found.file(MANIFEST))
         store.link(PREPROCESS, found.file(PREPROCESS))
     return found
@@ -143,7 +143,7 @@ def build_expert(stages: RunStages, ctx: ExpertContext, cls: type, recipe, split
     found = store.find(key)
     if found is not None and not rebuild:
         console.print(f"{name}: found {found.folder} (made from this config; not trained again)")
-        store.link(f"logits/{name}", found) if storage.is_writer() else None
+        store.link(f"logits/{name}", found) if distributed.is_writer() else None
         return found
     for needed in cls.requires(recipe):
         if needed != name:
@@ -165,7 +165,7 @@ def build_expert(stages: RunStages, ctx: ExpertContext, cls: type, recipe, split
     distributed.barrier()  # the stage rank 0 published is there before any rank reads it
     stages.forget(name)
     found = store.find(key)
-    if storage.is_writer():
+    if distributed.is_writer():
         store.link(f"logits/{name}", found)
     console.print(f"{name}: temperature {temperature:.3f}; published {found.folder}")
     return found

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from argse.config.sections import RunConfig
-from argse.core import storage
+from argse.core import distributed
 from argse.data.logits import SourceReader, split_file, write_logits
 from argse.gating.pipeline import SPLITS, GatingRun
 from argse.gating.pipeline import run as train_gate
@@ -64,6 +64,6 @@ def build_gate(cfg: RunConfig, console, rebuild: bool = False) -> GateBuild:
 
 def link(stages: RunStages, stage: Stage) -> None:
     """``outputs/NAME/gating`` and ``outputs/NAME/logits/gating`` lead to the gate's stage."""
-    if storage.is_writer():
+    if distributed.is_writer():
         stages.store.link("gating", stage)
         stages.store.link(f"logits/{GATE}", stage)

@@ -30,6 +30,11 @@ BEST, LAST, METRICS, CURVES, TENSORBOARD = (
 )
 
 
+def save_history(folder: Path, history: list[dict]) -> None:
+    """metrics.jsonl: one line per finished epoch, rewritten whole after each."""
+    storage.write_text(folder / METRICS, "".join(json.dumps(r) + "\n" for r in history))
+
+
 def save_weights(path: Path, module: nn.Module, meta: dict) -> None:
     storage.save_tensors(
         path,

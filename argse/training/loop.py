@@ -8,7 +8,6 @@ copy of the weights. Metrics stay on the device inside an epoch.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,18 +19,18 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from argse.config.sections import RuntimeConfig
-from argse.core import distributed, seeds, storage, terminal
+from argse.core import distributed, seeds, terminal
 from argse.core.errors import ArgseError
 from argse.training.batches import LoaderBatches, TensorBatches
 from argse.training.checkpoints import (
     BEST,
     CURVES,
     LAST,
-    METRICS,
     LiveTraining,
     load_checkpoint,
     load_module_weights,
     restore_training_state,
+    save_history,
     save_training_state,
     save_weights,
 )
@@ -102,7 +101,7 @@ def fit(
     run = FitRun(task, recipe, ckpt_dir, seed, device, runtime, static_shapes)
     if resume and run.last_path.is_file():
         run.state = restore_training_state(run.last_path, run.live, run.state)
-        if storage.is_writer():
+        if distributed.is_writer():
             terminal.console().print(f"{task.name}: resumed from epoch {run.state['epoch']} of {recipe.epochs} "
                                      f"({run.last_path})", highlight=False, soft_wrap=True)  # fmt: skip
     try:
@@ -112,11 +111,11 @@ def fit(
             run.static_epochs.close()
     last = recipe.checkpoint == "last"
     kept = run.state["history"][-1] if last and run.state["history"] else run.state["best"]
-    if storage.is_writer():
+    if distributed.is_writer():
         schedule = lr_per_step(recipe, run.steps)
         training_curves(run.state["history"], ckpt_dir / CURVES, f"{task.name}: {ckpt_dir}", kept, schedule)
     if last:  # the module holds the last epoch's weights (trained, or restored by a resume): they become the kept ones
-        if storage.is_writer():
+        if distributed.is_writer():
             meta = {"fingerprint": task.fingerprint, "epoch": kept["epoch"], "val": kept["val"]}
             save_weights(run.best_path, task.module, meta)
         distributed.barrier()
@@ -188,7 +187,7 @@ class FitRun:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             network = DistributedDataParallel(network, device_ids=device_ids)
         total, done = self.recipe.epochs * self.steps, self.state["epoch"] * self.steps
-        writer, console = storage.is_writer(), terminal.console()
+        writer, console = distributed.is_writer(), terminal.console()
         lines = writer and terminal.log_lines(self.runtime.log_lines)
         # Off a terminal a rich bar is drawn once its work is done: the lines replace it there.
         bar_on = self.runtime.progress and writer and (console.is_terminal or not lines)
@@ -295,5 +294,5 @@ class FitRun:
             state["best"] = record
             save_weights(self.best_path, task.module, {"fingerprint": task.fingerprint, "epoch": epoch + 1, "val": val})
         save_training_state(self.last_path, self.live, state)
-        storage.write_text(self.ckpt_dir / METRICS, "".join(json.dumps(r) + "\n" for r in state["history"]))
+        save_history(self.ckpt_dir, state["history"])
         return record
