@@ -235,3 +235,5 @@ def test_one_seed_s_headline_aurcs_carry_their_bootstrap_interval(tmp_path):
         r"[0-9.]+ \[[0-9.]+, [0-9.]+\]", cells[3]
     )
     assert "[" not in cells[4]  # the rates-reached AURCs have no interval
+    model = next(x for x in page.splitlines() if x.startswith("| ce |") and "%" not in x and x.count("[") == 3)
+    assert re.fullmatch(r"\| ce( \| [0-9.]+ \[[0-9.]+, [0-9.]+\]){3} \|", model), model  # accuracies with intervals

@@ -12,6 +12,7 @@ from pathlib import Path
 from argse.config.sections import RunConfig
 from argse.core import provenance, storage
 from argse.papers.narasimhan2024 import METHODS, SPAN, TEAM_ROWS, VIEWS, SeedTable, css_costs
+from argse.reports.pages import percent
 from argse.reports.uncertainty import cell, paired
 from argse.training import TrainRecipe
 
@@ -149,6 +150,8 @@ def accuracy_markdown(tables: list[SeedTable]) -> str:
     lines = ["| model | " + " | ".join(k[1] for k in keys) + " |", "|---|" + "---|" * len(keys)]
     for name in tables[0].reports:
         cells = [mean_sd([100 * t.reports[name][k] for t in tables]) for k, _ in keys]
+        if len(tables) == 1:  # one seed: each accuracy with its bootstrap interval over test
+            cells = [percent(tables[0].reports[name], k) for k, _ in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
