@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,12 +15,16 @@ from argse.core import terminal
 from argse.core.errors import ArgseError
 from argse.data.groups import head_tail_groups
 from argse.data.logits import LogitsFile
-from argse.papers.narasimhan2024 import css_aurcs, css_point, parse_seeds, seed_configs
+from argse.data.metrics import source_reports
+from argse.papers.narasimhan2024 import css_aurcs, css_point, dro_config, parse_seeds, seed_configs
 from argse.papers.table2_page import PAPER_TABLE2, orderings, paper_dataset
-from argse.stages.gate import build_gate
+from argse.stages.gate import build_gate, reader_of
+from argse.stages.run import RunStages
 from studies.logit_factory import write_run
 
 COUNTS = [100, 50, 10, 5]  # tail (<= 10 images): classes 2 and 3
+# group_dro's grid points besides the team's own (eta 0.001, C 1; strength 2.5): the strongest is picked on val
+DRO_GRID = {(0.0005, 1.0): 1.0, (0.0005, 2.0): 3.0, (0.001, 2.0): 2.0}
 
 
 def _model(strength: float, offset: float = 0.0):
@@ -49,6 +54,10 @@ def _write_runs(tmp_path: Path, seeds: list[int], counts: list[int] = COUNTS) ->
         write_run(out / cfg.name, {"ce": _model(1.0), "logit_adjust": _model(2.0), "group_dro": _model(2.5)},
                   4, COUNTS, seed=cfg.seed, overrides=sets)  # fmt: skip
         build_gate(cfg, terminal.console())
+        for (step, adjustment), strength in DRO_GRID.items():  # Chow [DRO]'s other grid points, one run each
+            write_run(out / f"{cfg.name}_dro{step:g}_{adjustment:g}", {"group_dro": _model(strength)}, 4, counts,
+                      seed=cfg.seed, overrides=[*sets, f"recipes.group_dro.dro_step={step:g}",
+                                                f"recipes.group_dro.dro_adjustment={adjustment:g}"])  # fmt: skip
         for cost, offset in ((0.5, -1.5), (0.9, -0.3)):
             write_run(out / f"{cfg.name}_css{cost:g}", {"css": _model(2.0, offset)}, 4, counts, seed=cfg.seed,
                       overrides=[*sets, f"recipes.css.cost={cost:g}"])  # fmt: skip
@@ -84,6 +93,40 @@ def test_table2_page_over_seeds(tmp_path):
     assert line.count("[") == 7  # the label's own, then augrc, e_aurc, risk@coverage=1 for balanced and worst
     diff = page.split("## argse's protocol against the paper's (seed 0)")[1].split("##")[0]
     assert "| Chow [DRO] |" in diff and sum(x.startswith("|---") for x in diff.splitlines()) == 1
+
+
+def test_chow_dro_is_measured_on_the_grid_point_of_lowest_worst_group_error_on_val(tmp_path):
+    _write_runs(tmp_path, [0])
+    assert table2.main(_argv(tmp_path, "--seeds", "0")) == 0
+    page = (tmp_path / "page.md").read_text()
+    grid = page.split("## Chow [DRO]: eta and C picked on val")[1].split("##")[0].splitlines()
+    rows = [x for x in grid if re.match(r"\| 0\.\d+ \| \d \|", x)]
+    assert [x.split(" | ")[:2] for x in rows] == [
+        ["| 0.001", "1"],
+        ["| 0.0005", "1"],
+        ["| 0.0005", "2"],
+        ["| 0.001", "2"],
+    ]
+    assert [x for x in rows if "(picked)" in x] == [rows[2]]  # the strongest model (DRO_GRID)
+    # the page's accuracies of group_dro are the picked model's, not the team's own
+    acc = next(
+        x for x in page.split("## The models without rejection")[1].splitlines() if x.startswith("| group_dro |")
+    )
+    cfg = seed_configs(None, _sets(tmp_path), [0])[0]
+    picked, team = (reader_of(RunStages(c), ["group_dro"], ["test"]).read("group_dro", "test")
+                    for c in (dro_config(cfg, 0.0005, 2.0), cfg))  # fmt: skip
+    reports = source_reports([picked], cfg.data)
+    assert f"{100 * reports['group_dro']['balanced_acc']:.2f}" == acc.split("|")[2].split()[0]
+    assert picked.logits.argmax(1).ne(team.logits.argmax(1)).any()  # the two models' accuracies could differ
+
+
+def test_a_missing_grid_point_of_chow_dro_names_the_command_that_trains_it(tmp_path):
+    _write_runs(tmp_path, [0])
+    shutil.rmtree(tmp_path / "o" / "t_seed0_dro0.001_2")
+    with pytest.raises(ArgseError, match=r"^Chow \[DRO\]'s grid point eta 0\.001, C 2 has no trained model \(run "
+                       r"t_seed0_dro0\.001_2\): run argse\.table2 without --skip-training, or python -m argse\.train_"
+                       r"experts --experts group_dro --set name=t_seed0_dro0\.001_2 "):  # fmt: skip
+        table2.main(_argv(tmp_path, "--seeds", "0"))
 
 
 def test_css_run_from_other_splits_is_refused(tmp_path):

@@ -8,10 +8,13 @@ import math
 import pytest
 import torch
 
+from argse.config.loading import load_run_config
 from argse.config.schema import parse
 from argse.core.errors import ArgseError
+from argse.data.long_tail import prepare_data
+from argse.experts import ExpertContext, build_expert
 from argse.experts.css import CSSRecipe, css_abstains, css_loss, with_abstain
-from argse.experts.group_dro import GroupDRORecipe, dro_update, group_dro_loss, group_losses
+from argse.experts.group_dro import GroupDRORecipe, dro_update, group_dro_loss, group_log_prior, group_losses
 from argse.experts.losses import logit_adjusted_loss
 
 
@@ -102,3 +105,50 @@ def test_group_dro_loss_gradient_flows_through_the_losses_not_the_weights():
 def test_group_dro_recipe_refuses_a_step_of_zero():
     with pytest.raises(ArgseError, match=r"^config key 'recipes\.group_dro\.dro_step' must be > 0, got 0\.0$"):
         parse(GroupDRORecipe, {"dro_step": 0.0}, "recipes.group_dro")
+
+
+def test_group_log_prior_gives_each_class_its_groups_share():
+    prior = group_log_prior(torch.tensor([0, 0, 1]), torch.tensor([70, 20, 10]), 2).exp()
+    assert prior.tolist() == pytest.approx([0.9, 0.9, 0.1])
+
+
+def _minimiser(eta: torch.Tensor, log_pi: torch.Tensor, class_group: torch.Tensor) -> torch.Tensor:
+    """The scores f minimising the expected DRO loss at one x with class posterior eta (q held uniform)."""
+    f = torch.zeros(len(eta), requires_grad=True)
+    opt = torch.optim.LBFGS([f], max_iter=200, line_search_fn="strong_wolfe")
+    labels = torch.arange(len(eta))
+
+    def closure():
+        opt.zero_grad()
+        q = torch.full((2,), 0.5)
+        per_label = [group_dro_loss(f[None], y[None], log_pi, class_group, q, torch.zeros(2), 1e-12)[0] for y in labels]
+        loss = (eta * torch.stack(per_label)).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return f.detach()
+
+
+def test_the_group_prior_makes_the_loss_minimiser_the_group_conditional_bayes_classifier():
+    """Eq. 5's error is conditional on the group: the Bayes classifier of the mean of the two groups' errors is
+    argmax eta_y / pi_G[y]. With eta (0.5, 0.4, 0.1), classes 0 and 1 in a head of prior 0.9 (70 and 20
+    images) and class 2 alone in a tail of 0.1, that is class 2 (0.1/0.1 > 0.5/0.9); adjusting by each class's
+    own prior instead would predict class 1 (0.4/0.2 = 2)."""
+    eta, groups, counts = torch.tensor([0.5, 0.4, 0.1]), torch.tensor([0, 0, 1]), torch.tensor([70, 20, 10])
+    by_group = _minimiser(eta, group_log_prior(groups, counts, 2), groups)
+    by_class = _minimiser(eta, (counts / counts.sum()).log(), groups)
+    assert by_group.argmax().item() == 2 and by_class.argmax().item() == 1
+    expected = eta.log() - torch.tensor([0.9, 0.9, 0.1]).log()
+    assert (by_group - by_group.mean()).tolist() == pytest.approx((expected - expected.mean()).tolist(), abs=1e-3)
+
+
+@pytest.mark.parametrize("inner_prior", ["group", "class"])
+def test_the_group_dro_expert_adjusts_by_the_prior_its_recipe_names(tiny, tmp_path, inner_prior):
+    cfg = load_run_config(None, [*tiny, f"recipes.group_dro.inner_prior={inner_prior}"])
+    ctx = ExpertContext(cfg, prepare_data(cfg), torch.device("cpu"), {"group_dro": tmp_path / "train"})
+    expert = build_expert("group_dro", ctx)
+    groups, counts = ctx.data.groups, ctx.data.class_counts
+    want = group_log_prior(groups.of_class, counts, groups.k) if inner_prior == "group" else ctx.log_prior
+    assert torch.allclose(expert.log_pi, want)
+    assert inner_prior == "class" or not torch.allclose(expert.log_pi, ctx.log_prior)

@@ -3,15 +3,21 @@
 Narasimhan et al. (ICLR 2024), App. F.3: the base model of Chow [DRO] is trained with the group DRO
 of Sagawa et al. (ICLR 2020), as Jones et al. (ICLR 2021) prescribe, with the inner weighted
 minimisation done by a logit-adjusted loss (Narasimhan & Menon 2021; Wang et al. 2023) rather than
-by multiplying losses by weights. Every step, each group's mean balanced (logit-adjusted) loss on
-the batch, plus Sagawa et al.'s generalisation adjustment C / sqrt(n_g), raises that group's weight
-q_g by exponentiated gradient ascent; the model then descends the logit-adjusted loss with the
-weights folded into the margins, CE(f + tau log pi_y - log q_[y]), whose minimiser predicts
-argmax_y q_[y] eta_y / pi_y: the balanced classifier with each group weighted by q. With q uniform
-it is exactly ``logit_adjust``'s loss. The groups are the run's head/tail (``data.tail_max_count``).
+by multiplying losses by weights.
+
+The objective is the paper's worst-group error (Eq. 5), max_k P(error | y in G_k): each group's
+error is conditional on the group, so its classes count by their share of the group and the group
+by 1 / pi_G, where pi_G is the group's prior (not each class's). Every step, each group's mean
+group-adjusted loss on the batch, plus Sagawa et al.'s generalisation adjustment C / sqrt(n_g),
+raises that group's weight q_g by exponentiated gradient ascent; the model then descends
+CE(f + tau log pi_G[y] - log q_[y]), whose minimiser predicts argmax_y q_[y] eta_y / pi_G[y]: the
+Bayes classifier of sum_k q_k P(error | y in G_k). The groups are the run's head/tail
+(``data.tail_max_count``).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +33,14 @@ class GroupDRORecipe(ExpertRecipe):
     dro_adjustment: float = Field(1.0, ge=0)
     """C: each group's loss gets C / sqrt(n_g) in the weight update (paper's grid: 1.0, 2.0)."""
     tau: float = Field(1.0, ge=0)
-    """Scale of the log-prior in the inner logit-adjusted loss."""
+    """Scale of the log prior in the inner logit-adjusted loss."""
+    grid_steps: list[float] = Field([0.0005, 0.001], min_length=1)
+    """The eta that argse.table2 tries (App. F.3): one model per (eta, C) pair, picked on ``val``."""
+    grid_adjustments: list[float] = Field([1.0, 2.0], min_length=1)
+    """The C that argse.table2 tries with every eta of ``grid_steps``."""
+    inner_prior: Literal["group", "class"] = "group"
+    """The prior the inner loss adjusts by: ``group`` (pi_G[y]: the paper's group-conditional worst-group
+    error, Eq. 5) or ``class`` (pi_y: each class weighted equally within its group, argse before 2026-12)."""
 
 
 def group_losses(per_sample: torch.Tensor, groups: torch.Tensor, k: int) -> torch.Tensor:
@@ -43,6 +56,17 @@ def dro_update(q: torch.Tensor, losses: torch.Tensor, adjustment: torch.Tensor, 
     return q / q.sum()
 
 
+def group_sizes(of_class: torch.Tensor, class_counts: torch.Tensor, k: int) -> torch.Tensor:
+    """The number of training images of each of the ``k`` groups (float64)."""
+    return torch.zeros(k, dtype=torch.float64).index_add(0, of_class, class_counts.double())
+
+
+def group_log_prior(of_class: torch.Tensor, class_counts: torch.Tensor, k: int) -> torch.Tensor:
+    """Per class, the log of its group's share of the training set: log pi_G[y]."""
+    sizes = group_sizes(of_class, class_counts, k)
+    return (sizes / sizes.sum()).log()[of_class].float()
+
+
 def group_dro_loss(
     logits: torch.Tensor,
     targets: torch.Tensor,
@@ -55,7 +79,8 @@ def group_dro_loss(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(the loss the model descends, the updated group weights q').
 
-    q' comes from the groups' mean logit-adjusted losses; the loss is CE(logits + tau log pi - log q'_[y]).
+    ``log_pi`` is per class (the group_dro expert gives each class its group's log prior). q' comes from
+    the groups' mean adjusted losses; the loss is CE(logits + tau log pi - log q'_[y]).
     """
     balanced = logits + tau * log_pi
     per_sample = F.cross_entropy(balanced, targets, reduction="none")
@@ -74,7 +99,9 @@ class GroupDROExpert(StandardExpert):
         super().__init__(ctx, recipe)
         groups, counts = ctx.data.groups, ctx.data.class_counts
         self.class_group = groups.of_class.to(ctx.device)
-        sizes = torch.zeros(groups.k, dtype=torch.float64).index_add(0, groups.of_class, counts.double())
+        by_group = recipe.inner_prior == "group"
+        self.log_pi = group_log_prior(groups.of_class, counts, groups.k).to(ctx.device) if by_group else ctx.log_prior
+        sizes = group_sizes(groups.of_class, counts, groups.k)
         # a group without training images never appears in a batch; its adjustment is irrelevant
         self.adjustment = (recipe.dro_adjustment / sizes.clamp(min=1).sqrt()).float().to(ctx.device)
         # uniform start (Sagawa et al.); kept in place so a captured training step sees the updates.
@@ -84,7 +111,7 @@ class GroupDROExpert(StandardExpert):
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         r = self.recipe
         loss, q = group_dro_loss(
-            logits, targets, self.ctx.log_prior, self.class_group, self.q, self.adjustment, r.dro_step, r.tau
+            logits, targets, self.log_pi, self.class_group, self.q, self.adjustment, r.dro_step, r.tau
         )
         self.q.copy_(q)
         return loss

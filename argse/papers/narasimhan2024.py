@@ -5,6 +5,10 @@ experts (the gate's team: ``ce`` for Chow and the plug-ins, ``logit_adjust`` for
 ``group_dro`` for Chow [DRO]) and the gate. CSS needs one model per rejection cost; each is the
 ``css`` expert of a run of its own, ``<name>_seed<S>_css<cost>``, with the same seed and data
 config, hence the same long-tailed subset and splits (the tabulation checks their digests agree).
+Chow [DRO]'s eta and C are picked as the paper's App. F.3 does: one ``group_dro`` model per pair of
+``recipes.group_dro.grid_steps`` x ``grid_adjustments`` (the pair of the team's own recipe is the team's
+model; every other is a run ``<name>_seed<S>_dro<eta>_<C>``), and Chow [DRO] is measured on the one of
+lowest worst-group error on ``val`` under the training prior.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from argse.config.loading import load_run_config
@@ -24,6 +29,7 @@ from argse.data.logits import LogitsFile
 from argse.data.metrics import lt_weights, source_reports
 from argse.experts.base import load_recipe
 from argse.experts.css import CSSExpert, css_abstains
+from argse.experts.group_dro import GroupDROExpert
 from argse.selective.rejectors import aurc
 from argse.selective.sweep import AURC_RANGES, aurc_key
 from argse.selective.views import group_rates
@@ -79,14 +85,73 @@ def css_config(cfg: RunConfig, cost: float) -> RunConfig:
     return changed(cfg, name=f"{cfg.name}_{cost_tag(cost)}", experts=["css"], recipes=recipes)
 
 
+def dro_grid(cfg: RunConfig) -> list[tuple[float, float]]:
+    """Chow [DRO]'s (eta, C) grid, the team's own pair first (it is picked on a tie)."""
+    r = load_recipe(GroupDROExpert, cfg)
+    own = (r.dro_step, r.dro_adjustment)
+    pairs = dict.fromkeys((eta, c) for eta in r.grid_steps for c in r.grid_adjustments)
+    return [own, *(p for p in pairs if p != own)]
+
+
+def dro_config(cfg: RunConfig, step: float, adjustment: float) -> RunConfig:
+    """The run holding the group_dro model at (eta, C): ``cfg`` itself for the team's pair, else a run of its own
+    with ``cfg``'s seed and data, expert ``group_dro`` only."""
+    own = load_recipe(GroupDROExpert, cfg)
+    if (step, adjustment) == (own.dro_step, own.dro_adjustment):
+        return cfg
+    recipes = dict(cfg.recipes)
+    recipes["group_dro"] = {**(recipes.get("group_dro") or {}), "dro_step": step, "dro_adjustment": adjustment}
+    return changed(cfg, name=f"{cfg.name}_dro{step:g}_{adjustment:g}", experts=["group_dro"], recipes=recipes)
+
+
+def worst_group_error(f: LogitsFile, tail_max_count: int) -> float:
+    """The classifier's worst-group error on ``f``'s split under the training prior (nothing rejected)."""
+    labels = f.labels
+    counts = torch.tensor(f.class_counts)
+    groups = head_tail_groups(counts, tail_max_count)
+    correct = (f.logits.argmax(1) == labels).numpy()
+    accepted = np.ones_like(correct)
+    err, _, _ = group_rates(accepted, correct, groups.class_group()[labels.numpy()], groups.k,
+                            lt_weights(labels, counts).numpy())  # fmt: skip
+    return float(err.max())
+
+
+def pick_dro(cfg: RunConfig, splits_sha256: str) -> tuple[RunConfig, list[dict[str, float]]]:
+    """The run whose group_dro has the lowest worst-group error on val, and every grid point's error."""
+    points = []
+    for step, adjustment in dro_grid(cfg):
+        run = dro_config(cfg, step, adjustment)
+        train = (f"python -m argse.train_experts --experts group_dro --set name={run.name} --set "
+                 f"recipes.group_dro.dro_step={step:g} --set recipes.group_dro.dro_adjustment={adjustment:g} "
+                 f"with the table's --config and --set")  # fmt: skip
+        try:
+            f = reader_of(RunStages(run), ["group_dro"], ["val"]).read("group_dro", "val")
+        except ArgseError:
+            raise ArgseError(
+                f"Chow [DRO]'s grid point eta {step:g}, C {adjustment:g} has no trained model (run {run.name}): run "
+                f"argse.table2 without --skip-training, or {train}"
+            ) from None
+        if f.splits_sha256 != splits_sha256:
+            raise ArgseError(
+                f"{f.path} was exported from other splits than {cfg.name} (splits_sha256 differs); retrain it: {train}"
+            )
+        points.append({"eta": step, "C": adjustment, "val_worst": worst_group_error(f, cfg.data.tail_max_count)})
+    best = min(range(len(points)), key=lambda i: points[i]["val_worst"])  # the first on a tie: the team's pair
+    return dro_config(cfg, points[best]["eta"], points[best]["C"]), points
+
+
 def train_all(cfgs: list[RunConfig], rebuild: bool = False) -> None:
-    """Every seed's experts and gate, then CSS cost by cost over the seeds (a cut-short run still has
-    every seed's experts, and the first costs of ``recipes.css.costs`` on every seed); stages that exist are
-    found, not trained again."""
+    """Every seed's experts and gate, then Chow [DRO]'s grid, then CSS cost by cost over the seeds (a cut-short
+    run still has every seed's experts, and the first costs of ``recipes.css.costs`` on every seed); stages
+    that exist are found, not trained again."""
     console = terminal.console()
     for cfg in cfgs:
         expert_stages.run(cfg, cfg.experts, rebuild=rebuild)
         build_gate(cfg, console)
+    for cfg in cfgs:
+        for step, adjustment in dro_grid(cfg)[1:]:
+            console.rule(f"{cfg.name}: group_dro at eta {step:g}, C {adjustment:g}")
+            expert_stages.run(dro_config(cfg, step, adjustment), ["group_dro"], rebuild=rebuild)
     for cost in css_costs(cfgs[0]):
         for cfg in cfgs:
             console.rule(f"{cfg.name}: CSS at cost {cost:g}")
@@ -134,6 +199,8 @@ class SeedTable:
     # per view and non-CSS row: curve_metrics' figures, their bootstrap intervals and draws
     # ({"figures": {reduction: {figure: value}}, "intervals": ..., "draws": ...})
     figures: dict[tuple[str, str], dict[str, dict]] = dataclasses.field(default_factory=dict)
+    # Chow [DRO]'s grid: per (eta, C), the group_dro model's worst-group error on val; the lowest is measured
+    dro: list[dict[str, float]] = dataclasses.field(default_factory=list)
 
 
 def check_team(cfg: RunConfig) -> None:
@@ -150,22 +217,31 @@ def view_config(cfg: RunConfig, prior: str, protocol: str) -> RunConfig:
     return changed(cfg, evaluate=changed(cfg.evaluate, test_prior=prior, protocol=protocol))
 
 
-def table_aurcs(cfg: RunConfig, prior: str, protocol: str) -> tuple[dict[str, dict[str, float]], dict[str, dict]]:
+def table_aurcs(
+    cfg: RunConfig, prior: str, protocol: str, dro_run: RunConfig | None = None
+) -> tuple[dict[str, dict[str, float]], dict[str, dict]]:
     """Balanced and worst-group AURC of every non-CSS row in one view, through argse.selective.sweep, and each row's
-    further figures with their bootstrap intervals and draws."""
-    view = view_config(cfg, prior, protocol)
+    further figures with their bootstrap intervals and draws. Chow [DRO] is measured on ``dro_run``'s group_dro
+    (default: ``cfg``'s)."""
     rows = [r for r in METHODS + TEAM_ROWS if r[2] is not None]
-    # Only the rejectors each source needs: the plug-ins on ce and the gate, Chow on all.
-    wanted: dict[str, list[str]] = {}
+    # Only the rejectors each (run, source) needs: the plug-ins on ce and the gate, Chow on all.
+    wanted: dict[tuple[str, str], list[str]] = {}
     for _, source, method in rows:
-        wanted.setdefault(source, []).append(method)
+        run = dro_run if source == "group_dro" and dro_run is not None else cfg
+        wanted.setdefault((run.name, source), []).append(method)
+    runs = {cfg.name: cfg} | ({dro_run.name: dro_run} if dro_run is not None else {})
     aurcs: dict[tuple[str, str], dict[str, float]] = {}
     figures: dict[tuple[str, str], dict] = {}
-    for methods in {tuple(dict.fromkeys(m)) for m in wanted.values()}:
-        sources = [s for s, m in wanted.items() if tuple(dict.fromkeys(m)) == methods]
-        ev = evaluate(view, sources, list(methods))
-        aurcs |= ev.aurcs
-        figures |= {k: {"figures": ev.figures[k], "intervals": ev.intervals[k], "draws": ev.draws[k]} for k in ev.aurcs}
+    for run_name in runs:
+        by_methods: dict[tuple[str, ...], list[str]] = {}
+        for (name, source), methods in wanted.items():
+            if name == run_name:
+                by_methods.setdefault(tuple(dict.fromkeys(methods)), []).append(source)
+        for methods, sources in by_methods.items():
+            ev = evaluate(view_config(runs[run_name], prior, protocol), sources, list(methods))
+            aurcs |= ev.aurcs
+            figures |= {k: {"figures": ev.figures[k], "intervals": ev.intervals[k], "draws": ev.draws[k]}
+                        for k in ev.aurcs}  # fmt: skip
     return (
         {label: pick(aurcs[(source, method)]) for label, source, method in rows},
         {label: figures[(source, method)] for label, source, method in rows},
@@ -223,13 +299,17 @@ def tabulate_seed(cfg: RunConfig) -> SeedTable:
     names = [*cfg.experts, "gating"]
     reader = reader_of(RunStages(cfg), names, ["test"])
     test = [reader.read(n, "test") for n in names]
+    dro_run, dro = pick_dro(cfg, test[0].splits_sha256)
+    # Chow [DRO]'s model is the picked one: its accuracies and recipe are the ones the page gives
+    picked = reader_of(RunStages(dro_run), ["group_dro"], ["test"]).read("group_dro", "test")
+    test = [picked if f.expert == "group_dro" else f for f in test]
     reports = source_reports(test, cfg.data)
     aurcs, css, figures = {}, [], {}
     for prior, protocol in VIEWS:
-        aurcs[(prior, protocol)], figures[(prior, protocol)] = table_aurcs(cfg, prior, protocol)
+        aurcs[(prior, protocol)], figures[(prior, protocol)] = table_aurcs(cfg, prior, protocol, dro_run)
         points = css_curve(cfg, test[0].splits_sha256, prior)
         aurcs[(prior, protocol)]["CSS"] = css_aurcs(points)
         css = css or points
     recipes = {f.expert: f.config for f in test if f.expert != "gating"}
     recipes["css"] = css_file(cfg, css_costs(cfg)[0]).config
-    return SeedTable(aurcs, css, reports, recipes, figures)
+    return SeedTable(aurcs, css, reports, recipes, figures, dro)
