@@ -350,9 +350,40 @@ def kept_checkpoints(cfg: RunConfig, sources: dict[str, Path]) -> str:
     return f"Checkpoints kept (recipe `checkpoint`: `best_val` or `last`){note}: {'; '.join(parts)}.\n"
 
 
+def published_markdown(cfg: RunConfig, reports: list[dict[str, dict[str, float]]], sources: dict[str, Path]) -> str:
+    """The page's published-figures section: every expert beside the figures of its method where the run is one of
+    the published datasets (argse.reports.published.dataset_of), else the figures alone."""
+    from argse.data.logits import read_logits  # the class count and decoupling's variant, from the exports
+
+    exports = {n: read_logits(sources[n] / "test.safetensors") for n in reports[0] if n in sources}
+    first = next(iter(exports.values()), None)
+    m = cfg.model
+    dataset = first and published.dataset_of(cfg.data.dataset, len(first.class_counts), cfg.data.imbalance_factor,
+                                              m.arch, m.depth)  # fmt: skip
+    if not dataset:
+        return published.markdown()
+    argse = {}
+    for name, f in exports.items():
+        values = [100 * r[name]["balanced_acc"] for r in reports]
+        cell = percent(reports[0][name], "balanced_acc") if len(reports) == 1 else mean_se(values, digits=2)
+        key = f"decoupling:{f.config.get('classifier', 'crt')}" if name == "decoupling" else name
+        argse[key] = (sum(values) / len(values), cell)
+    spread = ("its 95% bootstrap interval over test" if len(reports) == 1 else
+              "mean ± standard error over seeds")  # fmt: skip
+    return (
+        f"## Against the published figures ({dataset})\n\n"
+        f"Balanced test accuracy (%), argse's with {spread}; each published figure as read, its source and recipe "
+        f"numbered below. A published figure is one run or a mean over the source's own trials, on the official "
+        f"CIFAR files; argse's run reads the JPEG archive where its data says so.\n\n"
+        + published.comparison_markdown(dataset, argse)
+        + "\nSelective prediction: Narasimhan et al. (2024) report CIFAR-100-LT only; what should carry over is the "
+        "ordering under the training prior, both plug-ins well below Chow:\n\n" + published.AURC
+    )
+
+
 def write_results_page(docs: Path, name: str, command: tuple[str, str | None], cfgs: list[RunConfig],
                        tables: tuple[str, str], checks: list[str], minutes: float, evaluations: list[Path],
-                       sources: dict[str, Path]) -> Path:  # fmt: skip
+                       sources: dict[str, Path], published_section: str) -> Path:  # fmt: skip
     """docs/<name>.md and docs/<name>.png (the seeds' mean curves, with a ± standard error band) from the tables
     and checks over seeds; ``command`` is the command line that made the page and its config file."""
     import torch  # only for the version line of the page
@@ -387,6 +418,6 @@ def write_results_page(docs: Path, name: str, command: tuple[str, str | None], c
         "## Checks (on seed means)\n",
         *checks,
         "",
-        published.markdown(),
+        published_section,
     ]
     return storage.write_text(docs / f"{name}.md", "\n".join(lines) + "\n")
