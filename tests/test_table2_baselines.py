@@ -16,6 +16,7 @@ from argse.experts import ExpertContext, build_expert
 from argse.experts.css import CSSRecipe, css_abstains, css_loss, with_abstain
 from argse.experts.group_dro import GroupDRORecipe, dro_update, group_dro_loss, group_log_prior, group_losses
 from argse.experts.losses import logit_adjusted_loss
+from argse.training.checkpoints import LAST, load_checkpoint
 
 
 def test_css_loss_weights_the_label_by_one_and_abstain_by_one_minus_the_cost():
@@ -152,3 +153,25 @@ def test_the_group_dro_expert_adjusts_by_the_prior_its_recipe_names(tiny, tmp_pa
     want = group_log_prior(groups.of_class, counts, groups.k) if inner_prior == "group" else ctx.log_prior
     assert torch.allclose(expert.log_pi, want)
     assert inner_prior == "class" or not torch.allclose(expert.log_pi, ctx.log_prior)
+
+
+def test_an_interrupted_group_dro_training_continues_with_its_group_weights(tmp_path, monkeypatch):
+    """q is part of the training state: a training stopped after epoch 2 and continued ends with the weights and
+    q of an uninterrupted one (without q in the checkpoint it would restart from uniform and differ)."""
+    from tests.conftest import tiny_overrides
+    from tests.test_training import _interrupt_after, _weights
+
+    def expert(run: str):
+        cfg = load_run_config(None, tiny_overrides(tmp_path / run, **{"recipes.group_dro.epochs": "3"}))
+        ctx = ExpertContext(cfg, prepare_data(cfg), torch.device("cpu"), {"group_dro": tmp_path / run / "train"})
+        return build_expert("group_dro", ctx)
+
+    whole = expert("a")
+    whole.train()
+    _interrupt_after(2, expert("b").train, monkeypatch)
+    assert torch.allclose(load_checkpoint(tmp_path / "b" / "train" / LAST)[0]["loss.dro_q"].sum(), torch.tensor(1.0))
+    resumed = expert("b")
+    resumed.train()
+    assert torch.equal(whole.q, resumed.q) and not torch.equal(whole.q, torch.full_like(whole.q, 0.5))
+    a, b = (_weights(tmp_path / run / "train" / LAST) for run in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)

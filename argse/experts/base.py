@@ -230,8 +230,13 @@ class StandardExpert:
             evaluate=self.val_report,
             num_classes=ctx.data.num_classes,
             fingerprint=ctx.fingerprint() | {"seed": self.seed},
+            loss_state=self.loss_state(),
         )
         return TrainTask(**(task | changes))
+
+    def loss_state(self) -> dict[str, torch.Tensor]:
+        """Tensors ``loss`` updates across steps, checkpointed with the training state (none by default)."""
+        return {}
 
     def run_fit(self, task: TrainTask, recipe: TrainRecipe, ckpt_dir: Path) -> dict:
         cfg = self.ctx.config

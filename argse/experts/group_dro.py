@@ -104,9 +104,12 @@ class GroupDROExpert(StandardExpert):
         sizes = group_sizes(groups.of_class, counts, groups.k)
         # a group without training images never appears in a batch; its adjustment is irrelevant
         self.adjustment = (recipe.dro_adjustment / sizes.clamp(min=1).sqrt()).float().to(ctx.device)
-        # uniform start (Sagawa et al.); kept in place so a captured training step sees the updates.
-        # Not checkpointed: a continued training restarts the weights from uniform.
+        # uniform start (Sagawa et al.); updated in place so a captured training step sees the updates, and
+        # checkpointed with the training state (loss_state), so a continued training goes on from them
         self.q = torch.full((groups.k,), 1.0 / groups.k, device=ctx.device)
+
+    def loss_state(self) -> dict[str, torch.Tensor]:
+        return {"dro_q": self.q}
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         r = self.recipe

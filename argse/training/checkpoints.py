@@ -9,7 +9,7 @@ state). Restoring all of it is what makes a continued training equal an uninterr
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -78,6 +78,7 @@ class LiveTraining:
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
     gens: dict[str, torch.Generator]
+    loss_state: dict[str, torch.Tensor] = field(default_factory=dict)  # restored in place (see TrainTask)
 
 
 def save_training_state(path: Path, live: LiveTraining, state: dict) -> None:
@@ -91,6 +92,7 @@ def save_training_state(path: Path, live: LiveTraining, state: dict) -> None:
                 tensors[f"optim.{pid}.{key}"] = value
             else:
                 plain.setdefault(str(pid), {})[key] = value
+    tensors |= {f"loss.{k}": v.detach().cpu() for k, v in live.loss_state.items()}
     tensors["rng.torch"] = torch.get_rng_state()
     for name, g in live.gens.items():
         tensors[f"rng.{name}"] = g.get_state()
@@ -106,7 +108,8 @@ def restore_training_state(path: Path, live: LiveTraining, fresh: dict) -> dict:
     ``fingerprint`` and ``recipe`` must equal the saved ones.
     """
     tensors, meta = load_checkpoint(path)
-    _check_resumable(path, tensors, meta, [*fresh, "optim", "scheduler"], [f"rng.{n}" for n in live.gens])
+    saved = [f"rng.{n}" for n in live.gens] + [f"loss.{k}" for k in live.loss_state]
+    _check_resumable(path, tensors, meta, [*fresh, "optim", "scheduler"], saved)
     if meta["fingerprint"] != fresh["fingerprint"] or meta["recipe"] != fresh["recipe"]:
         raise ArgseError(
             f"checkpoint {path} was made with another recipe, data or model; remove its folder, or rerun with --rebuild "
@@ -129,6 +132,13 @@ def restore_training_state(path: Path, live: LiveTraining, fresh: dict) -> dict:
     torch.set_rng_state(tensors["rng.torch"])
     for name, g in live.gens.items():
         g.set_state(tensors[f"rng.{name}"])
+    for name, t in live.loss_state.items():
+        value = tensors[f"loss.{name}"]
+        if value.shape != t.shape or not value.dtype.is_floating_point:
+            raise _unusable(
+                path, f"its loss state 'loss.{name}' is a {value.dtype} tensor of shape {list(value.shape)}"
+            )
+        t.copy_(value)
     return {k: meta[k] for k in fresh}
 
 
@@ -161,9 +171,10 @@ def _check_state(path: Path, tensors: dict, meta: dict, live: LiveTraining) -> N
             )
 
 
-def _check_resumable(path: Path, tensors: dict, meta: dict, keys: list[str], rng: list[str]) -> None:
-    """A weights-only file (e.g. best.safetensors copied over last.safetensors) cannot be resumed."""
-    missing = [k for k in keys if k not in meta] + [k for k in ["rng.torch", *rng] if k not in tensors]
+def _check_resumable(path: Path, tensors: dict, meta: dict, keys: list[str], saved: list[str]) -> None:
+    """A weights-only file (e.g. best.safetensors copied over last.safetensors) cannot be resumed; ``saved``: the
+    tensors besides the weights and optimiser it must hold (random states, the loss's state)."""
+    missing = [k for k in keys if k not in meta] + [k for k in ["rng.torch", *saved] if k not in tensors]
     if missing:
         raise ArgseError(
             f"checkpoint {path} holds weights only, not the training state a continued run needs (it lacks "

@@ -70,6 +70,9 @@ class TrainTask:
     """What the optimiser updates; default: every parameter of ``module``."""
     train_mode: Callable[[], None] | None = None
     """Put modules in the mode they train in; default ``module.train`` (a frozen backbone stays in eval)."""
+    loss_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Tensors the loss updates across steps (group DRO's group weights): checkpointed with the training state
+    and restored in place, so a continued training equals an uninterrupted one."""
 
     def __post_init__(self) -> None:
         self.network = self.module if self.network is None else self.network
@@ -170,7 +173,7 @@ class FitRun:
         }
         attach_dropout_generator(task.network, self.gens["dropout"])
         seeds.seed_global(seed, "torch")  # for plugins that draw from torch's global generator
-        self.live = LiveTraining(task.module, self.opt, self.sched, self.gens)
+        self.live = LiveTraining(task.module, self.opt, self.sched, self.gens, task.loss_state)
         self.state = {
             "epoch": 0,
             "best": None,
