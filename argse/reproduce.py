@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         (command_line(args), args.config),
         cfgs,
         tables,
-        claims(runs),
+        claims(runs, cfgs[0].data, cfgs[0].evaluate.confidence),
         minutes,
         [r.evaluation for r in runs],
         runs[0].sources,

@@ -55,3 +55,38 @@ def test_binomial_draws_match_resampling_the_samples_within_each_class():
     lo, hi = np.quantile(explicit, [0.025, 0.975])
     assert rep["balanced_acc_low"] == pytest.approx(lo, abs=0.006)
     assert rep["balanced_acc_high"] == pytest.approx(hi, abs=0.006)
+
+
+def _logits_file(pred: torch.Tensor, labels: torch.Tensor):
+    from argse.data.logits import LogitsFile
+
+    logits = torch.nn.functional.one_hot(pred, 10).float()
+    return LogitsFile(path="x", logits=logits, labels=labels, indices=torch.arange(len(labels)), expert="e",
+                      dataset="d", split="test", num_classes=10, temperature=1.0, class_counts=COUNTS.tolist(),
+                      splits_sha256="s",
+                      config={})  # fmt: skip
+
+
+def test_paired_differences_match_resampling_the_samples_for_both_sources_at_once():
+    """Two sources' balanced accuracies on the same resamples: the multinomial shortcut against drawing the
+    samples within each class; their difference's interval is narrower than either source's own interval says
+    (both move together), and a source against itself differs by exactly 0."""
+    from argse.data.metrics import paired_accuracy_draws
+
+    labels = _predictions(1000, seed=3)[1]
+    g = torch.Generator().manual_seed(5)
+    pred_a = torch.where(torch.rand(1000, generator=g) < 0.6, labels, (labels + 1) % 10)
+    pred_b = torch.where(torch.rand(1000, generator=g) < 0.1, (labels + 2) % 10, pred_a)  # a, a little worse
+    data = DataConfig(tail_max_count=20)
+    a, b = _logits_file(pred_a, labels), _logits_file(pred_b, labels)
+    draws = paired_accuracy_draws(a, b, data)["balanced_acc"]
+    ra, rb = ((p == labels).numpy() for p in (pred_a, pred_b))
+    rng = np.random.default_rng(1)
+    members = [np.flatnonzero(labels.numpy() == c) for c in range(10)]
+    explicit = []
+    for _ in range(2000):
+        picks = [rng.choice(m, len(m)) for m in members]
+        explicit.append(np.mean([ra[i].mean() - rb[i].mean() for i in picks]))
+    assert np.quantile(draws, [0.025, 0.975]) == pytest.approx(np.quantile(explicit, [0.025, 0.975]), abs=0.004)
+    assert np.quantile(draws, 0.025) > 0  # a is better beyond the noise
+    assert np.all(paired_accuracy_draws(a, a, data)["balanced_acc"] == 0)
