@@ -11,12 +11,13 @@ import torch
 
 from argse import table2
 from argse.config.loading import load_run_config
+from argse.config.schema import changed
 from argse.core import terminal
 from argse.core.errors import ArgseError
 from argse.data.groups import head_tail_groups
 from argse.data.logits import LogitsFile
 from argse.data.metrics import source_reports
-from argse.papers.narasimhan2024 import css_aurcs, css_point, dro_config, parse_seeds, seed_configs
+from argse.papers.narasimhan2024 import css_aurcs, css_config, css_point, dro_config, parse_seeds, seed_configs
 from argse.papers.table2_page import PAPER_TABLE2, orderings, paper_dataset
 from argse.stages.gate import build_gate, reader_of
 from argse.stages.run import RunStages
@@ -86,7 +87,7 @@ def test_table2_page_over_seeds(tmp_path):
     rate = [float(x.split("|")[2].split("±")[0]) for x in css]
     assert len(css) == 2 and rate[0] > rate[1] > 0  # the lower cost (and lower margins) abstains more
     assert page.count("- PASS") + page.count("- FAIL") == 16  # the paper's 8 claims in each of the two views
-    assert "Every seed's models ran these recipes, only the seed differing" in page
+    assert "Every seed's models ran these recipes, only the seed (and group_dro's eta and C" in page
     # The first seed's further figures, each with its bootstrap interval, and the protocols' paired difference.
     assert "## More figures, test prior train, protocol argse (seed 0)" in page
     line = next(x for x in page.splitlines() if x.startswith("| Plug-in [Worst] |") and "[" in x and "±" not in x)
@@ -280,3 +281,26 @@ def test_one_seed_s_headline_aurcs_carry_their_bootstrap_interval(tmp_path):
     assert "[" not in cells[4]  # the rates-reached AURCs have no interval
     model = next(x for x in page.splitlines() if x.startswith("| ce |") and "%" not in x and x.count("[") == 3)
     assert re.fullmatch(r"\| ce( \| [0-9.]+ \[[0-9.]+, [0-9.]+\]){3} \|", model), model  # accuracies with intervals
+
+
+def test_the_grids_choose_among_models_and_name_no_stage(tmp_path):
+    """group_dro's (eta, C) grid and CSS's costs are not in any model's stage name: another grid finds the models
+    already trained; another eta is another model."""
+    _write_runs(tmp_path, [0])
+    base = seed_configs(None, _sets(tmp_path), [0])[0]
+
+    def key(*sets: str, expert: str = "group_dro"):
+        return RunStages(seed_configs(None, [*_sets(tmp_path), *sets], [0])[0]).expert_key(expert).id
+
+    assert key("recipes.group_dro.grid_steps=[0.01]", "recipes.group_dro.grid_adjustments=[3.0]") == key()
+    assert key("recipes.group_dro.dro_step=0.01") != key()
+    css = css_config(base, 0.5)
+    same = RunStages(css).expert_key("css").id
+    other = changed(css, recipes={**css.recipes, "css": {**css.recipes["css"], "costs": [0.5]}})
+    assert RunStages(other).expert_key("css").id == same
+
+
+def test_a_grid_whose_pairs_name_one_run_is_refused(tmp_path):
+    _write_runs(tmp_path, [0])
+    with pytest.raises(ArgseError, match=r"holds two pairs that name the same run \(dro0\.001_1\)"):
+        table2.main(_argv(tmp_path, "--seeds", "0", "--set", "recipes.group_dro.grid_steps=[0.001,0.0010000001]"))

@@ -129,11 +129,12 @@ def accuracy_intervals(per_class: torch.Tensor, split: torch.Tensor, class_count
     return out
 
 
-def paired_accuracy_draws(a: LogitsFile, b: LogitsFile, data: DataConfig) -> dict[str, np.ndarray]:
+def paired_accuracy_draws(a: LogitsFile, b: LogitsFile, data: DataConfig, salt: int = 0) -> dict[str, np.ndarray]:
     """Resamples of every accuracy of ``a`` minus ``b`` (two sources' logits of the same test samples), drawn as
     :func:`accuracy_intervals` draws: within each class as many samples as it has, both sources on the same draws.
     Per class the draws fall into (only a right, only b right, neither or both) in the class's proportions, so a
-    resample is Multinomial(n_c, those proportions). ``worst_group_acc`` (a minimum, not a mean) is left out."""
+    resample is Multinomial(n_c, those proportions). ``worst_group_acc`` (a minimum, not a mean) is left out.
+    ``salt`` (a seed run's index) makes the draws of several runs independent."""
     if not torch.equal(a.labels, b.labels) or not torch.equal(a.indices, b.indices):
         raise ArgseError(f"{a.path} and {b.path} hold other samples; compare sources of the same run's test split")
     counts = torch.tensor(a.class_counts)
@@ -142,7 +143,7 @@ def paired_accuracy_draws(a: LogitsFile, b: LogitsFile, data: DataConfig) -> dic
     n_c = torch.bincount(a.labels, minlength=k).numpy()
     only_a = torch.bincount(a.labels, weights=(right_a & ~right_b).double(), minlength=k).numpy()
     only_b = torch.bincount(a.labels, weights=(right_b & ~right_a).double(), minlength=k).numpy()
-    rng = np.random.default_rng([ACCURACY_SEED, 0xD1FF])
+    rng = np.random.default_rng([ACCURACY_SEED, 0xD1FF, salt])
     p = np.stack([only_a, only_b, n_c - only_a - only_b], 1) / np.maximum(n_c, 1)[:, None]
     p[n_c == 0] = [0.0, 0.0, 1.0]
     draws = np.stack([rng.multinomial(n, q, size=ACCURACY_RESAMPLES) for n, q in zip(n_c, p, strict=True)], 1)

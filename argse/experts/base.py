@@ -38,6 +38,7 @@ from argse.training import (
     load_checkpoint,
     load_module_weights,
     outputs_of,
+    trained_by,
 )
 from argse.training.models import build_model, prepare_model
 
@@ -255,7 +256,7 @@ class StandardExpert:
         return {name: self.predict_split(self.ctx.data.held_out[name]) for name in HELD_OUT}
 
     def export_record(self) -> dict:
-        return self.recipe.model_dump()
+        return trained_by(self.recipe)
 
     # -- inference (argse.predict)
     @classmethod

@@ -16,7 +16,7 @@ temperature keeps that sign).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,7 @@ PAPER_COSTS = (0.0, 0.1, 0.5, 0.75, 0.85, 0.91, 0.95, 0.97, 0.99)
 
 
 class CSSRecipe(ExpertRecipe):
+    selection_fields: ClassVar[frozenset[str]] = frozenset({"costs"})
     cost: float = Field(0.5, ge=0, le=1)
     """c: the cost of abstaining of this model."""
     costs: list[Annotated[float, Field(ge=0, le=1)]] = Field(list(PAPER_COSTS), min_length=1)

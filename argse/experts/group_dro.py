@@ -17,12 +17,14 @@ Bayes classifier of sum_k q_k P(error | y in G_k). The groups are the run's head
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Annotated, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from argse.core.distributed import all_sum
 from argse.experts.base import StandardExpert, register_expert
 from argse.training import ExpertRecipe
 
@@ -34,19 +36,25 @@ class GroupDRORecipe(ExpertRecipe):
     """C: each group's loss gets C / sqrt(n_g) in the weight update (paper's grid: 1.0, 2.0)."""
     tau: float = Field(1.0, ge=0)
     """Scale of the log prior in the inner logit-adjusted loss."""
-    grid_steps: list[float] = Field([0.0005, 0.001], min_length=1)
+    selection_fields: ClassVar[frozenset[str]] = frozenset({"grid_steps", "grid_adjustments"})
+    grid_steps: list[Annotated[float, Field(gt=0)]] = Field([0.0005, 0.001], min_length=1)
     """The eta that argse.table2 tries (App. F.3): one model per (eta, C) pair, picked on ``val``."""
-    grid_adjustments: list[float] = Field([1.0, 2.0], min_length=1)
+    grid_adjustments: list[Annotated[float, Field(ge=0)]] = Field([1.0, 2.0], min_length=1)
     """The C that argse.table2 tries with every eta of ``grid_steps``."""
     inner_prior: Literal["group", "class"] = "group"
     """The prior the inner loss adjusts by: ``group`` (pi_G[y]: the paper's group-conditional worst-group
     error, Eq. 5) or ``class`` (pi_y: each class weighted equally within its group, argse before 2026-12)."""
 
 
-def group_losses(per_sample: torch.Tensor, groups: torch.Tensor, k: int) -> torch.Tensor:
-    """Mean of ``per_sample`` over the samples of each of ``k`` groups; 0 for a group absent from the batch."""
+def group_losses(
+    per_sample: torch.Tensor, groups: torch.Tensor, k: int, total: Callable[[torch.Tensor], torch.Tensor] = all_sum
+) -> torch.Tensor:
+    """Mean of ``per_sample`` over the samples of each of ``k`` groups; 0 for a group absent from the batch. Sums
+    and counts are ``total``-ed over the processes first, so under torchrun every rank gets the whole batch's means
+    (and the same q)."""
     sums = torch.zeros(k, device=per_sample.device, dtype=per_sample.dtype).index_add(0, groups, per_sample)
     counts = torch.bincount(groups, minlength=k).to(per_sample.dtype)
+    sums, counts = total(torch.stack([sums, counts]))
     return sums / counts.clamp(min=1)
 
 

@@ -81,8 +81,8 @@ def claims(runs: list[SeedResult], data: DataConfig, level: float) -> list[str]:
     out = []
     reports = runs[0].reports
     for name in (n for n in reports if n not in ("ce", "gating") and "ce" in reports):
-        draws = [paired_accuracy_draws(*(read_logits(r.sources[s] / "test.safetensors") for s in (name, "ce")), data)
-                 for r in runs]  # fmt: skip
+        draws = [paired_accuracy_draws(*(read_logits(r.sources[s] / "test.safetensors") for s in (name, "ce")), data, i)
+                 for i, r in enumerate(runs)]  # fmt: skip
         cells, verdicts = [], []
         for key, label in ((TAIL, "tail"), ("balanced_acc", "balanced")):
             d = mean(lambda r, n=name, k=key: r.reports[n][k] - r.reports["ce"][k])
@@ -98,7 +98,7 @@ def claims(runs: list[SeedResult], data: DataConfig, level: float) -> list[str]:
             chow = mean(lambda r, s=source, v=view: r.aurcs[v][(s, "chow")][BALANCED_AURC])
             pb = mean(lambda r, s=source, v=view: r.aurcs[v][(s, "plugin_balanced")][BALANCED_AURC])
             files = [r.evaluations[view] / DRAWS_FILE for r in runs]
-            spread, mark = "", "PASS" if pb < chow else "FAIL"
+            spread, mark = " (no interval: evaluate.bootstrap is 0)", "PASS" if pb < chow else "FAIL"
             if all(f.is_file() for f in files):
                 draws = [read_draws(f) for f in files]
                 key = lambda m, s=source: (s, m, "balanced_error", "aurc")  # noqa: E731

@@ -89,8 +89,15 @@ def dro_grid(cfg: RunConfig) -> list[tuple[float, float]]:
     """Chow [DRO]'s (eta, C) grid, the team's own pair first (it is picked on a tie)."""
     r = load_recipe(GroupDROExpert, cfg)
     own = (r.dro_step, r.dro_adjustment)
-    pairs = dict.fromkeys((eta, c) for eta in r.grid_steps for c in r.grid_adjustments)
-    return [own, *(p for p in pairs if p != own)]
+    pairs = list(dict.fromkeys([own, *((eta, c) for eta in r.grid_steps for c in r.grid_adjustments)]))
+    tags = [f"{eta:g}_{c:g}" for eta, c in pairs]
+    twice = next((t for t in tags if tags.count(t) > 1), None)
+    if twice is not None:
+        raise ArgseError(
+            f"recipes.group_dro's grid (with dro_step {own[0]!r}, dro_adjustment {own[1]!r}) holds two pairs that name "
+            f"the same run (dro{twice}); give values that differ in their first 6 significant digits"
+        )
+    return pairs
 
 
 def dro_config(cfg: RunConfig, step: float, adjustment: float) -> RunConfig:
@@ -121,7 +128,7 @@ def pick_dro(cfg: RunConfig, splits_sha256: str) -> tuple[RunConfig, list[dict[s
     points = []
     for step, adjustment in dro_grid(cfg):
         run = dro_config(cfg, step, adjustment)
-        train = (f"python -m argse.train_experts --experts group_dro --set name={run.name} --set "
+        train = (f"python -m argse.train_experts --experts group_dro --set name={run.name} --set seed={cfg.seed} --set "
                  f"recipes.group_dro.dro_step={step:g} --set recipes.group_dro.dro_adjustment={adjustment:g} "
                  f"with the table's --config and --set")  # fmt: skip
         try:
@@ -277,7 +284,8 @@ def css_curve(cfg: RunConfig, splits_sha256: str, prior: str) -> list[dict[str, 
         if f.splits_sha256 != splits_sha256:
             raise ArgseError(
                 f"{f.path} was exported from other splits than {cfg.name} (splits_sha256 differs); retrain it: "
-                f"python -m argse.train_experts --experts css --set name={run.name} --set recipes.css.cost={cost:g}"
+                f"python -m argse.train_experts --experts css --set name={run.name} --set seed={cfg.seed} "
+                f"--set recipes.css.cost={cost:g}"
             )
         groups = head_tail_groups(torch.tensor(f.class_counts), cfg.data.tail_max_count)
         points.append({"cost": cost, **css_point(f, groups, prior)})

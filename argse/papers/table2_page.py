@@ -227,14 +227,18 @@ def protocols_markdown(table: SeedTable, level: float) -> str:
             f"negative: argse's protocol is lower.\n\n" + head + "\n".join(lines) + "\n")  # fmt: skip
 
 
+# Fields a seed may differ in by design: its seed, and Chow [DRO]'s eta and C, picked on each seed's val.
+PER_SEED = {"seed", "dro_step", "dro_adjustment"}
+
+
 def recipes_across_seeds(tables: list[SeedTable], seeds: list[int]) -> str:
-    """Whether every seed's models ran the first seed's recipes (seed aside), as their logits record them; else
-    which model differs where."""
-    first = {m: {k: v for k, v in r.items() if k != "seed"} for m, r in tables[0].recipes.items()}
+    """Whether every seed's models ran the first seed's recipes (seed, and group_dro's eta and C picked on val,
+    aside), as their logits record them; else which model differs where."""
+    first = {m: {k: v for k, v in r.items() if k not in PER_SEED} for m, r in tables[0].recipes.items()}
     differ = []
     for seed, t in zip(seeds[1:], tables[1:], strict=True):
         for model, recipe in t.recipes.items():
-            own = {k: v for k, v in recipe.items() if k != "seed"}
+            own = {k: v for k, v in recipe.items() if k not in PER_SEED}
             keys = sorted(
                 k for k in own.keys() | first.get(model, {}).keys() if own.get(k) != first.get(model, {}).get(k)
             )
@@ -243,7 +247,8 @@ def recipes_across_seeds(tables: list[SeedTable], seeds: list[int]) -> str:
     if len(tables) == 1:
         return ""
     if not differ:
-        return "Every seed's models ran these recipes, only the seed differing (each seed's logits record them).\n"
+        return ("Every seed's models ran these recipes, only the seed (and group_dro's eta and C, picked on each "
+                "seed's val) differing (each seed's logits record them).\n")  # fmt: skip
     return "The seeds' recipes differ from the first seed's: " + "; ".join(differ) + ".\n"
 
 

@@ -35,7 +35,7 @@ from argse.experts.base import ExpertContext, Exported, get_expert, list_experts
 from argse.stages.launcher import shared_cores, train_as_team, train_in_parallel
 from argse.stages.run import TRAIN_EXPERTS, RunStages
 from argse.stages.store import Key, Stage, Store, remove
-from argse.training import resolve_device
+from argse.training import resolve_device, trained_by
 from argse.training.device import usable_cores
 
 MANIFEST, MODEL = "splits.json", "model.safetensors"
@@ -174,7 +174,7 @@ def build_expert(stages: RunStages, ctx: ExpertContext, cls: type, recipe, split
 def stage_config(cfg: RunConfig, name: str, recipe) -> str:
     """config.yaml of an expert's training folder: the run config and the recipe that made it. The stage holds
     what its content depends on only (its record names the recipe): logs, timings and paths stay out of it."""
-    return dump_yaml({"run": cfg.model_dump(), "expert": name, "recipe": recipe.model_dump()})
+    return dump_yaml({"run": cfg.model_dump(), "expert": name, "recipe": trained_by(recipe)})
 
 
 def write_export(work: Path, ctx: ExpertContext, expert, logits: dict, temperature: float, train_dir: Path) -> None:

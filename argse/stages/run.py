@@ -27,6 +27,7 @@ from argse.config.sections import RunConfig
 from argse.core.errors import ArgseError
 from argse.experts.base import get_expert, list_experts
 from argse.stages.store import Key, Stage, Store
+from argse.training.schedule import trained_by
 
 GATE = "gating"  # the source name of the gate's mixture
 TRAIN_EXPERTS, TRAIN_GATING, EVALUATE = (f"python -m argse.{c}" for c in ("train_experts", "train_gating", "evaluate"))
@@ -78,7 +79,7 @@ class RunStages:
         cls = get_expert(name)
         recipe = load_recipe(cls, self.cfg)
         upstream = {n: self.expert(n).content for n in cls.requires(recipe) if n != name}
-        inputs = self.base() | {"recipe": recipe.model_dump(), "model": self.cfg.model.model_dump(), "splits": splits.content,
+        inputs = self.base() | {"recipe": trained_by(recipe), "model": self.cfg.model.model_dump(), "splits": splits.content,
                                 "from": upstream}  # fmt: skip
         return Key("expert", name, inputs)
 

@@ -19,7 +19,7 @@ from argse.training.checkpoints import (
 from argse.training.device import autocast, resolve_device
 from argse.training.loop import TrainTask, fit, make_progress
 from argse.training.samplers import epoch_order, get_sampler, list_samplers, register_sampler
-from argse.training.schedule import ExpertRecipe, TrainRecipe, lr_factor
+from argse.training.schedule import ExpertRecipe, TrainRecipe, lr_factor, trained_by
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -41,6 +41,7 @@ __all__ = [
     "load_checkpoint",
     "load_module_weights",
     "lr_factor",
+    "trained_by",
     "make_progress",
     "outputs_of",
     "register_sampler",

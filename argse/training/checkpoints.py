@@ -133,12 +133,7 @@ def restore_training_state(path: Path, live: LiveTraining, fresh: dict) -> dict:
     for name, g in live.gens.items():
         g.set_state(tensors[f"rng.{name}"])
     for name, t in live.loss_state.items():
-        value = tensors[f"loss.{name}"]
-        if value.shape != t.shape or not value.dtype.is_floating_point:
-            raise _unusable(
-                path, f"its loss state 'loss.{name}' is a {value.dtype} tensor of shape {list(value.shape)}"
-            )
-        t.copy_(value)
+        t.copy_(tensors[f"loss.{name}"])
     return {k: meta[k] for k in fresh}
 
 
@@ -148,7 +143,7 @@ def _unusable(path: Path, why: str) -> ArgseError:
 
 def _check_state(path: Path, tensors: dict, meta: dict, live: LiveTraining) -> None:
     """The fields a continued run reads, checked before any of them is used: the optimiser's groups against this
-    run's, and every random state as the byte vector torch takes."""
+    run's, every random state as the byte vector torch takes, and the loss's state in the shape it has."""
     optim = meta.get("optim")
     groups = optim.get("param_groups") if isinstance(optim, dict) else None
     sizes = (
@@ -168,6 +163,14 @@ def _check_state(path: Path, tensors: dict, meta: dict, live: LiveTraining) -> N
         if state.dtype != torch.uint8 or state.dim() != 1:
             raise _unusable(
                 path, f"its random state '{name}' is a {state.dtype} tensor of shape {list(state.shape)}, not bytes"
+            )
+    for name, t in live.loss_state.items():
+        value = tensors[f"loss.{name}"]
+        if value.shape != t.shape or not value.dtype.is_floating_point:
+            raise _unusable(
+                path,
+                f"its loss state 'loss.{name}' is a {value.dtype} tensor of shape {list(value.shape)}, not "
+                f"{list(t.shape)} floats",
             )
 
 

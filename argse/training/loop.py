@@ -39,7 +39,7 @@ from argse.training.device import autocast
 from argse.training.epoch_log import EpochLog
 from argse.training.models import attach_dropout_generator
 from argse.training.samplers import epoch_order
-from argse.training.schedule import TrainRecipe, lr_factor
+from argse.training.schedule import TrainRecipe, lr_factor, trained_by
 from argse.training.static_step import StaticEpochs, check_cuda_graphs
 
 
@@ -179,7 +179,7 @@ class FitRun:
             "best": None,
             "history": [],
             "fingerprint": task.fingerprint,
-            "recipe": recipe.model_dump(),
+            "recipe": trained_by(recipe),
         }
 
     def epochs(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from argse.config.schema import Section, seed_field
 from argse.training.samplers import get_sampler
@@ -68,6 +68,13 @@ class TrainRecipe(Section):
                 f"lower it or set milestones=[]"
             )
         return self
+
+
+def trained_by(recipe: BaseModel) -> dict:
+    """What of a recipe trains its model: every field but its ``selection_fields``, those that only choose among
+    models (argse.table2's grids). Stage keys, checkpoints and exported records hold this, so a change of grid
+    retrains nothing already trained."""
+    return recipe.model_dump(exclude=set(getattr(type(recipe), "selection_fields", ())))
 
 
 class ExpertRecipe(TrainRecipe):
