@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         minutes,
         [r.evaluation for r in runs],
         runs[0].sources,
-        pages.published_markdown(cfgs[0], [r.reports for r in runs], runs[0].sources),
+        pages.published_markdown(cfgs[0], runs[0].classes, [r.reports for r in runs], runs[0].sources),
     )
     cli.console().print(f"results page: {path}")
     return 0

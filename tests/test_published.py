@@ -6,7 +6,7 @@ import re
 import pytest
 
 from argse.experts import list_experts
-from argse.reports.published import FIGURES, accuracy_markdown, comparison_markdown, dataset_of
+from argse.reports.published import CIFAR10_CLASSES, FIGURES, accuracy_markdown, comparison_markdown, dataset_of
 
 
 def test_accuracies_follow_from_the_cells_read():
@@ -24,12 +24,13 @@ def test_every_figure_names_its_source_recipe_and_a_registered_expert():
     assert len(rows) == sum(f.dataset == "CIFAR-10-LT" for f in FIGURES) and "CIFAR-100-LT" not in table
 
 
-def test_only_a_real_cifar_resnet32_run_at_if_100_is_held_against_the_figures():
-    assert dataset_of("imagefolder_lt", 10, 100, "resnet_cifar", 32) == "CIFAR-10-LT"
-    assert dataset_of("cifar100_lt", 100, 100, "resnet_cifar", 32) == "CIFAR-100-LT"
-    assert dataset_of("synthetic_lt", 10, 100, "resnet_cifar", 32) is None
-    assert dataset_of("cifar10_lt", 10, 50, "resnet_cifar", 32) is None
-    assert dataset_of("cifar10_lt", 10, 100, "resnet_cifar", 20) is None
+def test_only_a_cifar_resnet32_run_at_if_100_is_held_against_the_figures():
+    assert dataset_of("imagefolder_lt", CIFAR10_CLASSES, 100, "resnet_cifar", 32) == "CIFAR-10-LT"
+    assert dataset_of("cifar100_lt", [f"c{i}" for i in range(100)], 100, "resnet_cifar", 32) == "CIFAR-100-LT"
+    assert dataset_of("imagefolder_lt", [f"c{i}" for i in range(10)], 100, "resnet_cifar", 32) is None
+    assert dataset_of("synthetic_lt", [f"class_{i}" for i in range(10)], 100, "resnet_cifar", 32) is None
+    assert dataset_of("cifar10_lt", CIFAR10_CLASSES, 50, "resnet_cifar", 32) is None
+    assert dataset_of("cifar10_lt", CIFAR10_CLASSES, 100, "resnet_cifar", 20) is None
 
 
 def test_comparison_sets_each_expert_beside_its_methods_figures_with_the_difference():

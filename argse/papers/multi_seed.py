@@ -14,12 +14,14 @@ from argse.core import terminal
 from argse.data.groups import TAIL
 from argse.data.logits import read_logits
 from argse.data.metrics import paired_accuracy_draws, source_reports
+from argse.data.splits import read_manifest
 from argse.reports import pages
 from argse.reports.uncertainty import DRAWS_FILE, read_draws
 from argse.selective.curve_metrics import interval
 from argse.selective.sweep import aurc_key
 from argse.stages import experts as expert_stages
 from argse.stages.evaluation import build_evaluation
+from argse.stages.experts import MANIFEST
 from argse.stages.gate import build_gate, reader_of
 from argse.stages.run import GATE, RunStages
 
@@ -38,6 +40,7 @@ class SeedResult:
     evaluation: Path  # the evaluation stage in the run's own view
     sources: dict[str, Path]  # each source's stage
     evaluations: dict[tuple[str, str], Path] = field(default_factory=dict)  # the evaluation stage of every view
+    classes: list[str] = field(default_factory=list)  # the class names, as the split manifest gives them
 
 
 def run_seed(cfg: RunConfig, train: bool, rebuild: bool = False) -> SeedResult:
@@ -57,7 +60,8 @@ def run_seed(cfg: RunConfig, train: bool, rebuild: bool = False) -> SeedResult:
         build_gate(view, console)  # the same gate unless its objective trains under the view's prior
         built = build_evaluation(view, names, console)
         aurcs[(prior, protocol)], folders[(prior, protocol)] = built.aurcs, built.stage.folder
-    return SeedResult(reports, aurcs, folders[own], reader.folders, folders)
+    classes = read_manifest(stages.splits().file(MANIFEST))["classes"]
+    return SeedResult(reports, aurcs, folders[own], reader.folders, folders, classes)
 
 
 def verdict(lo: float, hi: float) -> str:

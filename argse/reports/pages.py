@@ -350,18 +350,18 @@ def kept_checkpoints(cfg: RunConfig, sources: dict[str, Path]) -> str:
     return f"Checkpoints kept (recipe `checkpoint`: `best_val` or `last`){note}: {'; '.join(parts)}.\n"
 
 
-def published_markdown(cfg: RunConfig, reports: list[dict[str, dict[str, float]]], sources: dict[str, Path]) -> str:
-    """The page's published-figures section: every expert beside the figures of its method where the run is one of
-    the published datasets (argse.reports.published.dataset_of), else the figures alone."""
-    from argse.data.logits import read_logits  # the class count and decoupling's variant, from the exports
+def published_markdown(cfg: RunConfig, classes: list[str], reports: list[dict[str, dict[str, float]]],
+                       sources: dict[str, Path]) -> str:  # fmt: skip
+    """The page's published-figures section: every expert beside the figures of its method where the run (of
+    class names ``classes``) is one of the published datasets (argse.reports.published.dataset_of), else the
+    figures alone."""
+    from argse.data.logits import read_logits  # decoupling's variant, from its export
 
-    exports = {n: read_logits(sources[n] / "test.safetensors") for n in reports[0] if n in sources}
-    first = next(iter(exports.values()), None)
     m = cfg.model
-    dataset = first and published.dataset_of(cfg.data.dataset, len(first.class_counts), cfg.data.imbalance_factor,
-                                              m.arch, m.depth)  # fmt: skip
+    dataset = published.dataset_of(cfg.data.dataset, classes, cfg.data.imbalance_factor, m.arch, m.depth)
     if not dataset:
         return published.markdown()
+    exports = {n: read_logits(sources[n] / "test.safetensors") for n in reports[0] if n in sources}
     argse = {}
     for name, f in exports.items():
         values = [100 * r[name]["balanced_acc"] for r in reports]

@@ -121,12 +121,18 @@ AURC = """\
 what carries over is the ordering under the training prior: both plug-ins well below Chow."""
 
 
-def dataset_of(dataset: str, num_classes: int, imbalance_factor: float, arch: str, depth: int) -> str | None:
-    """The published dataset a run is held against: real CIFAR-10 or -100 at IF 100 with a CIFAR ResNet-32."""
-    real = dataset != "synthetic_lt"
-    if real and imbalance_factor == 100 and arch == "resnet_cifar" and depth == 32:
-        return {10: "CIFAR-10-LT", 100: "CIFAR-100-LT"}.get(num_classes)
-    return None
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def dataset_of(dataset: str, classes: list[str], imbalance_factor: float, arch: str, depth: int) -> str | None:
+    """The published dataset a run is held against, at IF 100 with a CIFAR ResNet-32: CIFAR-10-LT when its classes
+    are CIFAR-10's (the torchvision files or an image tree of them, as the JPEG archive), CIFAR-100-LT for
+    ``cifar100_lt``; None otherwise."""
+    if imbalance_factor != 100 or arch != "resnet_cifar" or depth != 32:
+        return None
+    if classes == CIFAR10_CLASSES:
+        return "CIFAR-10-LT"
+    return "CIFAR-100-LT" if dataset == "cifar100_lt" else None
 
 
 def sources_markdown(figures: list[Figure]) -> tuple[dict[Source, int], str]:
