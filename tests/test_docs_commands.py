@@ -36,10 +36,14 @@ def page_commands(text: str) -> list[tuple[str, bool]]:
     """The commands of one page, each with whether it stands in prose: lines of bash blocks (continuations
     joined) and inline code spans."""
     found = []
-    for block in re.findall(r"```(?:bash|sh)?\n(.*?)```", text, re.S):
+    # Each fence from its opening (``` and a language, or none) to the next ``` line, indented (in a list) or not.
+    fences = re.findall(r"^[ \t]*```([\w+-]*)[ \t]*\n(.*?)^[ \t]*```[ \t]*$", text, re.S | re.M)
+    for language, block in fences:
+        if language not in ("", "bash", "sh"):
+            continue
         lines = block.replace("\\\n", " ").splitlines()
         found += [(line.strip(), False) for line in lines if START.match(line.strip())]
-    prose = re.sub(r"```.*?```", "", text, flags=re.S)
+    prose = re.sub(r"^[ \t]*```.*?^[ \t]*```[ \t]*$", "", text, flags=re.S | re.M)
     found += [(c, True) for c in re.findall(r"`([^`\n]+)`", prose) if START.match(c)]
     return found
 

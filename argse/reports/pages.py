@@ -374,7 +374,8 @@ def published_markdown(cfg: RunConfig, classes: list[str], reports: list[dict[st
         f"## Against the published figures ({dataset})\n\n"
         f"Balanced test accuracy (%), argse's with {spread}; each published figure as read, its source and recipe "
         f"numbered below. A published figure is one run or a mean over the source's own trials, on the official "
-        f"CIFAR files; argse's run reads the JPEG archive where its data says so.\n\n"
+        f"CIFAR files; argse's run reads the JPEG archive where its data says so. What the gaps are made of, "
+        f"measured where argse could: docs/training.md, 'Against the published figures'.\n\n"
         + published.comparison_markdown(dataset, argse)
         + "\nSelective prediction: Narasimhan et al. (2024) report CIFAR-100-LT only; what should carry over is the "
         "ordering under the training prior, both plug-ins well below Chow:\n\n" + published.AURC
