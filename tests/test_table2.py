@@ -17,8 +17,16 @@ from argse.core.errors import ArgseError
 from argse.data.groups import head_tail_groups
 from argse.data.logits import LogitsFile
 from argse.data.metrics import source_reports
-from argse.papers.narasimhan2024 import css_aurcs, css_config, css_point, dro_config, parse_seeds, seed_configs
-from argse.papers.table2_page import PAPER_TABLE2, orderings, paper_dataset
+from argse.papers.narasimhan2024 import (
+    SeedTable,
+    css_aurcs,
+    css_config,
+    css_point,
+    dro_config,
+    parse_seeds,
+    seed_configs,
+)
+from argse.papers.table2_page import PAPER_TABLE2, orderings, paper_dataset, scale_line
 from argse.stages.gate import build_gate, reader_of
 from argse.stages.run import RunStages
 from studies.logit_factory import write_run
@@ -82,6 +90,7 @@ def test_table2_page_over_seeds(tmp_path):
         assert line.count("±") == 4  # mean ± sd in every AURC column, over two seeds
     assert "## Test prior train, protocol paper" in page and "## Test prior train, protocol argse" in page
     assert "is not one of the paper's" in page  # synthetic data: no paper columns
+    assert page.splitlines()[2].startswith("**Seeds 0, 1, ")  # the first statement: how many seeds, how long
     assert re.search(r"Made by `python -m argse.table2[^`]*` at commit [0-9a-f]{7}", page)  # provenance
     css = [x for x in page.splitlines() if x.startswith("| 0.5 |") or x.startswith("| 0.9 |")]
     rate = [float(x.split("|")[2].split("±")[0]) for x in css]
@@ -186,7 +195,6 @@ def test_paper_dataset_is_recognised_from_the_config():
 
 def test_orderings_on_the_papers_own_cifar100_figures_all_pass():
     """The checks read the paper's claims: fed the paper's own CIFAR-100-LT means, every one holds."""
-    from argse.papers.narasimhan2024 import SeedTable
 
     view = ("train", "paper")
     aurcs = {label: {"balanced": v[0], "worst_group": v[2]} for label, v in PAPER_TABLE2["CIFAR-100-LT"].items()}
@@ -200,8 +208,6 @@ def test_the_papers_imagenet_column_passes_only_within_its_noise():
     """ImageNet-LT: Plug-in [Worst] 0.213 against Chow [DRO] 0.211 on worst-group AURC. With draws whose paired
     interval holds 0 the plug-in is "comparable"; without any, strictly above, it fails."""
     import numpy as np
-
-    from argse.papers.narasimhan2024 import SeedTable
 
     view = ("train", "paper")
     aurcs = {label: {"balanced": v[0], "worst_group": v[2]} for label, v in PAPER_TABLE2["ImageNet-LT"].items()}
@@ -220,7 +226,6 @@ def test_the_papers_imagenet_column_passes_only_within_its_noise():
 def test_the_page_names_a_seed_whose_recipe_differs():
     """Stages find each seed's run by its recipe, so a mixed table cannot be made from one config; logits that
     record another recipe (an imported run) are still named on the page, never averaged silently."""
-    from argse.papers.narasimhan2024 import SeedTable
     from argse.papers.table2_page import recipes_across_seeds
 
     one = SeedTable({}, [], {}, {"ce": {"epochs": 200, "lr": 0.1, "seed": 0}})
@@ -304,3 +309,16 @@ def test_a_grid_whose_pairs_name_one_run_is_refused(tmp_path):
     _write_runs(tmp_path, [0])
     with pytest.raises(ArgseError, match=r"holds two pairs that name the same run \(dro0\.001_1\)"):
         table2.main(_argv(tmp_path, "--seeds", "0", "--set", "recipes.group_dro.grid_steps=[0.001,0.0010000001]"))
+
+
+def test_the_pages_first_statement_says_how_many_seeds_and_how_long_each_model_trained():
+    """Issue 37: a page of one full-length seed, or of shortened models, says so before anything else."""
+
+    full = {"ce": {"epochs": 200}, "group_dro": {"epochs": 256}, "css": {"epochs": 256}, "gating": {}}
+    line = scale_line([SeedTable({}, [{}], {}, full, {}, [{}])], [0])
+    assert line.startswith("**One seed (0), every model at its recipe's full length** (epochs: ce 200, group_dro 256")
+    assert "CSS at 1 of the paper's 9 costs and Chow [DRO] picked among 1 of its 4 (eta, C) pairs" in line
+    short = SeedTable({}, [{}] * 3, {}, {**full, "ce": {"epochs": 3}}, {}, [{}] * 4)
+    line = scale_line([short, short], [0, 1])
+    assert line.startswith("**Seeds 0, 1, shortened models: a smoke test, not a reproduction**")
+    assert "ce 3 of its recipe's 200, group_dro 256," in line and "3 of the paper's 9 costs" in line

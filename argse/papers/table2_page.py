@@ -9,8 +9,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import yaml
+
+from argse.config.loading import BUILTIN_RECIPES
 from argse.config.sections import RunConfig
 from argse.core import provenance, storage
+from argse.experts.css import PAPER_COSTS
+from argse.experts.group_dro import GroupDRORecipe
 from argse.papers.narasimhan2024 import METHODS, SPAN, TEAM_ROWS, VIEWS, SeedTable, css_costs
 from argse.reports.pages import percent
 from argse.reports.uncertainty import cell, paired
@@ -252,6 +257,30 @@ def recipes_across_seeds(tables: list[SeedTable], seeds: list[int]) -> str:
     return "The seeds' recipes differ from the first seed's: " + "; ".join(differ) + ".\n"
 
 
+def shipped_epochs(model: str) -> int | None:
+    """The epochs of argse's own recipe for ``model`` (experts/<model>.yaml); None for a model without one."""
+    f = BUILTIN_RECIPES / f"{model}.yaml"
+    return (yaml.safe_load(f.read_text()) or {}).get("epochs") if f.is_file() else None
+
+
+def scale_line(tables: list[SeedTable], seeds: list[int]) -> str:
+    """The page's first statement: how many seeds, how long each model trained against its shipped recipe, and how
+    much of the paper's CSS costs and Chow [DRO] grid were trained, so a short or partial run cannot pass as the
+    paper's protocol."""
+    lengths = {m: (r["epochs"], shipped_epochs(m)) for m, r in tables[0].recipes.items() if "epochs" in r}
+    short = {m: (e, s) for m, (e, s) in lengths.items() if s is not None and e < s}
+    models = ", ".join(f"{m} {e}" + (f" of its recipe's {s}" if m in short else "") for m, (e, s) in lengths.items())
+    grid = GroupDRORecipe.model_fields
+    paper_grid = len(grid["grid_steps"].default) * len(grid["grid_adjustments"].default)
+    costs, pairs = len(tables[0].css), len(tables[0].dro)
+    what = "shortened models: a smoke test, not a reproduction" if short else "every model at its recipe's full length"
+    who = f"one seed ({seeds[0]})" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
+    return (
+        f"**{who.capitalize()}, {what}** (epochs: {models}); CSS at {costs} of the paper's {len(PAPER_COSTS)} costs "
+        f"and Chow [DRO] picked among {pairs} of its {paper_grid} (eta, C) pairs (App. F.3-F.4)."
+    )
+
+
 def write_page(path: Path, command: str, cfgs: list[RunConfig], tables: list[SeedTable], minutes: float) -> Path:
     """docs/results/table2_<name>.md: the Table-2 layout per view, the checks, CSS's points and the models."""
     cfg = cfgs[0]
@@ -259,6 +288,7 @@ def write_page(path: Path, command: str, cfgs: list[RunConfig], tables: list[See
     seeds = ", ".join(str(c.seed) for c in cfgs)
     parts = [
         f"# Table 2 of Narasimhan et al. (ICLR 2024) on {cfg.name.rsplit('_seed', 1)[0]}\n",
+        scale_line(tables, [c.seed for c in cfgs]) + "\n",
         f"Made by `{command}` at {provenance.commit()} in {minutes:.1f} min (tabulation; training is not timed "
         f"here). Seeds {seeds}: "
         f"each its own long-tailed subset, splits and initialisation; ± is the standard deviation over seeds.",
