@@ -127,7 +127,8 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) 
             print(f"error: {exc}", file=sys.stderr)
         return 2
     except ArgseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if distributed.speaks_for_the_job():
+            print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; nothing unfinished was published: rerun the same command to continue", file=sys.stderr)
@@ -136,7 +137,8 @@ def run(main: Callable[[list[str] | None], int], argv: list[str] | None = None) 
         known = file_system_error(exc) or distributed.translate_errors(exc)
         if known is None:
             raise
-        print(f"error: {known}", file=sys.stderr)
+        if distributed.speaks_for_the_job():
+            print(f"error: {known}", file=sys.stderr)
         return 2
     except Exception as exc:
         lost = distributed.translate_errors(exc)

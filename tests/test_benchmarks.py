@@ -71,3 +71,18 @@ def test_gating_memory_benchmark_smoke(tmp_path, capsys):
     assert gating_memory.main(argv) == 0  # the run is reused and the gate built again, not found
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert again["seconds"] > 0 and len(list((run / "stages").glob("gate-*"))) == 1
+
+
+def test_a_failed_torchrun_launch_shows_each_ranks_own_words():
+    """Issue 39: the smoke test above once failed under load with only torchrun's summary of exit codes; a failure
+    now carries what each rank itself printed."""
+    import pytest
+
+    from benchmarks import scaling
+
+    with pytest.raises(RuntimeError) as failed:
+        scaling.run(2, 1, ["model.depth=8", "data.synthetic_lt.image_size=16", "recipes.ce.no_such_key=1"], 1)
+    message = str(failed.value)
+    assert message.startswith("2 process(es) exited 1")
+    rank0 = message.split("--- rank 0 stderr")[1].split("--- ")[0]
+    assert "no_such_key" in rank0 and "--- the launcher's last lines:" in message

@@ -129,3 +129,13 @@ def test_a_rank_stopped_by_torchrun_is_quiet_but_rank_0(rank, monkeypatch, capsy
     assert cli.run(stopped, []) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == (rank == 0) and ("another rank" in err) == (rank == 0)
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_a_config_error_under_torchrun_is_said_once_by_rank_0(rank, monkeypatch, capsys):
+    """Issue 39: before the ranks join the job they all read the same config, so only rank 0 prints its sentence."""
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert cli.run(train_experts.main, ["--experts", "ce", "--set", "recipes.ce.no_such_key=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("unknown config key 'recipes.ce.no_such_key'") == (rank == "0")

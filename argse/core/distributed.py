@@ -42,6 +42,13 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def speaks_for_the_job() -> bool:
+    """Whether this process should say why it failed. A torchrun rank other than 0 that has not joined the job yet
+    keeps quiet: until then every rank reads the same config and files, so rank 0 says the same sentence. Once
+    joined, a rank may fail alone, and then only it can say why."""
+    return (dist.is_available() and dist.is_initialized()) or int(os.environ.get("RANK", "0")) == 0
+
+
 def check_device(setting: str, what: str = "runtime.device") -> None:
     """ArgseError unless ``setting`` is 'auto' or a device torch can name ('cpu', 'cuda', 'cuda:1', ...)."""
     try:
