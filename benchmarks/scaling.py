@@ -25,10 +25,10 @@ import torch
 from benchmarks.__main__ import ARCHIVE, REPO, machine, write_report
 
 
-def failure(procs: int, done: subprocess.CompletedProcess, ranks: Path, lines: int = 25) -> str:
+def failure(procs: int, sets: list[str], done: subprocess.CompletedProcess, ranks: Path, lines: int = 25) -> str:
     """A failed launch in the children's own words: each rank's last lines (torchrun's summary of exit codes says
     only which signal ended a rank), then the launcher's."""
-    parts = [f"{procs} process(es) exited {done.returncode}"]
+    parts = [f"{procs} process(es) exited {done.returncode} (--set {' '.join(sets)})"]
     for log in sorted(ranks.glob("**/attempt_*/*/std*.log")):  # <job>/attempt_<n>/<local rank>/std{out,err}.log
         text = log.read_text(errors="replace").splitlines()[-lines:]
         parts.append(f"--- rank {log.parent.name} {log.stem} ({len(text)} last lines):\n" + "\n".join(text))
@@ -56,10 +56,11 @@ def run(procs: int, epochs: int, sets: list[str], threads: int) -> dict:
         if procs > 1:  # each rank's stdout and stderr in a file of its own, kept for a failure's message
             launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"]
             launcher += ["--log-dir", f"{d}/ranks", "--redirects", "3"]
-        env = os.environ | {"OMP_NUM_THREADS": str(threads)}
+        # PYTHONFAULTHANDLER: a rank that aborts (SIGABRT, SIGSEGV) prints where each of its threads was
+        env = os.environ | {"OMP_NUM_THREADS": str(threads), "PYTHONFAULTHANDLER": "1"}
         done = subprocess.run(launcher + argv, capture_output=True, text=True, cwd=REPO, env=env)
         if done.returncode != 0:
-            raise RuntimeError(failure(procs, done, Path(d) / "ranks"))
+            raise RuntimeError(failure(procs, sets, done, Path(d) / "ranks"))
         # ce's training log, in its training folder: checkpoints/NAME/<its stage's folder>/
         stage = Path(f"{d}/o/scaling/logits/ce").resolve().name
         history = [json.loads(line) for line in Path(f"{d}/c/scaling/{stage}/metrics.jsonl").read_text().splitlines()]
