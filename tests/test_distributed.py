@@ -178,6 +178,34 @@ def test_killed_rank_stops_the_run_and_the_same_command_finishes_it(runs, tmp_pa
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)  # = the uninterrupted 2-process run
 
 
+LEAVES = """
+import os, torch
+from argse.core import distributed
+distributed.init("cpu", 60)
+model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 2))  # its first use imports torch._dynamo
+model(torch.randn(3, 4)).sum().backward()
+del model
+distributed.shutdown()
+names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+with open(f"threads-{os.environ['RANK']}.txt", "w") as f:  # each rank its own file: printed lines interleave
+    f.write(" ".join(sorted(names)))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc to list a process's threads")
+def test_shutdown_ends_gloo_s_threads_before_the_interpreter_exits(tmp_path):
+    """A process group that outlives shutdown() keeps gloo's threads running into the interpreter's exit, where a
+    rank can abort (SIGABRT) now and then: the failure the scaling benchmark met under load."""
+    script = tmp_path / "leaves.py"
+    script.write_text(LEAVES)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    left = {rank: (tmp_path / f"threads-{rank}.txt").read_text() for rank in (0, 1)}
+    assert all("gloo" not in names for names in left.values()), left
+
+
 def test_shards_cover_every_index_once_in_order(monkeypatch):
     for world in (1, 2, 3, 8):
         parts = []

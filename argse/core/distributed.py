@@ -8,6 +8,7 @@ and takes its shard of each global batch, and only rank 0 writes (see :mod:`args
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import signal
@@ -73,6 +74,11 @@ def init(device_setting: str, timeout_s: int, what: str = "runtime.device") -> t
     if cuda:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
+        # Imported before the group exists, or DDP's first use imports it (through torch._dynamo) and its
+        # functions' default ``group=group.WORLD`` keep the group alive past destroy_process_group: gloo's threads
+        # then run into the interpreter's exit, and a rank aborts there now and then (SIGABRT, "terminate called
+        # without an active exception"). tests/test_distributed.py checks that shutdown() leaves no gloo thread.
+        importlib.import_module("torch.distributed.nn.functional")
         dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout_s))
         # torchrun stops the surviving ranks with SIGTERM when one fails: exit with a sentence.
         signal.signal(signal.SIGTERM, _stopped)
