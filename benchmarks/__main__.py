@@ -499,10 +499,10 @@ def selective_rows(b: Bench) -> list[tuple]:
 
 def extras_row(b: Bench, classes: int, tune: int, test: int, sources: int) -> tuple:
     """The sweep with 1,000 bootstrap resamples of test, and with the candidate rules of the guarantees, against
-    the sweep alone: runs interleaved, medians of at least 5."""
+    the sweep alone: runs interleaved, medians of at least 5 (one each under --quick, a smoke run)."""
     times = {"plain": [], "bootstrap": [], "ladders": []}
     flags = {"plain": (), "bootstrap": ("--bootstrap", "1000"), "ladders": ("--ladders",)}
-    for _ in range(max(5, b.repeats)):
+    for _ in range(b.repeats if b.quick else max(5, b.repeats)):
         for name, f in flags.items():
             times[name].append(sweep_process(classes, tune, test, sources, *f)["seconds"])
     m = {k: statistics.median(v) for k, v in times.items()}

@@ -4,6 +4,7 @@ import torch
 
 from argse import cli, reproduce
 from studies.logit_factory import write_run
+from tests.tiny_run import QUICK_EVALUATION
 
 
 def _model(strength):
@@ -24,6 +25,7 @@ def _argv(tmp_path, *extra, out=True):
         *SETS,
         "experts=[ce, logit_adjust]",
         "gating.epochs=20",
+        *QUICK_EVALUATION,
     ):
         argv += ["--set", s]
     return argv

@@ -30,6 +30,7 @@ from argse.papers.table2_page import PAPER_TABLE2, orderings, paper_dataset, sca
 from argse.stages.gate import build_gate, reader_of
 from argse.stages.run import RunStages
 from studies.logit_factory import write_run
+from tests.tiny_run import QUICK_EVALUATION
 
 COUNTS = [100, 50, 10, 5]  # tail (<= 10 images): classes 2 and 3
 # group_dro's grid points besides the team's own (eta 0.001, C 1; strength 2.5): the strongest is picked on val
@@ -51,6 +52,7 @@ def _sets(tmp_path: Path) -> list[str]:
         "experts=[ce,logit_adjust,group_dro]",
         "gating.epochs=20",
         "recipes.css.costs=[0.5,0.9]",
+        *QUICK_EVALUATION,
     ]
 
 

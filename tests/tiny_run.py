@@ -28,3 +28,12 @@ TINY_RUN = {
     # builds a test compares; and a tiny network gains nothing from a second thread.
     "runtime.threads": "1",
 }
+
+# For the tests of results pages: a coarser rejection grid and no guarantee ladders give a page's tables and checks
+# as with the defaults in about a quarter of the time (fitting the rejectors at every rate is most of an evaluation;
+# tests/test_guarantee.py covers the ladders).
+QUICK_EVALUATION = [
+    "evaluate.rejection_grid=[0.0, 0.2, 0.4, 0.6, 0.8]",
+    "evaluate.ladders=false",
+    "evaluate.guarantees=[]",
+]
