@@ -51,5 +51,5 @@ def training_curves(history: list[dict], path: Path, title: str, kept: dict | No
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title, fontsize=9)
-    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.14, top=0.84, wspace=0.3)  # fixed: tight_layout costs a draw
+    fig.subplots_adjust(left=0.075, right=0.98, bottom=0.14, top=0.84, wspace=0.3)  # fixed: tight_layout costs a draw
     return save_png(fig, path)
