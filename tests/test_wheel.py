@@ -51,3 +51,28 @@ def test_the_installed_wheel_reads_the_checkout_s_recipes(installed, tmp_path):
     built_in = "argse/builtin/experts/"
     assert theirs.count(built_in) > 10 and "# default" in theirs  # recipe values come from the shipped files
     assert theirs.replace(str(installed / "argse" / "builtin" / "experts"), str(REPO / "experts")) == ours
+
+
+def test_a_built_in_config_is_named_by_its_name_and_writes_under_the_current_folder(installed, tmp_path):
+    """An installed user has no configs/ folder to point at: ``--config NAME`` takes argse's own config, and its
+    outputs go under the current folder, never into the installed package."""
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / CONFIG).write_bytes((REPO / "configs" / CONFIG).read_bytes())
+    ours = print_config(copy, REPO, copy / CONFIG)  # the file itself, beside where the command runs
+    ours = ours.split("\n", 1)[1].replace(str(copy), str(tmp_path))  # its first line names the file
+    for name in (CONFIG, CONFIG.removesuffix(".yaml")):
+        theirs = print_config(tmp_path, installed, Path(name))
+        assert f"output_dir: {tmp_path}/outputs" in theirs
+        theirs = theirs.replace(str(installed / "argse" / "builtin" / "experts"), str(REPO / "experts"))
+        assert theirs.split("\n", 1)[1] == ours
+    # A checkout names it too: its configs/ folder, whose outputs/ is beside it, as with --config configs/NAME.
+    assert f"output_dir: {REPO}/outputs" in print_config(tmp_path, REPO, Path(CONFIG))
+
+
+def test_a_config_that_is_nowhere_lists_the_built_in_ones(tmp_path):
+    from argse.config.loading import load_run_config
+    from argse.core.errors import ArgseError
+
+    with pytest.raises(ArgseError, match=r"config file nope.yaml does not exist; give a path, .*: .*cifar10_lt.yaml"):
+        load_run_config("nope.yaml")

@@ -36,15 +36,39 @@ def builtin_folder(name: str) -> Path:
 
 
 BUILTIN_RECIPES = builtin_folder("experts")
+BUILTIN_CONFIGS = builtin_folder("configs")
+
+
+def builtin_config(given: str | Path) -> Path | None:
+    """The built-in config that ``--config NAME`` names: a bare file name (``cifar10_lt.yaml``, or without
+    ``.yaml``) that is no file or folder here, found among argse's own configs, in a checkout or a wheel alike."""
+    name = str(given)
+    if Path(name).exists() or Path(name).name != name:
+        return None
+    for candidate in (name, f"{name}.yaml"):
+        if (BUILTIN_CONFIGS / candidate).is_file():
+            return BUILTIN_CONFIGS / candidate
+    return None
+
+
+def missing_config(given: str | Path) -> ArgseError:
+    names = sorted(p.name for p in BUILTIN_CONFIGS.glob("*.yaml"))
+    return ArgseError(
+        f"config file {given} does not exist; give a path, a run's outputs/NAME folder, or the name of a "
+        f"built-in config: {', '.join(names)}"
+    )
 
 
 def config_base(config_file: str | Path | None) -> Path:
     """The folder a config file's relative paths (and the path defaults) are resolved against: the file's
     folder, or its parent when that folder is named ``configs`` (a project's ``configs/``, so
-    ``configs/x.yaml`` writes ``outputs/`` beside ``configs/``); with no file, the current folder."""
+    ``configs/x.yaml`` writes ``outputs/`` beside ``configs/``); with no file, or a built-in config of an installed
+    argse (never written into), the current folder."""
     if config_file is None:
         return Path.cwd()
     folder = Path(config_file).resolve().parent
+    if folder == BUILTIN_CONFIGS.resolve() and Path(__file__).resolve().parents[1] in folder.parents:
+        return Path.cwd()
     return folder.parent if folder.name == "configs" else folder
 
 
@@ -172,6 +196,11 @@ def load_run_config(path: str | Path | None, overrides: list[str] = (), values: 
     overrides = list(overrides)
     if path is not None and Path(path).is_dir():
         path, overrides = run_folder(Path(path), overrides)
+    elif path is not None and not Path(path).exists():
+        found = builtin_config(path)
+        if found is None:
+            raise missing_config(path)
+        path = found
     written = file_data(path)
     data = apply_overrides(written, overrides)
     # --set recipes.ce.epochs=4 over a config that writes ce's whole schedule keeps its shape, too.
