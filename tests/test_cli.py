@@ -28,7 +28,11 @@ def _argv(tiny, *extra):
         (["--set", "data.imbalance_factr=3"], "unknown config key 'data.imbalance_factr'"),
         (["--set", "recipes.ce.epoch=3"], "unknown config key 'recipes.ce.epoch'"),
         (["--set", "recipes.xyz.epochs=3"], "config 'recipes' names unknown expert 'xyz'"),
-        (["--config", "missing.yaml"], "config file missing.yaml does not exist"),
+        (
+            ["--config", "missing.yaml"],
+            "config file missing.yaml does not exist; give a path, a run's outputs/NAME "
+            "folder, or the name of a built-in config: cifar100_lt.yaml,",
+        ),
         (["--experts", "ce,ce"], "'ce' is named twice in 'ce,ce'; name each expert once"),
         (["--set", "plugins=[tests.plugins.duplicate_ce]"], "expert 'ce' is registered twice: by argse.experts.ce"),
         (["--set", "experts=[ce, ce]", "--set", "name=x"], "'ce' is named twice in the config's 'experts' list"),

@@ -68,11 +68,3 @@ def test_a_built_in_config_is_named_by_its_name_and_writes_under_the_current_fol
         assert theirs.split("\n", 1)[1] == ours
     # A checkout names it too: its configs/ folder, whose outputs/ is beside it, as with --config configs/NAME.
     assert f"output_dir: {REPO}/outputs" in print_config(tmp_path, REPO, Path(CONFIG))
-
-
-def test_a_config_that_is_nowhere_lists_the_built_in_ones(tmp_path):
-    from argse.config.loading import load_run_config
-    from argse.core.errors import ArgseError
-
-    with pytest.raises(ArgseError, match=r"config file nope.yaml does not exist; give a path, .*: .*cifar10_lt.yaml"):
-        load_run_config("nope.yaml")

@@ -40,10 +40,10 @@ BUILTIN_CONFIGS = builtin_folder("configs")
 
 
 def builtin_config(given: str | Path) -> Path | None:
-    """The built-in config that ``--config NAME`` names: a bare file name (``cifar10_lt.yaml``, or without
-    ``.yaml``) that is no file or folder here, found among argse's own configs, in a checkout or a wheel alike."""
+    """The built-in config that ``--config NAME`` names (asked only when no such file or folder is here): a bare
+    file name (``cifar10_lt.yaml``, or without ``.yaml``) among argse's own configs, in a checkout or a wheel alike."""
     name = str(given)
-    if Path(name).exists() or Path(name).name != name:
+    if Path(name).name != name:
         return None
     for candidate in (name, f"{name}.yaml"):
         if (BUILTIN_CONFIGS / candidate).is_file():
